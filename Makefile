@@ -1,0 +1,53 @@
+# `make run` starts the server; `make test` installs what the tests need and runs them all.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8765
+
+.PHONY: run test venv test-deps system-deps autobahn-env lint typecheck pytest bench clean
+
+run: $(VENV)/.run-installed
+	$(BIN)/signaling serve --host $(HOST) --port $(PORT)
+
+venv: $(VENV)/.run-installed
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e '.[fast,peer]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e '.[fast,peer,test,bench]'
+	touch $(VENV)/.run-installed $@
+
+test-deps: system-deps $(VENV)/.test-installed autobahn-env
+
+system-deps:
+	bash scripts/install-system-packages.sh
+
+autobahn-env:
+	bash scripts/install-autobahn.sh
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check signaling tests bench
+	$(BIN)/ruff format --check signaling tests bench
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy
+
+# The whole suite runs inside a fresh network namespace where only loopback exists, so no test
+# (WebRTC ones above all) can reach or gather candidates on the machine's real interfaces.
+pytest: $(VENV)/.test-installed
+	unshare -n bash -c 'ip link set lo up && exec $(BIN)/python -m pytest $(PYTEST_ARGS)'
+
+test: test-deps lint typecheck pytest
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .venv27 .tools test-artifacts .mypy_cache .ruff_cache .pytest_cache

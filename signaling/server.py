@@ -1,0 +1,81 @@
+"""Runs the server process: builds the transport from Settings, picks the application, handles signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+
+import structlog
+
+from .config import Settings
+from .echo import EchoApp
+from .ws.aio.loop import loop_name
+from .ws.aio.loop import run as run_loop
+from .ws.aio.server import App, ServerConfig, WebSocketServer
+
+__all__ = ["build_server", "run", "serve"]
+
+log = structlog.get_logger("signaling.server")
+
+
+def transport_config(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> ServerConfig:
+    return ServerConfig(
+        host=settings.host,
+        port=settings.port,
+        max_message_size=settings.max_message_size,
+        handshake_timeout=settings.handshake_timeout,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        idle_timeout=settings.idle_timeout,
+        close_timeout=settings.close_timeout,
+        max_connections=settings.max_connections,
+        write_buffer_high=settings.write_buffer_high,
+        write_buffer_low=settings.write_buffer_low,
+        write_buffer_limit=settings.write_buffer_limit,
+        ssl=ssl_context,
+    )
+
+
+def build_app(settings: Settings) -> App:
+    if settings.echo:
+        return EchoApp()
+    from .service import SignalingApp
+
+    return SignalingApp(settings)
+
+
+def build_server(settings: Settings) -> WebSocketServer:
+    return WebSocketServer(build_app(settings), transport_config(settings))
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (or cancellation), then close every connection with 1001 and return."""
+    server = build_server(settings)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
+            pass
+    scheme = "wss" if settings.certfile else "ws"
+    log.info(
+        "listening",
+        url=f"{scheme}://{settings.host}:{server.port}{'' if settings.echo else settings.path}",
+        app="echo" if settings.echo else "signaling",
+        loop=loop_name(loop),
+    )
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting_down", connections=len(server.connections))
+        await server.close()
+        log.info("stopped")
+
+
+def run(settings: Settings) -> None:
+    run_loop(serve(settings), prefer_uvloop=settings.uvloop)

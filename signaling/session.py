@@ -1,0 +1,189 @@
+"""One connection's signaling state: parse, check the join rules, relay, and answer mistakes with ``error``.
+
+A :class:`Session` is fed whole text messages and writes server texts to its :class:`~signaling.hub.PeerSink`;
+it never touches a socket. Client mistakes never raise out of :meth:`Session.handle_text`: each becomes one
+``error`` message and the connection stays open. Anything else that raises is a bug, for the transport to turn
+into close code 1011 (then it calls :meth:`Session.close`).
+
+The relay is the hot path: one ``validate_json`` per message, one serialization per message (a broadcast hands
+the same ``str`` to every peer), and no logging at info level, which also keeps SDP and candidates out of logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from signaling.errors import ErrorCode, SignalingError
+from signaling.hub import Hub, Logger, PeerSink
+from signaling.messages import (
+    PONG_JSON,
+    Candidate,
+    IceServer,
+    Join,
+    Message,
+    NonFiniteNumber,
+    error_json,
+    ice_servers_json,
+    non_finite_error,
+    parse_client_message,
+    peer_joined_json,
+    relayed_answer_json,
+    relayed_candidate_json,
+    relayed_message_json,
+    relayed_offer_json,
+    welcome_json,
+)
+
+__all__ = ["Authorize", "Session"]
+
+# Checks a join before the hub sees it; raises SignalingError("unauthorized", ...) to refuse.
+Authorize = Callable[[Join], None]
+
+
+def _not_joined(what: str) -> SignalingError:
+    return SignalingError(ErrorCode.NOT_JOINED, f"join a room before sending {what}")
+
+
+class Session:
+    """The domain state of one client connection.
+
+    Args:
+        hub: the rooms and relay shared by all sessions.
+        sink: this connection; receives every text meant for this client.
+        ice_servers: handed to the client in ``welcome``; rendered once here.
+        logger: a structlog-style logger, already bound with connection context if the caller has any;
+            joins, leaves and client errors are logged at info with ``peer`` and ``room``.
+        authorize: called with each ``join`` before the hub; raise ``unauthorized`` to refuse it.
+    """
+
+    __slots__ = ("_authorize", "_base_log", "_closed", "_hub", "_ice_servers", "_log", "_peer", "_room", "_sink")
+
+    def __init__(
+        self,
+        hub: Hub,
+        sink: PeerSink,
+        *,
+        ice_servers: Sequence[IceServer] = (),
+        logger: Logger | None = None,
+        authorize: Authorize | None = None,
+    ) -> None:
+        self._hub = hub
+        self._sink = sink
+        self._ice_servers = ice_servers_json(ice_servers)
+        self._base_log: Logger = logger if logger is not None else structlog.get_logger("signaling.session")
+        self._log = self._base_log
+        self._authorize = authorize
+        self._peer: str | None = None
+        self._room: str | None = None
+        self._closed = False
+
+    @property
+    def peer(self) -> str | None:
+        """This client's peer id while joined."""
+        return self._peer
+
+    @property
+    def room(self) -> str | None:
+        """The room this client is in while joined."""
+        return self._room
+
+    @property
+    def joined(self) -> bool:
+        return self._peer is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def handle_text(self, text: str) -> None:
+        """Handle one client text message; answers go to the sink, client mistakes become ``error``."""
+        if self._closed:
+            return
+        msg = None
+        try:
+            msg = parse_client_message(text)
+            # Most frequent first: a call setup trickles many candidates.
+            if msg.type == "candidate":
+                self._relay_candidate(msg)
+            elif msg.type == "offer":
+                peer = self._peer
+                if peer is None:
+                    raise _not_joined("an offer")
+                self._hub.send(peer, msg.to, relayed_offer_json(peer, msg.sdp))
+            elif msg.type == "answer":
+                peer = self._peer
+                if peer is None:
+                    raise _not_joined("an answer")
+                self._hub.send(peer, msg.to, relayed_answer_json(peer, msg.sdp))
+            elif msg.type == "message":
+                self._relay_message(msg, text)
+            elif msg.type == "ping":
+                self._sink.deliver(PONG_JSON)
+            elif msg.type == "join":
+                self._join(msg)
+            else:  # leave
+                if self._peer is None:
+                    raise _not_joined("leave")
+                self._leave("leave")
+        except SignalingError as exc:
+            ref = exc.ref
+            if ref is None and msg is not None:
+                ref = msg.id
+            self._log.info("client error", code=exc.code.value, detail=exc.message)
+            self._sink.deliver(error_json(exc.code, exc.message, ref))
+
+    def _relay_candidate(self, msg: Candidate) -> None:
+        peer = self._peer
+        if peer is None:
+            raise _not_joined("a candidate")
+        self._hub.send(peer, msg.to, relayed_candidate_json(peer, msg.candidate))
+
+    def _relay_message(self, msg: Message, text: str) -> None:
+        peer = self._peer
+        if peer is None:
+            raise _not_joined("a message")
+        try:
+            out = relayed_message_json(peer, msg.data)
+        except NonFiniteNumber:
+            raise non_finite_error(text, "data", msg.id) from None
+        if msg.to is None:
+            self._hub.broadcast(peer, out)
+        else:
+            self._hub.send(peer, msg.to, out)
+
+    def _join(self, msg: Join) -> None:
+        if self._peer is not None:
+            raise SignalingError(
+                ErrorCode.ALREADY_JOINED, f"already in room {self._room!r}; send leave before joining another"
+            )
+        if self._authorize is not None:
+            self._authorize(msg)
+        joined = self._hub.join(self._sink, msg.room, msg.name, msg.meta)
+        peer = joined.peer
+        self._peer = peer
+        self._room = joined.room
+        self._log = self._base_log.bind(peer=peer, room=joined.room)
+        self._log.info("joined", peers=len(joined.peers))
+        self._sink.deliver(welcome_json(peer, joined.room, joined.peers, self._ice_servers, ref=msg.id))
+        if self._peer != peer:  # the sink closed the connection while taking the welcome
+            return
+        self._hub.broadcast(peer, peer_joined_json(peer, msg.name, msg.meta))
+
+    def _leave(self, reason: str) -> None:
+        peer = self._peer
+        assert peer is not None
+        self._peer = None
+        self._room = None
+        self._hub.leave(peer)
+        self._log.info("left", reason=reason)
+        self._log = self._base_log
+
+    def close(self) -> None:
+        """The connection is gone: leave the room if in one. Idempotent; later texts are ignored."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._peer is not None:
+            self._leave("closed")

@@ -1,0 +1,575 @@
+"""The sans-I/O WebSocket connection: bytes in, events out; send calls in, bytes out (RFC 6455).
+
+Theory of operation
+-------------------
+A ``Connection`` owns no socket, no event loop and no clock. Its owner (the asyncio adapter, or a test):
+
+1. feeds every received chunk to ``receive_data`` (and ``receive_eof`` at EOF), which returns events;
+2. calls ``send_*`` / ``accept`` / ``fail`` to act;
+3. after each of those, writes ``data_to_send()`` to the wire, and closes the transport once
+   ``close_transport`` is true (the server always closes TCP first, 7.1.1);
+4. starts its own timer when ``close_expected`` is true (a close handshake under way that a silent peer could
+   stall).
+
+One side-parametrised class serves both ends: servers require masked frames and never mask, clients the
+reverse (5.1). Every peer violation is raised as a typed ``ProtocolError`` deep inside and mapped to a close
+frame in exactly one place, ``receive_data``'s ``except`` clause.
+
+Frame parsing has two paths. The fast path handles a frame whose bytes are all buffered: one slice, one unmask,
+one UTF-8 decode. The streaming path takes a data frame's payload as it trickles in, unmasking and validating
+each piece, so invalid UTF-8 fails the connection as soon as it arrives (not when the frame ends) and a large
+frame is never buffered twice. The message size limit is enforced from each frame's length header, before any
+of its payload is kept.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import struct
+from collections.abc import Sequence
+
+from .errors import HandshakeError, InvalidState, InvalidUtf8, MessageTooBig, ProtocolError
+from .events import (
+    BadRequest,
+    BinaryMessage,
+    CloseReceived,
+    Event,
+    Failed,
+    HandshakeComplete,
+    HandshakeFailed,
+    Ping,
+    Pong,
+    RequestReceived,
+    TextMessage,
+)
+from .frames import CloseCode, Opcode, encode_frame, parse_close_payload, serialize_close_payload
+from .handshake import ClientHandshake, build_accept_response, check_request, reject_response
+from .http11 import DEFAULT_MAX_HEAD, HeadParser, Request, Response, parse_request_head, parse_response_head
+from .mask import NUMPY_THRESHOLD, apply_mask
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Connection", "Side", "State"]
+
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
+
+
+class Side(enum.Enum):
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class State(enum.IntEnum):
+    CONNECTING = 0  # opening handshake under way (or a plain HTTP exchange on the server)
+    OPEN = 1
+    CLOSING = 2  # we sent a close frame and wait for the peer's
+    CLOSED = 3  # close handshake done, connection failed, plain HTTP answered, or EOF
+
+
+_TEXT = 0x1
+_BINARY = 0x2
+_CLOSE = 0x8
+_PING = 0x9
+_PONG = 0xA
+_UNPACK_16 = struct.Struct("!H").unpack_from
+_UNPACK_64 = struct.Struct("!Q").unpack_from
+_PACK_H = struct.Struct("!BB").pack
+_PACK_H16 = struct.Struct("!BBH").pack
+_PACK_H64 = struct.Struct("!BBQ").pack
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+_MAX_REASON = 123
+
+
+def _truncate_reason(reason: str) -> str:
+    data = reason.encode("utf-8")
+    if len(data) <= _MAX_REASON:
+        return reason
+    return data[:_MAX_REASON].decode("utf-8", "ignore")
+
+
+class Connection:
+    """One WebSocket connection's protocol state, for either side."""
+
+    __slots__ = (
+        "_buf",
+        "_client_handshake",
+        "_discard",
+        "_f_fin",
+        "_f_mask",
+        "_f_opcode",
+        "_f_phase",
+        "_f_remaining",
+        "_head",
+        "_m_decoder",
+        "_m_opcode",
+        "_m_parts",
+        "_m_size",
+        "_out",
+        "close_expected",
+        "close_rcvd",
+        "close_sent",
+        "close_transport",
+        "is_client",
+        "max_message_size",
+        "request",
+        "side",
+        "state",
+        "subprotocol",
+    )
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_head_size: int = DEFAULT_MAX_HEAD,
+    ) -> None:
+        self.side = side
+        self.is_client = side is Side.CLIENT
+        self.max_message_size = max_message_size if max_message_size is not None else 1 << 63
+        self.state = State.CONNECTING
+        #: The peer's close frame (code, reason), once received.
+        self.close_rcvd: tuple[int, str] | None = None
+        #: Our close frame (code, reason), once sent.
+        self.close_sent: tuple[int, str] | None = None
+        #: True once the owner should close the transport (after writing data_to_send()).
+        self.close_transport = False
+        #: True while a close handshake we started (or a server's EOF after it) is awaited.
+        self.close_expected = False
+        self.subprotocol: str | None = None
+        self.request: Request | None = None
+        self._head: HeadParser | None = HeadParser(max_head_size)
+        self._client_handshake: ClientHandshake | None = None
+        self._out: list[bytes] = []
+        self._buf = b""  # unparsed bytes (bytes or bytearray)
+        self._discard = False
+        # The frame whose payload is being streamed (remaining > 0 while inside it).
+        self._f_remaining = 0
+        self._f_opcode = 0
+        self._f_fin = True
+        self._f_mask = b""
+        self._f_phase = 0
+        # The message being assembled across frames or streamed pieces (opcode 0: none).
+        self._m_opcode = 0
+        self._m_size = 0
+        self._m_parts: list[bytes] | list[str] = []
+        self._m_decoder: codecs.IncrementalDecoder | None = None
+
+    # ------------------------------------------------------------------ output
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the wire since the last call."""
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    # ------------------------------------------------------------ handshakes
+
+    def accept(
+        self,
+        request: Request,
+        subprotocols: Sequence[str] = (),
+        extra_headers: Sequence[tuple[str, str]] = (),
+    ) -> Response:
+        """Server: validate the upgrade request and queue the 101. On a HandshakeError, the error response is
+        queued, the transport is to be closed, and the error is raised again for the owner to log."""
+        if self.is_client or self.state is not State.CONNECTING or self.request is None:
+            raise InvalidState("accept() needs a received request on a server connection")
+        try:
+            accepted = check_request(request, subprotocols)
+        except HandshakeError as exc:
+            self.reject(exc)
+            raise
+        response = build_accept_response(accepted, extra_headers)
+        self._out.append(response.serialize())
+        self.subprotocol = accepted.subprotocol
+        self.state = State.OPEN
+        self._head = None
+        return response
+
+    def reject(self, error: HandshakeError) -> None:
+        """Server: answer the request with an HTTP error and end the connection."""
+        self.send_response(reject_response(error))
+
+    def send_response(self, response: Response) -> None:
+        """Server: answer a plain HTTP request (not an upgrade); the connection ends after it."""
+        if self.is_client or self.state is not State.CONNECTING:
+            raise InvalidState("send_response() is for a server connection before any upgrade")
+        self._out.append(response.serialize())
+        self.state = State.CLOSED
+        self.close_transport = True
+        self._discard = True
+
+    def send_request(self, handshake: ClientHandshake) -> None:
+        """Client: queue the opening handshake request."""
+        if not self.is_client or self.state is not State.CONNECTING or self._client_handshake is not None:
+            raise InvalidState("send_request() is for a new client connection")
+        self._client_handshake = handshake
+        self._out.append(handshake.request_bytes())
+
+    def _receive_head(self, data: bytes, events: list[Event]) -> bytes | None:
+        """Feeds the HTTP head parser; returns the bytes after the head once it is complete."""
+        head_parser = self._head
+        assert head_parser is not None
+        if self.is_client:
+            if self._client_handshake is None:
+                raise InvalidState("send_request() must come before receive_data() on a client")
+            response: Response | None = None
+            try:
+                head = head_parser.feed(data)
+                if head is None:
+                    return None
+                response = parse_response_head(head)
+                subprotocol = self._client_handshake.check_response(response)
+            except HandshakeError as exc:
+                events.append(HandshakeFailed(exc, response))
+                self.state = State.CLOSED
+                self.close_transport = True
+                self._discard = True
+                return None
+            self.subprotocol = subprotocol
+            self.state = State.OPEN
+            events.append(HandshakeComplete(response, subprotocol))
+        else:
+            if self.request is not None:
+                # The owner has not answered yet: a client must wait for the 101 before sending frames (4.1),
+                # so whatever comes now is kept for after accept(), up to one head's worth.
+                if len(self._buf) + len(data) <= head_parser.max_size:
+                    self._buf = self._buf + data
+                return None
+            try:
+                head = head_parser.feed(data)
+                if head is None:
+                    return None
+                self.request = parse_request_head(head)
+            except HandshakeError as exc:
+                events.append(BadRequest(exc))
+                self.reject(exc)
+                return None
+            events.append(RequestReceived(self.request))
+            self._buf = head_parser.trailing
+            return None
+        self._head = None
+        return head_parser.trailing
+
+    # -------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Parse received bytes. ``b""`` re-parses what is buffered (a server calls it after accept())."""
+        events: list[Event] = []
+        if self._discard:
+            return events
+        if self.state is State.CONNECTING:
+            if self._head is not None:
+                rest = self._receive_head(data, events)
+                if rest is None or self.state is not State.OPEN:
+                    return events
+                data = rest
+            elif self.request is None:
+                return events
+        if self._buf:
+            data = self._buf + data
+            self._buf = b""
+        if not data:
+            return events
+        try:
+            pos = self._parse_frames(data, events)
+        except ProtocolError as exc:
+            self._fail_for(exc, events)
+            return events
+        if pos < len(data) and not self._discard:
+            self._buf = data[pos:]
+        return events
+
+    def receive_eof(self) -> list[Event]:
+        """The peer closed its side of TCP. Without a close handshake that is an abnormal closure (1006)."""
+        self.state = State.CLOSED
+        self.close_transport = True
+        self.close_expected = False
+        self._discard = True
+        return []
+
+    def _parse_frames(self, data: bytes, events: list[Event]) -> int:
+        """Parse as many frames as ``data`` holds; returns how far it got."""
+        n = len(data)
+        pos = 0
+        is_client = self.is_client
+        max_size = self.max_message_size
+        append = events.append
+        while True:
+            if self._f_remaining:
+                take = min(n - pos, self._f_remaining)
+                if take == 0:
+                    return pos
+                self._stream_piece(memoryview(data)[pos : pos + take])
+                pos += take
+                if self._f_remaining:
+                    return pos
+                if self._f_fin:
+                    append(self._finish_message())
+                continue
+            if n - pos < 2:
+                return pos
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            opcode = b0 & 0x0F
+            length = b1 & 0x7F
+            masked = b1 & 0x80
+            start = pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    return pos
+                length = _UNPACK_16(data, start)[0]
+                start += 2
+            elif length == 127:
+                if n - pos < 10:
+                    return pos
+                length = _UNPACK_64(data, start)[0]
+                if length >> 63:
+                    raise ProtocolError("64-bit payload length with the most significant bit set")
+                start += 8
+            if masked:
+                start += 4
+                if n < start:
+                    return pos
+                mask_key = data[start - 4 : start]
+            elif n < start:
+                return pos
+            # 5.2: RSV1-3 must be 0 without a negotiated extension (we never negotiate one).
+            if b0 & 0x70:
+                raise ProtocolError("reserved bits set without an extension")
+            # 5.1: a server must fail on an unmasked frame, a client on a masked one.
+            if not masked and not is_client:
+                raise ProtocolError("client frame is not masked")
+            if masked and is_client:
+                raise ProtocolError("server frame is masked")
+            fin = b0 & 0x80
+            end = start + length
+            if opcode & 0x8:
+                # 5.5: control frames are never fragmented and carry at most 125 bytes.
+                if opcode > _PONG:
+                    raise ProtocolError(f"reserved opcode {opcode:#x}")
+                if not fin:
+                    raise ProtocolError("fragmented control frame")
+                if length > 125:
+                    raise ProtocolError("control frame payload over 125 bytes")
+                if end > n:
+                    return pos
+                payload = data[start:end]
+                if masked:
+                    payload = apply_mask(payload, mask_key)
+                pos = end
+                self._control_frame(opcode, payload, events)
+                if self._discard:
+                    return pos
+                continue
+            # Data frames.
+            if opcode > _BINARY:
+                raise ProtocolError(f"reserved opcode {opcode:#x}")
+            m_opcode = self._m_opcode
+            if opcode:
+                if m_opcode:
+                    raise ProtocolError("new data frame inside a fragmented message")
+                if length > max_size:
+                    raise MessageTooBig(f"message of {length} bytes over the {max_size}-byte limit")
+                if fin and end <= n:
+                    # Fast path: a whole unfragmented message is buffered.
+                    if masked:
+                        if length < NUMPY_THRESHOLD:
+                            if length:
+                                payload = (
+                                    int.from_bytes(data[start:end], "little")
+                                    ^ int.from_bytes((mask_key * ((length >> 2) + 1))[:length], "little")
+                                ).to_bytes(length, "little")
+                            else:
+                                payload = b""
+                        else:
+                            payload = apply_mask(memoryview(data)[start:end], mask_key)
+                    else:
+                        payload = data[start:end]
+                    pos = end
+                    if opcode == _TEXT:
+                        try:
+                            append(TextMessage(payload.decode("utf-8")))
+                        except UnicodeDecodeError as exc:
+                            raise InvalidUtf8(f"invalid UTF-8 at byte {exc.start} of a text message") from None
+                    else:
+                        append(BinaryMessage(bytes(payload)))
+                    continue
+                self._m_opcode = opcode
+                self._m_size = 0
+                self._m_parts = []
+                self._m_decoder = _Utf8Decoder() if opcode == _TEXT else None
+            else:
+                if not m_opcode:
+                    raise ProtocolError("continuation frame without a message to continue")
+                if self._m_size + length > max_size:
+                    raise MessageTooBig(
+                        f"fragmented message of over {self._m_size + length} bytes, limit {max_size}"
+                    )
+            # Fragment, or a frame whose payload is not all here yet: stream it.
+            self._f_remaining = length
+            self._f_opcode = opcode
+            self._f_fin = bool(fin)
+            self._f_mask = mask_key if masked else b""
+            self._f_phase = 0
+            pos = start
+            if length == 0:
+                if fin:
+                    append(self._finish_message())
+                continue
+
+    def _stream_piece(self, piece: memoryview) -> None:
+        """Unmask and keep one piece of the current data frame; text is validated as it arrives."""
+        n = len(piece)
+        mask_key = self._f_mask
+        if mask_key:
+            phase = self._f_phase
+            if phase:
+                mask_key = mask_key[phase:] + mask_key[:phase]
+            chunk = apply_mask(piece, mask_key)
+            self._f_phase = (phase + n) & 3
+        else:
+            chunk = bytes(piece)
+        self._f_remaining -= n
+        self._m_size += n
+        decoder = self._m_decoder
+        if decoder is not None:
+            try:
+                text = decoder.decode(chunk, False)
+            except UnicodeDecodeError as exc:
+                raise InvalidUtf8(f"invalid UTF-8 in a text message: {exc.reason}") from None
+            # CPython waits for a third byte after ED A0..BF, though it can only be a surrogate: fail now.
+            pending = decoder.getstate()[0]
+            if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+                raise InvalidUtf8("invalid UTF-8 in a text message: encoded surrogate")
+            if text:
+                self._m_parts.append(text)  # type: ignore[arg-type]
+        else:
+            self._m_parts.append(chunk)  # type: ignore[arg-type]
+
+    def _finish_message(self) -> TextMessage | BinaryMessage:
+        parts = self._m_parts
+        decoder = self._m_decoder
+        self._m_opcode = 0
+        self._m_parts = []
+        self._m_decoder = None
+        if decoder is not None:
+            try:
+                tail = decoder.decode(b"", True)
+            except UnicodeDecodeError:
+                raise InvalidUtf8("text message ends inside a UTF-8 sequence") from None
+            return TextMessage("".join(parts) + tail)  # type: ignore[arg-type]
+        return BinaryMessage(b"".join(parts))  # type: ignore[arg-type]
+
+    def _control_frame(self, opcode: int, payload: bytes, events: list[Event]) -> None:
+        if opcode == _PING:
+            # 5.5.2: answer with a pong carrying the same payload, unless we already sent our close.
+            if self.state is State.OPEN:
+                self._out.append(encode_frame(_PONG, payload, mask=self.is_client))
+            events.append(Ping(payload))
+        elif opcode == _PONG:
+            events.append(Pong(payload))  # 5.5.3: unsolicited pongs need no answer
+        elif opcode == _CLOSE:
+            code, reason = parse_close_payload(payload)
+            self.close_rcvd = (code, reason)
+            if self.state is State.OPEN:
+                # 5.5.1: answer with a close frame, echoing the peer's code (an empty body for an empty one).
+                echo = None if code == CloseCode.NO_STATUS else code
+                self._out.append(encode_frame(_CLOSE, serialize_close_payload(echo), mask=self.is_client))
+                self.close_sent = (echo or CloseCode.NO_STATUS, "")
+            self.state = State.CLOSED
+            # 7.1.1: the server closes TCP now; a client waits for the server to do it (the owner's timer).
+            if self.is_client:
+                self.close_expected = True
+            else:
+                self.close_transport = True
+            self._discard = True
+            events.append(CloseReceived(code, reason))
+        else:
+            raise ProtocolError(f"reserved opcode {opcode:#x}")
+
+    def _fail_for(self, exc: ProtocolError, events: list[Event]) -> None:
+        """The one place where a peer's violation becomes a close code."""
+        self.fail(exc.close_code, exc.reason)
+        events.append(Failed(exc.close_code, exc.reason))
+
+    # ---------------------------------------------------------------- sending
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send in state {self.state.name}")
+
+    def send_text(self, text: str) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send in state {self.state.name}")
+        payload = text.encode("utf-8")
+        if self.is_client:
+            self._out.append(encode_frame(_TEXT, payload, mask=True))
+            return
+        n = len(payload)
+        if n < 126:
+            self._out.append(_PACK_H(0x81, n) + payload)
+        elif n < 65536:
+            self._out.append(_PACK_H16(0x81, 126, n) + payload)
+        else:
+            self._out.append(_PACK_H64(0x81, 127, n) + payload)
+
+    def send_binary(self, data: bytes) -> None:
+        self._check_open()
+        self._out.append(encode_frame(_BINARY, data, mask=self.is_client))
+
+    def send_frame(self, opcode: Opcode | int, payload: bytes, *, fin: bool = True) -> None:
+        """A raw data frame, for fragmented messages; the caller keeps the fragmentation rules."""
+        self._check_open()
+        self._out.append(encode_frame(opcode, payload, fin=fin, mask=self.is_client))
+
+    def send_ping(self, data: bytes = b"") -> None:
+        self._check_open()
+        if len(data) > 125:
+            raise ValueError("ping payload over 125 bytes")
+        self._out.append(encode_frame(_PING, data, mask=self.is_client))
+
+    def send_pong(self, data: bytes = b"") -> None:
+        self._check_open()
+        if len(data) > 125:
+            raise ValueError("pong payload over 125 bytes")
+        self._out.append(encode_frame(_PONG, data, mask=self.is_client))
+
+    def send_close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start the closing handshake (5.5.1). The owner should arm a timer while ``close_expected``."""
+        if self.state is State.CONNECTING:
+            raise InvalidState("cannot close before the handshake; close the transport instead")
+        if self.state is not State.OPEN:
+            return  # already closing or closed: a second close frame is never sent
+        reason = _truncate_reason(reason)
+        self._out.append(encode_frame(_CLOSE, serialize_close_payload(code, reason), mask=self.is_client))
+        self.close_sent = (code if code is not None else CloseCode.NO_STATUS, reason)
+        self.state = State.CLOSING
+        self.close_expected = True
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection (7.1.7): send a close frame if we still may, then close TCP without waiting."""
+        if self.state is State.OPEN:
+            reason = _truncate_reason(reason)
+            self._out.append(encode_frame(_CLOSE, serialize_close_payload(code, reason), mask=self.is_client))
+            self.close_sent = (code, reason)
+        self.state = State.CLOSED
+        self.close_transport = True
+        self.close_expected = False
+        self._discard = True
+        self._buf = b""
+
+    @property
+    def closed_code(self) -> int:
+        """The close code as an application sees it: the peer's, else ours, else 1006 (no close frame)."""
+        if self.close_rcvd is not None:
+            return self.close_rcvd[0]
+        if self.close_sent is not None:
+            return self.close_sent[0]
+        return CloseCode.ABNORMAL
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.side.value} {self.state.name}>"
+

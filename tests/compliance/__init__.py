@@ -1,0 +1,1 @@
+"""Protocol compliance tests (Autobahn|Testsuite)."""

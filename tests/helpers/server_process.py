@@ -1,0 +1,585 @@
+"""Start `signaling` (or any) subprocesses in tests, wait until they are ready, stop them, check the result.
+
+Typical use::
+
+    with running_server("--echo") as srv:          # python -m signaling serve --host 127.0.0.1 --port <free>
+        ...connect to srv.url...
+    # here the server got SIGTERM, exited, and its exit status was checked (0 or -SIGTERM)
+
+    async with async_running_server("--echo") as srv:   # same, without blocking the event loop
+        ...
+
+    with running_process([sys.executable, "-m", "signaling", "peer", "--url", url], ready_port=False,
+                         must_stay_up=False, name="peer") as peer:
+        assert peer.wait(30) == 0
+
+Command arguments may contain the placeholders ``{host}`` and ``{port}``; they are replaced (by plain string
+replacement, so other braces are left alone) with the host and the chosen port. When no port is given, a free
+one is picked, and if the process then dies with "address already in use" (another process took the port
+between the pick and the bind) it is restarted on a new port, up to 3 attempts.
+
+stdout and stderr go to one log file (``test-artifacts/logs/`` by default, so CI can keep it); failures quote
+its tail, and ``ServerProcess.log_text()`` returns all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TypedDict, Unpack
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
+LOG_DIR = ARTIFACTS_DIR / "logs"
+
+DEFAULT_READY_TIMEOUT = 15.0
+DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_OK_RETURNCODES: tuple[int, ...] = (0, -signal.SIGTERM)
+PORT_ATTEMPTS = 3
+
+_POLL_INTERVAL = 0.02
+_CONNECT_TIMEOUT = 0.5
+_LOG_TAIL_CHARS = 8000
+_ADDR_IN_USE = re.compile(r"address already in use|errno 98\b|EADDRINUSE", re.IGNORECASE)
+_log_counter = itertools.count(1)
+
+Env = Mapping[str, str | None]
+ReadyLog = str | re.Pattern[str] | None
+
+
+class ProcessOptions(TypedDict, total=False):
+    """Keyword options of `running_process` that `running_server` passes through."""
+
+    cwd: Path | str | None
+    log_dir: Path | str | None
+    ready_port: bool
+    ready_log: ReadyLog
+    ready_timeout: float
+    stop_timeout: float
+    ok_returncodes: Sequence[int]
+    must_stay_up: bool
+    check: bool
+
+
+class ServerProcessError(RuntimeError):
+    """A test subprocess failed to start, crashed, or did not shut down cleanly (message includes its log)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that is free right now (the kernel's pick; callers retry on a bind race)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def describe_returncode(returncode: int | None) -> str:
+    """Human-readable exit status: 'exit code 1', 'signal SIGKILL (-9)', 'still running'."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"signal {name} ({returncode})"
+    return f"exit code {returncode}"
+
+
+def _format_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _build_env(env: Env | None) -> dict[str, str]:
+    merged = dict(os.environ)
+    merged["PYTHONUNBUFFERED"] = "1"  # so the log is complete even when the process is killed
+    for key, value in (env or {}).items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _listening_inodes(port: int) -> set[str] | None:
+    """Socket inodes listening on TCP `port` (Linux /proc), or None if that cannot be known."""
+    inodes: set[str] = set()
+    found_table = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        found_table = True
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes if found_table else None
+
+
+def _socket_inodes_of_group(pgid: int) -> set[str]:
+    """Socket inodes held by the processes of process group `pgid` (our child and anything it spawned)."""
+    inodes: set[str] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:  # field 5: pgrp
+                continue
+            for fd in os.scandir(f"/proc/{entry.name}/fd"):
+                target = os.readlink(fd.path)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return inodes
+
+
+def _listener_owned_by(port: int, pgid: int) -> bool | None:
+    """Whether the listener on `port` belongs to process group `pgid`; None when /proc cannot tell."""
+    listening = _listening_inodes(port)
+    if not listening:
+        return None
+    return bool(listening & _socket_inodes_of_group(pgid))
+
+
+class ServerProcess:
+    """One started subprocess with its log file. Created and driven by the `running_*` context managers."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str,
+        host: str,
+        port: int,
+        log_path: Path,
+        env: Env | None = None,
+        cwd: Path | str | None = REPO_ROOT,
+        ok_returncodes: Sequence[int] = DEFAULT_OK_RETURNCODES,
+        must_stay_up: bool = True,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.argv: list[str] = [a.replace("{host}", host).replace("{port}", str(port)) for a in argv]
+        self.log_path = log_path
+        self.env = _build_env(env)
+        self.cwd = cwd
+        self.ok_returncodes = tuple(ok_returncodes)
+        self.must_stay_up = must_stay_up
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.exited_on_its_own = False
+        self.killed = False
+        self.stopped = False
+
+    # -- properties --
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        if self._proc is None:
+            raise ServerProcessError(f"{self.name} was never started")
+        return self._proc
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        """Base WebSocket URL, ``ws://host:port`` (no trailing slash)."""
+        return f"ws://{_format_host(self.host)}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{_format_host(self.host)}:{self.port}"
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    @property
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- log --
+
+    def log_text(self) -> str:
+        """Everything the process wrote to stdout/stderr so far."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
+        text = self.log_text()
+        return text if len(text) <= chars else "[...]\n" + text[-chars:]
+
+    def describe(self) -> str:
+        """Command, status and log tail, for failure messages."""
+        status = describe_returncode(self._proc.poll() if self._proc is not None else None)
+        return (
+            f"{self.name}: {' '.join(self.argv)}\n"
+            f"status: {status}; log: {self.log_path}\n"
+            f"----- {self.name} log (tail) -----\n{self.log_tail()}\n----- end of {self.name} log -----"
+        )
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        if self._proc is not None:
+            raise ServerProcessError(f"{self.name} already started")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            log.write(f"$ {' '.join(self.argv)}\n".encode())
+            log.flush()
+            # Own session/process group: a kill on timeout also reaches any children, and a terminal Ctrl-C
+            # does not hit the server before the test's own cleanup does.
+            self._proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+
+    def _port_accepts(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=_CONNECT_TIMEOUT):
+                pass
+        except OSError:
+            return False
+        # Something listens; make sure it is our process and not one that took the port first (bind race).
+        return _listener_owned_by(self.port, self.proc.pid) is not False
+
+    def _ready_once(self, ready_port: bool, ready_log: re.Pattern[str] | None) -> bool:
+        """One readiness probe. Raises if the process has already exited."""
+        returncode = self.proc.poll()
+        if returncode is not None:
+            status = describe_returncode(returncode)
+            message = f"{self.name} exited with {status} before it was ready"
+            raise ServerProcessError(f"{message}\n{self.describe()}")
+        if ready_log is not None and not ready_log.search(self.log_text()):
+            return False
+        return not ready_port or self._port_accepts()
+
+    def _not_ready(self, seconds: float, ready_port: bool, ready_log: re.Pattern[str] | None) -> Exception:
+        waited_for = []
+        if ready_port:
+            waited_for.append(f"a TCP connection to {self.host}:{self.port}")
+        if ready_log is not None:
+            waited_for.append(f"a log line matching {ready_log.pattern!r}")
+        what = " and ".join(waited_for)
+        message = f"{self.name} not ready after {seconds:.1f} s (waited for {what})"
+        if ready_port and _listener_owned_by(self.port, self.proc.pid) is False:
+            message += f"; port {self.port} is held by another process"
+        return ServerProcessError(f"{message}\n{self.describe()}")
+
+    def wait_ready(
+        self, seconds: float = DEFAULT_READY_TIMEOUT, *, ready_port: bool = True, ready_log: ReadyLog = None
+    ) -> None:
+        """Poll until the port accepts connections (and/or the log matches); raise with the log if not."""
+        pattern = re.compile(ready_log) if isinstance(ready_log, str) else ready_log
+        deadline = time.monotonic() + seconds
+        while not self._ready_once(ready_port, pattern):
+            if time.monotonic() >= deadline:
+                raise self._not_ready(seconds, ready_port, pattern)
+            time.sleep(_POLL_INTERVAL)
+
+    async def wait_ready_async(
+        self, seconds: float = DEFAULT_READY_TIMEOUT, *, ready_port: bool = True, ready_log: ReadyLog = None
+    ) -> None:
+        pattern = re.compile(ready_log) if isinstance(ready_log, str) else ready_log
+        deadline = time.monotonic() + seconds
+        while True:
+            # The connect probe is a blocking call, but on loopback it returns (accepted/refused) at once.
+            if self._ready_once(ready_port, pattern):
+                return
+            if time.monotonic() >= deadline:
+                raise self._not_ready(seconds, ready_port, pattern)
+            await asyncio.sleep(_POLL_INTERVAL)
+
+    def wait(self, seconds: float) -> int:
+        """Wait for a process that is expected to finish by itself; raise (with the log) on timeout."""
+        try:
+            return self.proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            raise self._not_finished(seconds) from None
+
+    def _not_finished(self, seconds: float) -> ServerProcessError:
+        return ServerProcessError(f"{self.name} did not finish within {seconds:.1f} s\n{self.describe()}")
+
+    async def wait_async(self, seconds: float) -> int:
+        deadline = time.monotonic() + seconds
+        while (returncode := self.proc.poll()) is None:
+            if time.monotonic() >= deadline:
+                raise self._not_finished(seconds)
+            await asyncio.sleep(_POLL_INTERVAL)
+        return returncode
+
+    def _begin_stop(self) -> bool:
+        """Send SIGTERM if still running. Returns False when there is nothing to wait for."""
+        if self._proc is None or self.stopped:
+            return False
+        self.stopped = True
+        if self._proc.poll() is not None:
+            self.exited_on_its_own = True
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.send_signal(signal.SIGTERM)
+        return True
+
+    def _kill(self) -> None:
+        # The process is still unreaped here, so its pid (== its process group id) cannot have been reused.
+        self.killed = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
+    def stop(self, seconds: float = DEFAULT_STOP_TIMEOUT) -> int | None:
+        """SIGTERM, wait up to `seconds`, then SIGKILL (process group). Idempotent; returns exit status."""
+        if self._begin_stop():
+            try:
+                self.proc.wait(seconds)
+            except subprocess.TimeoutExpired:
+                self._kill()
+                self.proc.wait()
+        return self._proc.poll() if self._proc is not None else None
+
+    async def stop_async(self, seconds: float = DEFAULT_STOP_TIMEOUT) -> int | None:
+        if self._begin_stop():
+            deadline = time.monotonic() + seconds
+            while self.proc.poll() is None:
+                if time.monotonic() >= deadline:
+                    self._kill()
+                    self.proc.wait()  # SIGKILL: immediate
+                    break
+                await asyncio.sleep(_POLL_INTERVAL)
+        return self._proc.poll() if self._proc is not None else None
+
+    def problems(self) -> list[str]:
+        """What went wrong with this (stopped) process, if anything."""
+        problems = []
+        returncode = self._proc.poll() if self._proc is not None else None
+        if self.exited_on_its_own and self.must_stay_up:
+            status = describe_returncode(returncode)
+            problems.append(f"exited by itself ({status}) before it was asked to stop")
+        if self.killed:
+            problems.append(f"did not exit after SIGTERM within {DEFAULT_STOP_TIMEOUT:.0f} s and was killed")
+        if returncode is not None and returncode not in self.ok_returncodes:
+            allowed = ", ".join(describe_returncode(c) for c in self.ok_returncodes)
+            problems.append(f"ended with {describe_returncode(returncode)} (allowed: {allowed})")
+        return problems
+
+    def check(self) -> None:
+        """Raise ServerProcessError (with the log) if the process crashed or did not shut down cleanly."""
+        problems = self.problems()
+        if problems:
+            raise ServerProcessError(f"{self.name} " + "; ".join(problems) + "\n" + self.describe())
+
+
+def _log_path(log_dir: Path | str | None, name: str, port: int) -> Path:
+    directory = Path(log_dir) if log_dir is not None else LOG_DIR
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    return directory / f"{safe}-{os.getpid()}-{next(_log_counter)}-p{port}.log"
+
+
+def _make(
+    argv: Sequence[str],
+    *,
+    name: str,
+    host: str,
+    port: int | None,
+    env: Env | None,
+    cwd: Path | str | None,
+    log_dir: Path | str | None,
+    ok_returncodes: Sequence[int],
+    must_stay_up: bool,
+) -> ServerProcess:
+    chosen = port if port is not None else free_port(host)
+    return ServerProcess(
+        argv,
+        name=name,
+        host=host,
+        port=chosen,
+        log_path=_log_path(log_dir, name, chosen),
+        env=env,
+        cwd=cwd,
+        ok_returncodes=ok_returncodes,
+        must_stay_up=must_stay_up,
+    )
+
+
+def _is_bind_race(server: ServerProcess, port_was_given: bool) -> bool:
+    return not port_was_given and not server.is_running and bool(_ADDR_IN_USE.search(server.log_text()))
+
+
+def _annotate(exc: BaseException, server: ServerProcess) -> None:
+    exc.add_note(f"(while {server.name} was running)\n{server.describe()}")
+
+
+@contextlib.contextmanager
+def running_process(
+    argv: Sequence[str],
+    *,
+    name: str | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    env: Env | None = None,
+    cwd: Path | str | None = REPO_ROOT,
+    log_dir: Path | str | None = None,
+    ready_port: bool = True,
+    ready_log: ReadyLog = None,
+    ready_timeout: float = DEFAULT_READY_TIMEOUT,
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+    ok_returncodes: Sequence[int] = DEFAULT_OK_RETURNCODES,
+    must_stay_up: bool = True,
+    check: bool = True,
+) -> Iterator[ServerProcess]:
+    """Run `argv` (with {host}/{port} filled in) for the duration of the block; see the module docstring.
+
+    ready_port: wait until host:port accepts TCP connections; ready_log: also/instead wait for a log regex.
+    must_stay_up: the process exiting by itself before the block ends is a failure.
+    check: on a clean exit from the block, raise if the process crashed / was killed / exited with a bad code.
+    """
+    label = name or Path(argv[0]).name
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        server = _make(
+            argv,
+            name=label,
+            host=host,
+            port=port,
+            env=env,
+            cwd=cwd,
+            log_dir=log_dir,
+            ok_returncodes=ok_returncodes,
+            must_stay_up=must_stay_up,
+        )
+        server.start()
+        try:
+            if ready_port or ready_log is not None:
+                server.wait_ready(ready_timeout, ready_port=ready_port, ready_log=ready_log)
+        except ServerProcessError:
+            server.stop(stop_timeout)
+            if attempt < PORT_ATTEMPTS and _is_bind_race(server, port is not None):
+                continue
+            raise
+        except BaseException:
+            server.stop(stop_timeout)
+            raise
+        break
+    try:
+        yield server
+    except BaseException as exc:
+        server.stop(stop_timeout)
+        _annotate(exc, server)
+        raise
+    server.stop(stop_timeout)
+    if check:
+        server.check()
+
+
+@contextlib.asynccontextmanager
+async def async_running_process(
+    argv: Sequence[str],
+    *,
+    name: str | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    env: Env | None = None,
+    cwd: Path | str | None = REPO_ROOT,
+    log_dir: Path | str | None = None,
+    ready_port: bool = True,
+    ready_log: ReadyLog = None,
+    ready_timeout: float = DEFAULT_READY_TIMEOUT,
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+    ok_returncodes: Sequence[int] = DEFAULT_OK_RETURNCODES,
+    must_stay_up: bool = True,
+    check: bool = True,
+) -> AsyncIterator[ServerProcess]:
+    """`running_process` for async tests: readiness polling and stopping do not block the event loop."""
+    label = name or Path(argv[0]).name
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        server = _make(
+            argv,
+            name=label,
+            host=host,
+            port=port,
+            env=env,
+            cwd=cwd,
+            log_dir=log_dir,
+            ok_returncodes=ok_returncodes,
+            must_stay_up=must_stay_up,
+        )
+        server.start()
+        try:
+            if ready_port or ready_log is not None:
+                await server.wait_ready_async(ready_timeout, ready_port=ready_port, ready_log=ready_log)
+        except ServerProcessError:
+            await server.stop_async(stop_timeout)
+            if attempt < PORT_ATTEMPTS and _is_bind_race(server, port is not None):
+                continue
+            raise
+        except BaseException:
+            server.stop(stop_timeout)  # also on cancellation: must not await here
+            raise
+        break
+    try:
+        yield server
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            await server.stop_async(stop_timeout)
+        else:
+            server.stop(stop_timeout)  # cancelled / interrupted: stop synchronously
+        _annotate(exc, server)
+        raise
+    await server.stop_async(stop_timeout)
+    if check:
+        server.check()
+
+
+def signaling_argv(subcommand: str, *args: str) -> list[str]:
+    """``python -m signaling <subcommand> --host {host} --port {port} *args`` (placeholders filled later)."""
+    return [sys.executable, "-m", "signaling", subcommand, "--host", "{host}", "--port", "{port}", *args]
+
+
+def running_server(
+    *args: str,
+    env: Env | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    name: str = "signaling-serve",
+    **kwargs: Unpack[ProcessOptions],
+) -> contextlib.AbstractContextManager[ServerProcess]:
+    """Run ``python -m signaling serve --host H --port P *args`` during the block; yields a ServerProcess."""
+    return running_process(signaling_argv("serve", *args), name=name, host=host, port=port, env=env, **kwargs)
+
+
+def async_running_server(
+    *args: str,
+    env: Env | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    name: str = "signaling-serve",
+    **kwargs: Unpack[ProcessOptions],
+) -> contextlib.AbstractAsyncContextManager[ServerProcess]:
+    """Async variant of `running_server`."""
+    argv = signaling_argv("serve", *args)
+    return async_running_process(argv, name=name, host=host, port=port, env=env, **kwargs)
