@@ -31,11 +31,16 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"{info.description} (default: {shown}; env {env})"
         if _is_bool(info.annotation):
             parser.add_argument(
-                flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
             )
         else:
-            parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=_metavar(info.annotation),
-                                help=help_text)
+            parser.add_argument(
+                flag, dest=name, default=argparse.SUPPRESS, metavar=_metavar(info.annotation), help=help_text
+            )
 
 
 def _metavar(annotation: Any) -> str:
@@ -66,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["peer"]:
-        from .peer import main as peer_main
+        from .peer import main as peer_main  # type: ignore[import-not-found,unused-ignore]
 
-        return peer_main(args_list[1:])
+        return int(peer_main(args_list[1:]))
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command == "schema":

@@ -40,13 +40,17 @@ class Settings(BaseSettings):
     write_buffer_high: int = Field(256 * 1024, ge=1024, description="Send buffer (bytes) that pauses reads.")
     write_buffer_low: int = Field(64 * 1024, ge=0, description="Send buffer (bytes) that resumes reads.")
     write_buffer_limit: int = Field(
-        4 * 1024 * 1024, ge=1024, description="Send buffer (bytes) past which a slow peer is closed with 1008."
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Send buffer (bytes) past which a slow peer gets 1008.",
     )
 
     # Signaling
     room_max_peers: int = Field(8, ge=1, description="Peers per room (more: room-full).")
     max_rooms: int = Field(10000, ge=1, description="Rooms in existence at once.")
     join_timeout: float = Field(30.0, gt=0, description="Seconds a connection may stay without joining (1008).")
+    rate_limit: float = Field(50.0, gt=0, description="Messages per second a connection may send on average.")
+    rate_burst: int = Field(200, ge=1, description="Messages a connection may send in a burst above the rate.")
     ice_servers: list[dict[str, Any]] = Field(
         default_factory=list,
         description='ICE servers for welcome.iceServers, as JSON: [{"urls": "stun:host:3478"}].',

@@ -5,7 +5,7 @@ It is the transport alone, with no signaling on top, selected by ``signaling ser
 
 from __future__ import annotations
 
-from .ws.aio.server import ServerConnection, Upgrade, WebSocketHandler
+from .ws.aio.server import ServerConnection, Upgrade
 from .ws.handshake import is_upgrade_request
 from .ws.http11 import Headers, Request, Response
 
@@ -36,8 +36,7 @@ class EchoApp:
 
     def handle_request(self, request: Request, conn: ServerConnection) -> Response | Upgrade:
         if is_upgrade_request(request):
-            factory: type[WebSocketHandler] = _Echo  # type: ignore[assignment]
-            return Upgrade(factory, self.subprotocols)
+            return Upgrade(_Echo, self.subprotocols)
         return Response(
             426,
             Headers([("Upgrade", "websocket"), ("Content-Type", "text/plain; charset=utf-8")]),

@@ -13,7 +13,7 @@ __all__ = ["ErrorCode", "ErrorCodeName", "Ref", "SignalingError"]
 
 
 class ErrorCode(StrEnum):
-    """The ``code`` values of protocol v1 ``error`` messages (see docs/protocol.md, "Errors")."""
+    """The `code` of an `error` message; see docs/protocol.md, "Errors"."""
 
     BAD_JSON = "bad-json"
     INVALID_MESSAGE = "invalid-message"
@@ -26,7 +26,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate-limited"
 
 
-# The same codes as a Literal, so callers may write SignalingError("room-full", ...) and still get a type check.
+# The same codes as a Literal: SignalingError("room-full", ...) still gets a type check.
 ErrorCodeName = Literal[
     "bad-json",
     "invalid-message",

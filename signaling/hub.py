@@ -83,17 +83,15 @@ class Hub(ABC):
     """Rooms and relay, behind one interface so the server can move from one process to several."""
 
     @abstractmethod
-    def join(
-        self, sink: PeerSink, room: str, name: str | None = None, meta: Mapping[str, Any] | None = None
-    ) -> Joined:
+    def join(self, sink: PeerSink, room: str, name: str | None = None, meta: Mapping[str, Any] | None = None) -> Joined:
         """Add a new peer to ``room`` (made when absent) and return its id and the peers already there.
 
-        Nobody is notified: the caller sends ``welcome`` first, then ``peer-joined`` with :meth:`broadcast`, so
-        the newcomer learns its id before anyone can address it.
+        Nobody is notified: the caller sends ``welcome`` first, then ``peer-joined`` with :meth:`broadcast`,
+        so the newcomer learns its id before anyone can address it.
 
         Raises:
-            SignalingError: ``room-full`` when the room has reached its peer limit, or when the room is new and
-                the hub has reached its room limit.
+            SignalingError: ``room-full`` when the room has reached its peer limit, or when the room is new
+                and the hub has reached its room limit.
         """
 
     @abstractmethod
@@ -169,9 +167,7 @@ class InMemoryHub(Hub):
         self._peers: dict[str, _Member] = {}
         self._rooms: dict[str, dict[str, _Member]] = {}
 
-    def join(
-        self, sink: PeerSink, room: str, name: str | None = None, meta: Mapping[str, Any] | None = None
-    ) -> Joined:
+    def join(self, sink: PeerSink, room: str, name: str | None = None, meta: Mapping[str, Any] | None = None) -> Joined:
         members = self._rooms.get(room)
         if members is None:
             if len(self._rooms) >= self.max_rooms:
@@ -183,7 +179,7 @@ class InMemoryHub(Hub):
         elif len(members) >= self.max_peers_per_room:
             raise SignalingError(
                 ErrorCode.ROOM_FULL,
-                f"room {room!r} is full ({self.max_peers_per_room} peers); try another room or try again later",
+                f"room {room!r} is full ({self.max_peers_per_room} peers); try another room or later",
             )
         peer = self._unused_id()
         already = tuple(m.entry for m in members.values()) if members else ()

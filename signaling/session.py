@@ -5,8 +5,9 @@ it never touches a socket. Client mistakes never raise out of :meth:`Session.han
 ``error`` message and the connection stays open. Anything else that raises is a bug, for the transport to turn
 into close code 1011 (then it calls :meth:`Session.close`).
 
-The relay is the hot path: one ``validate_json`` per message, one serialization per message (a broadcast hands
-the same ``str`` to every peer), and no logging at info level, which also keeps SDP and candidates out of logs.
+The relay is the hot path: one ``validate_json`` per message, one serialization per message (a broadcast
+hands the same ``str`` to every peer), and no logging at info level, which also keeps SDP and candidates out
+of logs.
 """
 
 from __future__ import annotations
@@ -58,7 +59,17 @@ class Session:
         authorize: called with each ``join`` before the hub; raise ``unauthorized`` to refuse it.
     """
 
-    __slots__ = ("_authorize", "_base_log", "_closed", "_hub", "_ice_servers", "_log", "_peer", "_room", "_sink")
+    __slots__ = (
+        "_authorize",
+        "_base_log",
+        "_closed",
+        "_hub",
+        "_ice_servers",
+        "_log",
+        "_peer",
+        "_room",
+        "_sink",
+    )
 
     def __init__(
         self,

@@ -264,7 +264,7 @@ function renderMediaState() {
   const hasAudio = !!localStream?.getAudioTracks().length;
   const hasVideo = !!localStream?.getVideoTracks().length;
   setToggle(el.btnMute, state.audioMuted, hasAudio, 'Unmute microphone', 'Mute microphone', 'Unmute', 'Mute');
-  setToggle(el.btnCamera, state.videoOff, hasVideo, 'Turn camera on', 'Turn camera off', 'Start video', 'Stop video');
+  setToggle(el.btnCamera, state.videoOff, hasVideo, 'Turn camera on', 'Turn camera off', 'Video', 'Video');
   el.selfTile.dataset.video = hasVideo && !state.videoOff ? 'on' : 'off';
   el.selfTile.dataset.audio = hasAudio && !state.audioMuted ? 'on' : 'off';
   el.selfMicFlag.hidden = hasAudio && !state.audioMuted;

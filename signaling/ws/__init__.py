@@ -1,4 +1,4 @@
-"""RFC 6455 WebSocket transport: a sans-I/O core (frames, handshake, connection) and an asyncio adapter (aio/).
+"""RFC 6455 WebSocket transport: a sans-I/O core (frames, handshake, connection), an asyncio adapter (aio/).
 
 Nothing here knows about rooms or signaling messages.
 """

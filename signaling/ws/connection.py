@@ -15,8 +15,8 @@ One side-parametrised class serves both ends: servers require masked frames and 
 reverse (5.1). Every peer violation is raised as a typed ``ProtocolError`` deep inside and mapped to a close
 frame in exactly one place, ``receive_data``'s ``except`` clause.
 
-Frame parsing has two paths. The fast path handles a frame whose bytes are all buffered: one slice, one unmask,
-one UTF-8 decode. The streaming path takes a data frame's payload as it trickles in, unmasking and validating
+Frame parsing has two paths. The fast path handles a frame whose bytes are all buffered: one slice, one
+unmask, one UTF-8 decode. The streaming path takes a data frame's payload as it trickles in, unmasking and validating
 each piece, so invalid UTF-8 fails the connection as soon as it arrives (not when the frame ends) and a large
 frame is never buffered twice. The message size limit is enforced from each frame's length header, before any
 of its payload is kept.
@@ -104,6 +104,7 @@ class Connection:
         "_m_parts",
         "_m_size",
         "_out",
+        "_pending_fail",
         "close_expected",
         "close_rcvd",
         "close_sent",
@@ -140,6 +141,7 @@ class Connection:
         self._head: HeadParser | None = HeadParser(max_head_size)
         self._client_handshake: ClientHandshake | None = None
         self._out: list[bytes] = []
+        self._pending_fail: tuple[int, str] | None = None
         self._buf = b""  # unparsed bytes (bytes or bytearray)
         self._discard = False
         # The frame whose payload is being streamed (remaining > 0 while inside it).
@@ -157,7 +159,15 @@ class Connection:
     # ------------------------------------------------------------------ output
 
     def data_to_send(self) -> bytes:
-        """Everything queued for the wire since the last call."""
+        """Everything queued for the wire since the last call.
+
+        A violation found by ``receive_data`` takes effect here, after the owner handled the events that came
+        before it: answers to messages that preceded a bad frame still go out before our close frame.
+        """
+        if self._pending_fail is not None:
+            code, reason = self._pending_fail
+            self._pending_fail = None
+            self.fail(code, reason)
         out = self._out
         if not out:
             return b""
@@ -263,7 +273,7 @@ class Connection:
         if self.state is State.CONNECTING:
             if self._head is not None:
                 rest = self._receive_head(data, events)
-                if rest is None or self.state is not State.OPEN:
+                if rest is None or not self.is_open:
                     return events
                 data = rest
             elif self.request is None:
@@ -405,9 +415,7 @@ class Connection:
                 if not m_opcode:
                     raise ProtocolError("continuation frame without a message to continue")
                 if self._m_size + length > max_size:
-                    raise MessageTooBig(
-                        f"fragmented message of over {self._m_size + length} bytes, limit {max_size}"
-                    )
+                    raise MessageTooBig(f"fragmented message of over {self._m_size + length} bytes, limit {max_size}")
             # Fragment, or a frame whose payload is not all here yet: stream it.
             self._f_remaining = length
             self._f_opcode = opcode
@@ -491,8 +499,14 @@ class Connection:
             raise ProtocolError(f"reserved opcode {opcode:#x}")
 
     def _fail_for(self, exc: ProtocolError, events: list[Event]) -> None:
-        """The one place where a peer's violation becomes a close code."""
-        self.fail(exc.close_code, exc.reason)
+        """The one place where a peer's violation becomes a close code.
+
+        Parsing stops here; the close frame is queued by the next ``data_to_send()`` (see there).
+        """
+        self._pending_fail = (exc.close_code, exc.reason)
+        self._discard = True
+        self._buf = b""
+        self.close_transport = True
         events.append(Failed(exc.close_code, exc.reason))
 
     # ---------------------------------------------------------------- sending
@@ -562,6 +576,10 @@ class Connection:
         self._buf = b""
 
     @property
+    def is_open(self) -> bool:
+        return self.state is State.OPEN
+
+    @property
     def closed_code(self) -> int:
         """The close code as an application sees it: the peer's, else ours, else 1006 (no close frame)."""
         if self.close_rcvd is not None:
@@ -572,4 +590,3 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.side.value} {self.state.name}>"
-

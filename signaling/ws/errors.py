@@ -1,7 +1,7 @@
 """Typed errors of the WebSocket core.
 
-Every error the peer can cause carries the close code (or HTTP status) it maps to, so the one place that fails a
-connection never has to guess from a message string.
+Every error the peer can cause carries the close code (or HTTP status) it maps to, so the one place that fails
+a connection never has to guess from a message string.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class RequestReceived:
 
 @dataclass(slots=True)
 class BadRequest:
-    """Server side: the request head was malformed; an HTTP error response is queued and the connection ends."""
+    """Server side: a malformed request head; an HTTP error response is queued and the connection ends."""
 
     error: HandshakeError
 

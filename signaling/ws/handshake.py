@@ -1,8 +1,8 @@
 """The opening handshake (RFC 6455 section 4): server-side checks and the 101, client-side request and checks.
 
-The classic bugs of hand-written servers live here: a wrong Sec-WebSocket-Accept, a head that does not end in
-CRLF CRLF, tokens compared case-sensitively. Every rule cites its clause, and every failure is a HandshakeError
-carrying the HTTP status to answer with.
+The classic bugs of hand-written servers live here: a wrong Sec-WebSocket-Accept, a head that does not end
+in CRLF CRLF, tokens compared case-sensitively. Every rule cites its clause, and every failure is a
+HandshakeError carrying the HTTP status to answer with.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def check_request(request: Request, subprotocols: Sequence[str] = ()) -> Accepte
     # (2): a Host header field.
     if len(headers.get_all("Host")) != 1:
         raise HandshakeError(400, "missing or repeated Host header")
-    # (3), (4): Upgrade contains "websocket", Connection contains "Upgrade"; both case-insensitive token lists.
+    # (3), (4): Upgrade has "websocket", Connection has "Upgrade"; both case-insensitive token lists.
     if "websocket" not in headers.tokens("Upgrade"):
         raise HandshakeError(400, "Upgrade header must name websocket")
     if "upgrade" not in headers.tokens("Connection"):
@@ -108,7 +108,7 @@ def build_accept_response(accepted: AcceptedRequest, extra_headers: Sequence[tup
 
 
 def reject_response(error: HandshakeError) -> Response:
-    """A plain-text error response for a failed handshake or a malformed request; the connection then closes."""
+    """A plain-text error response for a failed handshake or a malformed request; then the connection ends."""
     headers = Headers(error.headers)
     headers.add("Content-Type", "text/plain; charset=utf-8")
     headers.add("Connection", "close")

@@ -1,7 +1,7 @@
 """The HTTP/1.1 subset the opening handshake and the small HTTP routes need (RFC 9110/9112), sans-I/O.
 
-Only heads are parsed: a server here never reads request bodies (it answers and closes the connection instead),
-and a client only reads the 101 response head. Bytes after the head are handed back untouched, because in a
+Only heads are parsed: a server here never reads request bodies (it answers and closes the connection
+instead), and a client only reads the 101 response head. Bytes after the head are handed back untouched, because in a
 WebSocket upgrade they are already frames.
 """
 
@@ -15,8 +15,8 @@ from .errors import HandshakeError
 
 __all__ = [
     "DEFAULT_MAX_HEAD",
-    "Headers",
     "HeadParser",
+    "Headers",
     "Request",
     "Response",
     "parse_request_head",
@@ -72,7 +72,7 @@ class Headers:
         return [v for k, v in self._items if k.lower() == key]
 
     def tokens(self, name: str) -> list[str]:
-        """The comma-separated list values of every ``name`` field, lower-cased and stripped (RFC 9110 5.6.1)."""
+        """The comma-separated values of every ``name`` field, lower-cased and stripped (RFC 9110 5.6.1)."""
         out: list[str] = []
         for value in self.get_all(name):
             out.extend(t.strip().lower() for t in value.split(",") if t.strip())

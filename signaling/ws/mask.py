@@ -25,7 +25,7 @@ try:  # optional accelerator: the server runs, slower, without it
 
     HAVE_NUMPY = True
 except ImportError:  # pragma: no cover - exercised by the "no numpy" test through monkeypatching
-    _np = None
+    _np = None  # type: ignore[assignment]
     HAVE_NUMPY = False
 
 #: At and above this many bytes, numpy beats the big-int XOR (measured in bench/bench_mask.py).

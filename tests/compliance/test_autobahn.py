@@ -15,7 +15,7 @@ Verdict per case:
   failure       anything else (FAILED, UNIMPLEMENTED, WRONG CODE, UNCLEAN, unknown values)
 
 To point the harness at another echo server (e.g. a reference implementation, to compare), set
-SIGNALING_AUTOBAHN_SERVER_CMD to a command line containing {host} and {port}; it is started instead of
+AUTOBAHN_SERVER_CMD to a command line containing {host} and {port}; it is started instead of
 ``signaling serve --echo``. Never set in CI.
 """
 
@@ -36,7 +36,13 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.server_process import ARTIFACTS_DIR, REPO_ROOT, running_process, running_server
+from tests.helpers.server_process import (
+    ARTIFACTS_DIR,
+    REPO_ROOT,
+    ServerProcess,
+    running_process,
+    running_server,
+)
 
 pytestmark = pytest.mark.compliance
 
@@ -46,7 +52,7 @@ REPORTS_DIR = OUT_ROOT / "reports"
 SUMMARY_PATH = OUT_ROOT / "summary.txt"
 WSTEST_LOG = OUT_ROOT / "wstest.log"
 WSTEST_TIMEOUT = 300.0
-SERVER_CMD_ENV = "SIGNALING_AUTOBAHN_SERVER_CMD"
+SERVER_CMD_ENV = "AUTOBAHN_SERVER_CMD"
 
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # 9.* sends messages up to 16 MiB
 CASES = ["*"]
@@ -196,18 +202,33 @@ class EchoTarget:
     agent: str
     url: str
     description: str
+    server: ServerProcess
+
+    def server_notes(self) -> str:
+        """Problems visible on the server side (died during the run, tracebacks in its log), or ''."""
+        notes = []
+        if not self.server.is_running:
+            notes.append(
+                f"the server is not running any more (it died during the run)\n{self.server.describe()}"
+            )
+        tracebacks = self.server.log_text().count("Traceback (most recent call last)")
+        if tracebacks:
+            notes.append(f"{tracebacks} traceback(s) in the server log {self.server.log_path}")
+        return "\n".join(notes)
 
 
 @pytest.fixture
 def echo_server() -> Iterator[EchoTarget]:
-    """The WebSocket echo server under test (ours by default; see SIGNALING_AUTOBAHN_SERVER_CMD)."""
+    """The WebSocket echo server under test (ours by default; see AUTOBAHN_SERVER_CMD)."""
     command = os.environ.get(SERVER_CMD_ENV)
     if command:
         with running_process(shlex.split(command), name="autobahn-external-echo") as srv:
-            yield EchoTarget("external", srv.url, f"external echo server from ${SERVER_CMD_ENV}: {command}")
+            yield EchoTarget(
+                "external", srv.url, f"external echo server from ${SERVER_CMD_ENV}: {command}", srv
+            )
         return
     with running_server("--echo", "--max-message-size", str(MAX_MESSAGE_SIZE), name="autobahn-echo") as srv:
-        yield EchoTarget("signaling", srv.url, f"signaling serve --echo, log {srv.log_path}")
+        yield EchoTarget("signaling", srv.url, f"signaling serve --echo, log {srv.log_path}", srv)
 
 
 def run_wstest(target: EchoTarget) -> None:
@@ -257,6 +278,8 @@ def write_summary(
     stale_allowed: list[str],
 ) -> str:
     parts = [line, f"target: {target.description}", ""]
+    if notes := target.server_notes():
+        parts += [f"SERVER: {notes}", ""]
     if failures:
         parts += [f"FAILURES ({len(failures)}):", *(r.format() for r in failures), ""]
     if non_strict:
@@ -283,7 +306,7 @@ def write_summary(
 
 
 @pytest.mark.timeout(WSTEST_TIMEOUT + 120)
-def test_autobahn_fuzzingclient(request: pytest.FixtureRequest) -> None:
+def test_autobahn_fuzzingclient(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
     if not os.access(WSTEST, os.X_OK):
         pytest.fail(
             f"{WSTEST} is missing: Autobahn|Testsuite needs its Python 2.7 environment. "
@@ -299,10 +322,11 @@ def test_autobahn_fuzzingclient(request: pytest.FixtureRequest) -> None:
     try:
         results = load_results(REPORTS_DIR, target.agent)
     except AssertionError as exc:
-        pytest.fail(f"{exc}\n{_wstest_log_tail()}")
+        pytest.fail(f"{exc}\n{target.server_notes()}\n{_wstest_log_tail()}")
 
     line = summary_line(target.agent, target.url, results)
-    print(line)
+    with capsys.disabled():  # the one-line summary shows even when the test passes
+        print(f"\n{line}")
 
     failures = [r for r in results if r.verdict == "failure"]
     flagged = [r for r in results if r.verdict == "non-strict"]

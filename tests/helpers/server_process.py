@@ -46,6 +46,7 @@ DEFAULT_READY_TIMEOUT = 15.0
 DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_OK_RETURNCODES: tuple[int, ...] = (0, -signal.SIGTERM)
 PORT_ATTEMPTS = 3
+SIGNALING_ENV_PREFIX = "SIGNALING_"
 
 _POLL_INTERVAL = 0.02
 _CONNECT_TIMEOUT = 0.5
@@ -60,6 +61,7 @@ ReadyLog = str | re.Pattern[str] | None
 class ProcessOptions(TypedDict, total=False):
     """Keyword options of `running_process` that `running_server` passes through."""
 
+    env_drop_prefixes: Sequence[str]
     cwd: Path | str | None
     log_dir: Path | str | None
     ready_port: bool
@@ -100,8 +102,9 @@ def _format_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _build_env(env: Env | None) -> dict[str, str]:
-    merged = dict(os.environ)
+def _build_env(env: Env | None, drop_prefixes: Sequence[str] = ()) -> dict[str, str]:
+    """os.environ minus variables starting with `drop_prefixes`, plus `env` (a None value removes a key)."""
+    merged = {k: v for k, v in os.environ.items() if not k.startswith(tuple(drop_prefixes))}
     merged["PYTHONUNBUFFERED"] = "1"  # so the log is complete even when the process is killed
     for key, value in (env or {}).items():
         if value is None:
@@ -169,6 +172,7 @@ class ServerProcess:
         port: int,
         log_path: Path,
         env: Env | None = None,
+        env_drop_prefixes: Sequence[str] = (),
         cwd: Path | str | None = REPO_ROOT,
         ok_returncodes: Sequence[int] = DEFAULT_OK_RETURNCODES,
         must_stay_up: bool = True,
@@ -178,7 +182,7 @@ class ServerProcess:
         self.port = port
         self.argv: list[str] = [a.replace("{host}", host).replace("{port}", str(port)) for a in argv]
         self.log_path = log_path
-        self.env = _build_env(env)
+        self.env = _build_env(env, env_drop_prefixes)
         self.cwd = cwd
         self.ok_returncodes = tuple(ok_returncodes)
         self.must_stay_up = must_stay_up
@@ -408,6 +412,7 @@ def _make(
     host: str,
     port: int | None,
     env: Env | None,
+    env_drop_prefixes: Sequence[str],
     cwd: Path | str | None,
     log_dir: Path | str | None,
     ok_returncodes: Sequence[int],
@@ -421,6 +426,7 @@ def _make(
         port=chosen,
         log_path=_log_path(log_dir, name, chosen),
         env=env,
+        env_drop_prefixes=env_drop_prefixes,
         cwd=cwd,
         ok_returncodes=ok_returncodes,
         must_stay_up=must_stay_up,
@@ -443,6 +449,7 @@ def running_process(
     host: str = "127.0.0.1",
     port: int | None = None,
     env: Env | None = None,
+    env_drop_prefixes: Sequence[str] = (),
     cwd: Path | str | None = REPO_ROOT,
     log_dir: Path | str | None = None,
     ready_port: bool = True,
@@ -456,6 +463,7 @@ def running_process(
     """Run `argv` (with {host}/{port} filled in) for the duration of the block; see the module docstring.
 
     ready_port: wait until host:port accepts TCP connections; ready_log: also/instead wait for a log regex.
+    env: extra variables (None removes one); env_drop_prefixes: inherited variables to leave out.
     must_stay_up: the process exiting by itself before the block ends is a failure.
     check: on a clean exit from the block, raise if the process crashed / was killed / exited with a bad code.
     """
@@ -467,6 +475,7 @@ def running_process(
             host=host,
             port=port,
             env=env,
+            env_drop_prefixes=env_drop_prefixes,
             cwd=cwd,
             log_dir=log_dir,
             ok_returncodes=ok_returncodes,
@@ -504,6 +513,7 @@ async def async_running_process(
     host: str = "127.0.0.1",
     port: int | None = None,
     env: Env | None = None,
+    env_drop_prefixes: Sequence[str] = (),
     cwd: Path | str | None = REPO_ROOT,
     log_dir: Path | str | None = None,
     ready_port: bool = True,
@@ -523,6 +533,7 @@ async def async_running_process(
             host=host,
             port=port,
             env=env,
+            env_drop_prefixes=env_drop_prefixes,
             cwd=cwd,
             log_dir=log_dir,
             ok_returncodes=ok_returncodes,
@@ -568,7 +579,12 @@ def running_server(
     name: str = "signaling-serve",
     **kwargs: Unpack[ProcessOptions],
 ) -> contextlib.AbstractContextManager[ServerProcess]:
-    """Run ``python -m signaling serve --host H --port P *args`` during the block; yields a ServerProcess."""
+    """Run ``python -m signaling serve --host H --port P *args`` during the block; yields a ServerProcess.
+
+    SIGNALING_* variables of the test runner's environment are not inherited (so a developer's shell cannot
+    change what a test sees); pass settings as arguments or through `env`.
+    """
+    kwargs.setdefault("env_drop_prefixes", (SIGNALING_ENV_PREFIX,))
     return running_process(signaling_argv("serve", *args), name=name, host=host, port=port, env=env, **kwargs)
 
 
@@ -581,5 +597,6 @@ def async_running_server(
     **kwargs: Unpack[ProcessOptions],
 ) -> contextlib.AbstractAsyncContextManager[ServerProcess]:
     """Async variant of `running_server`."""
+    kwargs.setdefault("env_drop_prefixes", (SIGNALING_ENV_PREFIX,))
     argv = signaling_argv("serve", *args)
     return async_running_process(argv, name=name, host=host, port=port, env=env, **kwargs)

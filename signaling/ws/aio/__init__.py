@@ -1,1 +1,1 @@
-"""The asyncio side of the transport: the only place in signaling.ws that touches sockets, loops and clocks."""
+"""The asyncio side of the transport: the only part of signaling.ws with sockets, loops and clocks."""

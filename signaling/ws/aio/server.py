@@ -1,8 +1,8 @@
 """The asyncio server: one ``asyncio.Protocol`` per connection, moving bytes between the socket and the core.
 
-No task per connection: an idle connection costs its protocol object, its core and its transport, nothing else.
-Timers are one periodic sweep per server (handshake deadline, keepalive pings, idle timeout) instead of a timer
-handle per connection. Writes made while a read is being handled are coalesced: a relay that delivers to many
+No task per connection: an idle connection costs its protocol object, its core and its transport, nothing
+else. Timers are one periodic sweep per server (handshake deadline, keepalive pings, idle timeout) instead of a
+timer handle per connection. Writes made while a read is being handled are coalesced: a relay that delivers to many
 peers in one read flushes each peer's frames in one ``transport.write``.
 """
 
@@ -331,10 +331,9 @@ class ServerConnection(asyncio.Protocol):
         conn = self.conn
         data = conn.data_to_send()
         if data:
+            backlog = transport.get_write_buffer_size()  # what the peer has not read yet
             transport.write(data)
-            if transport.get_write_buffer_size() > self._server.config.write_buffer_limit and not (
-                conn.close_transport
-            ):
+            if backlog > self._server.config.write_buffer_limit and not conn.close_transport:
                 # 1008: a peer that stops reading must not grow our memory or stall others.
                 log.info("slow_consumer", conn=self.id, buffered=transport.get_write_buffer_size())
                 conn.fail(CloseCode.POLICY_VIOLATION, "slow consumer: send buffer limit exceeded")
@@ -352,9 +351,7 @@ class ServerConnection(asyncio.Protocol):
     def _arm_close_timer(self) -> None:
         """Bound every ending: a peer that neither answers nor reads is aborted after close_timeout."""
         if self._close_timer is None and self.transport is not None:
-            self._close_timer = self._server.loop.call_later(
-                self._server.config.close_timeout, self._close_timed_out
-            )
+            self._close_timer = self._server.loop.call_later(self._server.config.close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:
         self._close_timer = None
@@ -470,7 +467,7 @@ class WebSocketServer:
             dirty = self._dirty
 
     async def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
-        """Stop accepting, close every WebSocket with ``code``, wait (bounded) for the handshakes, then stop."""
+        """Stop accepting, close every WebSocket with ``code``, wait (bounded) for the handshakes."""
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:

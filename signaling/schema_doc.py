@@ -1,0 +1,147 @@
+"""Render the protocol's JSON Schema into docs/ and check the committed copies against the models.
+
+The schema is generated, never hand-edited: docs/protocol.schema.json holds it, and docs/protocol.md embeds the
+same text between the marker comments. tests/test_schema.py fails on drift and names the command that fixes it:
+
+    python -m signaling.schema_doc --write     # regenerate both files
+    python -m signaling.schema_doc --check     # exit 1 on drift
+    python -m signaling.schema_doc             # print the schema
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from signaling.messages import protocol_json_schema
+
+__all__ = [
+    "REGENERATE",
+    "SCHEMA_BEGIN",
+    "SCHEMA_END",
+    "check",
+    "default_docs_dir",
+    "embed_schema",
+    "extract_schema",
+    "main",
+    "render_schema",
+    "write",
+]
+
+SCHEMA_BEGIN: Final = "<!-- schema:begin -->"
+SCHEMA_END: Final = "<!-- schema:end -->"
+REGENERATE: Final = "python -m signaling.schema_doc --write"
+MARKDOWN_NAME: Final = "protocol.md"
+SCHEMA_NAME: Final = "protocol.schema.json"
+
+
+def render_schema() -> str:
+    """The schema as text; sorted and indented so that it is the same on every run and diffs well."""
+    return json.dumps(protocol_json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _span(markdown: str) -> tuple[int, int]:
+    """Offsets of the text between the markers; ValueError unless each marker appears once, in order."""
+    if markdown.count(SCHEMA_BEGIN) != 1 or markdown.count(SCHEMA_END) != 1:
+        raise ValueError(f"expected exactly one {SCHEMA_BEGIN} and one {SCHEMA_END} marker")
+    start = markdown.index(SCHEMA_BEGIN) + len(SCHEMA_BEGIN)
+    end = markdown.index(SCHEMA_END)
+    if end < start:
+        raise ValueError(f"{SCHEMA_END} comes before {SCHEMA_BEGIN}")
+    return start, end
+
+
+def embed_schema(markdown: str, schema_text: str) -> str:
+    """Replace whatever is between the markers with a fenced JSON block holding ``schema_text``."""
+    start, end = _span(markdown)
+    return markdown[:start] + "\n```json\n" + schema_text + "```\n" + markdown[end:]
+
+
+def extract_schema(markdown: str) -> str:
+    """The schema text embedded between the markers (without the fence)."""
+    start, end = _span(markdown)
+    block = markdown[start:end].strip("\n")
+    fence_open, fence_close = "```json\n", "\n```"
+    if not (block.startswith(fence_open) and block.endswith(fence_close)):
+        raise ValueError("the schema block must be a ```json fenced block between the markers")
+    return block[len(fence_open) : len(block) - len("```")]  # keeps the schema's final newline
+
+
+def default_docs_dir() -> Path:
+    """docs/ of the source checkout this module was imported from."""
+    return Path(__file__).resolve().parent.parent / "docs"
+
+
+def check(docs_dir: Path) -> list[str]:
+    """Describe every way the committed docs differ from the models; empty when they agree."""
+    expected = render_schema()
+    problems: list[str] = []
+    schema_path = docs_dir / SCHEMA_NAME
+    if not schema_path.exists():
+        problems.append(f"{schema_path} is missing")
+    elif schema_path.read_text(encoding="utf-8") != expected:
+        problems.append(f"{schema_path} differs from the schema generated from signaling/messages.py")
+    md_path = docs_dir / MARKDOWN_NAME
+    if not md_path.exists():
+        problems.append(f"{md_path} is missing")
+    else:
+        try:
+            embedded = extract_schema(md_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            problems.append(f"{md_path}: {exc}")
+        else:
+            if embedded != expected:
+                problems.append(f"the schema block in {md_path} differs from the generated schema")
+    return problems
+
+
+def write(docs_dir: Path) -> list[Path]:
+    """Regenerate both files (protocol.md must already hold the markers); return the files that changed."""
+    expected = render_schema()
+    changed: list[Path] = []
+    schema_path = docs_dir / SCHEMA_NAME
+    if not schema_path.exists() or schema_path.read_text(encoding="utf-8") != expected:
+        schema_path.write_text(expected, encoding="utf-8")
+        changed.append(schema_path)
+    md_path = docs_dir / MARKDOWN_NAME
+    markdown = md_path.read_text(encoding="utf-8")
+    updated = embed_schema(markdown, expected)
+    if updated != markdown:
+        md_path.write_text(updated, encoding="utf-8")
+        changed.append(md_path)
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m signaling.schema_doc",
+        description="Render or check the protocol JSON Schema in docs/.",
+    )
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--write", action="store_true", help="regenerate docs/protocol.schema.json and .md")
+    action.add_argument("--check", action="store_true", help="exit 1 if the committed docs have drifted")
+    parser.add_argument("--docs", type=Path, default=None, help="the docs directory (default: the checkout's)")
+    args = parser.parse_args(argv)
+    docs_dir: Path = args.docs if args.docs is not None else default_docs_dir()
+    if args.write:
+        for path in write(docs_dir):
+            print(f"wrote {path}")
+        return 0
+    if args.check:
+        problems = check(docs_dir)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print(f"run: {REGENERATE}", file=sys.stderr)
+            return 1
+        return 0
+    sys.stdout.write(render_schema())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
