@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     path: str = Field("/ws", description="URL path of the signaling WebSocket endpoint.")
     certfile: Path | None = Field(None, description="TLS certificate chain (PEM): serve wss:// and https://.")
     keyfile: Path | None = Field(None, description="TLS private key (PEM) for --certfile.")
+    cert_check_interval: float = Field(
+        2.0, gt=0, description="Seconds between checks of the TLS files for changes (SIGHUP reloads at once)."
+    )
     web_root: Path = Field(DEFAULT_WEB_ROOT, description="Folder served as static files at /.")
 
     # Transport limits and timers

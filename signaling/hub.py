@@ -95,10 +95,11 @@ class Hub(ABC):
         """
 
     @abstractmethod
-    def leave(self, peer: str) -> None:
+    def leave(self, peer: str, *, notify: bool = True) -> None:
         """Remove ``peer``, tell the others in its room with ``peer-left``, drop the room if now empty.
 
-        Idempotent: an unknown peer is ignored.
+        ``notify=False`` skips ``peer-left``, for a peer that left before it was announced with
+        ``peer-joined``. Idempotent: an unknown peer is ignored.
         """
 
     @abstractmethod
@@ -197,7 +198,7 @@ class InMemoryHub(Hub):
                 return peer
         raise RuntimeError("the peer id generator keeps returning ids in use")
 
-    def leave(self, peer: str) -> None:
+    def leave(self, peer: str, *, notify: bool = True) -> None:
         member = self._peers.pop(peer, None)
         if member is None:
             return
@@ -205,6 +206,8 @@ class InMemoryHub(Hub):
         del members[peer]
         if not members:
             del self._rooms[member.room]
+            return
+        if not notify:
             return
         text = peer_left_json(peer)
         for other in list(members.values()):  # a sink may re-enter and change the room

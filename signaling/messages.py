@@ -384,11 +384,14 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
     except ValidationError as exc:
         raise _classify(exc, text) from None
     except TypeError:
-        # A str holding a lone surrogate cannot be encoded for the parser. The transport's strict UTF-8
+        # Some pydantic versions refuse a str holding a lone surrogate this way. The transport's strict UTF-8
         # decoding never produces one, but this function must hold for any str.
         if isinstance(text, str):
-            raise _bad_json("the text holds a lone surrogate, which UTF-8 cannot encode") from None
+            raise _bad_json(_SURROGATE) from None
         raise
+
+
+_SURROGATE: Final = "it holds a lone surrogate, which UTF-8 cannot encode"
 
 
 def _valid_ref(value: object) -> Ref | None:
@@ -426,6 +429,8 @@ def _classify(exc: ValidationError, text: str | bytes) -> SignalingError:
     if errors[0]["type"] == "json_invalid":
         detail = str((errors[0].get("ctx") or {}).get("error", "unparsable"))
         return _bad_json(detail)
+    if errors[0]["type"] == "string_unicode":  # a str holding a lone surrogate
+        return _bad_json(_SURROGATE)
     try:
         obj = _parse_strict(text)
     except ValueError as parse_exc:

@@ -11,6 +11,7 @@ import structlog
 
 from .config import Settings
 from .echo import EchoApp
+from .tls import CertReloader
 from .ws.aio.loop import loop_name
 from .ws.aio.loop import run as run_loop
 from .ws.aio.server import App, ServerConfig, WebSocketServer
@@ -46,19 +47,33 @@ def build_app(settings: Settings) -> App:
     return SignalingApp(settings)
 
 
-def build_server(settings: Settings) -> WebSocketServer:
-    return WebSocketServer(build_app(settings), transport_config(settings))
+def build_server(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> WebSocketServer:
+    return WebSocketServer(build_app(settings), transport_config(settings, ssl_context))
+
+
+async def _watch_certificates(reloader: CertReloader, period: float) -> None:
+    while True:
+        await asyncio.sleep(period)
+        reloader.maybe_reload()
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or cancellation), then close every connection with 1001 and return."""
-    server = build_server(settings)
+    reloader = None
+    if settings.certfile is not None and settings.keyfile is not None:
+        reloader = CertReloader(settings.certfile, settings.keyfile)
+    server = build_server(settings, reloader.context if reloader else None)
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
+    watcher = None
+    if reloader is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+        watcher = asyncio.create_task(_watch_certificates(reloader, settings.cert_check_interval))
     scheme = "wss" if settings.certfile else "ws"
     log.info(
         "listening",
@@ -71,6 +86,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     try:
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         log.info("shutting_down", connections=len(server.connections))
         await server.close()
         log.info("stopped")

@@ -60,6 +60,7 @@ class Session:
     """
 
     __slots__ = (
+        "_announced",
         "_authorize",
         "_base_log",
         "_closed",
@@ -88,6 +89,7 @@ class Session:
         self._authorize = authorize
         self._peer: str | None = None
         self._room: str | None = None
+        self._announced = False  # whether the others got peer-joined (and so should get peer-left)
         self._closed = False
 
     @property
@@ -140,8 +142,8 @@ class Session:
                 self._leave("leave")
         except SignalingError as exc:
             ref = exc.ref
-            if ref is None and msg is not None:
-                ref = msg.id
+            if ref is None and msg is not None and exc.code is not ErrorCode.BAD_JSON:
+                ref = msg.id  # errors raised past parsing (hub, join rules) answer the message's id
             self._log.info("client error", code=exc.code.value, detail=exc.message)
             self._sink.deliver(error_json(exc.code, exc.message, ref))
 
@@ -178,8 +180,9 @@ class Session:
         self._log = self._base_log.bind(peer=peer, room=joined.room)
         self._log.info("joined", peers=len(joined.peers))
         self._sink.deliver(welcome_json(peer, joined.room, joined.peers, self._ice_servers, ref=msg.id))
-        if self._peer != peer:  # the sink closed the connection while taking the welcome
+        if self._peer != peer:  # the sink closed the connection while taking the welcome: never announced
             return
+        self._announced = True
         self._hub.broadcast(peer, peer_joined_json(peer, msg.name, msg.meta))
 
     def _leave(self, reason: str) -> None:
@@ -187,7 +190,8 @@ class Session:
         assert peer is not None
         self._peer = None
         self._room = None
-        self._hub.leave(peer)
+        self._hub.leave(peer, notify=self._announced)
+        self._announced = False
         self._log.info("left", reason=reason)
         self._log = self._base_log
 

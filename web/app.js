@@ -2,6 +2,28 @@
 /**
  * @file The call page: lobby, local media, one PeerLink per remote peer (mesh), chat, controls, and the
  * `window.app` hooks that end-to-end tests use.
+ *
+ * URL parameters: `room` (joins at once when valid), `name`, `media=off` (join receive-only without asking
+ * for the camera), `token` (sent with join when the server has auth on).
+ *
+ * Stable hooks for tests (keep them when changing the UI):
+ * - `#status[data-state]`: the SignalingClient state (idle, connecting, joining, joined, left, reconnecting,
+ *   closed); its text says e.g. "Connected" / "Reconnecting…". `body[data-signaling]` mirrors it.
+ * - `#media-error` (hidden unless getUserMedia failed; `data-reason` = denied | missing | busy | unsupported
+ *   | error | partial). `body[data-media]` = `app.state.media`.
+ * - `#notice[data-code]`: join / connection problems (room-full, unauthorized, ...), with `#notice-action`.
+ * - `#tiles .tile[data-peer]`: one per remote peer, with `data-state` (RTCPeerConnection.connectionState),
+ *   `data-ice`, `data-signaling`, `data-channel` (open | connecting | closed | none), `data-video`,
+ *   `data-audio` (on | off), `data-polite`, `data-initiator`; `[data-role=name]`; `[data-role=stats]` with
+ *   `data-rtt`, `data-in-kbps`, `data-out-kbps`, `data-local-type`, `data-remote-type`. `#self-tile` is the
+ *   local preview (no `data-peer`). `#empty-state` is visible while alone in the room.
+ * - `#chat-log li.chat-msg` with `data-direction` (in | out | system), `data-from`, `data-via`
+ *   (datachannel | signaling | local) and `data-text`; `#chat-input`, `#chat-form`.
+ * - Buttons: `#btn-mute`, `#btn-camera` (aria-pressed), `#btn-invite` (`data-copied` after a click),
+ *   `#btn-stats`, `#btn-chat` (narrow screens), `#btn-hangup`, `#btn-rejoin`; lobby `#join-form`,
+ *   `#join-room`, `#join-name`, `#join-media`, `#join-error`.
+ * - `window.app`: see the object at the bottom of this file (`snapshot()`, `peers`, `waitFor()`,
+ *   `sendChat()`, ...).
  */
 import { SignalingClient, ClientState, ROOM_PATTERN, defaultSignalingUrl } from './signaling-client.js';
 import { PeerLink } from './call.js';
@@ -701,10 +723,13 @@ async function startCall() {
   url.searchParams.set('room', state.room);
   if (state.name) url.searchParams.set('name', state.name);
   else url.searchParams.delete('name');
+  if (state.wantMedia) url.searchParams.delete('media');
+  else url.searchParams.set('media', 'off');
   history.replaceState(null, '', url);
 
   state.media = 'pending';
   el.body.dataset.media = 'pending';
+  stopLocalMedia(); // a retry after a failed join must not leave the previous camera running
   localStream = await acquireMedia();
   if (!state.inCall) { stopLocalMedia(); return; } // hung up while the permission prompt was open
   state.audioMuted = false;

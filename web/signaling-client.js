@@ -205,6 +205,8 @@ export class SignalingClient extends EventTarget {
     };
     /** @private @type {string|null} room we want to be in (null after leave()) */
     this._wantRoom = options.room ?? null;
+    /** @private @type {string|null} the last room asked for, the default for join() */
+    this._lastRoom = this._wantRoom;
     /** @private @type {WebSocket|null} */
     this._ws = null;
     /** @private */
@@ -235,6 +237,8 @@ export class SignalingClient extends EventTarget {
     this._sentTypes = new Map();
     /** @private @type {string|number|null} */
     this._joinId = null;
+    /** @private @type {WelcomeMessage|null} */
+    this._lastWelcome = null;
     /** @private */
     this._timers = { reconnect: null, ping: null, pong: null, open: null, join: null };
   }
@@ -280,12 +284,15 @@ export class SignalingClient extends EventTarget {
 
   /**
    * Opens the connection (and joins the configured room once open). Safe to call again after `close()`.
-   * Does nothing if already connecting or connected.
+   * Does nothing if already connecting or connected (then it resolves with the current `welcome`, or `null`
+   * when connected but not in a room); while a reconnect is scheduled, it reconnects now.
    * @returns {Promise<WelcomeMessage|null>} Resolves with the next `welcome` (or `null` if no room is set and
    *   the socket opened); rejects with a {@link SignalingError} if the client closes for good first. Callers
    *   that rely on events can ignore the promise: it never produces an unhandled rejection.
    */
   connect() {
+    if (this._state === ClientState.JOINED) return Promise.resolve(this._lastWelcome);
+    if (this._state === ClientState.LEFT) return Promise.resolve(null);
     const result = this._waitForJoin(true);
     if (this._state === ClientState.IDLE || this._state === ClientState.CLOSED) {
       this._attempt = 0;
@@ -313,6 +320,10 @@ export class SignalingClient extends EventTarget {
       this._emit('close', { code, reason, wasClean: true, willReconnect: false });
     }
     this._resetRoomState();
+    // A deliberate close ends the session: the next connect() is a fresh join, not a resume.
+    this._resumeToken = null;
+    this._lastPeerId = null;
+    this._lostSession = false;
     this._rejectAll('closed', 'the signaling client was closed');
     this._setState(ClientState.CLOSED);
   }
@@ -337,7 +348,7 @@ export class SignalingClient extends EventTarget {
    *   (`room-full`, `unauthorized`, `already-joined`, `timeout`, `closed`, ...).
    */
   join(params = {}) {
-    const room = params.room ?? this._wantRoom ?? this._room;
+    const room = params.room ?? this._wantRoom ?? this._lastRoom;
     if (!room || !ROOM_PATTERN.test(room)) {
       return Promise.reject(new TypeError(`invalid room name ${JSON.stringify(room)}`));
     }
@@ -345,6 +356,7 @@ export class SignalingClient extends EventTarget {
     if (params.meta !== undefined) this._opts.meta = params.meta;
     if (params.token !== undefined) this._opts.token = params.token;
     this._wantRoom = room;
+    this._lastRoom = room;
     if (this.connected && this._state !== ClientState.JOINED && this._state !== ClientState.JOINING) {
       return this._sendJoin();
     }
@@ -670,6 +682,19 @@ export class SignalingClient extends EventTarget {
   /** @private */
   _onWelcome(msg) {
     clearTimeout(this._timers.join);
+    if (this._wantRoom === null) {
+      // leave() was called while the join was in flight: leave again at once, report no welcome.
+      this._rawSend({ type: 'leave' });
+      const p = msg.ref !== undefined ? this._pending.get(msg.ref) : undefined;
+      if (p) {
+        this._pending.delete(msg.ref);
+        clearTimeout(p.timer);
+        p.reject(new SignalingError('left', 'leave() was called before the join completed', msg.ref));
+      }
+      this._joinId = null;
+      this._setState(ClientState.LEFT);
+      return;
+    }
     const previousPeer = this._lastPeerId;
     const reconnected = this._lostSession;
     this._lostSession = false;
@@ -692,6 +717,7 @@ export class SignalingClient extends EventTarget {
       resumed: reconnected && previousPeer === msg.peer,
       previousPeer,
     };
+    this._lastWelcome = detail;
     this._settle(detail);
     this._emit('welcome', detail);
   }
@@ -811,6 +837,7 @@ export class SignalingClient extends EventTarget {
 
   /** @private */
   _resetRoomState() {
+    this._lastWelcome = null;
     this._peerId = null;
     this._room = null;
     this._peers = new Map();

@@ -493,6 +493,7 @@ class Connection:
                 self.close_expected = True
             else:
                 self.close_transport = True
+                self.close_expected = False  # the handshake is complete: nothing left to wait for
             self._discard = True
             events.append(CloseReceived(code, reason))
         else:

@@ -90,6 +90,14 @@ class Headers:
     def __len__(self) -> int:
         return len(self._items)
 
+    def __eq__(self, other: object) -> bool:
+        # Fields in order, names as received: what makes Request/Response and the events comparable with ==.
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self._items == other._items
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
 

@@ -16,6 +16,12 @@ from signaling.ws.events import Event, Failed, HandshakeComplete, RequestReceive
 from signaling.ws.handshake import ClientHandshake, accept_key
 
 __all__ = [
+    "BINARY",
+    "CLOSE",
+    "CONT",
+    "PING",
+    "PONG",
+    "TEXT",
     "MASK",
     "RFC_ACCEPT",
     "RFC_KEY",

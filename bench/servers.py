@@ -1,0 +1,232 @@
+"""Echo servers for the loopback benchmarks: ours and three baselines, selectable by name and event loop.
+
+Run: python -m bench.servers --lib {ours,websockets,picows,picows-noafn,aiohttp} --loop {asyncio,uvloop}
+     [--port P] [--host 127.0.0.1] [--max-seconds S]
+
+Every server echoes a text message as text and a binary message as binary, after decoding text to ``str``
+(the fairness rule of ../shared/perf-anchors.md: picows does ``get_payload_as_utf8_text().encode()``).
+Compression is off everywhere. Each library otherwise keeps its own defaults (websockets and ours ping every
+20 s; picows and aiohttp do not ping), because those are what an operator gets.
+
+- ``ours``: ``signaling.ws.aio.server.WebSocketServer`` with ``signaling.echo.EchoApp`` and the production
+  transport defaults, except ``max_connections=0`` so that the 10,000-connection idle test is not refused.
+- ``picows`` uses its default C transport (aiofastnet when installed); ``picows-noafn`` the loop's stock
+  transports, as a hand-written ``asyncio.Protocol`` does.
+
+``--port 0`` binds a free port. Once listening, the server prints ``READY <pid> <port>`` on stdout (flushed).
+It stops on SIGTERM/SIGINT, or by itself after ``--max-seconds`` (600 by default), so no run outlives its bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+LIBS = ("ours", "websockets", "picows", "picows-noafn", "aiohttp")
+LOOPS = ("asyncio", "uvloop")
+
+#: An async factory that starts listening and returns (bound port, async closer).
+Starter = Callable[[str, int], Awaitable[tuple[int, Callable[[], Awaitable[None]]]]]
+
+
+def raise_nofile_limit(want: int = 65536) -> int:
+    """Raise RLIMIT_NOFILE's soft limit towards ``want`` (bounded by the hard limit); returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+async def start_ours(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    from signaling.echo import EchoApp
+    from signaling.logs import configure_logging
+    from signaling.ws.aio.server import ServerConfig, WebSocketServer
+
+    # Production logging at warning level, to stderr: the hot path logs nothing, but no stray line can block.
+    configure_logging("warning", "json", stream=sys.stderr)
+    server = WebSocketServer(EchoApp(), ServerConfig(host=host, port=port, max_connections=0))
+    await server.start()
+
+    async def close() -> None:
+        await server.close()
+
+    return server.port, close
+
+
+async def start_websockets(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:  # str for text frames (decoded), bytes for binary
+            await ws.send(message)
+
+    server = await serve(echo, host, port, compression=None)
+    bound = int(next(iter(server.sockets)).getsockname()[1])
+
+    async def close() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return bound, close
+
+
+async def _start_picows(host: str, port: int, use_aiofastnet: bool | None) -> tuple[int, Callable[[], Awaitable[None]]]:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
+
+    class EchoListener(WSListener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            msg_type = frame.msg_type
+            if msg_type == WSMsgType.TEXT:
+                transport.send(WSMsgType.TEXT, frame.get_payload_as_utf8_text().encode())
+            elif msg_type == WSMsgType.BINARY:
+                transport.send(WSMsgType.BINARY, frame.get_payload_as_bytes())
+            elif msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+
+    def factory(request: WSUpgradeRequest) -> WSListener:
+        return EchoListener()
+
+    server = await ws_create_server(factory, host, port, use_aiofastnet=use_aiofastnet)
+    bound = int(server.sockets[0].getsockname()[1])
+
+    async def close() -> None:
+        server.close()
+
+    return bound, close
+
+
+async def start_picows(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    return await _start_picows(host, port, None)
+
+
+async def start_picows_noafn(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    return await _start_picows(host, port, False)
+
+
+async def start_aiohttp(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    from aiohttp import WSMsgType, web
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server: Any = site._server  # the asyncio.Server; aiohttp has no public accessor for the bound port
+    bound = int(server.sockets[0].getsockname()[1])
+
+    async def close() -> None:
+        await runner.cleanup()
+
+    return bound, close
+
+
+STARTERS: dict[str, Starter] = {
+    "ours": start_ours,
+    "websockets": start_websockets,
+    "picows": start_picows,
+    "picows-noafn": start_picows_noafn,
+    "aiohttp": start_aiohttp,
+}
+
+
+async def serve(lib: str, host: str, port: int, max_seconds: float) -> None:
+    bound, close = await STARTERS[lib](host, port)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"READY {os.getpid()} {bound}", flush=True)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max_seconds)
+    # Bounded shutdown: a baseline that waits on its peers must not keep the bench waiting.
+    with contextlib.suppress(TimeoutError, Exception):
+        await asyncio.wait_for(close(), 3.0)
+
+
+def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if loop == "uvloop":
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
+    return None
+
+
+@contextlib.contextmanager
+def spawn_server(
+    lib: str, loop: str, *, cpu: int | None = 0, max_seconds: float = 600.0, extra: tuple[str, ...] = ()
+) -> Iterator[tuple[int, int]]:
+    """Start ``python -m bench.servers`` (pinned to ``cpu`` with taskset) and yield (pid, port) once it listens.
+
+    The server's stdout and stderr go to a temporary file (a full pipe could block it); it is stopped with
+    SIGTERM, then SIGKILL after 5 s, on leaving the block.
+    """
+    cmd = [sys.executable, "-m", "bench.servers", "--lib", lib, "--loop", loop, "--port", "0"]
+    cmd += ["--max-seconds", str(max_seconds), *extra]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                out.seek(0)
+                for line in out.read().splitlines():
+                    if line.startswith("READY "):
+                        _, pid, port = line.split()
+                        assert int(pid) == proc.pid  # taskset execs the interpreter in place
+                        yield proc.pid, int(port)
+                        return
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out.seek(0)
+                    raise RuntimeError(f"{lib}:{loop} server did not start:\n{out.read()[-2000:]}")
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lib", choices=LIBS, required=True)
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="exit by itself after this long")
+    args = parser.parse_args()
+    raise_nofile_limit()
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        runner.run(serve(args.lib, args.host, args.port, args.max_seconds))
+
+
+if __name__ == "__main__":
+    main()

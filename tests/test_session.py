@@ -1,0 +1,586 @@
+"""Session: the join rules, relay, presence and errors as a client sees them, through a recording sink."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pydantic_core
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+
+from signaling.errors import ErrorCode, SignalingError
+from signaling.hub import HubStats, InMemoryHub
+from signaling.messages import CLIENT_MESSAGE_TYPES, IceServer, Join, parse_server_message
+from signaling.session import Session
+
+CAND = {
+    "candidate": "candidate:842163049 1 udp 1677729535 203.0.113.45 51234 typ srflx raddr 10.0.0.2 rport 51234",
+    "sdpMid": "0",
+    "sdpMLineIndex": 0,
+    "usernameFragment": "Ab3d",
+}
+SDP = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class RecordingSink:
+    """A real in-memory sink: keeps every text delivered, in order."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def deliver(self, text: str) -> None:
+        self.texts.append(text)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return [json.loads(t) for t in self.texts]
+
+    def take(self) -> list[dict[str, Any]]:
+        """The messages delivered since the last take()."""
+        out = self.messages
+        self.texts.clear()
+        return out
+
+
+class Client:
+    """A session and its sink, as the transport would hold them."""
+
+    def __init__(self, hub: InMemoryHub, **kwargs: Any) -> None:
+        self.sink = RecordingSink()
+        self.session = Session(hub, self.sink, **kwargs)
+
+    def send(self, obj: Any) -> list[dict[str, Any]]:
+        """Send one message; return what came back to this client."""
+        self.session.handle_text(obj if isinstance(obj, str) else dumps(obj))
+        return self.sink.take()
+
+    def join(self, room: str = "r", **fields: Any) -> dict[str, Any]:
+        replies = self.send({"type": "join", "room": room, **fields})
+        assert len(replies) == 1 and replies[0]["type"] == "welcome", replies
+        return replies[0]
+
+    @property
+    def peer(self) -> str:
+        assert self.session.peer is not None
+        return self.session.peer
+
+
+def counter_ids() -> Callable[[], str]:
+    numbers = itertools.count()
+    return lambda: f"peer{next(numbers)}"
+
+
+@pytest.fixture
+def hub() -> InMemoryHub:
+    return InMemoryHub(peer_ids=counter_ids())
+
+
+@pytest.fixture
+def room(hub: InMemoryHub) -> tuple[Client, Client, Client, Client]:
+    """a, b and c in room "r"; d in room "other"; all sinks emptied."""
+    a, b, c, d = (Client(hub) for _ in range(4))
+    for client in (a, b, c):
+        client.join("r")
+    d.join("other")
+    for client in (a, b, c, d):
+        client.sink.take()
+    return a, b, c, d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# join / welcome / presence
+
+
+@pytest.mark.parametrize(
+    ("id_field", "ref"), [({}, None), ({"id": "j1"}, "j1"), ({"id": 0}, 0)], ids=["no-id", "str", "int-0"]
+)
+def test_join_answers_welcome_with_ref_iff_id(hub: InMemoryHub, id_field: dict[str, Any], ref: Any) -> None:
+    ice = [
+        IceServer(urls="stun:stun.example.org"),
+        IceServer(urls=["turn:t1", "turn:t2"], username="u", credential="c"),
+    ]
+    client = Client(hub, ice_servers=ice)
+    welcome = client.join("room-1", **id_field)
+    expected = {
+        "type": "welcome",
+        "peer": client.peer,
+        "room": "room-1",
+        "peers": [],
+        "iceServers": [
+            {"urls": "stun:stun.example.org"},
+            {"urls": ["turn:t1", "turn:t2"], "username": "u", "credential": "c"},
+        ],
+    }
+    if ref is not None:
+        expected["ref"] = ref
+    assert welcome == expected
+    assert client.session.joined and client.session.room == "room-1"
+
+
+def test_welcome_lists_peers_already_there_and_others_get_peer_joined(hub: InMemoryHub) -> None:
+    a, b, c = Client(hub), Client(hub), Client(hub)
+    a.join(name="alice", meta={"cam": True})
+    b.join()
+    a.sink.take()
+    welcome = c.join(name="carol")
+    assert welcome["peers"] == [
+        {"peer": a.peer, "name": "alice", "meta": {"cam": True}},
+        {"peer": b.peer, "name": None, "meta": None},
+    ]
+    joined = {"type": "peer-joined", "peer": c.peer, "name": "carol", "meta": None}
+    assert a.sink.take() == [joined]
+    assert b.sink.take() == [joined]
+    assert c.sink.take() == []  # not told about itself
+
+
+def test_welcome_comes_before_anything_else_for_the_newcomer(hub: InMemoryHub) -> None:
+    """A peer reacting to peer-joined at once must find the newcomer already welcomed."""
+    sessions: list[Session] = []
+
+    class Reacting(RecordingSink):
+        def deliver(self, text: str) -> None:
+            super().deliver(text)
+            message = json.loads(text)
+            if message["type"] == "peer-joined":
+                sessions[0].handle_text(dumps({"type": "offer", "to": message["peer"], "sdp": SDP}))
+
+    sessions.append(Session(hub, Reacting()))
+    sessions[0].handle_text('{"type":"join","room":"r"}')
+    a = Client(hub)
+    a.session.handle_text('{"type":"join","room":"r"}')
+    assert [m["type"] for m in a.sink.messages] == ["welcome", "offer"]
+
+
+def test_peer_left_on_leave_and_on_close(hub: InMemoryHub) -> None:
+    a, b, c = Client(hub), Client(hub), Client(hub)
+    for client in (a, b, c):
+        client.join()
+    for client in (a, b, c):
+        client.sink.take()
+    a_peer = a.peer
+    assert a.send({"type": "leave"}) == []  # no answer to leave
+    assert not a.session.joined and a.session.peer is None and a.session.room is None
+    assert b.sink.take() == [{"type": "peer-left", "peer": a_peer}]
+    assert c.sink.take() == [{"type": "peer-left", "peer": a_peer}]
+    b_peer = b.peer
+    b.session.close()
+    assert c.sink.take() == [{"type": "peer-left", "peer": b_peer}]
+    assert hub.stats() == HubStats(rooms=1, peers=1)
+    c.session.close()
+    assert hub.stats() == HubStats(rooms=0, peers=0)  # the room vanished
+
+
+def test_join_again_after_leave_gets_a_new_id(hub: InMemoryHub) -> None:
+    a, b = Client(hub), Client(hub)
+    first = a.join()["peer"]
+    b.join()
+    a.send({"type": "leave"})
+    welcome = a.join("r")
+    assert welcome["peer"] != first
+    assert welcome["peers"] == [{"peer": b.peer, "name": None, "meta": None}]
+
+
+def test_join_another_room_after_leave(hub: InMemoryHub) -> None:
+    a = Client(hub)
+    a.join("one")
+    a.send({"type": "leave"})
+    a.join("two")
+    assert a.session.room == "two"
+    assert hub.stats() == HubStats(rooms=1, peers=1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# relay: from set by the server, to removed, only the target (or the rest of the room) gets it
+
+RELAYS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("offer", {"type": "offer", "sdp": SDP}, {"type": "offer", "sdp": SDP}),
+    ("answer", {"type": "answer", "sdp": SDP}, {"type": "answer", "sdp": SDP}),
+    ("candidate", {"type": "candidate", "candidate": CAND}, {"type": "candidate", "candidate": CAND}),
+    ("candidate-end", {"type": "candidate", "candidate": None}, {"type": "candidate", "candidate": None}),
+    (
+        "message-to",
+        {"type": "message", "data": {"chat": "hé", "n": [1, 2.5]}},
+        {"type": "message", "data": {"chat": "hé", "n": [1, 2.5]}},
+    ),
+    ("message-data-null", {"type": "message", "data": None}, {"type": "message", "data": None}),
+    (
+        "client-from-overwritten",
+        {"type": "offer", "sdp": "s", "from": "forged"},
+        {"type": "offer", "sdp": "s"},
+    ),
+    (
+        "id-and-unknown-fields-not-relayed",
+        {"type": "answer", "sdp": "s", "id": 77, "extra": [1], "to_all": True},
+        {"type": "answer", "sdp": "s"},
+    ),
+    (
+        "candidate-extra-fields-dropped",
+        {"type": "candidate", "candidate": {**CAND, "foundation": "x"}},
+        {"type": "candidate", "candidate": CAND},
+    ),
+]
+
+
+@pytest.mark.parametrize(("sent", "relayed"), [r[1:] for r in RELAYS], ids=[r[0] for r in RELAYS])
+def test_relay_to_one_peer(room: tuple[Client, ...], sent: dict[str, Any], relayed: dict[str, Any]) -> None:
+    a, b, c, d = room
+    assert a.send({**sent, "to": b.peer}) == []  # no answer to the sender
+    got = b.sink.take()
+    assert got == [{"type": relayed["type"], "from": a.peer, **{k: v for k, v in relayed.items() if k != "type"}}]
+    assert list(got[0])[:2] == ["type", "from"]
+    assert "to" not in got[0]
+    assert c.sink.take() == [] and d.sink.take() == []
+
+
+def test_relay_keeps_order_between_two_peers(room: tuple[Client, ...]) -> None:
+    a, b, _, _ = room
+    for i in range(20):
+        a.send({"type": "message", "to": b.peer, "data": i})
+    assert [m["data"] for m in b.sink.take()] == list(range(20))
+
+
+def test_message_without_to_goes_to_everyone_else_in_the_room(room: tuple[Client, ...]) -> None:
+    a, b, c, d = room
+    assert a.send({"type": "message", "data": {"hi": 1}, "from": "forged"}) == []
+    expected = [{"type": "message", "from": a.peer, "data": {"hi": 1}}]
+    assert b.sink.messages == expected and c.sink.messages == expected
+    assert b.sink.texts[0] is c.sink.texts[0]  # serialized once for the whole room
+    assert d.sink.take() == []
+
+
+def test_to_self_comes_back(room: tuple[Client, ...]) -> None:
+    a, b, _, _ = room
+    assert a.send({"type": "message", "to": a.peer, "data": 1}) == [{"type": "message", "from": a.peer, "data": 1}]
+    assert b.sink.take() == []
+
+
+def test_a_peer_reaches_only_its_own_room(room: tuple[Client, ...]) -> None:
+    a, _, _, d = room
+    replies = a.send({"type": "offer", "to": d.peer, "sdp": SDP, "id": "o1"})
+    assert replies == [
+        {
+            "type": "error",
+            "code": "unknown-peer",
+            "message": f"no peer {d.peer!r} in your room; it may have left (watch peer-left)",
+            "ref": "o1",
+        }
+    ]
+    assert d.sink.take() == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ping
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["before-join", "joined"])
+def test_ping_pong(hub: InMemoryHub, joined: bool) -> None:
+    client = Client(hub)
+    if joined:
+        client.join()
+    assert client.send({"type": "ping"}) == [{"type": "pong"}]
+    assert client.send({"type": "ping", "id": 5}) == [{"type": "pong"}]  # only welcome and error carry ref
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# errors: code, ref iff id, and the connection goes on working
+
+ERRORS: list[tuple[str, bool, Any, ErrorCode, str]] = [
+    ("bad-json", False, '{"type":', ErrorCode.BAD_JSON, "not valid JSON"),
+    ("invalid-message-not-object", False, "[]", ErrorCode.INVALID_MESSAGE, "JSON object"),
+    (
+        "invalid-message-field",
+        False,
+        {"type": "join", "room": "bad room!"},
+        ErrorCode.INVALID_MESSAGE,
+        "room: String should match pattern",
+    ),
+    (
+        "invalid-message-nested",
+        True,
+        {"type": "candidate", "to": "x", "candidate": {"candidate": "c"}},
+        ErrorCode.INVALID_MESSAGE,
+        "candidate.sdpMid: Field required",
+    ),
+    ("unknown-type", False, {"type": "subscribe"}, ErrorCode.UNKNOWN_TYPE, "unknown message type 'subscribe'"),
+    ("not-joined-leave", False, {"type": "leave"}, ErrorCode.NOT_JOINED, "join a room"),
+    ("not-joined-offer", False, {"type": "offer", "to": "peer0", "sdp": SDP}, ErrorCode.NOT_JOINED, "join a room"),
+    ("not-joined-answer", False, {"type": "answer", "to": "peer0", "sdp": SDP}, ErrorCode.NOT_JOINED, "join a room"),
+    (
+        "not-joined-candidate",
+        False,
+        {"type": "candidate", "to": "peer0", "candidate": CAND},
+        ErrorCode.NOT_JOINED,
+        "join a room",
+    ),
+    ("not-joined-message", False, {"type": "message", "data": 1}, ErrorCode.NOT_JOINED, "join a room"),
+    (
+        "not-joined-message-to",
+        False,
+        {"type": "message", "to": "peer0", "data": 1},
+        ErrorCode.NOT_JOINED,
+        "join a room",
+    ),
+    ("already-joined", True, {"type": "join", "room": "r"}, ErrorCode.ALREADY_JOINED, "already in room 'r'"),
+    ("already-joined-other-room", True, {"type": "join", "room": "s"}, ErrorCode.ALREADY_JOINED, "send leave"),
+    (
+        "unknown-peer-offer",
+        True,
+        {"type": "offer", "to": "nobody", "sdp": SDP},
+        ErrorCode.UNKNOWN_PEER,
+        "no peer 'nobody'",
+    ),
+    (
+        "unknown-peer-candidate",
+        True,
+        {"type": "candidate", "to": "nobody", "candidate": None},
+        ErrorCode.UNKNOWN_PEER,
+        "no peer",
+    ),
+    ("unknown-peer-message", True, {"type": "message", "to": "nobody", "data": 1}, ErrorCode.UNKNOWN_PEER, "no peer"),
+    ("nan-in-data", True, '{"type":"message","data":[NaN]}', ErrorCode.BAD_JSON, "not valid JSON"),
+    (
+        "overflow-in-data",
+        True,
+        '{"type":"message","data":{"x":-1e999}}',
+        ErrorCode.INVALID_MESSAGE,
+        "data: numbers must fit",
+    ),
+]
+
+
+def with_id(message: Any, id_value: Any) -> str:
+    """The message text with an id added (texts that are not objects are left alone)."""
+    if isinstance(message, dict):
+        return dumps({**message, "id": id_value})
+    text: str = message
+    if text.startswith("{") and text.endswith("}"):
+        return '{"id":' + dumps(id_value) + "," + text[1:]
+    return text
+
+
+@pytest.mark.parametrize("id_value", [None, "e-1", 12], ids=["no-id", "str-id", "int-id"])
+@pytest.mark.parametrize(("joined", "message", "code", "fragment"), [r[1:] for r in ERRORS], ids=[r[0] for r in ERRORS])
+def test_errors(hub: InMemoryHub, joined: bool, message: Any, code: ErrorCode, fragment: str, id_value: Any) -> None:
+    client, other = Client(hub), Client(hub)
+    other.join()
+    if joined:
+        client.join()
+    other.sink.take()
+    text = message if id_value is None else with_id(message, id_value)
+    if not isinstance(text, str):
+        text = dumps(text)
+    replies = client.send(text)
+    assert len(replies) == 1
+    error = replies[0]
+    assert error["type"] == "error" and error["code"] == code.value
+    assert fragment in error["message"]
+    id_echoed = id_value is not None and code is not ErrorCode.BAD_JSON and text.startswith("{")
+    if id_echoed:
+        assert error["ref"] == id_value
+    else:
+        assert "ref" not in error
+    assert list(error)[:3] == ["type", "code", "message"]
+    assert other.sink.take() == []  # nothing leaked to the room
+    assert client.send({"type": "ping"}) == [{"type": "pong"}]  # still usable
+    assert client.session.joined is joined
+
+
+def test_room_full() -> None:
+    small = InMemoryHub(max_peers_per_room=1)
+    Client(small).join()
+    late = Client(small)
+    replies = late.send({"type": "join", "room": "r", "id": "j"})
+    assert [(m["code"], m.get("ref")) for m in replies] == [("room-full", "j")]
+    assert not late.session.joined
+    assert late.join("elsewhere")["room"] == "elsewhere"  # a refused join leaves the client free to try again
+
+
+def test_room_limit_is_room_full() -> None:
+    small = InMemoryHub(max_rooms=1)
+    Client(small).join("one")
+    replies = Client(small).send({"type": "join", "room": "two"})
+    assert replies[0]["code"] == "room-full"
+    assert "limit of 1 rooms" in replies[0]["message"]
+
+
+def test_authorize_refuses_and_accepts(hub: InMemoryHub) -> None:
+    seen: list[Join] = []
+
+    def authorize(join: Join) -> None:
+        seen.append(join)
+        if join.token != "good":
+            raise SignalingError(ErrorCode.UNAUTHORIZED, "token missing or invalid")
+
+    client = Client(hub, authorize=authorize)
+    replies = client.send({"type": "join", "room": "r", "id": 3})
+    assert replies == [{"type": "error", "code": "unauthorized", "message": "token missing or invalid", "ref": 3}]
+    assert hub.stats() == HubStats(rooms=0, peers=0)
+    assert client.join("r", token="good")["type"] == "welcome"
+    assert [j.token for j in seen] == [None, "good"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# close
+
+
+def test_close_is_idempotent_and_later_texts_are_ignored(room: tuple[Client, ...]) -> None:
+    a, b, _, _ = room
+    a_peer = a.peer
+    a.session.close()
+    a.session.close()
+    assert a.session.closed and not a.session.joined
+    assert b.sink.take() == [{"type": "peer-left", "peer": a_peer}]
+    assert a.send({"type": "ping"}) == []
+    assert a.send({"type": "join", "room": "r"}) == []
+
+
+def test_close_before_join(hub: InMemoryHub) -> None:
+    client = Client(hub)
+    client.session.close()
+    assert hub.stats() == HubStats(rooms=0, peers=0)
+
+
+def test_sink_that_closes_while_taking_the_welcome(hub: InMemoryHub) -> None:
+    other = Client(hub)
+    other.join()
+    other.sink.take()
+
+    class Closing(RecordingSink):
+        session: Session
+
+        def deliver(self, text: str) -> None:
+            super().deliver(text)
+            self.session.close()
+
+    sink = Closing()
+    sink.session = Session(hub, sink)
+    sink.session.handle_text('{"type":"join","room":"r"}')
+    assert [m["type"] for m in sink.messages] == ["welcome"]
+    assert other.sink.take() == []  # never announced (no peer-joined), so no peer-left either
+    assert hub.stats() == HubStats(rooms=1, peers=1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# logging
+
+
+def test_logs_joins_leaves_and_errors_at_info_without_payloads(hub: InMemoryHub) -> None:
+    with capture_logs() as logs:
+        a, b = Client(hub), Client(hub)
+        a.join("r", name="alice")
+        b.join("r")
+        a.send({"type": "offer", "to": b.peer, "sdp": SDP})
+        a.send({"type": "candidate", "to": b.peer, "candidate": CAND})
+        a.send({"type": "candidate", "to": "nobody", "candidate": CAND})
+        a.send({"type": "leave"})
+        b.session.close()
+    events = [(e["event"], e["log_level"], e.get("peer"), e.get("room")) for e in logs]
+    assert events == [
+        ("joined", "info", "peer0", "r"),
+        ("joined", "info", "peer1", "r"),
+        ("client error", "info", "peer0", "r"),
+        ("left", "info", "peer0", "r"),
+        ("left", "info", "peer1", "r"),
+    ]
+    assert logs[2]["code"] == "unknown-peer"
+    assert [e["reason"] for e in logs[3:]] == ["leave", "closed"]
+    flat = json.dumps(logs, default=str)
+    assert "v=0" not in flat and "typ srflx" not in flat
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# property: any text in, only valid server messages out, never an exception
+
+JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+JSON_VALUES = st.recursive(
+    JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+PEER_REFS = st.sampled_from(["peer0", "peer1", "peer2", "nobody", ""]) | st.text(max_size=5)
+CANDIDATES = st.none() | st.fixed_dictionaries(
+    {"candidate": st.text(max_size=30), "sdpMid": st.none() | st.text(max_size=3)},
+    optional={"sdpMLineIndex": st.none() | st.integers(-2, 5), "usernameFragment": st.none() | st.text(max_size=4)},
+)
+MESSAGES = st.fixed_dictionaries(
+    {"type": st.sampled_from([*CLIENT_MESSAGE_TYPES, "welcome", "pong", "JOIN"]) | JSON_VALUES},
+    optional={
+        "id": st.text(max_size=70) | st.integers() | JSON_VALUES | st.text(st.characters(categories=["Cs"])),
+        "room": st.sampled_from(["r", "s", "bad room", ""]) | JSON_VALUES,
+        "name": st.text(max_size=70) | JSON_VALUES,
+        "meta": st.dictionaries(st.text(max_size=5), JSON_VALUES, max_size=3) | JSON_VALUES,
+        "token": st.text(max_size=5),
+        "to": PEER_REFS | JSON_VALUES,
+        "from": PEER_REFS,
+        "sdp": st.text(max_size=40) | JSON_VALUES,
+        "candidate": CANDIDATES | JSON_VALUES,
+        "data": JSON_VALUES,
+    },
+)
+LIKELY_PEERS = st.sampled_from(["peer0", "peer0", "peer1", "peer2", "nobody"])
+# Mostly well-formed messages, so that joins, relays and presence get exercised, not only the parse errors.
+PLAUSIBLE = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.just("join"), "room": st.sampled_from(["r", "s", "t"])},
+        optional={"name": st.text(max_size=8), "meta": st.dictionaries(st.text(max_size=4), JSON_LEAVES, max_size=2)},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["offer", "answer"]), "to": LIKELY_PEERS, "sdp": st.text(max_size=40)},
+        optional={"from": PEER_REFS},
+    ),
+    st.fixed_dictionaries({"type": st.just("candidate"), "to": LIKELY_PEERS, "candidate": CANDIDATES}),
+    st.fixed_dictionaries({"type": st.just("message"), "data": JSON_VALUES}, optional={"to": LIKELY_PEERS}),
+    st.fixed_dictionaries({"type": st.sampled_from(["leave", "ping"])}),
+).flatmap(
+    lambda message: st.fixed_dictionaries(
+        {}, optional={"id": st.text(max_size=8) | st.integers(), "extra": JSON_LEAVES}
+    ).map(lambda extra: {**message, **extra})
+)
+TEXTS = (
+    PLAUSIBLE.map(dumps)
+    | PLAUSIBLE.map(dumps)
+    | MESSAGES.map(dumps)
+    | JSON_VALUES.map(dumps)
+    | st.text(max_size=60)
+    | st.sampled_from(['{"type":"message","data":NaN}', '{"type":"message","data":1e999}', '{"type":"join","room":"r"'])
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(joined_first=st.booleans(), texts=st.lists(TEXTS, min_size=1, max_size=8))
+def test_any_text_yields_only_valid_server_messages(joined_first: bool, texts: list[str]) -> None:
+    hub = InMemoryHub(peer_ids=counter_ids(), max_rooms=2, max_peers_per_room=3)
+    other = Client(hub)
+    other.join("r")
+    other.sink.take()
+    fuzzed = Client(hub)
+    if joined_first:
+        texts = ['{"type":"join","room":"r"}', *texts]
+    for text in texts:
+        fuzzed.session.handle_text(text)  # must never raise
+        for sink in (fuzzed.sink, other.sink):
+            for out in sink.texts:
+                out.encode("utf-8")  # the transport can send it
+                obj = pydantic_core.from_json(out, allow_inf_nan=False)  # strict JSON
+                assert "to" not in obj  # never relayed
+                message = parse_server_message(out)
+                assert message.type != "error" or message.code in ErrorCode
+                event(message.type if message.type != "error" else f"error {message.code}")
+            sink.texts.clear()
+    fuzzed.session.close()
+    assert hub.stats() == HubStats(rooms=1, peers=1)

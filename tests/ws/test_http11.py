@@ -1,0 +1,198 @@
+"""http11.py: the head parser (whole, trickled, 8 KiB limit), request/response heads, Headers, serialization."""
+
+from __future__ import annotations
+
+import pytest
+
+from signaling.ws.errors import HandshakeError
+from signaling.ws.http11 import (
+    DEFAULT_MAX_HEAD,
+    MAX_HEADERS,
+    Headers,
+    HeadParser,
+    Response,
+    parse_request_head,
+    parse_response_head,
+)
+
+from .helpers import request_head
+
+HEAD = request_head()
+
+
+class TestHeadParser:
+    def test_whole(self) -> None:
+        parser = HeadParser()
+        assert parser.feed(HEAD + b"rest") == HEAD[:-4]
+        assert parser.trailing == b"rest"
+
+    def test_byte_by_byte(self) -> None:
+        parser = HeadParser()
+        for i in range(len(HEAD) - 1):
+            assert parser.feed(HEAD[i : i + 1]) is None
+        assert parser.feed(HEAD[-1:]) == HEAD[:-4]
+        assert parser.trailing == b""
+
+    @pytest.mark.parametrize("cut", range(1, 5), ids=lambda c: f"cut-{c}-from-end")
+    def test_terminator_split(self, cut: int) -> None:
+        parser = HeadParser()
+        assert parser.feed(HEAD[:-cut]) is None
+        assert parser.feed(HEAD[-cut:] + b"\x81") == HEAD[:-4]
+        assert parser.trailing == b"\x81"
+
+    def test_limit_is_8_kib(self) -> None:
+        assert DEFAULT_MAX_HEAD == 8192
+
+    @pytest.mark.parametrize("step", [None, 1, 1000], ids=["whole", "bytewise", "chunks"])
+    @pytest.mark.parametrize(
+        ("size", "ok"),
+        [pytest.param(8192, True, id="exactly-8192"), pytest.param(8193, False, id="8193")],
+    )
+    def test_limit(self, size: int, ok: bool, step: int | None) -> None:
+        """The limit counts the whole head, CRLF CRLF included."""
+        filler = size - len(HEAD) - len("X-Pad: \r\n")
+        head = HEAD[:-2] + b"X-Pad: " + b"a" * filler + b"\r\n\r\n"
+        assert len(head) == size
+        parser = HeadParser()
+        step = step or size
+        result = None
+        try:
+            for i in range(0, size, step):
+                result = parser.feed(head[i : i + step])
+        except HandshakeError as exc:
+            assert not ok
+            assert exc.status == 431
+        else:
+            assert ok
+            assert result == head[:-4]
+
+    def test_unterminated_head_fails_once_over_the_limit(self) -> None:
+        parser = HeadParser(100)
+        assert parser.feed(b"G" * 100) is None
+        with pytest.raises(HandshakeError) as info:
+            parser.feed(b"E")
+        assert info.value.status == 431
+
+    def test_bare_lf_is_not_a_terminator(self) -> None:
+        assert HeadParser().feed(b"GET / HTTP/1.1\nHost: a\n\n") is None
+
+
+class TestRequestHead:
+    def test_parse(self) -> None:
+        req = parse_request_head(b"GET /chat?room=1 HTTP/1.1\r\nHost: a\r\nX-A:  spaced \t\r\nX-Empty:")
+        assert (req.method, req.target, req.version) == ("GET", "/chat?room=1", (1, 1))
+        assert (req.path, req.query) == ("/chat", "room=1")
+        assert list(req.headers) == [("Host", "a"), ("X-A", "spaced"), ("X-Empty", "")]
+
+    def test_http_1_0(self) -> None:
+        assert parse_request_head(b"GET / HTTP/1.0").version == (1, 0)
+
+    @pytest.mark.parametrize(
+        ("head", "status"),
+        [
+            pytest.param(b"", 400, id="empty"),
+            pytest.param(b"GET /", 400, id="no-version"),
+            pytest.param(b"GET / HTTP/1.1 x", 400, id="extra-token"),
+            pytest.param(b"GET  / HTTP/1.1", 400, id="double-space"),
+            pytest.param(b"GET / http/1.1", 400, id="lowercase-http"),
+            pytest.param(b"GET / HTTP/11", 400, id="bad-version"),
+            pytest.param(b"G(T / HTTP/1.1", 400, id="method-not-token"),
+            pytest.param(b"GET /\x01 HTTP/1.1", 400, id="control-in-target"),
+            pytest.param(b"\r\nGET / HTTP/1.1", 400, id="leading-empty-line"),
+            pytest.param(b"GET / HTTP/2.0", 505, id="http2"),
+            pytest.param(b"GET / HTTP/1.1\r\nHost", 400, id="header-without-colon"),
+            pytest.param(b"GET / HTTP/1.1\r\nHost : a", 400, id="space-before-colon"),
+            pytest.param(b"GET / HTTP/1.1\r\n: a", 400, id="empty-name"),
+            pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\n folded", 400, id="obs-fold"),
+            pytest.param(b"GET / HTTP/1.1\r\nX: a\x00b", 400, id="nul-in-value"),
+            pytest.param(b"GET / HTTP/1.1\r\nX: a\rb", 400, id="cr-in-value"),
+            pytest.param(b"GET / HTTP/1.1\r\nX: a\nb", 400, id="lf-in-value"),
+            pytest.param(b"GET / HTTP/1.1\r\nX\xff: a", 400, id="non-ascii-name"),
+            pytest.param(b"GET / HTTP/1.1" + b"\r\nX: a" * (MAX_HEADERS + 1), 431, id="too-many-headers"),
+        ],
+    )
+    def test_malformed(self, head: bytes, status: int) -> None:
+        with pytest.raises(HandshakeError) as info:
+            parse_request_head(head)
+        assert info.value.status == status
+
+    def test_max_headers_is_fine(self) -> None:
+        assert len(parse_request_head(b"GET / HTTP/1.1" + b"\r\nX: a" * MAX_HEADERS).headers) == MAX_HEADERS
+
+
+class TestResponseHead:
+    @pytest.mark.parametrize(
+        ("head", "status", "reason"),
+        [
+            pytest.param(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket", 101, "", id="101"),
+            pytest.param(b"HTTP/1.1 404", 404, "", id="no-reason"),
+            pytest.param(b"HTTP/1.0 200 OK", 200, "OK", id="http-1.0"),
+        ],
+    )
+    def test_parse(self, head: bytes, status: int, reason: str) -> None:
+        resp = parse_response_head(head)
+        assert resp.status == status
+        if reason:
+            assert resp.reason == reason
+
+    @pytest.mark.parametrize(
+        "head",
+        [
+            pytest.param(b"HTTP/1.1 1010 x", id="4-digit-status"),
+            pytest.param(b"HTTP/2 101", id="http2"),
+            pytest.param(b"ICY 200 OK", id="not-http"),
+            pytest.param(b"HTTP/1.1 101 ok\r\nbad header", id="bad-header"),
+        ],
+    )
+    def test_malformed(self, head: bytes) -> None:
+        with pytest.raises(HandshakeError):
+            parse_response_head(head)
+
+
+class TestHeaders:
+    def test_case_insensitive(self) -> None:
+        h = Headers([("Sec-WebSocket-Key", "k"), ("x-a", "1"), ("X-A", "2")])
+        assert h.get("sec-websocket-key") == "k"
+        assert h.get("SEC-WEBSOCKET-KEY") == "k"
+        assert h.get_all("X-a") == ["1", "2"]
+        assert "SEC-websocket-KEY" in h
+        assert "missing" not in h
+        assert h.get("missing", "d") == "d"
+        assert len(h) == 3
+
+    @pytest.mark.parametrize(
+        ("values", "tokens"),
+        [
+            pytest.param(["Upgrade"], ["upgrade"], id="single"),
+            pytest.param(["keep-alive, Upgrade"], ["keep-alive", "upgrade"], id="list"),
+            pytest.param(["keep-alive,UPGRADE ,"], ["keep-alive", "upgrade"], id="no-spaces-trailing-comma"),
+            pytest.param(["keep-alive", "Upgrade"], ["keep-alive", "upgrade"], id="two-fields"),
+            pytest.param([" , "], [], id="empty-elements"),
+        ],
+    )
+    def test_tokens(self, values: list[str], tokens: list[str]) -> None:
+        assert Headers([("connection", v) for v in values]).tokens("Connection") == tokens
+
+
+class TestResponseSerialize:
+    def test_101_has_no_content_length(self) -> None:
+        resp = Response(101, Headers([("Upgrade", "websocket")]))
+        assert resp.serialize() == b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+
+    def test_error_has_content_length_and_body(self) -> None:
+        resp = Response(404, Headers([("Content-Type", "text/plain")]), b"nope\n")
+        assert resp.serialize() == (
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nnope\n"
+        )
+
+    def test_custom_reason_and_unknown_status(self) -> None:
+        assert Response(299, reason="Fine").serialize() == b"HTTP/1.1 299 Fine\r\nContent-Length: 0\r\n\r\n"
+        assert Response(299).serialize() == b"HTTP/1.1 299 Unknown\r\nContent-Length: 0\r\n\r\n"
+
+    def test_round_trip(self) -> None:
+        raw = Response(426, Headers([("Sec-WebSocket-Version", "13")]), b"x").serialize()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        parsed = parse_response_head(head)
+        assert parsed.status == 426
+        assert parsed.headers.get("sec-websocket-version") == "13"
+        assert body == b"x"
