@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from bench.load_client import machine_busy_seconds
 from bench.servers import LIBS, LOOPS, spawn_server
 
 #: Issue 4's target for our server's CPU per echoed message in the pipelined test, and picows' anchor.
@@ -42,6 +43,18 @@ def run_client(args: Sequence[str], cpu: int | None, timeout: float) -> dict[str
         raise RuntimeError(f"load client failed ({done.returncode}):\n{done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def wait_quiet(limit: float, max_wait: float) -> float:
+    """Wait (at most ``max_wait`` s) for a 1 s sample with at most ``limit`` busy cores; returns the last sample."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        m0, t0 = machine_busy_seconds(), time.monotonic()
+        time.sleep(1.0)
+        busy = (machine_busy_seconds() - m0) / (time.monotonic() - t0)
+        if busy <= limit or time.monotonic() > deadline:
+            return busy
+        print(f"  machine busy ({busy:.2f} cores), waiting", file=sys.stderr, flush=True)
 
 
 def measure(port: int, pid: int, window: int, opts: argparse.Namespace, label: str) -> tuple[dict[str, Any], int]:
@@ -63,6 +76,8 @@ def measure(port: int, pid: int, window: int, opts: argparse.Namespace, label: s
         str(opts.duration),
     ]
     for attempt in range(1, opts.attempts + 1):
+        if opts.quiet_wait:
+            wait_quiet(opts.noise_limit, opts.quiet_wait)
         r = run_client(client_args, opts.client_cpu, opts.warmup + opts.duration + 30)
         if r["errors"]:
             raise RuntimeError(f"{label}: the client saw {r['errors']} errors")
@@ -167,6 +182,18 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=4, help="tries per measurement while the machine is noisy")
     parser.add_argument("--noise-limit", type=float, default=0.2, help="max busy cores beyond server + client")
     parser.add_argument("--backoff", type=float, default=2.0, help="seconds to wait before retrying a noisy run")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="before each attempt, wait up to this many seconds for a 1 s sample under --noise-limit busy cores",
+    )
+    parser.add_argument(
+        "--patience",
+        type=float,
+        default=45.0,
+        help="minutes after the start past which every measurement gets one attempt and no quiet wait",
+    )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--json", help="append every measurement as a JSON line to this file")
@@ -190,6 +217,9 @@ def main() -> None:
                 label = f"run {run} {lib}:{loop}"
                 with spawn_server(lib, loop, cpu=opts.server_cpu) as (pid, port):
                     for window in (1, opts.window):
+                        if time.monotonic() - started > opts.patience * 60 and opts.attempts > 1:
+                            print("  out of patience: one attempt per measurement from now on", file=sys.stderr)
+                            opts.attempts, opts.quiet_wait = 1, 0.0
                         r, attempts = measure(port, pid, window, opts, label)
                         r.update(lib=lib, loop=loop, run=run, attempts=attempts)
                         rows.append(r)

@@ -77,9 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command == "schema":
-        from .messages import protocol_json_schema
+        from .schema_doc import render_schema
 
-        print(json.dumps(protocol_json_schema(), indent=2, sort_keys=True))
+        sys.stdout.write(render_schema())
         return 0
     from .config import Settings
     from .logs import configure_logging

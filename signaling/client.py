@@ -328,7 +328,8 @@ class SignalingClient:
     async def _read(self) -> None:
         error: BaseException | None = None
         try:
-            async for raw in self._ws:
+            while True:
+                raw = await self._ws.recv()  # not ``async for``: its quiet end on 1000/1001 would lose the code
                 try:
                     msg = parse_server_message(raw)
                 except ValidationError as exc:
@@ -343,8 +344,8 @@ class SignalingClient:
             error = exc
         finally:
             # Also on cancellation (close() with a full queue): recv() must not wait for a reader that is gone.
-            if error is None:
-                error = self._closed_error()  # the transport's iteration ends quietly on 1000/1001
+            if error is None:  # cancelled
+                error = ConnectionClosed(CloseCode.NORMAL, "closed by the client")
             self._end = _End(error)
             self._fail_pending(error)
             with contextlib.suppress(asyncio.QueueFull):

@@ -90,6 +90,8 @@ class StaticFiles:
             ]
         )
         if _not_modified(request, etag, stat.st_mtime):
+            # RFC 9110 8.6: a 304's Content-Length, if any, is the 200's; never the 0 of its empty body.
+            headers.add("Content-Length", str(stat.st_size))
             return Response(304, headers)
         body = file.read_bytes()
         if request.method == "HEAD":

@@ -63,16 +63,18 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     if settings.certfile is not None and settings.keyfile is not None:
         reloader = CertReloader(settings.certfile, settings.keyfile)
     server = build_server(settings, reloader.context if reloader else None)
-    await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    # Handlers first: a signal that arrives once the port is open must already mean a graceful stop (or reload).
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
-    watcher = None
     if reloader is not None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+    await server.start()
+    watcher = None
+    if reloader is not None:
         watcher = asyncio.create_task(_watch_certificates(reloader, settings.cert_check_interval))
     scheme = "wss" if settings.certfile else "ws"
     log.info(

@@ -26,6 +26,8 @@ class CertReloader:
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.context.set_alpn_protocols(["http/1.1"])
         self._stamp = self._read_stamp()
+        #: The files' stamp when a reload last failed: not retried (nor logged again) until they change again.
+        self._failed_stamp: tuple[int, int, int, int] | None = None
         self.context.load_cert_chain(certfile, keyfile)
         self.reloads = 0
 
@@ -36,6 +38,7 @@ class CertReloader:
 
     def reload(self) -> bool:
         """Load the files again. Returns False (keeping the old certificate) when they do not load."""
+        stamp = None
         try:
             stamp = self._read_stamp()
             # Validate in a scratch context first: a failed load must not leave the live one half-changed.
@@ -44,8 +47,10 @@ class CertReloader:
             self.context.load_cert_chain(self.certfile, self.keyfile)
         except (OSError, ssl.SSLError) as exc:
             log.error("tls_reload_failed", certfile=str(self.certfile), error=str(exc))
+            self._failed_stamp = stamp
             return False
         self._stamp = stamp
+        self._failed_stamp = None
         self.reloads += 1
         log.info("tls_reloaded", certfile=str(self.certfile), reloads=self.reloads)
         return True
@@ -56,6 +61,6 @@ class CertReloader:
             stamp = self._read_stamp()
         except OSError:
             return False
-        if stamp == self._stamp:
+        if stamp == self._stamp or stamp == self._failed_stamp:
             return False
         return self.reload()

@@ -556,8 +556,8 @@ class Connection:
         """Start the closing handshake (5.5.1). The owner should arm a timer while ``close_expected``."""
         if self.state is State.CONNECTING:
             raise InvalidState("cannot close before the handshake; close the transport instead")
-        if self.state is not State.OPEN:
-            return  # already closing or closed: a second close frame is never sent
+        if self.state is not State.OPEN or self._pending_fail is not None:
+            return  # already closing, closed, or failing: a second close frame is never sent
         reason = _truncate_reason(reason)
         self._out.append(encode_frame(_CLOSE, serialize_close_payload(code, reason), mask=self.is_client))
         self.close_sent = (code if code is not None else CloseCode.NO_STATUS, reason)

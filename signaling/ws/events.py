@@ -87,7 +87,8 @@ class CloseReceived:
 
 @dataclass(slots=True)
 class Failed:
-    """We failed the connection (RFC 6455 7.1.7) for a peer's violation; the close frame is queued."""
+    """We failed the connection (RFC 6455 7.1.7) for a peer's violation; nothing more is parsed, and the close
+    frame goes out with the next ``data_to_send()``, after the owner's answers to the events before this one."""
 
     code: int
     reason: str

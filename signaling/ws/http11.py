@@ -130,7 +130,10 @@ class Response:
         """Status line, headers, CRLF CRLF, body. Content-Length is added for every non-101 response."""
         reason = self.reason or REASONS.get(self.status, "Unknown")
         lines = [f"HTTP/1.1 {self.status} {reason}"]
-        lines.extend(f"{k}: {v}" for k, v in self.headers)
+        for k, v in self.headers:
+            if "\r" in v or "\n" in v or "\r" in k or "\n" in k:
+                raise ValueError(f"CR or LF in header {k!r}: that would split the response")
+            lines.append(f"{k}: {v}")
         if self.status != 101 and "Content-Length" not in self.headers:
             lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body

@@ -29,11 +29,13 @@ Fixtures
                            ``ignore_https_errors=True`` (self-signed certificates), 10 s default timeouts. Every
                            context is watched: console errors and uncaught page errors fail the test at
                            teardown, and when a test fails each open page's screenshot, the Playwright trace
-                           and the console log go to ``test-artifacts/e2e/<test>/``.
+                           and the console log go to ``test-artifacts/e2e/failures/<test>/``.
     context, page          function: one context from ``new_context()`` and one page in it.
     browser_errors         function: what the watched contexts logged (``.errors``, ``.log``); ``.allow(regex)``
                            accepts expected errors. ``@pytest.mark.allow_console_errors(*regexes)`` does the same
                            for a whole test (no argument: any error).
+    artifacts_dir          function: ``test-artifacts/e2e/<test>/`` (created; gitignored) for screenshots a test
+                           takes on purpose.
     tls_cert               function: ``TlsCert(certfile, keyfile)``, a throwaway self-signed certificate for
                            localhost, 127.0.0.1 and ::1 (openssl CLI) in tmp_path; ``.client_context()`` trusts it.
     start_signaling        function: ``await start_signaling(**Settings fields)`` -> WebSocketServer on 127.0.0.1,
@@ -50,6 +52,7 @@ import contextlib
 import errno
 import fcntl
 import re
+import shutil
 import socket
 import ssl
 import struct
@@ -81,6 +84,7 @@ from signaling.ws.aio.server import App, ServerConfig, WebSocketServer
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts" / "e2e"
+FAILURES_DIR = ARTIFACTS_DIR / "failures"
 PAGES_DIR = E2E_DIR / "pages"
 
 CHROMIUM = "/usr/bin/chromium"
@@ -97,7 +101,7 @@ CHROMIUM_ARGS: tuple[str, ...] = (
     "--autoplay-policy=no-user-gesture-required",  # remote <video> plays without a click
 )
 DEFAULT_TIMEOUT_MS = 10_000
-TRACING = True  # cheap enough (see the module docstring of test_browser_websocket.py); kept only on failure
+TRACING = True  # Playwright trace per context, saved only when the test fails (no measurable cost here)
 
 ServerFactory = Callable[..., Awaitable[WebSocketServer]]
 
@@ -276,16 +280,26 @@ def browser_errors(request: pytest.FixtureRequest) -> BrowserErrors:
     return errors
 
 
-def artifacts_dir(node: pytest.Item) -> Path:
-    """test-artifacts/e2e/<test id made file-name safe>/ (created)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", node.nodeid.removeprefix("tests/e2e/"))
-    path = ARTIFACTS_DIR / name
+def _test_dir_name(node: pytest.Item) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", node.nodeid.removeprefix("tests/e2e/")).strip("_")
+
+
+def failure_dir(node: pytest.Item) -> Path:
+    """test-artifacts/e2e/failures/<test>/: what a failed test leaves behind (emptied when the test starts)."""
+    return FAILURES_DIR / _test_dir_name(node)
+
+
+@pytest.fixture
+def artifacts_dir(request: pytest.FixtureRequest) -> Path:
+    """test-artifacts/e2e/<test>/ (created, kept): for screenshots a test writes on purpose."""
+    path = ARTIFACTS_DIR / _test_dir_name(request.node)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 async def _save_artifacts(node: pytest.Item, index: int, ctx: BrowserContext, errors: BrowserErrors) -> None:
-    out = artifacts_dir(node)
+    out = failure_dir(node)
+    out.mkdir(parents=True, exist_ok=True)
     for n, pg in enumerate(ctx.pages):
         with contextlib.suppress(PlaywrightError):
             await pg.screenshot(path=out / f"context{index}-page{n}.png", full_page=True)
@@ -301,6 +315,7 @@ async def new_context(
 ) -> AsyncIterator[Callable[..., Awaitable[BrowserContext]]]:
     """``await new_context(in_browser=None, **context_kwargs)``: a fresh, watched context (see the docstring)."""
     contexts: list[BrowserContext] = []
+    shutil.rmtree(failure_dir(request.node), ignore_errors=True)  # from an earlier run
 
     async def make(in_browser: Browser | None = None, **kwargs: Any) -> BrowserContext:
         kwargs.setdefault("ignore_https_errors", True)

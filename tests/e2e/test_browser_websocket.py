@@ -46,22 +46,24 @@ class Probe:
     async def send_binary(self, sid: int, length: int) -> None:
         await self.page.evaluate("([sid, n]) => wsProbe.sendBinary(sid, n)", [sid, length])
 
-    async def next(self, sid: int, timeout: float = 5.0) -> Any:
-        return await self.page.evaluate("([sid, ms]) => wsProbe.next(sid, ms)", [sid, timeout * 1000])
+    async def next(self, sid: int, within: float = 5.0) -> Any:
+        return await self.page.evaluate("([sid, ms]) => wsProbe.next(sid, ms)", [sid, within * 1000])
 
-    async def next_json(self, sid: int, timeout: float = 5.0) -> dict[str, Any]:
-        message = await self.next(sid, timeout)
+    async def next_json(self, sid: int, within: float = 5.0) -> dict[str, Any]:
+        message = await self.next(sid, within)
         assert isinstance(message, str), f"expected a text message, got {message!r}"
         value = json.loads(message)
         assert isinstance(value, dict)
         return value
 
     async def close(self, sid: int, code: int | None = None, reason: str = "") -> None:
-        await self.page.evaluate("([sid, code, reason]) => wsProbe.close(sid, code ?? undefined, reason)", [sid, code, reason])
+        await self.page.evaluate(
+            "([sid, code, reason]) => wsProbe.close(sid, code ?? undefined, reason)", [sid, code, reason]
+        )
 
-    async def closed(self, sid: int, timeout: float = 5.0) -> dict[str, Any]:
+    async def closed(self, sid: int, within: float = 5.0) -> dict[str, Any]:
         """The close event: ``{"code", "reason", "wasClean"}``."""
-        details = await self.page.evaluate("([sid, ms]) => wsProbe.closed(sid, ms)", [sid, timeout * 1000])
+        details = await self.page.evaluate("([sid, ms]) => wsProbe.closed(sid, ms)", [sid, within * 1000])
         assert isinstance(details, dict)
         return details
 
@@ -177,7 +179,7 @@ async def test_no_join_within_the_join_timeout_is_closed_with_1008(serve_probe_p
     # Pings do not count as joining.
     await p.send(sid, '{"type":"ping"}')
     assert await p.next_json(sid) == {"type": "pong"}
-    closed = await p.closed(sid, timeout=5)
+    closed = await p.closed(sid, within=5)
     assert closed == {"code": 1008, "reason": "no join within the join timeout", "wasClean": True}
 
 

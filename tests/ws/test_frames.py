@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from signaling.ws import frames
@@ -21,7 +23,7 @@ from .helpers import MASK, read_frames
 @pytest.fixture
 def fixed_mask(monkeypatch: pytest.MonkeyPatch) -> None:
     """encode_frame draws its masking key from os.urandom: pin it to the RFC 5.7 example key."""
-    monkeypatch.setattr(frames.os, "urandom", lambda n: MASK[:n])
+    monkeypatch.setattr(os, "urandom", lambda n: MASK[:n])
 
 
 class TestOpcodes:

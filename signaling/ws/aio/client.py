@@ -20,7 +20,6 @@ from ..connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
 from ..errors import ConnectionClosed, HandshakeError, InvalidState
 from ..events import (
     BinaryMessage,
-    CloseReceived,
     Failed,
     HandshakeComplete,
     HandshakeFailed,
@@ -52,6 +51,8 @@ class _ClientProtocol(asyncio.Protocol):
         self.read_paused = False
         self.close_timeout = 5.0
         self._close_timer: asyncio.TimerHandle | None = None
+        #: Set when we failed the connection for a server's violation (our close code and reason).
+        self.failed: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -73,8 +74,8 @@ class _ClientProtocol(asyncio.Protocol):
                 fut = self.pongs.pop(cast(Pong, ev).data, None)
                 if fut is not None and not fut.done():
                     fut.set_result(None)
-            elif cls is CloseReceived or cls is Failed:
-                pass
+            elif cls is Failed:
+                self.failed = (cast(Failed, ev).code, cast(Failed, ev).reason)
         self.flush()
         self.wake()
         if len(self.messages) >= _QUEUE_HIGH and not self.read_paused and self.transport is not None:
@@ -131,9 +132,10 @@ class _ClientProtocol(asyncio.Protocol):
         conn = self.conn
         code, reason = conn.close_rcvd if conn.close_rcvd is not None else (CloseCode.ABNORMAL, "")
         sent = conn.close_sent[0] if conn.close_sent is not None else None
-        if conn.close_rcvd is None and conn.close_sent is not None and conn.state is State.CLOSED:
-            # We failed the connection ourselves (e.g. the server broke the protocol): report our code.
-            code, reason = conn.close_sent
+        if conn.close_rcvd is None and self.failed is not None:
+            # We failed the connection ourselves (e.g. the server broke the protocol): report our code. A close
+            # of ours that was never answered stays 1006 (RFC 6455 7.1.5: no close frame was received).
+            code, reason = self.failed
         return ConnectionClosed(code, reason, sent_code=sent)
 
 
@@ -149,15 +151,20 @@ class ClientConnection:
         return self._p.conn.state
 
     @property
+    def _closed(self) -> bool:
+        # As recv() sees it: the close frame is in (TCP may still be open) or the connection is gone.
+        return self._p.closed.done() or self._p.conn.state is State.CLOSED
+
+    @property
     def close_code(self) -> int | None:
         """The peer's close code once closed (1006 without a close frame); None while open."""
-        if not self._p.closed.done():
+        if not self._closed:
             return None
         return self._p.closed_error().code
 
     @property
     def close_reason(self) -> str | None:
-        if not self._p.closed.done():
+        if not self._closed:
             return None
         return self._p.closed_error().reason
 

@@ -107,6 +107,7 @@ class ServerConnection(asyncio.Protocol):
     __slots__ = (
         "_close_timer",
         "_dirty",
+        "_ending",
         "_paused_reading",
         "_server",
         "conn",
@@ -133,6 +134,7 @@ class ServerConnection(asyncio.Protocol):
         self.ping_sent_at = 0.0
         self.upgraded = False
         self._dirty = False
+        self._ending = False
         self._paused_reading = False
         self._close_timer: asyncio.TimerHandle | None = None
 
@@ -174,7 +176,7 @@ class ServerConnection(asyncio.Protocol):
         handler = self.handler
         if handler is not None:
             self.handler = None
-            code, reason = conn.close_rcvd if conn.close_rcvd is not None else (CloseCode.ABNORMAL, "")
+            code, reason = conn.close_rcvd if conn.close_rcvd is not None else (int(CloseCode.ABNORMAL), "")
             try:
                 handler.on_close(code, reason)
             except Exception:
@@ -182,7 +184,7 @@ class ServerConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The peer reads slower than we write: stop reading its requests until the buffer drains.
-        if self.transport is not None and not self._paused_reading:
+        if self.transport is not None and not self._paused_reading and not self._ending:
             self._paused_reading = True
             self.transport.pause_reading()
 
@@ -338,15 +340,29 @@ class ServerConnection(asyncio.Protocol):
                 log.info("slow_consumer", conn=self.id, buffered=transport.get_write_buffer_size())
                 conn.fail(CloseCode.POLICY_VIOLATION, "slow consumer: send buffer limit exceeded")
                 transport.write(conn.data_to_send())
-                self._arm_close_timer()
-                transport.close()
+                self._end_transport(transport)
                 return
         if conn.close_transport:
-            if not transport.is_closing():
-                self._arm_close_timer()
-                transport.close()
+            self._end_transport(transport)
         elif conn.close_expected:
             self._arm_close_timer()
+
+    def _end_transport(self, transport: asyncio.Transport) -> None:
+        """Close TCP the way HTTP servers do: send FIN after the last bytes, then read and drop until the peer's
+        EOF (bounded by close_timeout). Closing at once while the peer's bytes sit unread (the rest of an
+        oversize message, a request body) makes the kernel send RST, which destroys our close frame or error
+        response before the peer reads it."""
+        if self._ending or transport.is_closing():
+            return
+        self._ending = True
+        self._arm_close_timer()
+        if transport.can_write_eof():
+            if self._paused_reading:
+                self._paused_reading = False
+                transport.resume_reading()
+            transport.write_eof()
+        else:  # TLS cannot half-close; it has read ahead anyway
+            transport.close()
 
     def _arm_close_timer(self) -> None:
         """Bound every ending: a peer that neither answers nor reads is aborted after close_timeout."""

@@ -159,10 +159,11 @@ async def server_side(server: WebSocketServer, client_sockname: tuple[str, int])
             await asyncio.sleep(0.005)
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.005) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(step)
+async def wait_for(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll server-side state (no event to wait on there) until ``predicate()``, for at most ``within`` s."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
 
 
 def ws_url(server: WebSocketServer, path: str = "/ws") -> str:
@@ -274,10 +275,10 @@ async def test_slow_consumer_that_never_reads_is_dropped_within_close_timeout(st
     slow_sc, _ = await flood_until_slow_consumer_closed(server, slow)
     t0 = time.monotonic()
     # The close frame sits behind megabytes nobody reads: the server aborts TCP after close_timeout.
-    await wait_for(lambda: slow_sc not in server.connections, timeout=3)
+    await wait_for(lambda: slow_sc not in server.connections, within=3)
     assert time.monotonic() - t0 < 2.0
     assert slow_sc.transport is None or slow_sc.transport.is_closing()
-    await wait_for(lambda: server.app.connections == 0)  # type: ignore[attr-defined]
+    await wait_for(lambda: server.app.connections == 0)
     slow.close()
 
 
@@ -316,7 +317,7 @@ async def test_unread_echoes_pause_reading_and_bound_the_send_buffer(start_serve
 
     writing = asyncio.create_task(writer())
     # The client reads nothing: the server's send buffer passes the high watermark and it stops reading.
-    await wait_for(lambda: sc._paused_reading, timeout=10)
+    await wait_for(lambda: sc._paused_reading, within=10)
     assert not transport.is_reading()
     await asyncio.sleep(0.2)  # show that the writer stays blocked instead of the server buffering more
     assert not writing.done()
@@ -406,8 +407,9 @@ async def test_client_that_never_answers_pings_is_closed_1011(start_server) -> N
 # ------------------------------------------------------------------------------- handshake and idle timeouts
 
 
-async def read_all(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
-    async with asyncio.timeout(timeout):
+async def read_all(reader: asyncio.StreamReader) -> bytes:
+    """Everything until the server closes the connection (at most 5 s)."""
+    async with asyncio.timeout(5):
         return await reader.read()
 
 
@@ -629,9 +631,12 @@ async def test_rfc_sample_handshake_against_the_real_process() -> None:
 
 
 async def test_websockets_library_sees_pings_from_the_process() -> None:
-    async with async_running_server("--ping-interval", "0.1", "--ping-timeout", "0.5", ready_log='"listening"') as srv:
-        async with ws_connect(f"{srv.url}/ws", compression=None, ping_interval=None) as ws:
-            await asyncio.sleep(0.4)
-            await ws.send(PING_MSG)
-            assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
-            assert ws.state is websockets.protocol.State.OPEN
+    args = ("--ping-interval", "0.1", "--ping-timeout", "0.5")
+    async with (
+        async_running_server(*args, ready_log='"listening"') as srv,
+        ws_connect(f"{srv.url}/ws", compression=None, ping_interval=None) as ws,
+    ):
+        await asyncio.sleep(0.4)  # four ping intervals: unanswered pings would have closed the connection
+        await ws.send(PING_MSG)
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
+        assert ws.state is websockets.protocol.State.OPEN

@@ -1,0 +1,1036 @@
+"""``signaling peer``: a headless aiortc WebRTC peer that joins a room and connects to everyone there.
+
+It is the project's reference peer: a test tool (it logs machine-readable progress), a load and interop
+partner for browsers, and an example of driving aiortc through the signaling protocol.
+
+Design notes (the why behind the code):
+
+* One :class:`Link` (one RTCPeerConnection) per remote peer. Roles follow web/call.js so that aiortc and
+  browser peers agree without extra messages: the *newcomer* (who finds the other in its ``welcome``) makes the
+  first offer; the other waits, and offers itself only if nothing came within ``FALLBACK_OFFER_S``. The peer
+  whose id sorts first is *polite*.
+* Perfect negotiation, adapted to aiortc: aiortc has no rollback (``setRemoteDescription(offer)`` in
+  ``have-local-offer`` raises InvalidStateError, and ``RTCSessionDescription(type="rollback")`` is refused), so
+  on glare the impolite side ignores the incoming offer (and the candidates that follow it), while the polite
+  side "rolls back" by replacing its not-yet-answered RTCPeerConnection with a fresh one and answering. This
+  peer only ever offers before the first exchange completes, so nothing established is lost by that.
+* aiortc gathers every candidate inside ``setLocalDescription`` and never emits ``icecandidate``. The SDP
+  already holds them; they are trickled as well (one ``candidate`` message per ``a=candidate`` line, then
+  ``candidate: null``) for peers that only look at trickled candidates. Remote trickled candidates are applied
+  with ``candidate_from_sdp``; those that arrive before the remote description wait for it.
+* Every signaling message of one remote peer, and every negotiation step, runs through that link's single
+  worker task, in order: aiortc's calls are coroutines, and interleaving two of them on one connection is
+  what breaks negotiation.
+* ICE servers come only from ``welcome.iceServers``: aiortc falls back to a public STUN server when given
+  ``None``, so an explicit (possibly empty) list is always passed. ``--host-address`` swaps
+  ``aioice.ice.get_host_addresses``, the one function aioice uses to list local addresses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fractions
+import ipaddress
+import math
+import signal
+import ssl
+import sys
+import time
+from array import array
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal, cast
+
+import structlog
+
+from .client import SignalingClient, SignalingErrorReply
+from .messages import (
+    ErrorMessage,
+    IceCandidate,
+    IceServer,
+    PeerJoined,
+    PeerLeft,
+    RelayedAnswer,
+    RelayedCandidate,
+    RelayedMessage,
+    RelayedOffer,
+    ServerMessage,
+)
+from .ws.errors import ConnectionClosed, WebSocketError
+
+if TYPE_CHECKING:
+    from aiortc import (
+        MediaStreamTrack,
+        RTCDataChannel,
+        RTCIceCandidate,
+        RTCIceServer,
+        RTCPeerConnection,
+        RTCSessionDescription,
+    )
+    from aiortc.contrib.media import MediaPlayer, MediaRecorder, MediaRelay
+    from av import AudioFrame, VideoFrame
+
+__all__ = [
+    "ECHO_PREFIX",
+    "PatternVideoTrack",
+    "PeerOptions",
+    "ToneAudioTrack",
+    "build_parser",
+    "candidate_from_init",
+    "decode_pattern",
+    "main",
+    "restrict_host_addresses",
+    "run_peer",
+    "sdp_candidates",
+]
+
+try:
+    from aiortc import MediaStreamTrack as _TrackBase
+
+    HAVE_AIORTC = True
+except ImportError:  # the `peer` extra is not installed: main() says so instead of a traceback
+    _TrackBase = object  # type: ignore[misc,assignment]
+    HAVE_AIORTC = False
+
+log = structlog.get_logger("signaling.peer")
+
+#: Label of the data channel the offerer opens (the web demo uses the same).
+CHAT_LABEL: Final = "chat"
+#: ``--echo`` answers a text ``T`` with ``ECHO_PREFIX + T`` and never echoes a text that starts with it,
+#: so two echoing peers do not bounce a message back and forth forever.
+ECHO_PREFIX: Final = "echo:"
+#: A waiting (non-initiator) side that got no offer after this long offers itself (as web/call.js does).
+FALLBACK_OFFER_S: Final = 5.0
+#: Bound on closing connections and leaving at shutdown.
+SHUTDOWN_TIMEOUT_S: Final = 5.0
+_TEXT_LOG_LIMIT: Final = 200
+
+# ----------------------------------------------------------------------------------------------------
+# Synthetic media: a test pattern the receiver can recognize, and a tone
+#
+# The pattern's first 16 pixel rows are a barcode of 20 blocks of 16x16 pixels (aligned to codec macroblocks,
+# black or white, so lossy coding keeps them readable): 4 sync blocks, then the sender's frame counter in 16
+# bits. Below it a gradient with a bar that moves 4 pixels a frame. A receiver that decodes the barcode knows
+# both that it gets *this* pattern and that the picture changes over time.
+
+_BLOCK: Final = 16
+_SYNC: Final = (True, False, False, True)
+_COUNTER_BITS: Final = 16
+_PATTERN_BLOCKS: Final = len(_SYNC) + _COUNTER_BITS
+PATTERN_MIN_WIDTH: Final = _PATTERN_BLOCKS * _BLOCK  # 320
+PATTERN_MIN_HEIGHT: Final = 4 * _BLOCK
+_BLACK: Final = 16
+_WHITE: Final = 235
+_VIDEO_CLOCK: Final = 90000
+
+
+def _pad(row: bytes, size: int) -> bytes:
+    return row + bytes(size - len(row)) if len(row) < size else row
+
+
+def _barcode_bits(counter: int) -> list[bool]:
+    value = counter % (1 << _COUNTER_BITS)
+    return [*_SYNC, *((value >> (_COUNTER_BITS - 1 - i)) & 1 == 1 for i in range(_COUNTER_BITS))]
+
+
+def decode_pattern(frame: VideoFrame) -> int | None:
+    """The frame counter of a received :class:`PatternVideoTrack` frame, or None if it is not one."""
+    if frame.format.name != "yuv420p":
+        frame = frame.reformat(format="yuv420p")
+    if frame.width < PATTERN_MIN_WIDTH or frame.height < _BLOCK:
+        return None
+    plane = frame.planes[0]
+    stride = plane.line_size
+    data = memoryview(plane).cast("B")
+    bits: list[bool] = []
+    for block in range(_PATTERN_BLOCKS):
+        x0 = block * _BLOCK + 4  # the block's inner 8x8 pixels: away from edges the codec blurs
+        total = sum(sum(data[y * stride + x0 : y * stride + x0 + 8]) for y in range(4, 12))
+        bits.append(total / 64 > (_BLACK + _WHITE) / 2)
+    if tuple(bits[: len(_SYNC)]) != _SYNC:
+        return None
+    value = 0
+    for bit in bits[len(_SYNC) :]:
+        value = (value << 1) | int(bit)
+    return value
+
+
+class _Pacer:
+    """Real-time pacing for synthetic tracks: frame ``n`` is due at ``start + n * period``."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.start: float | None = None
+        self.index = -1
+
+    async def next(self) -> int:
+        self.index += 1
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        else:
+            wait = self.start + self.index * self.period - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+        return self.index
+
+
+class PatternVideoTrack(_TrackBase):
+    """A moving test pattern (see the barcode notes above), made without numpy."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 320, height: int = 240, fps: float = 15.0) -> None:
+        super().__init__()
+        if width < PATTERN_MIN_WIDTH or height < PATTERN_MIN_HEIGHT or width % 2 or height % 2:
+            raise ValueError(f"video size must be even and at least {PATTERN_MIN_WIDTH}x{PATTERN_MIN_HEIGHT}")
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self._pacer = _Pacer(1.0 / fps)
+        self._gradient = bytes(_BLACK + (x * 164) // width for x in range(width))
+        cw = width // 2
+        self._u_row = bytes(64 + (x * 128) // cw for x in range(cw))
+
+    async def recv(self) -> VideoFrame:
+        from aiortc.mediastreams import MediaStreamError
+
+        if self.readyState != "live":
+            raise MediaStreamError
+        n = await self._pacer.next()
+        frame = self.render(n)
+        frame.pts = int(n * _VIDEO_CLOCK / self.fps)
+        frame.time_base = fractions.Fraction(1, _VIDEO_CLOCK)
+        return frame
+
+    def render(self, n: int) -> VideoFrame:
+        """Frame ``n`` of the pattern as a yuv420p av.VideoFrame."""
+        import av
+
+        w, h = self.width, self.height
+        frame = av.VideoFrame(w, h, "yuv420p")
+        y_plane, u_plane, v_plane = frame.planes
+        bits = _barcode_bits(n)
+        code = b"".join(bytes([_WHITE if bit else _BLACK]) * _BLOCK for bit in bits)
+        code += bytes([128]) * (w - len(code))
+        bar = (n * 4) % (w - _BLOCK)
+        body = bytearray(self._gradient)
+        body[bar : bar + _BLOCK] = bytes([_WHITE]) * _BLOCK
+        ys = y_plane.line_size
+        y_plane.update(_pad(code, ys) * _BLOCK + _pad(bytes(body), ys) * (h - _BLOCK))
+        cw, ch, cs = w // 2, h // 2, u_plane.line_size
+        neutral = _pad(bytes([128]) * cw, cs)
+        top = _BLOCK // 2
+        u_plane.update(neutral * top + _pad(self._u_row, cs) * (ch - top))
+        v = 128 + int(60 * math.sin(2 * math.pi * n / (4 * self.fps)))  # the hue drifts with time too
+        v_plane.update(neutral * top + _pad(bytes([v]) * cw, cs) * (ch - top))
+        return frame
+
+
+class ToneAudioTrack(_TrackBase):
+    """A sine tone, 48 kHz mono s16 in 20 ms frames."""
+
+    kind = "audio"
+    RATE: Final = 48000
+    SAMPLES: Final = 960
+
+    def __init__(self, frequency: float = 440.0, volume: float = 0.2) -> None:
+        super().__init__()
+        # One second of samples; an integral frequency loops seamlessly over it.
+        amplitude = int(32767 * volume)
+        samples = array(
+            "h", (int(amplitude * math.sin(2 * math.pi * frequency * i / self.RATE)) for i in range(self.RATE))
+        )
+        self._second = samples.tobytes()
+        self._pacer = _Pacer(self.SAMPLES / self.RATE)
+
+    async def recv(self) -> AudioFrame:
+        import av
+        from aiortc.mediastreams import MediaStreamError
+
+        if self.readyState != "live":
+            raise MediaStreamError
+        n = await self._pacer.next()
+        offset = (n * self.SAMPLES) % self.RATE * 2
+        frame = av.AudioFrame(format="s16", layout="mono", samples=self.SAMPLES)
+        frame.planes[0].update(self._second[offset : offset + self.SAMPLES * 2])
+        frame.pts = n * self.SAMPLES
+        frame.sample_rate = self.RATE
+        frame.time_base = fractions.Fraction(1, self.RATE)
+        return frame
+
+
+# ----------------------------------------------------------------------------------------------------
+# ICE helpers
+
+
+def restrict_host_addresses(addresses: Sequence[str]) -> None:
+    """Make aioice gather host candidates on exactly ``addresses`` (loopback allowed, which aioice skips).
+
+    aioice lists local addresses through ``aioice.ice.get_host_addresses`` only, so swapping that function
+    is enough; it affects every RTCPeerConnection created afterwards in this process.
+    """
+    import aioice.ice
+
+    parsed = [ipaddress.ip_address(a) for a in addresses]
+    v4 = [str(a) for a in parsed if a.version == 4]
+    v6 = [str(a) for a in parsed if a.version == 6]
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return (v4 if use_ipv4 else []) + (v6 if use_ipv6 else [])
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+def sdp_candidates(sdp: str) -> list[IceCandidate]:
+    """Every ``a=candidate`` line of an SDP as an RTCIceCandidateInit (with sdpMid, sdpMLineIndex, ufrag)."""
+    found: list[IceCandidate] = []
+    session_ufrag: str | None = None
+    index = -1
+    section: list[str] = []
+    mid: str | None = None
+    ufrag: str | None = None
+
+    def flush() -> None:
+        for line in section:
+            cand: IceCandidate = {"candidate": line, "sdpMid": mid, "sdpMLineIndex": index}
+            if ufrag or session_ufrag:
+                cand["usernameFragment"] = ufrag or session_ufrag
+            found.append(cand)
+
+    for raw in sdp.splitlines():
+        line = raw.strip()
+        if line.startswith("m="):
+            if index >= 0:
+                flush()
+            index += 1
+            section, mid, ufrag = [], None, None
+        elif line.startswith("a=ice-ufrag:"):
+            if index < 0:
+                session_ufrag = line.split(":", 1)[1]
+            else:
+                ufrag = line.split(":", 1)[1]
+        elif index >= 0 and line.startswith("a=mid:"):
+            mid = line.split(":", 1)[1]
+        elif index >= 0 and line.startswith("a=candidate:"):
+            section.append(line[2:])
+    if index >= 0:
+        flush()
+    return found
+
+
+def candidate_from_init(init: IceCandidate) -> RTCIceCandidate:
+    """An aiortc RTCIceCandidate from a trickled RTCIceCandidateInit."""
+    from aiortc.sdp import candidate_from_sdp
+
+    text = init["candidate"]
+    if text.startswith("a="):
+        text = text[2:]
+    if text.startswith("candidate:"):
+        text = text.split(":", 1)[1]
+    cand = candidate_from_sdp(text)
+    cand.sdpMid = init.get("sdpMid")
+    cand.sdpMLineIndex = init.get("sdpMLineIndex")
+    return cand
+
+
+def _remote_description(pc: RTCPeerConnection) -> RTCSessionDescription | None:
+    """aiortc annotates remoteDescription as always set; it is None until setRemoteDescription."""
+    return cast("RTCSessionDescription | None", pc.remoteDescription)
+
+
+def _rtc_ice_servers(servers: Sequence[IceServer]) -> list[RTCIceServer]:
+    from aiortc import RTCIceServer
+
+    return [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in servers]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Options and local media
+
+
+@dataclass
+class PeerOptions:
+    """What ``signaling peer`` was asked to do (the parsed command line)."""
+
+    url: str
+    room: str
+    name: str | None = "aiortc-peer"
+    play: str | None = None
+    loop: bool = False
+    record: str | None = None
+    echo: bool = False
+    host_addresses: list[str] = field(default_factory=list)
+    duration: float | None = None
+    hello_interval: float = 0.0
+    stats_interval: float = 1.0
+    video_size: tuple[int, int] = (320, 240)
+    fps: float = 15.0
+    tone: float = 440.0
+    cafile: str | None = None
+
+
+class LocalMedia:
+    """The tracks each new connection sends: fresh synthetic ones, or a shared file via MediaRelay."""
+
+    def __init__(self, options: PeerOptions) -> None:
+        self.options = options
+        self._player: MediaPlayer | None = None
+        self._relay: MediaRelay | None = None
+        if options.play:
+            from aiortc.contrib.media import MediaPlayer, MediaRelay
+
+            self._player = MediaPlayer(options.play, loop=options.loop)
+            self._relay = MediaRelay()
+
+    def tracks(self) -> list[MediaStreamTrack]:
+        """New tracks for one RTCPeerConnection (audio first, as browsers order them)."""
+        if self._player is not None and self._relay is not None:
+            sources = [t for t in (self._player.audio, self._player.video) if t is not None]
+            return [self._relay.subscribe(t, buffered=False) for t in sources]
+        width, height = self.options.video_size
+        return [ToneAudioTrack(self.options.tone), PatternVideoTrack(width, height, self.options.fps)]
+
+    def close(self) -> None:
+        if self._player is not None:
+            for track in (self._player.audio, self._player.video):
+                if track is not None:
+                    track.stop()
+
+
+# ----------------------------------------------------------------------------------------------------
+# One connection to one remote peer
+
+Op = Callable[[], Awaitable[None]]
+
+
+class Link:
+    """The RTCPeerConnection to one remote peer, negotiated with (aiortc-adapted) perfect negotiation."""
+
+    def __init__(self, peer: Peer, remote: str, *, initiator: bool) -> None:
+        self.peer = peer
+        self.remote = remote
+        self.polite = peer.id < remote
+        self.initiator = initiator
+        self.closed = False
+        self.ignore_offer = False
+        self.offers_received = 0
+        #: How often glare made this (polite) side replace its connection: aiortc's stand-in for rollback.
+        self.replacements = 0
+        self._pending_candidates: list[IceCandidate | None] = []
+        self._inbox: asyncio.Queue[Op] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()  # tied to the current pc: consumers, hello senders
+        self._local_tracks: list[MediaStreamTrack] = []
+        self._recorder: MediaRecorder | None = None
+        self._record_path = peer.record_path_for(remote)
+        self.log = log.bind(peer=remote)
+        self.pc = self._new_pc(with_channel=initiator)
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"link-{remote}")
+        self._fallback: asyncio.TimerHandle | None = None
+        if initiator:
+            self.post(self._make_offer)
+        else:
+            self._fallback = asyncio.get_running_loop().call_later(FALLBACK_OFFER_S, self.post, self._fallback_offer)
+        self.log.info("link_created", initiator=initiator, polite=self.polite)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def post(self, op: Op) -> None:
+        """Run ``op`` on this link's worker, after everything posted before it."""
+        if not self.closed:
+            self._inbox.put_nowait(op)
+
+    def handle(self, msg: RelayedOffer | RelayedAnswer | RelayedCandidate) -> None:
+        """Queue one signaling message from the remote peer."""
+        if isinstance(msg, RelayedOffer):
+            self.post(lambda: self._on_offer(msg.sdp))
+        elif isinstance(msg, RelayedAnswer):
+            self.post(lambda: self._on_answer(msg.sdp))
+        else:
+            self.post(lambda: self._on_candidate(msg.candidate))
+
+    async def _work(self) -> None:
+        while True:
+            op = await self._inbox.get()
+            try:
+                await op()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # One bad offer or candidate must not end the link: log it, keep serving later messages.
+                self.log.warning("negotiation_error", error=f"{type(exc).__name__}: {exc}")
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ the RTCPeerConnection
+
+    def _new_pc(self, *, with_channel: bool) -> RTCPeerConnection:
+        from aiortc import RTCConfiguration, RTCPeerConnection
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=_rtc_ice_servers(self.peer.ice_servers)))
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc is self.pc:
+                self.log.info("peer_state", state=pc.connectionState)
+                if pc.connectionState == "connected":
+                    self._spawn(self._start_recorder(), f"recorder-{self.remote}")
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if pc is self.pc:
+                self._on_track(track)
+
+        @pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            if pc is self.pc:
+                self._attach_channel(channel)
+
+        self._local_tracks = self.peer.media.tracks()
+        for track in self._local_tracks:
+            pc.addTrack(track)
+        if with_channel:
+            self._attach_channel(pc.createDataChannel(CHAT_LABEL))
+        return pc
+
+    async def _replace_pc(self) -> None:
+        """aiortc's stand-in for rollback: drop the un-answered connection and start over as answerer."""
+        old = self.pc
+        self.replacements += 1
+        await self._drop_pc_state()
+        self.pc = self._new_pc(with_channel=False)
+        await old.close()
+
+    async def _drop_pc_state(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self._tasks.clear()
+        if self._recorder is not None:
+            recorder, self._recorder = self._recorder, None
+            with contextlib.suppress(Exception):
+                await recorder.stop()
+            self.peer.release_record_path(self.remote)
+        for track in self._local_tracks:
+            track.stop()
+        self._local_tracks = []
+        self._pending_candidates.clear()
+
+    async def close(self) -> None:
+        """Close the connection and everything attached to it (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._fallback is not None:
+            self._fallback.cancel()
+        self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        await self._drop_pc_state()
+        await self.pc.close()
+        self.log.info("peer_closed")
+
+    # ------------------------------------------------------------------ negotiation
+
+    async def _make_offer(self) -> None:
+        pc = self.pc
+        if self.closed or pc.signalingState != "stable":
+            return
+        await pc.setLocalDescription(await pc.createOffer())
+        if pc is not self.pc:
+            return
+        await self.peer.client.send_offer(self.remote, pc.localDescription.sdp)
+        self.log.info("offer_sent")
+        await self._trickle(pc)
+
+    async def _fallback_offer(self) -> None:
+        self._fallback = None
+        pc = self.pc
+        if self.offers_received or _remote_description(pc) is not None or pc.signalingState != "stable":
+            return
+        self.log.info("fallback_offer", waited_s=FALLBACK_OFFER_S)
+        self.initiator = True
+        self._attach_channel(pc.createDataChannel(CHAT_LABEL))
+        await self._make_offer()
+
+    async def _on_offer(self, sdp: str) -> None:
+        from aiortc import RTCSessionDescription
+
+        self.offers_received += 1
+        if self._fallback is not None:
+            self._fallback.cancel()
+            self._fallback = None
+        collision = self.pc.signalingState != "stable"
+        if collision and not self.polite:
+            self.ignore_offer = True
+            self.log.info("glare", action="ignore_offer")
+            return
+        self.ignore_offer = False
+        if collision:
+            self.log.info("glare", action="replace_connection")
+            await self._replace_pc()
+        pc = self.pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await self._apply_pending_candidates()
+        await pc.setLocalDescription(await pc.createAnswer())
+        if pc is not self.pc or self.closed:
+            return
+        await self.peer.client.send_answer(self.remote, pc.localDescription.sdp)
+        self.log.info("answer_sent")
+        await self._trickle(pc)
+
+    async def _on_answer(self, sdp: str) -> None:
+        from aiortc import RTCSessionDescription
+
+        pc = self.pc
+        if pc.signalingState != "have-local-offer":
+            self.log.info("answer_ignored", signaling_state=pc.signalingState)
+            return
+        self.ignore_offer = False
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        self.log.info("answer_applied")
+        await self._apply_pending_candidates()
+
+    async def _on_candidate(self, init: IceCandidate | None) -> None:
+        if self.ignore_offer:
+            return  # they belong to the offer we ignored
+        if _remote_description(self.pc) is None:
+            self._pending_candidates.append(init)
+            return
+        await self._add_candidate(init)
+
+    async def _apply_pending_candidates(self) -> None:
+        pending, self._pending_candidates = self._pending_candidates, []
+        for init in pending:
+            await self._add_candidate(init)
+
+    async def _add_candidate(self, init: IceCandidate | None) -> None:
+        if init is None:
+            await self.pc.addIceCandidate(None)
+            return
+        if not init["candidate"]:
+            return  # the legacy per-m-line end marker; end of candidates comes as null
+        try:
+            candidate = candidate_from_init(init)
+        except (AssertionError, ValueError, IndexError) as exc:
+            self.log.warning("candidate_rejected", error=str(exc) or type(exc).__name__)
+            return
+        await self.pc.addIceCandidate(candidate)
+
+    async def _trickle(self, pc: RTCPeerConnection) -> None:
+        """Send the candidates aiortc put into the SDP as trickled ones too, then end-of-candidates."""
+        candidates = sdp_candidates(pc.localDescription.sdp)
+        for init in candidates:
+            await self.peer.client.send_candidate(self.remote, init)
+        await self.peer.client.send_candidate(self.remote, None)
+        self.log.debug("candidates_sent", count=len(candidates))
+
+    # ------------------------------------------------------------------ media received
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self.log.info("track_received", kind=track.kind)
+        source = track
+        if self._record_path is not None:
+            from aiortc.contrib.media import MediaRecorder, MediaRelay
+
+            relay = MediaRelay()
+            if self._recorder is None:
+                self._recorder = MediaRecorder(self._record_path)
+            self._recorder.addTrack(relay.subscribe(track, buffered=False))
+            source = relay.subscribe(track, buffered=False)
+        self._spawn(self._consume(source, track.kind), f"consume-{track.kind}-{self.remote}")
+
+    async def _start_recorder(self) -> None:
+        if self._recorder is not None:
+            await self._recorder.start()
+            self.log.info("recording", file=self._record_path)
+
+    async def _consume(self, track: MediaStreamTrack, kind: str) -> None:
+        """Read (and so decode) every received frame, logging counts; proves media really arrives."""
+        from aiortc.mediastreams import MediaStreamError
+        from av import AudioFrame, VideoFrame
+
+        count = 0
+        last_log = 0.0
+        interval = self.peer.options.stats_interval
+        event = "frames_received" if kind == "video" else "audio_received"
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            count += 1
+            now = time.monotonic()
+            if count == 1 or now - last_log >= interval:
+                last_log = now
+                if isinstance(frame, VideoFrame):
+                    self.log.info(
+                        event,
+                        count=count,
+                        width=frame.width,
+                        height=frame.height,
+                        pattern_frame=decode_pattern(frame),
+                    )
+                elif isinstance(frame, AudioFrame):
+                    self.log.info(event, count=count, sample_rate=frame.sample_rate)
+        self.log.info("track_ended", kind=kind, count=count)
+
+    # ------------------------------------------------------------------ data channels
+
+    def _attach_channel(self, channel: RTCDataChannel) -> None:
+        opened = False
+
+        def on_open() -> None:
+            nonlocal opened
+            if opened:
+                return
+            opened = True
+            self.log.info("datachannel_open", label=channel.label)
+            if self.peer.options.hello_interval > 0:
+                self._spawn(self._say_hello(channel), f"hello-{self.remote}")
+
+        def on_message(message: str | bytes) -> None:
+            if isinstance(message, str):
+                self.log.info("datachannel_message", label=channel.label, text=message[:_TEXT_LOG_LIMIT])
+                if self.peer.options.echo and not message.startswith(ECHO_PREFIX):
+                    channel.send(ECHO_PREFIX + message)
+            else:
+                self.log.info("datachannel_message", label=channel.label, bytes=len(message))
+
+        def on_close() -> None:
+            self.log.info("datachannel_closed", label=channel.label)
+
+        channel.on("message", on_message)
+        channel.on("close", on_close)
+        channel.on("open", on_open)
+        if channel.readyState == "open":  # a channel from the datachannel event is open already
+            on_open()
+
+    async def _say_hello(self, channel: RTCDataChannel) -> None:
+        n = 0
+        while channel.readyState in ("connecting", "open"):
+            if channel.readyState == "open":
+                n += 1
+                text = f"hello from {self.peer.id} #{n}"
+                channel.send(text)
+                self.log.info("datachannel_sent", label=channel.label, text=text)
+            await asyncio.sleep(self.peer.options.hello_interval)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The peer: signaling session plus one Link per remote peer
+
+
+class Peer:
+    """Joins the room and keeps one Link per other peer in it until stopped."""
+
+    def __init__(self, options: PeerOptions, client: SignalingClient, media: LocalMedia) -> None:
+        self.options = options
+        self.client = client
+        self.media = media
+        self.id = ""
+        self.ice_servers: list[IceServer] = []
+        self.links: dict[str, Link] = {}
+        self._recording: str | None = None  # the remote peer recorded when --record has no {peer}
+
+    def record_path_for(self, remote: str) -> str | None:
+        """Where to record ``remote``: ``{peer}`` in --record makes one file per peer; else the first peer only."""
+        path = self.options.record
+        if path is None:
+            return None
+        if "{peer}" in path:
+            return path.replace("{peer}", remote)
+        if self._recording is None:
+            self._recording = remote
+            return path
+        log.info("not_recording", peer=remote, reason="--record has no {peer}; recording the first peer only")
+        return None
+
+    def release_record_path(self, remote: str) -> None:
+        if self._recording == remote:
+            self._recording = None
+
+    def link(self, remote: str, *, initiator: bool) -> Link:
+        link = self.links.get(remote)
+        if link is None:
+            link = self.links[remote] = Link(self, remote, initiator=initiator)
+        return link
+
+    async def drop(self, remote: str) -> None:
+        link = self.links.pop(remote, None)
+        if link is not None:
+            await link.close()
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Join, then serve signaling until ``stop`` is set (0) or the signaling connection ends (1)."""
+        opts = self.options
+        try:
+            welcome = await self.client.join(opts.room, name=opts.name, meta={"agent": "signaling-peer"})
+        except SignalingErrorReply as exc:
+            log.error("join_failed", code=exc.code, message=exc.message)
+            return 1
+        self.id = welcome.peer
+        self.ice_servers = list(welcome.iceServers)
+        log.info(
+            "joined",
+            self_id=self.id,
+            room=welcome.room,
+            peers=[p.peer for p in welcome.peers],
+            ice_servers=len(self.ice_servers),
+        )
+        for info in welcome.peers:
+            self.link(info.peer, initiator=True)  # we are the newcomer: we offer
+        signals = asyncio.create_task(self._serve_signals(), name="signals")
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            await asyncio.wait({signals, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            signals.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await signals
+        if stop.is_set():
+            return 0
+        log.error("signaling_closed", code=self.client.close_code)
+        return 1
+
+    async def _serve_signals(self) -> None:
+        async for msg in self.client:
+            await self._dispatch(msg)
+
+    async def _dispatch(self, msg: ServerMessage) -> None:
+        if isinstance(msg, RelayedOffer | RelayedAnswer | RelayedCandidate):
+            # An offer can come before peer-joined only from a peer we have not heard of yet: it starts.
+            self.link(msg.from_, initiator=False).handle(msg)
+        elif isinstance(msg, PeerJoined):
+            log.info("peer_joined", peer=msg.peer, name=msg.name)
+            self.link(msg.peer, initiator=False)  # the newcomer offers; we wait for it
+        elif isinstance(msg, PeerLeft):
+            log.info("peer_left", peer=msg.peer)
+            await self.drop(msg.peer)
+            log.info("links", count=len(self.links))
+        elif isinstance(msg, RelayedMessage):
+            log.info("signaling_message", peer=msg.from_, data=str(msg.data)[:_TEXT_LOG_LIMIT])
+        elif isinstance(msg, ErrorMessage):
+            log.warning("signaling_error", code=str(msg.code), message=msg.message)
+
+    async def shutdown(self) -> None:
+        """Close every connection, then leave the room; bounded so a stuck close cannot hang the exit."""
+        try:
+            async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                await asyncio.gather(*(link.close() for link in self.links.values()), return_exceptions=True)
+                self.links.clear()
+                if not self.client.closed:
+                    with contextlib.suppress(ConnectionClosed, OSError):
+                        await self.client.leave()
+        except TimeoutError:
+            log.warning("shutdown_timeout", seconds=SHUTDOWN_TIMEOUT_S)
+
+
+async def run_peer(options: PeerOptions) -> int:
+    """Run one peer until --duration, SIGINT/SIGTERM, or the signaling connection ends; the exit status."""
+    if options.host_addresses:
+        restrict_host_addresses(options.host_addresses)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if options.duration is not None:
+        loop.call_later(options.duration, stop.set)
+    media = LocalMedia(options)
+    ssl_context = ssl.create_default_context(cafile=options.cafile) if options.cafile else None
+    try:
+        client = await SignalingClient.connect(options.url, ssl=ssl_context)
+    except (OSError, TimeoutError, WebSocketError) as exc:
+        log.error("connect_failed", url=options.url, error=f"{type(exc).__name__}: {exc}")
+        media.close()
+        return 1
+    peer = Peer(options, client, media)
+    try:
+        status = await peer.run(stop)
+    finally:
+        await peer.shutdown()
+        await client.close()
+        media.close()
+    log.info("stopped", status=status)
+    return status
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line
+
+_DESCRIPTION = """\
+A headless WebRTC peer (aiortc). It joins ROOM on the signaling server and connects to every other peer
+there, browsers included: the newcomer offers, the other side answers (and offers itself after 5 s without
+an offer), with the perfect-negotiation pattern (the peer whose id sorts first is polite). It sends a moving
+test pattern and a tone (or --play FILE), opens a data channel "chat" when it offers, receives and decodes
+what the others send, and logs its progress."""
+
+_EPILOG = """\
+ICE: the ICE servers are exactly welcome.iceServers from the server (none: host candidates only; never a
+public STUN default). aiortc puts all its candidates in the SDP; they are also sent as trickled `candidate`
+messages, then `candidate: null`. Trickled remote candidates are accepted.
+
+Logs (JSON lines unless stdout is a terminal), one event per line, e.g.:
+  joined self_id=ID peers=[...]        peer_state peer=ID state=connected
+  frames_received peer=ID count=N pattern_frame=K   (decoded video frames; K: the sender's test-pattern
+                                                     frame counter read from the picture, null if none)
+  audio_received peer=ID count=N      datachannel_message peer=ID text=...
+  peer_left peer=ID, then peer_closed peer=ID and links count=N
+
+Exit status: 0 after --duration or SIGINT/SIGTERM (connections closed, room left); 1 if the server refused
+the join or the signaling connection ended; 2 for bad arguments.
+
+Example: signaling peer --url ws://127.0.0.1:8765/ws --room demo --echo --host-address 127.0.0.1"""
+
+
+def _video_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if w < PATTERN_MIN_WIDTH or h < PATTERN_MIN_HEIGHT or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"must be even and at least {PATTERN_MIN_WIDTH}x{PATTERN_MIN_HEIGHT}")
+    return w, h
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be zero or a positive number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="signaling peer",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--url", required=True, help="signaling WebSocket URL, e.g. ws://127.0.0.1:8765/ws")
+    p.add_argument("--room", required=True, help="room to join (1-64 of A-Z a-z 0-9 _ -)")
+    p.add_argument("--name", default="aiortc-peer", help="display name sent with join (default: %(default)s)")
+    media = p.add_argument_group("media")
+    media.add_argument("--play", metavar="FILE", help="send this media file (audio/video) instead of the pattern")
+    media.add_argument("--loop", action="store_true", help="with --play: repeat the file forever")
+    media.add_argument(
+        "--record",
+        metavar="FILE",
+        help="record what is received (format from the extension, e.g. .mp4, .webm, .wav); "
+        "'{peer}' in FILE gives one file per remote peer, otherwise only the first peer is recorded",
+    )
+    media.add_argument(
+        "--video-size",
+        type=_video_size,
+        default=(320, 240),
+        metavar="WxH",
+        help="size of the test pattern (default: 320x240)",
+    )
+    media.add_argument("--fps", type=_positive, default=15.0, help="frame rate of the test pattern (default: 15)")
+    media.add_argument("--tone", type=_positive, default=440.0, metavar="HZ", help="tone frequency (default: 440)")
+    data = p.add_argument_group("data channel")
+    data.add_argument(
+        "--echo",
+        action="store_true",
+        help=f"answer each text message T with '{ECHO_PREFIX}T' (texts starting with '{ECHO_PREFIX}' are not echoed)",
+    )
+    data.add_argument(
+        "--hello-interval",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="send 'hello from <id> #n' on each open channel every S seconds (default: 0, off)",
+    )
+    net = p.add_argument_group("network")
+    net.add_argument(
+        "--host-address",
+        dest="host_addresses",
+        action="append",
+        type=_address,
+        default=[],
+        metavar="IP",
+        help="gather host candidates on this address only (repeatable; 127.0.0.1 allowed). "
+        "Default: every non-loopback address",
+    )
+    net.add_argument("--cafile", metavar="PEM", help="CA bundle to verify a wss:// server with")
+    run = p.add_argument_group("run")
+    run.add_argument("--duration", type=_positive, metavar="S", help="leave and exit after S seconds")
+    run.add_argument(
+        "--stats-interval",
+        type=_positive,
+        default=1.0,
+        metavar="S",
+        help="seconds between frames_received/audio_received lines per track (default: 1)",
+    )
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    run.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="auto: JSON lines unless stdout is a terminal (default: auto)",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``signaling peer`` (``signaling.cli`` hands over the arguments after ``peer``)."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if not HAVE_AIORTC:
+        print("signaling peer needs aiortc: pip install 'signaling[peer]'", file=sys.stderr)
+        return 2
+    from .logs import configure_logging
+
+    log_format: Literal["auto", "json", "console"] = args.log_format
+    configure_logging(args.log_level, log_format)
+    if args.play and not Path(args.play).exists() and "://" not in args.play:
+        print(f"signaling peer: --play: no such file: {args.play}", file=sys.stderr)
+        return 2
+    options = PeerOptions(
+        url=args.url,
+        room=args.room,
+        name=args.name,
+        play=args.play,
+        loop=args.loop,
+        record=args.record,
+        echo=args.echo,
+        host_addresses=args.host_addresses,
+        duration=args.duration,
+        hello_interval=args.hello_interval,
+        stats_interval=args.stats_interval,
+        video_size=args.video_size,
+        fps=args.fps,
+        tone=args.tone,
+        cafile=args.cafile,
+    )
+    try:
+        return asyncio.run(run_peer(options))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130

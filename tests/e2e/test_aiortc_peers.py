@@ -1,0 +1,304 @@
+"""`signaling peer` (aiortc) end to end: real `signaling serve` and peer processes, on loopback only.
+
+Each test asserts on what the peers *measured* and logged as JSON events: connection states, data-channel texts,
+and decoded video frames whose test-pattern barcode (the sender's frame counter) was read back from the
+picture, so a frame that did not really travel through encoder, network and decoder cannot pass. Every wait is
+bounded (peer_helpers.WAIT); nothing sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aioice.ice
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from signaling.client import SignalingClient
+from signaling.messages import PeerJoined, RelayedCandidate, RelayedOffer
+from signaling.peer import (
+    ECHO_PREFIX,
+    LocalMedia,
+    Peer,
+    PeerOptions,
+    candidate_from_init,
+    restrict_host_addresses,
+    sdp_candidates,
+)
+from signaling.ws.aio.server import WebSocketServer
+from tests.e2e.peer_helpers import (
+    WAIT,
+    Event,
+    events,
+    of,
+    running_peer,
+    running_peers,
+    self_id,
+    until,
+    wait_event,
+    wait_for,
+    wait_healthz,
+)
+from tests.helpers.server_process import async_running_process, async_running_server
+
+ServerFactory = Callable[..., Awaitable[WebSocketServer]]
+
+#: Decoded frames each side must get from the other (15 fps: about 2 s of video).
+MIN_FRAMES = 30
+EMPTY_SERVER = {"connections": 0, "rooms": 0, "peers": 0}
+
+
+def connected_to(remote: str) -> Callable[[list[Event]], list[Event]]:
+    return lambda evs: of(evs, "peer_state", peer=remote, state="connected")
+
+
+def frames_from(remote: str, at_least: int) -> Callable[[list[Event]], list[Event]]:
+    def check(evs: list[Event]) -> list[Event]:
+        got = of(evs, "frames_received", peer=remote)
+        return got if got and got[-1]["count"] >= at_least else []
+
+    return check
+
+
+def assert_test_pattern(reports: list[Event]) -> None:
+    """The frames were the sender's moving test pattern: its barcode read back, counting up as time passes."""
+    counters = [r["pattern_frame"] for r in reports]
+    assert all(isinstance(c, int) for c in counters), f"a frame without the test pattern: {reports}"
+    assert counters == sorted(set(counters)), f"pattern frame counters do not increase: {counters}"
+    for report in reports:
+        # Counter of the sender >= frames decoded here - 1 (it starts at 0; frames may be lost, never invented).
+        assert report["pattern_frame"] >= report["count"] - 1, report
+        assert (report["width"], report["height"]) == (320, 240)
+    assert counters[-1] - counters[0] >= MIN_FRAMES // 2, f"the picture hardly changed: {counters}"
+
+
+def texts_from(evs: list[Event], remote: str) -> list[str]:
+    return [str(e["text"]) for e in of(evs, "datachannel_message", peer=remote)]
+
+
+async def test_two_peers_connect_exchange_data_and_decoded_video() -> None:
+    async with async_running_server() as srv:
+        url = f"{srv.url}/ws"
+        extra = ("--echo", "--hello-interval", "0.3")
+        async with running_peers(url, "duo", "ab", *extra) as (a, b):
+            a_id, b_id = await self_id(a), await self_id(b)
+            await wait_for(a, connected_to(b_id), f"connected to {b_id}")
+            await wait_for(b, connected_to(a_id), f"connected to {a_id}")
+
+            # Data channel, both ways: each gets the other's hellos, and the echo of its own.
+            for me, my_id, other_id in ((a, a_id, b_id), (b, b_id, a_id)):
+
+                def both_ways(evs: list[Event], my_id: str = my_id, other_id: str = other_id) -> bool:
+                    texts = texts_from(evs, other_id)
+                    got_hello = any(t.startswith(f"hello from {other_id} #") for t in texts)
+                    got_echo = any(t.startswith(f"{ECHO_PREFIX}hello from {my_id} #") for t in texts)
+                    return got_hello and got_echo
+
+                await wait_for(me, both_ways, f"hellos from {other_id} and echoes of our own")
+
+            # Video, both ways, decoded and recognized as the test pattern.
+            a_reports = await wait_for(a, frames_from(b_id, MIN_FRAMES), f"{MIN_FRAMES} frames from {b_id}")
+            b_reports = await wait_for(b, frames_from(a_id, MIN_FRAMES), f"{MIN_FRAMES} frames from {a_id}")
+            assert_test_pattern(a_reports)
+            assert_test_pattern(b_reports)
+            assert of(events(a), "audio_received", peer=b_id)
+            assert of(events(b), "audio_received", peer=a_id)
+            await wait_healthz(srv, {"connections": 2, "rooms": 1, "peers": 2})
+
+        # Both peers got SIGTERM and exited 0 (checked by running_peer): they closed and left.
+        for proc in (a, b):
+            assert of(events(proc), "stopped", status=0)
+        await wait_healthz(srv, EMPTY_SERVER)
+
+
+async def test_three_peer_mesh_every_pair_connects() -> None:
+    async with async_running_server() as srv:
+        async with running_peers(f"{srv.url}/ws", "mesh", "abc", "--fps", "10") as started:
+            procs = [(proc, await self_id(proc)) for proc in started]
+            for proc, my_id in procs:
+                for _, other_id in procs:
+                    if other_id != my_id:
+                        await wait_for(proc, connected_to(other_id), f"connected to {other_id}")
+                        await wait_event(proc, "datachannel_open", peer=other_id)
+                        await wait_for(proc, frames_from(other_id, 5), f"frames from {other_id}")
+            await wait_healthz(srv, {"connections": 3, "rooms": 1, "peers": 3})
+        await wait_healthz(srv, EMPTY_SERVER)
+
+
+async def test_peer_dropping_tcp_mid_negotiation_leaves_nothing_behind() -> None:
+    async with async_running_server() as srv:
+        url = f"{srv.url}/ws"
+        async with running_peers(url, "drop", "ab") as (a, b):
+            b_id = await self_id(b)
+            await wait_for(a, connected_to(b_id), f"connected to {b_id}")
+            before = (await wait_for(a, frames_from(b_id, 1), "frames"))[-1]["count"]
+
+            dropper_argv = [sys.executable, "-m", "tests.e2e.peer_helpers", "drop-client", "--url", url]
+            async with async_running_process(
+                [*dropper_argv, "--room", "drop"],
+                name="dropper",
+                ready_port=False,
+                ready_log=r'"event": "offer_sent"',
+                ok_returncodes=(-signal.SIGKILL,),
+                must_stay_up=False,
+            ) as dropper:
+                dropper_id = re.findall(r'"self_id": "([^"]+)"', dropper.log_text())[0]
+                # Both peers are mid-negotiation with it: they answered, ICE can never complete.
+                for proc in (a, b):
+                    await wait_event(proc, "answer_sent", peer=dropper_id)
+                    assert not of(events(proc), "peer_state", peer=dropper_id, state="connected")
+                await wait_healthz(srv, {"connections": 3, "peers": 3})
+                # SIGKILL: the kernel closes its socket; no WebSocket close frame is ever sent.
+                dropper.proc.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(dropper.proc.wait, WAIT)
+
+            for proc in (a, b):
+                await wait_event(proc, "peer_left", peer=dropper_id)
+                await wait_event(proc, "peer_closed", peer=dropper_id)
+                assert of(events(proc), "links")[-1]["count"] == 1  # only the other aiortc peer remains
+            await wait_healthz(srv, {"connections": 2, "rooms": 1, "peers": 2})
+            # The drop did not disturb the established pair: video keeps flowing.
+            await wait_for(a, frames_from(b_id, before + 15), "more frames after the drop")
+            assert not of(events(a), "peer_state", peer=b_id, state="closed")
+
+        server_events = [e for e in _json_lines(srv.log_text()) if e.get("event") == "disconnected"]
+        assert any(e.get("code") == 1006 for e in server_events), server_events  # the dropped TCP connection
+        await wait_healthz(srv, EMPTY_SERVER)
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    import json
+
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+    return out
+
+
+# ---------------------------------------------------------------------------------- in-process aiortc checks
+
+
+@pytest.fixture
+def loopback_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiortc in this test process gathers on 127.0.0.1 only (restored afterwards)."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
+    restrict_host_addresses(["127.0.0.1"])
+
+
+def _without_candidates(sdp: str) -> str:
+    lines = [ln for ln in sdp.splitlines() if not ln.startswith(("a=candidate:", "a=end-of-candidates"))]
+    return "\r\n".join(lines) + "\r\n"
+
+
+async def test_peer_trickles_its_candidates_and_accepts_trickled_ones(loopback_candidates: None) -> None:
+    """Offer SDP candidates == trickled ones, then null; an answer with *only* trickled candidates connects."""
+    async with async_running_server() as srv, SignalingClient.connect(f"{srv.url}/ws") as client:
+        await client.join("trickle", name="test")
+        async with running_peer(f"{srv.url}/ws", "trickle", "p") as proc:
+            peer_id = await self_id(proc)
+            async with asyncio.timeout(WAIT):
+                await client.expect(PeerJoined)
+                offer = await client.expect(RelayedOffer)
+                trickled: list[dict[str, Any]] = []
+                while (msg := await client.expect(RelayedCandidate)).candidate is not None:
+                    trickled.append(dict(msg.candidate))
+            assert offer.from_ == peer_id
+            in_sdp = sdp_candidates(offer.sdp)
+            assert in_sdp and trickled == [dict(c) for c in in_sdp]
+            assert all(" 127.0.0.1 " in c["candidate"] for c in trickled), "--host-address 127.0.0.1 not honoured"
+            assert all(c["sdpMid"] is not None and c["sdpMLineIndex"] is not None for c in trickled)
+
+            # Answer from an in-process aiortc peer, candidates stripped from both SDPs: trickle only.
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(_without_candidates(offer.sdp), "offer"))
+                for init in trickled:
+                    await pc.addIceCandidate(candidate_from_init(init))  # type: ignore[arg-type]
+                await pc.addIceCandidate(None)
+                await pc.setLocalDescription(await pc.createAnswer())
+                await client.send_answer(peer_id, _without_candidates(pc.localDescription.sdp))
+                for cand in sdp_candidates(pc.localDescription.sdp):
+                    await client.send_candidate(peer_id, cand)
+                await client.send_candidate(peer_id, None)
+                await wait_for(proc, connected_to(str(client.peer_id)), "connected with trickled candidates only")
+                await until(lambda: pc.connectionState == "connected", "connection in the test process")
+            finally:
+                await pc.close()
+
+
+async def test_glare_polite_side_replaces_its_connection(
+    start_signaling: ServerFactory, loopback_candidates: None
+) -> None:
+    """Both sides offer at once: the impolite one ignores the other's offer, the polite one starts over."""
+    server = await start_signaling()
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    peers: list[Peer] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for _ in range(2):
+            options = PeerOptions(url=url, room="glare", fps=10.0)
+            client = await SignalingClient.connect(url)
+            peer = Peer(options, client, LocalMedia(options))
+            welcome = await client.join("glare")
+            peer.id, peer.ice_servers = welcome.peer, list(welcome.iceServers)
+            peers.append(peer)
+        first, second = peers
+        async with asyncio.timeout(WAIT):
+            await first.client.expect(PeerJoined)
+        # Both believe they are the newcomer, so both offer before either sees the other's offer.
+        links = [first.link(second.id, initiator=True), second.link(first.id, initiator=True)]
+        tasks = [asyncio.create_task(p._serve_signals()) for p in peers]
+        await until(lambda: all(link.pc.connectionState == "connected" for link in links), "both connected")
+        polite = next(link for link in links if link.polite)
+        impolite = next(link for link in links if not link.polite)
+        assert (polite.replacements, impolite.replacements) == (1, 0)
+        assert impolite.offers_received == 1 and polite.offers_received == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        for peer in peers:
+            await peer.shutdown()
+            await peer.client.close()
+            peer.media.close()
+
+
+async def test_answer_only_peer_gets_a_fallback_offer(
+    start_signaling: ServerFactory, loopback_candidates: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer that never offers (it only answers) still gets connected: the waiting side offers itself."""
+    import signaling.peer
+
+    monkeypatch.setattr(signaling.peer, "FALLBACK_OFFER_S", 0.2)
+    server = await start_signaling()
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    options = PeerOptions(url=url, room="fallback", fps=10.0)
+    async with SignalingClient.connect(url) as waiting_client, SignalingClient.connect(url) as newcomer:
+        peer = Peer(options, waiting_client, LocalMedia(options))
+        welcome = await waiting_client.join("fallback")
+        peer.id, peer.ice_servers = welcome.peer, []
+        task = asyncio.create_task(peer._serve_signals())
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            await newcomer.join("fallback")
+            async with asyncio.timeout(WAIT):
+                offer = await newcomer.expect(RelayedOffer)
+            assert offer.from_ == peer.id
+            await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await newcomer.send_answer(peer.id, pc.localDescription.sdp)
+            link = peer.links[str(newcomer.peer_id)]
+            await until(lambda: link.pc.connectionState == "connected", "connection after the fallback offer")
+            assert link.initiator  # it took over the offer
+        finally:
+            task.cancel()
+            await pc.close()
+            await peer.shutdown()
+            peer.media.close()

@@ -1,0 +1,39 @@
+"""The documentation stays in step with the code: every setting is in the README, every layer in the docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signaling.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_readme_documents_every_setting(name: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    flag = "--" + name.replace("_", "-")
+    env = "SIGNALING_" + name.upper()
+    assert f"`{flag}" in readme, f"README.md's settings table lacks {flag}"
+    assert f"`{env}`" in readme, f"README.md's settings table lacks {env}"
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    head = readme[: readme.index("## ")]
+    assert "make run" in head and "make test" in head
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(
+        str(p.relative_to(ROOT / "signaling")).removesuffix(".py")
+        for p in (ROOT / "signaling").rglob("*.py")
+        if p.name != "__init__.py" and p.name != "__main__.py"
+    ),
+)
+def test_architecture_names_every_module(module: str) -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    assert Path(module).name + ".py" in text, f"docs/architecture.md does not say where {module}.py fits"

@@ -1,0 +1,432 @@
+"""The asyncio client (signaling.ws.aio.client) against our server over ws:// and wss://, and against fake
+servers that misbehave in ways our own server never would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signaling.echo import EchoApp
+from signaling.ws.aio.client import connect
+from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
+from signaling.ws.connection import State
+from signaling.ws.errors import ConnectionClosed, HandshakeError
+from signaling.ws.handshake import accept_key, is_upgrade_request
+from signaling.ws.http11 import Headers, Request, Response
+from tests.helpers.certs import CertPair, client_context, make_cert, server_context
+
+pytestmark = pytest.mark.timeout(30)
+
+
+# ----------------------------------------------------------------------------------------- test servers
+
+
+class ScriptedApp:
+    """A WebSocket app driven by the client: a JSON text is a list of actions, anything else is echoed.
+
+    ``{"send": ["a", "b"], "close": [1000, "done"]}`` sends two messages, then starts the close handshake.
+    Every close the server sees is recorded in ``closes``.
+    """
+
+    def __init__(self) -> None:
+        self.closes: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+
+    def handle_request(self, request: Request, conn: ServerConnection) -> Response | Upgrade:
+        if is_upgrade_request(request):
+            return Upgrade(lambda ws: _Scripted(self, ws))
+        return Response(426, Headers([("Upgrade", "websocket")]))
+
+
+class _Scripted:
+    def __init__(self, app: ScriptedApp, ws: ServerConnection) -> None:
+        self.app = app
+        self.ws = ws
+
+    def on_text(self, text: str) -> None:
+        try:
+            script = json.loads(text)
+        except ValueError:
+            self.ws.send_text(text)
+            return
+        for message in script.get("send", []):
+            self.ws.send_text(message)
+        if "big" in script:
+            self.ws.send_text("b" * script["big"])
+        if "flood" in script:
+            count, size = script["flood"]
+            for i in range(count):
+                self.ws.send_text(f"{i:05d}".ljust(size, "m"))
+        if "close" in script:
+            self.ws.close(*script["close"])
+
+    def on_binary(self, data: bytes) -> None:
+        self.ws.send_binary(data)
+
+    def on_close(self, code: int, reason: str) -> None:
+        self.app.closes.put_nowait((code, reason))
+
+
+@pytest.fixture
+async def scripted(start_server) -> tuple[ScriptedApp, WebSocketServer]:
+    app = ScriptedApp()
+    return app, await start_server(app)
+
+
+def url(server: WebSocketServer, path: str = "/ws", scheme: str = "ws") -> str:
+    return f"{scheme}://127.0.0.1:{server.port}{path}"
+
+
+FakeBehaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awaitable[None]]
+
+
+@pytest.fixture
+async def fake_server() -> AsyncIterator[Callable[[FakeBehaviour], Awaitable[int]]]:
+    """``port = await fake_server(behaviour)``: a hand-made server; ``behaviour(reader, writer, key)`` runs after the
+    client's request head was read (key: its Sec-WebSocket-Key)."""
+    servers: list[asyncio.Server] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def start(behaviour: FakeBehaviour) -> int:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            tasks.add(asyncio.current_task())  # type: ignore[arg-type]
+            head = await reader.readuntil(b"\r\n\r\n")
+            key = ""
+            for line in head.decode("latin-1").split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.lower() == "sec-websocket-key":
+                    key = value.strip()
+            try:
+                await behaviour(reader, writer, key)
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+def response_101(key: str, accept: str | None = None) -> bytes:
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept if accept is not None else accept_key(key)}\r\n\r\n"
+    ).encode()
+
+
+async def read_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+    while await reader.read(65536):
+        pass
+
+
+# ------------------------------------------------------------------------------------------ basics
+
+
+async def test_context_manager_send_recv_text_and_binary(echo_server: WebSocketServer) -> None:
+    async with connect(url(echo_server)) as ws:
+        assert ws.state is State.OPEN
+        assert ws.close_code is None and ws.close_reason is None
+        await ws.send("hello ☃")
+        assert await asyncio.wait_for(ws.recv(), 5) == "hello ☃"
+        await ws.send(b"\x00\xffbinary")
+        assert await asyncio.wait_for(ws.recv(), 5) == b"\x00\xffbinary"
+        await ws.send("")
+        assert await asyncio.wait_for(ws.recv(), 5) == ""
+        big = "x" * 60_000
+        await ws.send(big)
+        assert await asyncio.wait_for(ws.recv(), 5) == big
+    assert ws.state.name == "CLOSED"
+    assert ws.close_code == 1000
+
+
+async def test_await_connect_without_context_manager(echo_server: WebSocketServer) -> None:
+    ws = await connect(url(echo_server))
+    try:
+        await ws.send("plain await")
+        assert await asyncio.wait_for(ws.recv(), 5) == "plain await"
+    finally:
+        await ws.close()
+    assert ws.close_code == 1000
+
+
+async def test_fragments_are_one_message(echo_server: WebSocketServer) -> None:
+    async with connect(url(echo_server)) as ws:
+        await ws.send_fragments(["frag", "men", "ted ☃"])
+        assert await asyncio.wait_for(ws.recv(), 5) == "fragmented ☃"
+        await ws.send_fragments([b"\x01", b"", b"\x02\x03"])
+        assert await asyncio.wait_for(ws.recv(), 5) == b"\x01\x02\x03"
+        with pytest.raises(ValueError):
+            await ws.send_fragments([])
+        with pytest.raises(TypeError):
+            await ws.send_fragments(["text", b"bytes"])
+
+
+async def test_ping_future_resolves(echo_server: WebSocketServer) -> None:
+    async with connect(url(echo_server)) as ws:
+        waiter = await ws.ping()
+        await asyncio.wait_for(waiter, 5)
+        custom = await ws.ping(b"payload-123")
+        await asyncio.wait_for(custom, 5)
+        assert custom.done() and custom.exception() is None
+
+
+async def test_subprotocol_negotiation(start_server) -> None:
+    server = await start_server(EchoApp(subprotocols=("chat.v1", "chat.v2")))
+    async with connect(url(server), subprotocols=["chat.v2", "chat.v1"]) as ws:
+        assert ws.subprotocol == "chat.v1"  # the server's preference wins
+    async with connect(url(server)) as ws:
+        assert ws.subprotocol is None
+
+
+async def test_wss_with_a_custom_ssl_context(start_server, tmp_path: Path) -> None:
+    pair: CertPair = make_cert(tmp_path, "client-test", serial=7)
+    server = await start_server(EchoApp(), ssl=server_context(pair))
+    async with connect(url(server, scheme="wss"), ssl=client_context(pair)) as ws:
+        await ws.send("over TLS")
+        assert await asyncio.wait_for(ws.recv(), 5) == "over TLS"
+        await ws.send(b"\x00" * 30_000)
+        assert await asyncio.wait_for(ws.recv(), 5) == b"\x00" * 30_000
+    assert ws.close_code == 1000
+    # Not trusted by default (self-signed): the certificate is verified.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await connect(url(server, scheme="wss"))
+    # The name is checked too: a context that trusts the certificate but expects another host fails.
+    other = make_cert(tmp_path, "other", serial=8)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await connect(url(server, scheme="wss"), ssl=client_context(other))
+
+
+async def test_url_validation() -> None:
+    with pytest.raises(ValueError):
+        connect("http://127.0.0.1:1/ws")
+    with pytest.raises(ValueError):
+        connect("ws:///nohost")
+    with pytest.raises(ValueError):
+        connect("ws://127.0.0.1:1/ws", ssl=ssl.create_default_context())
+
+
+async def test_connection_refused_raises_oserror(unused_tcp_port: int) -> None:
+    with pytest.raises(OSError):
+        await connect(f"ws://127.0.0.1:{unused_tcp_port}/ws", open_timeout=5)
+
+
+# ------------------------------------------------------------------------------- closing and close codes
+
+
+async def test_async_iteration_ends_on_1000(scripted: tuple[ScriptedApp, WebSocketServer]) -> None:
+    _, server = scripted
+    async with connect(url(server)) as ws:
+        await ws.send(json.dumps({"send": ["one", "two", "three"], "close": [1000, "done"]}))
+        received = [m async for m in ws]
+        assert received == ["one", "two", "three"]
+        assert ws.close_code == 1000
+        assert ws.close_reason == "done"
+
+
+async def test_async_iteration_raises_on_an_error_code(scripted: tuple[ScriptedApp, WebSocketServer]) -> None:
+    _, server = scripted
+    async with connect(url(server)) as ws:
+        await ws.send(json.dumps({"send": ["before"], "close": [1011, "boom"]}))
+        received = []
+        with pytest.raises(ConnectionClosed) as info:
+            async for m in ws:
+                received.append(m)
+        assert received == ["before"]
+        assert info.value.code == 1011
+        assert info.value.reason == "boom"
+        assert ws.close_code == 1011
+
+
+async def test_close_code_and_reason_reach_the_server(scripted: tuple[ScriptedApp, WebSocketServer]) -> None:
+    app, server = scripted
+    for code, reason in [(1000, ""), (1001, "going"), (3001, "bye"), (4999, "é" * 10)]:
+        ws = await connect(url(server))
+        t0 = time.monotonic()
+        await ws.close(code, reason)
+        assert time.monotonic() - t0 < 1.0  # the server answered and closed TCP, no timeout involved
+        assert await asyncio.wait_for(app.closes.get(), 5) == (code, reason)
+        assert ws.close_code == code  # the server echoes the code
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.send("too late")
+        assert info.value.code == code
+        with pytest.raises(ConnectionClosed):
+            await ws.ping()
+
+
+async def test_binary_to_signaling_server_is_1003(signaling_server: WebSocketServer) -> None:
+    async with connect(url(signaling_server)) as ws:
+        await ws.send(b"\x01\x02")
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert info.value.code == 1003
+    assert "binary" in info.value.reason
+
+
+async def test_too_big_for_the_server_is_1009(start_server) -> None:
+    server = await start_server(EchoApp(), max_message_size=1024)
+    async with connect(url(server)) as ws:
+        await ws.send("x" * 1024)
+        assert await asyncio.wait_for(ws.recv(), 5) == "x" * 1024
+        await ws.send("x" * 1025)
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert info.value.code == 1009
+
+
+async def test_too_big_for_the_client_is_1009(scripted: tuple[ScriptedApp, WebSocketServer]) -> None:
+    app, server = scripted
+    async with connect(url(server), max_message_size=1000) as ws:
+        await ws.send(json.dumps({"big": 1000}))
+        assert await asyncio.wait_for(ws.recv(), 5) == "b" * 1000
+        await ws.send(json.dumps({"big": 1001}))
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert info.value.code == 1009  # our own code: we failed the connection
+        assert info.value.sent_code == 1009
+    assert (await asyncio.wait_for(app.closes.get(), 5))[0] == 1009
+
+
+async def test_server_shutdown_is_1001_and_ends_iteration_quietly(start_server) -> None:
+    server = await start_server(EchoApp())
+    a = await connect(url(server))
+    b = await connect(url(server))
+    await server.close()
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(a.recv(), 5)
+    assert info.value.code == 1001
+    assert info.value.reason == "server shutting down"
+    assert [m async for m in b] == []
+    assert b.close_code == 1001
+
+
+# ---------------------------------------------------------------------------------------- refused handshakes
+
+
+async def test_handshake_refused_404(signaling_server: WebSocketServer) -> None:
+    with pytest.raises(HandshakeError) as info:
+        await connect(url(signaling_server, "/not-the-ws-path"))
+    assert info.value.status == 404
+
+
+async def test_handshake_refused_503_at_the_connection_limit(start_signaling) -> None:
+    server = await start_signaling(max_connections=1)
+    async with connect(url(server)):
+        with pytest.raises(HandshakeError) as info:
+            await connect(url(server))
+        assert info.value.status == 503
+
+
+async def test_handshake_with_a_wrong_accept_is_refused(fake_server) -> None:
+    async def wrong_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(response_101(key, accept="AAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+        await read_forever(reader, writer, key)
+
+    port = await fake_server(wrong_accept)
+    with pytest.raises(HandshakeError) as info:
+        await connect(f"ws://127.0.0.1:{port}/")
+    assert "Accept" in str(info.value)
+
+
+async def test_open_timeout(fake_server) -> None:
+    port = await fake_server(read_forever)  # reads the request, never answers
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await connect(f"ws://127.0.0.1:{port}/", open_timeout=0.3)
+    assert time.monotonic() - t0 < 2.0
+
+
+# ---------------------------------------------------------------------------------- misbehaving servers
+
+
+async def test_tcp_drop_without_close_frame_is_1006(fake_server) -> None:
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(response_101(key) + b"\x81\x02hi")
+        await writer.drain()
+
+    port = await fake_server(drop)
+    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+        assert await asyncio.wait_for(ws.recv(), 5) == "hi"
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert info.value.code == 1006
+        assert ws.close_code == 1006
+
+
+async def test_masked_frame_from_the_server_fails_with_1002(fake_server) -> None:
+    frames: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def masked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(response_101(key) + b"\x81\x82\x00\x00\x00\x00hi")
+        frames.put_nowait(await reader.read(2 + 4 + 2))  # the client's close frame (masked, with code)
+        await read_forever(reader, writer, key)
+
+    port = await fake_server(masked)
+    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert info.value.code == 1002
+    close = await asyncio.wait_for(frames.get(), 5)
+    assert close[0] == 0x88
+
+
+async def test_close_is_bounded_when_the_server_never_answers(fake_server) -> None:
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(response_101(key))
+        await read_forever(reader, writer, key)
+
+    port = await fake_server(deaf)
+    ws = await connect(f"ws://127.0.0.1:{port}/", close_timeout=0.3)
+    t0 = time.monotonic()
+    await ws.close(1000, "bye")
+    assert time.monotonic() - t0 < 1.5
+    assert ws.state is State.CLOSING or ws.state is State.CLOSED
+    assert ws.close_code == 1006  # no close frame ever came back
+
+
+async def test_server_ping_is_answered(fake_server) -> None:
+    pongs: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def pinger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(response_101(key) + b"\x89\x04ping")
+        head = await reader.readexactly(2)
+        mask = await reader.readexactly(4)
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(await reader.readexactly(head[1] & 0x7F)))
+        pongs.put_nowait(bytes([head[0]]) + payload)
+        await read_forever(reader, writer, key)
+
+    port = await fake_server(pinger)
+    async with connect(f"ws://127.0.0.1:{port}/", close_timeout=0.3):
+        assert await asyncio.wait_for(pongs.get(), 5) == b"\x8aping"
+
+
+# ---------------------------------------------------------------------------------------- flow control
+
+
+async def test_unread_messages_stop_the_socket_reads(scripted: tuple[ScriptedApp, WebSocketServer]) -> None:
+    """A client that does not call recv() buffers a bounded number of messages; the rest waits in TCP."""
+    _, server = scripted
+    messages = [f"{i:05d}".ljust(4000, "m") for i in range(400)]  # 1.6 MB
+    async with connect(url(server)) as ws:
+        await ws.send(json.dumps({"flood": [400, 4000]}))
+        protocol: Any = ws._p
+        async with asyncio.timeout(5):
+            while not protocol.read_paused:  # noqa: ASYNC110 (no event for this internal state)
+                await asyncio.sleep(0.005)
+        queued = len(protocol.messages)
+        assert queued < len(messages)
+        assert queued <= 64 + 256 * 1024 // 4000 + 1  # the high mark plus at most one read's worth
+        got = [await asyncio.wait_for(ws.recv(), 5) for _ in messages]
+        assert got == messages
+        assert not protocol.read_paused
