@@ -342,6 +342,11 @@ def _remote_description(pc: RTCPeerConnection) -> RTCSessionDescription | None:
     return cast("RTCSessionDescription | None", pc.remoteDescription)
 
 
+def _fingerprints(sdp: str) -> set[str]:
+    """The DTLS certificate fingerprints of an SDP; new ones mean a new RTCPeerConnection on that side."""
+    return {line.split(":", 1)[1].strip().lower() for line in sdp.splitlines() if line.startswith("a=fingerprint:")}
+
+
 def _rtc_ice_servers(servers: Sequence[IceServer]) -> list[RTCIceServer]:
     from aiortc import RTCIceServer
 
@@ -386,13 +391,19 @@ class LocalMedia:
             self._player = MediaPlayer(options.play, loop=options.loop)
             self._relay = MediaRelay()
 
-    def tracks(self) -> list[MediaStreamTrack]:
-        """New tracks for one RTCPeerConnection (audio first, as browsers order them)."""
+    def track(self, kind: str) -> MediaStreamTrack | None:
+        """A new track of ``kind`` ("audio"/"video") for one RTCPeerConnection; None if there is no such media.
+
+        Each connection gets its own synthetic track (one consumer per track: an encoder pulling frames); a
+        file is decoded once and fanned out through MediaRelay.
+        """
         if self._player is not None and self._relay is not None:
-            sources = [t for t in (self._player.audio, self._player.video) if t is not None]
-            return [self._relay.subscribe(t, buffered=False) for t in sources]
+            source = self._player.audio if kind == "audio" else self._player.video
+            return self._relay.subscribe(source, buffered=False) if source is not None else None
+        if kind == "audio":
+            return ToneAudioTrack(self.options.tone)
         width, height = self.options.video_size
-        return [ToneAudioTrack(self.options.tone), PatternVideoTrack(width, height, self.options.fps)]
+        return PatternVideoTrack(width, height, self.options.fps)
 
     def close(self) -> None:
         if self._player is not None:
@@ -427,7 +438,7 @@ class Link:
         self._recorder: MediaRecorder | None = None
         self._record_path = peer.record_path_for(remote)
         self.log = log.bind(peer=remote)
-        self.pc = self._new_pc(with_channel=initiator)
+        self.pc = self._new_pc(offerer=initiator)
         self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"link-{remote}")
         self._fallback: asyncio.TimerHandle | None = None
         if initiator:
@@ -471,7 +482,12 @@ class Link:
 
     # ------------------------------------------------------------------ the RTCPeerConnection
 
-    def _new_pc(self, *, with_channel: bool) -> RTCPeerConnection:
+    def _new_pc(self, *, offerer: bool) -> RTCPeerConnection:
+        """A connection with our handlers; an offerer's also gets its media and the "chat" channel now.
+
+        An answerer's gets its tracks only once the offer is applied (:meth:`_add_tracks_for_offer`): aiortc
+        cannot answer when a local track has no m-line in the offer.
+        """
         from aiortc import RTCConfiguration, RTCPeerConnection
 
         pc = RTCPeerConnection(RTCConfiguration(iceServers=_rtc_ice_servers(self.peer.ice_servers)))
@@ -493,19 +509,41 @@ class Link:
             if pc is self.pc:
                 self._attach_channel(channel)
 
-        self._local_tracks = self.peer.media.tracks()
-        for track in self._local_tracks:
-            pc.addTrack(track)
-        if with_channel:
-            self._attach_channel(pc.createDataChannel(CHAT_LABEL))
+        if offerer:
+            self._add_offer_media(pc)
         return pc
+
+    def _add_offer_media(self, pc: RTCPeerConnection) -> None:
+        """Our tracks, receive-only m-lines for kinds we do not send (so we still get theirs), and "chat"."""
+        for kind in ("audio", "video"):
+            track = self.peer.media.track(kind)
+            if track is None:
+                pc.addTransceiver(kind, direction="recvonly")
+            else:
+                self._local_tracks.append(track)
+                pc.addTrack(track)
+        self._attach_channel(pc.createDataChannel(CHAT_LABEL))
+
+    def _add_tracks_for_offer(self, pc: RTCPeerConnection) -> None:
+        """After an offer is applied: send our media on the audio/video m-lines it has that carry none yet."""
+        sending = {t.kind for t in self._local_tracks}
+        for transceiver in pc.getTransceivers():
+            kind = transceiver.kind
+            has_track = cast("MediaStreamTrack | None", transceiver.sender.track) is not None  # typed as always set
+            if transceiver.mid is None or has_track or kind in sending:
+                continue
+            track = self.peer.media.track(kind)
+            if track is not None:
+                self._local_tracks.append(track)
+                sending.add(kind)
+                pc.addTrack(track)  # aiortc reuses this transceiver (same kind, no track) and makes it sendrecv
 
     async def _replace_pc(self) -> None:
         """aiortc's stand-in for rollback: drop the un-answered connection and start over as answerer."""
         old = self.pc
         self.replacements += 1
         await self._drop_pc_state()
-        self.pc = self._new_pc(with_channel=False)
+        self.pc = self._new_pc(offerer=False)
         await old.close()
 
     async def _drop_pc_state(self) -> None:
@@ -556,7 +594,7 @@ class Link:
             return
         self.log.info("fallback_offer", waited_s=FALLBACK_OFFER_S)
         self.initiator = True
-        self._attach_channel(pc.createDataChannel(CHAT_LABEL))
+        self._add_offer_media(pc)
         await self._make_offer()
 
     async def _on_offer(self, sdp: str) -> None:
@@ -566,17 +604,30 @@ class Link:
         if self._fallback is not None:
             self._fallback.cancel()
             self._fallback = None
+        pc = self.pc
+        if pc.signalingState == "closed" or pc.connectionState in ("closed", "failed"):
+            # The old connection is over (the remote closed it, or ICE failed, which aiortc cannot restart):
+            # whatever this offer is, it can only be answered by a new connection.
+            self.log.info("offer_for_dead_connection", state=pc.connectionState, action="replace_connection")
+            await self._replace_pc()
         collision = self.pc.signalingState != "stable"
         if collision and not self.polite:
             self.ignore_offer = True
             self.log.info("glare", action="ignore_offer")
             return
         self.ignore_offer = False
+        current = _remote_description(self.pc)
         if collision:
             self.log.info("glare", action="replace_connection")
             await self._replace_pc()
+        elif current is not None and _fingerprints(sdp).isdisjoint(_fingerprints(current.sdp)):
+            # A new DTLS certificate: the remote side started over with a new RTCPeerConnection (a browser
+            # after a failed link, say). aiortc cannot restart ICE/DTLS on the old one, so start over too.
+            self.log.info("remote_restarted", action="replace_connection")
+            await self._replace_pc()
         pc = self.pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        self._add_tracks_for_offer(pc)
         await self._apply_pending_candidates()
         await pc.setLocalDescription(await pc.createAnswer())
         if pc is not self.pc or self.closed:
@@ -698,7 +749,7 @@ class Link:
         def on_message(message: str | bytes) -> None:
             if isinstance(message, str):
                 self.log.info("datachannel_message", label=channel.label, text=message[:_TEXT_LOG_LIMIT])
-                if self.peer.options.echo and not message.startswith(ECHO_PREFIX):
+                if self.peer.options.echo and not message.startswith(ECHO_PREFIX) and channel.readyState == "open":
                     channel.send(ECHO_PREFIX + message)
             else:
                 self.log.info("datachannel_message", label=channel.label, bytes=len(message))
@@ -797,7 +848,11 @@ class Peer:
                 await signals
         if stop.is_set():
             return 0
-        log.error("signaling_closed", code=self.client.close_code)
+        error = signals.exception() if not signals.cancelled() else None
+        if error is not None and not isinstance(error, ConnectionClosed):
+            log.error("signaling_failed", error=f"{type(error).__name__}: {error}")
+        else:
+            log.error("signaling_closed", code=self.client.close_code)
         return 1
 
     async def _serve_signals(self) -> None:

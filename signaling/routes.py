@@ -38,9 +38,13 @@ _SECURITY_HEADERS = (
 )
 
 
-def _text(status: int, body: str, extra: tuple[tuple[str, str], ...] = ()) -> Response:
+def _text(status: int, body: str, extra: tuple[tuple[str, str], ...] = (), *, head: bool = False) -> Response:
     headers = Headers([("Content-Type", "text/plain; charset=utf-8"), *_SECURITY_HEADERS, *extra])
-    return Response(status, headers, (body + "\n").encode("utf-8"))
+    data = (body + "\n").encode("utf-8")
+    if head:  # RFC 9110 9.3.2: the same headers as GET, never content
+        headers.add("Content-Length", str(len(data)))
+        return Response(status, headers)
+    return Response(status, headers, data)
 
 
 class StaticFiles:
@@ -130,6 +134,7 @@ def http_response(
             426,
             "this is the signaling WebSocket endpoint: connect with a WebSocket client",
             (("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")),
+            head=request.method == "HEAD",
         )
     if path == "/healthz":
         body = json.dumps(health(), separators=(",", ":")).encode()
@@ -142,7 +147,7 @@ def http_response(
         response = static.response(request)
         if response is not None:
             return response
-    return _text(404, "not found")
+    return _text(404, "not found", head=request.method == "HEAD")
 
 
 def _head_aware(request: Request, response: Response) -> Response:

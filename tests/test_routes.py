@@ -217,6 +217,13 @@ async def test_head_has_length_and_no_body(server: WebSocketServer) -> None:
     assert r.header("Content-Length") == str(len(INDEX.encode()))
     assert r.body == b""
     assert r.raw.endswith(b"\r\n\r\n")
+    # Error answers to HEAD carry no content either (RFC 9110 9.3.2), only the length a GET would get.
+    for target, status in (("/nope", 404), ("/ws", 426)):
+        full = await exchange(server.port, get(target))
+        head = await exchange(server.port, get(target, "HEAD"))
+        assert (head.status, full.status) == (status, status)
+        assert head.body == b""
+        assert head.header("Content-Length") == str(len(full.body)) != "0"
 
 
 TRAVERSALS = [
@@ -257,6 +264,8 @@ async def test_traversal_and_unknown_paths_are_404(server: WebSocketServer, targ
         assert r.status == 404, (method, target, r.raw[:200])
         assert SECRET.encode() not in r.raw
         assert b"secret" not in r.body
+        if method == "HEAD":
+            assert r.body == b""
 
 
 async def test_other_methods_are_405_with_allow(server: WebSocketServer) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from signaling.ws.aio.client import ClientConnection, connect
-from signaling.ws.errors import HandshakeError
+from signaling.ws.errors import ConnectionClosed, HandshakeError
 from tests.helpers import ServerProcess, async_running_server
 from tests.helpers.certs import CertPair, client_context, install, make_cert
 
@@ -208,6 +208,18 @@ async def test_broken_files_are_refused_and_the_old_certificate_stays(certs: Cer
             await wait_for_cert(srv.port, ctx, certs.second)
             await ping_pong(ws)
         assert srv.is_running
+
+
+async def test_oversize_message_over_wss_gets_its_1009(certs: Certs) -> None:
+    """TLS cannot half-close: the close frame must still arrive before the connection ends (not a reset)."""
+    ctx = client_context(certs.first)
+    async with async_running_server(*certs.args(), "--max-message-size", "1024", ready_log=READY) as srv:
+        for size in (1025, 1 << 20):
+            async with connect(wss(srv), ssl=ctx, max_message_size=None) as ws:
+                await ws.send("x" * size)
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), 5)
+                assert info.value.code == 1009, size
 
 
 async def test_missing_files_at_start_fail_clearly(tmp_path: Path) -> None:

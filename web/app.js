@@ -471,6 +471,7 @@ function renderRoom() {
   el.emptyState.hidden = !(state.inCall && n === 0);
   el.inviteLink.value = inviteUrl();
   el.roomName.textContent = state.room ?? '';
+  el.roomName.title = state.room ?? ''; // the name may be cut with an ellipsis on narrow screens
   el.leftRoom.textContent = state.room ?? '';
   el.peerCount.textContent = state.inCall ? `${n + 1} in call` : '';
   el.body.dataset.peers = String(n);

@@ -220,7 +220,7 @@ class CallPage:
     async def wait_tile_gone(self, peer: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         await self._wait_js(
             f"the tile of {peer} removed",
-            "id => !document.querySelector(`#tiles .tile[data-peer=\"${CSS.escape(id)}\"]`)",
+            'id => !document.querySelector(`#tiles .tile[data-peer="${CSS.escape(id)}"]`)',
             peer,
             timeout_s,
         )

@@ -21,13 +21,16 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from signaling.client import SignalingClient
-from signaling.messages import PeerJoined, RelayedCandidate, RelayedOffer
+from signaling.messages import PeerJoined, RelayedAnswer, RelayedCandidate, RelayedOffer
 from signaling.peer import (
     ECHO_PREFIX,
+    Link,
     LocalMedia,
+    PatternVideoTrack,
     Peer,
     PeerOptions,
     candidate_from_init,
+    decode_pattern,
     restrict_host_addresses,
     sdp_candidates,
 )
@@ -76,6 +79,14 @@ def assert_test_pattern(reports: list[Event]) -> None:
         assert report["pattern_frame"] >= report["count"] - 1, report
         assert (report["width"], report["height"]) == (320, 240)
     assert counters[-1] - counters[0] >= MIN_FRAMES // 2, f"the picture hardly changed: {counters}"
+
+
+def pc_connected(pc: RTCPeerConnection) -> Callable[[], bool]:
+    return lambda: pc.connectionState == "connected"
+
+
+def link_connected(link: Link) -> Callable[[], bool]:
+    return lambda: link.pc.connectionState == "connected"  # link.pc is replaced on glare/restart: read it late
 
 
 def texts_from(evs: list[Event], remote: str) -> list[str]:
@@ -229,7 +240,7 @@ async def test_peer_trickles_its_candidates_and_accepts_trickled_ones(loopback_c
                     await client.send_candidate(peer_id, cand)
                 await client.send_candidate(peer_id, None)
                 await wait_for(proc, connected_to(str(client.peer_id)), "connected with trickled candidates only")
-                await until(lambda: pc.connectionState == "connected", "connection in the test process")
+                await until(pc_connected(pc), "connection in the test process")
             finally:
                 await pc.close()
 
@@ -295,10 +306,75 @@ async def test_answer_only_peer_gets_a_fallback_offer(
             await pc.setLocalDescription(await pc.createAnswer())
             await newcomer.send_answer(peer.id, pc.localDescription.sdp)
             link = peer.links[str(newcomer.peer_id)]
-            await until(lambda: link.pc.connectionState == "connected", "connection after the fallback offer")
+            await until(link_connected(link), "connection after the fallback offer")
             assert link.initiator  # it took over the offer
         finally:
             task.cancel()
             await pc.close()
             await peer.shutdown()
             peer.media.close()
+
+
+@pytest.mark.parametrize("close_old", [True, False], ids=["old-closed", "old-still-open"])
+async def test_remote_that_starts_over_gets_a_fresh_connection(
+    start_signaling: ServerFactory, loopback_candidates: None, close_old: bool
+) -> None:
+    """A remote that makes a new RTCPeerConnection (new DTLS fingerprint) and offers again is answered anew.
+
+    Browsers do this after a failed link; aiortc cannot renegotiate ICE and DTLS on the old connection.
+    Whether the old connection was closed (our side sees it closed) or not (only the fingerprint tells).
+    """
+    server = await start_signaling()
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    options = PeerOptions(url=url, room="restart", fps=10.0)
+    async with SignalingClient.connect(url) as peer_client, SignalingClient.connect(url) as remote:
+        peer = Peer(options, peer_client, LocalMedia(options))
+        welcome = await peer_client.join("restart")
+        peer.id, peer.ice_servers = welcome.peer, []
+        task = asyncio.create_task(peer._serve_signals())
+        pcs: list[RTCPeerConnection] = []
+        try:
+            await remote.join("restart")
+            for attempt in range(2):
+                pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+                pcs.append(pc)
+                pc.addTransceiver("video", direction="recvonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                await remote.send_offer(peer.id, pc.localDescription.sdp)
+                async with asyncio.timeout(WAIT):
+                    while not isinstance(answer := await remote.recv(), RelayedAnswer):
+                        pass
+                await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+                link = peer.links[str(remote.peer_id)]
+                await until(pc_connected(pc), f"connection #{attempt + 1}")
+                await until(link_connected(link), "the peer's side connected")
+                assert link.replacements == attempt
+                if attempt == 0 and close_old:
+                    await pc.close()  # the remote starts over, as a browser does after a failure
+        finally:
+            task.cancel()
+            for pc in pcs:
+                await pc.close()
+            await peer.shutdown()
+            peer.media.close()
+
+
+def test_test_pattern_survives_a_round_trip_through_vp8() -> None:
+    """The barcode is read back after lossy coding, and frames that are not the pattern read as None."""
+    import av
+
+    track = PatternVideoTrack(320, 240, 15.0)
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height, codec.pix_fmt = 320, 240, "yuv420p"
+    codec.bit_rate = 300_000
+    decoder = av.CodecContext.create("libvpx", "r")
+    decoded = []
+    for n in (0, 1, 2, 99, 1234, 65535):
+        frame = track.render(n)
+        frame.pts = n
+        for packet in codec.encode(frame):
+            decoded.extend(decoder.decode(packet))
+    for packet in codec.encode(None):
+        decoded.extend(decoder.decode(packet))
+    assert [decode_pattern(f) for f in decoded] == [0, 1, 2, 99, 1234, 65535]
+    assert decode_pattern(av.VideoFrame(320, 240, "yuv420p")) is None  # all black: no sync blocks

@@ -17,7 +17,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from ..connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
-from ..errors import ConnectionClosed, HandshakeError, InvalidState
+from ..errors import ConnectionClosed, InvalidState
 from ..events import (
     BinaryMessage,
     Failed,
@@ -334,7 +334,7 @@ class connect:
             )
             try:
                 subprotocol = await protocol.opened
-            except HandshakeError:
+            except BaseException:  # refused, or open_timeout/cancellation: never leave the socket open
                 if protocol.transport is not None:
                     protocol.transport.abort()
                 raise

@@ -4,6 +4,7 @@ servers that misbehave in ways our own server never would."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import time
@@ -274,12 +275,14 @@ async def test_binary_to_signaling_server_is_1003(signaling_server: WebSocketSer
     assert "binary" in info.value.reason
 
 
-async def test_too_big_for_the_server_is_1009(start_server) -> None:
+@pytest.mark.parametrize("size", [1025, 4 << 20])
+async def test_too_big_for_the_server_is_1009(start_server, size: int) -> None:
     server = await start_server(EchoApp(), max_message_size=1024)
     async with connect(url(server)) as ws:
         await ws.send("x" * 1024)
         assert await asyncio.wait_for(ws.recv(), 5) == "x" * 1024
-        await ws.send("x" * 1025)
+        # Even when megabytes the server will never read follow the header, its close frame gets through.
+        await ws.send("x" * size)
         with pytest.raises(ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 5)
     assert info.value.code == 1009
@@ -339,12 +342,21 @@ async def test_handshake_with_a_wrong_accept_is_refused(fake_server) -> None:
     assert "Accept" in str(info.value)
 
 
-async def test_open_timeout(fake_server) -> None:
-    port = await fake_server(read_forever)  # reads the request, never answers
+async def test_open_timeout_raises_and_closes_the_socket(fake_server) -> None:
+    client_gone = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        with contextlib.suppress(ConnectionError):  # EOF or reset: either way the client let go
+            await read_forever(reader, writer, key)  # reads the request, never answers
+        client_gone.set()
+
+    port = await fake_server(silent)
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):
         await connect(f"ws://127.0.0.1:{port}/", open_timeout=0.3)
     assert time.monotonic() - t0 < 2.0
+    # The half-open connection is not left behind: the server sees the client's socket go.
+    await asyncio.wait_for(client_gone.wait(), 5)
 
 
 # ---------------------------------------------------------------------------------- misbehaving servers

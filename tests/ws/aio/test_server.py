@@ -258,8 +258,8 @@ async def test_slow_consumer_is_closed_with_1008_and_others_keep_going(start_sig
         assert "slow consumer" in close.close_reason
         assert data_frames >= 1
         assert await slow.at_eof()
+    slow.close()  # the server lingers (reading) until our EOF, then lets go of the connection
     await wait_for(lambda: slow_sc not in server.connections)
-    slow.close()
 
 
 async def test_slow_consumer_that_never_reads_is_dropped_within_close_timeout(start_signaling) -> None:
@@ -399,9 +399,9 @@ async def test_client_that_never_answers_pings_is_closed_1011(start_server) -> N
         assert "ping" in frame.close_reason
         assert await client.at_eof()
     assert pings == 1
-    assert interval + timeout - 0.05 <= elapsed <= interval + timeout + close_timeout + 0.5, elapsed
-    assert not server.connections
+    assert interval + timeout - 0.05 <= elapsed <= interval + timeout + close_timeout + 1.5, elapsed
     client.close()
+    await wait_for(lambda: not server.connections, within=close_timeout + 1)
 
 
 # ------------------------------------------------------------------------------- handshake and idle timeouts
@@ -426,7 +426,7 @@ async def test_handshake_timeout_answers_408_and_closes(start_server, partial: b
     response = await read_all(reader)  # returns at EOF: the server closed the connection
     elapsed = time.monotonic() - t0
     assert response.startswith(b"HTTP/1.1 408 "), response
-    assert 0.29 <= elapsed < 1.5, elapsed
+    assert 0.29 <= elapsed < 2.5, elapsed
     writer.close()
     await wait_for(lambda: not server.connections)
 
@@ -451,7 +451,7 @@ async def test_slowloris_trickle_does_not_extend_the_handshake_deadline(start_se
     with contextlib.suppress(asyncio.CancelledError, ConnectionError):
         await trickler
     assert response.startswith(b"HTTP/1.1 408 "), response
-    assert elapsed < 1.5, elapsed
+    assert elapsed < 2.5, elapsed
     writer.close()
 
 
@@ -464,7 +464,7 @@ async def test_idle_timeout_closes_a_silent_connection(start_server) -> None:
     elapsed = time.monotonic() - t0
     assert info.value.code == 1001
     assert info.value.reason == "idle timeout"
-    assert 0.29 <= elapsed < 1.5, elapsed
+    assert 0.29 <= elapsed < 2.5, elapsed
 
 
 async def test_idle_timeout_spares_a_connection_that_talks(start_server) -> None:
