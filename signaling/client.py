@@ -44,7 +44,7 @@ from .ws.aio.client import connect as ws_connect
 from .ws.errors import ConnectionClosed
 from .ws.frames import CloseCode
 
-__all__ = ["SignalingClient", "SignalingClientError", "SignalingErrorReply"]
+__all__ = ["SignalingClient", "SignalingClientError", "SignalingErrorReply", "UnexpectedMessage"]
 
 log = structlog.get_logger("signaling.client")
 
@@ -89,11 +89,11 @@ class UnexpectedMessage(SignalingClientError):
 
 
 class _End:
-    """Queued after the last message: the reader has stopped (``error`` is None after a quiet close)."""
+    """Queued after the last message: the reader has stopped, and ``error`` says why (ConnectionClosed...)."""
 
     __slots__ = ("error",)
 
-    def __init__(self, error: BaseException | None) -> None:
+    def __init__(self, error: BaseException) -> None:
         self.error = error
 
 
@@ -104,7 +104,8 @@ class SignalingClient:
     messages are typed pydantic models from :mod:`signaling.messages` (``Welcome``, ``PeerJoined``,
     ``RelayedOffer``...): iterate with ``async for``, or take one with :meth:`recv` / :meth:`expect`.
     Send helpers do not wait for anything: a relay the server refuses (``unknown-peer``...) comes back as
-    an ``ErrorMessage`` in the stream, because the protocol acknowledges only ``join`` and ``ping``.
+    an ``ErrorMessage`` in the stream, because the protocol acknowledges only ``join`` and ``ping``. Once the
+    connection is closed, sends and requests raise ConnectionClosed (it carries the close code).
     """
 
     def __init__(self, ws: ClientConnection, *, reply_timeout: float | None = 10.0) -> None:
@@ -116,7 +117,6 @@ class SignalingClient:
         self._pings: collections.deque[asyncio.Future[None]] = collections.deque()
         self._queue: asyncio.Queue[ServerMessage | _End] = asyncio.Queue(QUEUE_SIZE)
         self._end: _End | None = None
-        self._closing = False
         #: Messages from the server that did not match the protocol's models (skipped, counted).
         self.invalid_messages = 0
         #: Set by a successful :meth:`join`; cleared by :meth:`leave`.
@@ -151,19 +151,30 @@ class SignalingClient:
         )
 
     async def close(self) -> None:
-        """Close the WebSocket (1000) and stop the reader; pending requests fail with ConnectionClosed."""
-        self._closing = True
-        with contextlib.suppress(ConnectionClosed, OSError):
-            await self._ws.close()
+        """Close the WebSocket (1000); pending requests fail with ConnectionClosed.
+
+        Messages already queued stay readable with :meth:`recv`; those still in the socket are discarded. The
+        reader is stopped first and the socket drained during the close handshake: a reader blocked on a full
+        queue would otherwise leave the transport paused, unable to read the server's close frame.
+        """
         if not self._reader.done():
-            # The reader ends by itself once the socket is closed; cancel only if it is blocked on a full queue.
-            try:
-                await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
-            except TimeoutError:
-                self._reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._reader
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        drain = asyncio.get_running_loop().create_task(self._discard_rest())
+        try:
+            with contextlib.suppress(ConnectionClosed, OSError):
+                await self._ws.close()
+        finally:
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
         self._fail_pending(ConnectionClosed(CloseCode.NORMAL, "closed by the client"))
+
+    async def _discard_rest(self) -> None:
+        with contextlib.suppress(ConnectionClosed, OSError):
+            while True:
+                await self._ws.recv()
 
     async def __aenter__(self) -> SignalingClient:
         return self

@@ -9,11 +9,16 @@ Design notes (the why behind the code):
   browser peers agree without extra messages: the *newcomer* (who finds the other in its ``welcome``) makes the
   first offer; the other waits, and offers itself only if nothing came within ``FALLBACK_OFFER_S``. The peer
   whose id sorts first is *polite*.
-* Perfect negotiation, adapted to aiortc: aiortc has no rollback (``setRemoteDescription(offer)`` in
-  ``have-local-offer`` raises InvalidStateError, and ``RTCSessionDescription(type="rollback")`` is refused), so
-  on glare the impolite side ignores the incoming offer (and the candidates that follow it), while the polite
-  side "rolls back" by replacing its not-yet-answered RTCPeerConnection with a fresh one and answering. This
-  peer only ever offers before the first exchange completes, so nothing established is lost by that.
+* Perfect negotiation, adapted to aiortc (1.16): it has no rollback. ``setRemoteDescription(offer)`` in
+  ``have-local-offer`` raises InvalidStateError, and a ``rollback`` description is accepted but changes nothing
+  (the state stays ``have-local-offer``). So on glare the impolite side ignores the incoming offer (and the
+  candidates that follow it), while the polite side "rolls back" by replacing its not-yet-answered
+  RTCPeerConnection with a fresh one and answering. This peer only ever offers before the first exchange
+  completes, so nothing established is lost by that. For the same reason (no ICE restart, no DTLS
+  renegotiation), an offer that arrives for a closed or failed connection, or that carries a new DTLS
+  fingerprint (the remote side made a new RTCPeerConnection), is answered by a fresh connection too.
+* An answering connection gets its tracks only after the offer is applied, on the m-lines the offer has:
+  aiortc cannot create an answer while a local track has no m-line (``ValueError: None is not in list``).
 * aiortc gathers every candidate inside ``setLocalDescription`` and never emits ``icecandidate``. The SDP
   already holds them; they are trickled as well (one ``candidate`` message per ``a=candidate`` line, then
   ``candidate: null``) for peers that only look at trickled candidates. Remote trickled candidates are applied
@@ -429,7 +434,7 @@ class Link:
         self.closed = False
         self.ignore_offer = False
         self.offers_received = 0
-        #: How often glare made this (polite) side replace its connection: aiortc's stand-in for rollback.
+        #: Connections replaced by a fresh one (polite side of a glare, dead or restarted remote connection).
         self.replacements = 0
         self._pending_candidates: list[IceCandidate | None] = []
         self._inbox: asyncio.Queue[Op] = asyncio.Queue()
@@ -554,7 +559,6 @@ class Link:
             recorder, self._recorder = self._recorder, None
             with contextlib.suppress(Exception):
                 await recorder.stop()
-            self.peer.release_record_path(self.remote)
         for track in self._local_tracks:
             track.stop()
         self._local_tracks = []
@@ -571,6 +575,7 @@ class Link:
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
         await self._drop_pc_state()
+        self.peer.release_record_path(self.remote)
         await self.pc.close()
         self.log.info("peer_closed")
 
@@ -899,11 +904,15 @@ async def run_peer(options: PeerOptions) -> int:
             loop.add_signal_handler(sig, stop.set)
     if options.duration is not None:
         loop.call_later(options.duration, stop.set)
-    media = LocalMedia(options)
-    ssl_context = ssl.create_default_context(cafile=options.cafile) if options.cafile else None
     try:
+        media = LocalMedia(options)
+    except Exception as exc:  # PyAV raises its own errors (InvalidDataError...) for a --play it cannot read
+        log.error("media_failed", play=options.play, error=f"{type(exc).__name__}: {exc}")
+        return 2
+    try:
+        ssl_context = ssl.create_default_context(cafile=options.cafile) if options.cafile else None
         client = await SignalingClient.connect(options.url, ssl=ssl_context)
-    except (OSError, TimeoutError, WebSocketError) as exc:
+    except (OSError, TimeoutError, WebSocketError, ValueError) as exc:
         log.error("connect_failed", url=options.url, error=f"{type(exc).__name__}: {exc}")
         media.close()
         return 1

@@ -263,3 +263,32 @@ async def test_connect_is_awaitable(signaling_server: WebSocketServer) -> None:
     finally:
         await client.close()
     assert client.closed
+
+
+async def test_unread_messages_are_bounded_and_close_does_not_hang(start_signaling: ServerFactory) -> None:
+    """A client whose application stops reading holds a bounded backlog (the rest waits in TCP) and still closes."""
+    from signaling.client import QUEUE_SIZE
+
+    server = await start_signaling(rate_limit=100000, rate_burst=100000)
+    async with SignalingClient.connect(ws_url(server)) as sender, SignalingClient.connect(ws_url(server)) as idle:
+        await idle.join("r")
+        await sender.join("r")
+        assert idle.peer_id is not None
+        total = QUEUE_SIZE * 3
+        for i in range(total):
+            await sender.send_message(i, to=idle.peer_id)
+        await sender.ping()  # the server has handled (relayed) them all
+        async with asyncio.timeout(STEP):
+            while True:
+                if idle._queue.full():
+                    break
+                await asyncio.sleep(0.01)
+        assert idle._queue.qsize() == QUEUE_SIZE  # the reader stopped; the rest is in socket buffers
+        async with asyncio.timeout(STEP):
+            await idle.close()
+        got = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                got.append(await idle.recv())
+        assert isinstance(got[0], PeerJoined)
+        assert [m.data for m in got[1:] if isinstance(m, RelayedMessage)] == list(range(len(got) - 1))

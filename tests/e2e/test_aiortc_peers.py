@@ -40,6 +40,7 @@ from tests.e2e.peer_helpers import (
     Event,
     events,
     of,
+    peer_argv,
     running_peer,
     running_peers,
     self_id,
@@ -48,7 +49,7 @@ from tests.e2e.peer_helpers import (
     wait_for,
     wait_healthz,
 )
-from tests.helpers.server_process import async_running_process, async_running_server
+from tests.helpers.server_process import ServerProcess, async_running_process, async_running_server
 
 ServerFactory = Callable[..., Awaitable[WebSocketServer]]
 
@@ -181,6 +182,31 @@ async def test_peer_dropping_tcp_mid_negotiation_leaves_nothing_behind() -> None
         server_events = [e for e in _json_lines(srv.log_text()) if e.get("event") == "disconnected"]
         assert any(e.get("code") == 1006 for e in server_events), server_events  # the dropped TCP connection
         await wait_healthz(srv, EMPTY_SERVER)
+
+
+async def test_peer_exits_0_after_duration_and_1_when_the_join_is_refused() -> None:
+    async with async_running_server("--room-max-peers", "1") as srv:
+        url = f"{srv.url}/ws"
+        async with exiting_peer(peer_argv(url, "solo", "--duration", "2"), "timed", 0) as timed:
+            await self_id(timed)
+            async with exiting_peer(peer_argv(url, "solo"), "refused", 1) as refused:
+                assert await refused.wait_async(WAIT) == 1
+                assert of(events(refused), "join_failed", code="room-full")
+            assert await timed.wait_async(WAIT) == 0
+            assert of(events(timed), "stopped", status=0)
+        await wait_healthz(srv, EMPTY_SERVER)
+
+
+def exiting_peer(argv: list[str], label: str, status: int) -> contextlib.AbstractAsyncContextManager[ServerProcess]:
+    """A peer process expected to end by itself with ``status``."""
+    return async_running_process(
+        argv,
+        name=f"peer-{label}",
+        ready_port=False,
+        must_stay_up=False,
+        ok_returncodes=(status,),
+        env_drop_prefixes=("SIGNALING_",),
+    )
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from signaling.echo import EchoApp
@@ -628,15 +627,3 @@ async def test_rfc_sample_handshake_against_the_real_process() -> None:
             assert frame.opcode == CLOSE and frame.close_code == 1000
             assert await client.at_eof()
         writer.close()
-
-
-async def test_websockets_library_sees_pings_from_the_process() -> None:
-    args = ("--ping-interval", "0.1", "--ping-timeout", "0.5")
-    async with (
-        async_running_server(*args, ready_log='"listening"') as srv,
-        ws_connect(f"{srv.url}/ws", compression=None, ping_interval=None) as ws,
-    ):
-        await asyncio.sleep(0.4)  # four ping intervals: unanswered pings would have closed the connection
-        await ws.send(PING_MSG)
-        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
-        assert ws.state is websockets.protocol.State.OPEN
