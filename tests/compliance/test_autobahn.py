@@ -119,8 +119,7 @@ class CaseResult:
         if not_clean not in (None, "None", ""):
             close += f" ({_plain(not_clean)})"
         lines = [
-            f"{self.case_id}: behavior={self.behavior}, behaviorClose={self.behavior_close}, "
-            f"{self.duration_ms} ms",
+            f"{self.case_id}: behavior={self.behavior}, behaviorClose={self.behavior_close}, {self.duration_ms} ms",
             f"    description: {_plain(d.get('description', '?'))}",
             f"    expectation: {_plain(d.get('expectation', '?'))}",
             f"    result:      {_plain(d.get('result', '?'))}",
@@ -208,9 +207,7 @@ class EchoTarget:
         """Problems visible on the server side (died during the run, tracebacks in its log), or ''."""
         notes = []
         if not self.server.is_running:
-            notes.append(
-                f"the server is not running any more (it died during the run)\n{self.server.describe()}"
-            )
+            notes.append(f"the server is not running any more (it died during the run)\n{self.server.describe()}")
         tracebacks = self.server.log_text().count("Traceback (most recent call last)")
         if tracebacks:
             notes.append(f"{tracebacks} traceback(s) in the server log {self.server.log_path}")
@@ -223,9 +220,7 @@ def echo_server() -> Iterator[EchoTarget]:
     command = os.environ.get(SERVER_CMD_ENV)
     if command:
         with running_process(shlex.split(command), name="autobahn-external-echo") as srv:
-            yield EchoTarget(
-                "external", srv.url, f"external echo server from ${SERVER_CMD_ENV}: {command}", srv
-            )
+            yield EchoTarget("external", srv.url, f"external echo server from ${SERVER_CMD_ENV}: {command}", srv)
         return
     with running_server("--echo", "--max-message-size", str(MAX_MESSAGE_SIZE), name="autobahn-echo") as srv:
         yield EchoTarget("signaling", srv.url, f"signaling serve --echo, log {srv.log_path}", srv)
