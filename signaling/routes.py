@@ -63,6 +63,8 @@ class StaticFiles:
         if any(p.startswith(".") for p in parts):
             return None
         candidate = self.root.joinpath(*parts) if parts else self.root
+        if decoded.endswith("/") and parts and not candidate.is_dir():
+            return None  # "/app.js/" names a folder that does not exist
         if candidate.is_dir():
             candidate = candidate / "index.html"
         try:

@@ -211,11 +211,9 @@ class ClientConnection:
         while not p.messages:
             if p.closed.done() or p.conn.state is State.CLOSED:
                 raise p.closed_error()
-            p.waiter = p.loop.create_future()
-            try:
-                await p.waiter
-            finally:
-                p.waiter = None
+            if p.waiter is None or p.waiter.done():
+                p.waiter = p.loop.create_future()  # shared by concurrent recv() calls: all wake, one wins
+            await p.waiter
         msg = p.messages.popleft()
         if p.read_paused and len(p.messages) <= _QUEUE_LOW and p.transport is not None:
             p.read_paused = False

@@ -110,9 +110,11 @@ class ServerConnection(asyncio.Protocol):
         "_ending",
         "_paused_reading",
         "_server",
+        "active",
         "conn",
         "handler",
         "id",
+        "last_message",
         "last_received",
         "opened_at",
         "ping_sent_at",
@@ -131,6 +133,9 @@ class ServerConnection(asyncio.Protocol):
         self.remote: tuple[Any, ...] | None = None
         self.opened_at = 0.0
         self.last_received = 0.0
+        #: Set by each received message, folded into last_message by the sweep (no clock read per message).
+        self.active = False
+        self.last_message = 0.0
         self.ping_sent_at = 0.0
         self.upgraded = False
         self._dirty = False
@@ -146,7 +151,7 @@ class ServerConnection(asyncio.Protocol):
         cfg = self._server.config
         transport.set_write_buffer_limits(high=cfg.write_buffer_high, low=cfg.write_buffer_low)
         self.remote = transport.get_extra_info("peername")
-        self.opened_at = self.last_received = self._server.loop.time()
+        self.opened_at = self.last_received = self.last_message = self._server.loop.time()
         self._server._register(self)
 
     def data_received(self, data: bytes) -> None:
@@ -201,6 +206,7 @@ class ServerConnection(asyncio.Protocol):
         for ev in events:
             cls = type(ev)
             if cls is TextMessage:
+                self.active = True
                 if handler is not None:
                     try:
                         handler.on_text(ev.data)
@@ -208,6 +214,7 @@ class ServerConnection(asyncio.Protocol):
                         self._handler_failed("on_text")
                         return
             elif cls is BinaryMessage:
+                self.active = True
                 if handler is not None:
                     try:
                         handler.on_binary(ev.data)
@@ -385,13 +392,21 @@ class ServerConnection(asyncio.Protocol):
             if now - self.opened_at > cfg.handshake_timeout and conn.request is None:
                 log.info("handshake_timeout", conn=self.id)
                 self.conn.send_response(
-                    Response(408, Headers([("Content-Type", "text/plain; charset=utf-8")]), b"request timeout\n")
+                    Response(
+                        408,
+                        Headers([("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")]),
+                        b"request timeout\n",
+                    )
                 )
                 self._flush()
             return
         if state is not State.OPEN:
             return
-        if cfg.idle_timeout and now - self.last_received > cfg.idle_timeout:
+        if self.active:
+            self.active = False
+            self.last_message = now
+        # Idle means no message: pongs answered to our keepalive pings keep a connection alive, not busy.
+        if cfg.idle_timeout and now - self.last_message > cfg.idle_timeout:
             log.info("idle_timeout", conn=self.id)
             self.close(CloseCode.GOING_AWAY, "idle timeout")
             return
