@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import ctypes
 import json
+import os
 import signal
 import socket
 import statistics
@@ -103,14 +104,19 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def spawn(lib: str, loop: str, cpu: int | None, max_seconds: float) -> Iterator[tuple[int, int]]:
-    """Start a server pinned to ``cpu``; yield (pid, port) once it accepts TCP; SIGTERM (then SIGKILL) after."""
+def spawn(
+    lib: str, loop: str, cpu: int | None, max_seconds: float, cwd: str | None = None
+) -> Iterator[tuple[int, int]]:
+    """Start a server pinned to ``cpu``; yield (pid, port) once it accepts TCP; SIGTERM (then SIGKILL) after.
+
+    ``cwd``: run ``ours`` from another checkout (``python -m`` imports ``signaling`` from there first).
+    """
     port = free_port()
     cmd = server_command(lib, loop, port, max_seconds)
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, cwd=cwd)
         try:
             deadline = time.monotonic() + 20
             while True:
@@ -221,24 +227,28 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, A
 
 
 def ratios(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """ours:LOOP against each baseline on the same loop: throughput, µs/msg and p99 (medians)."""
+    """ours:LOOP against each baseline (and each --variant against ours) on the same loop: medians of
+    throughput, µs/msg and p99."""
     rows = []
     for loop in LOOPS:
         ours = summary.get(f"ours:{loop}")
         if ours is None:
             continue
-        for lib in LIBS[1:]:
+        pairs = [("ours", lib) for lib in LIBS[1:]]
+        pairs += [(name.split(":")[0], "ours") for name in summary if name.split(":")[0] not in LIBS]
+        for mine_lib, lib in pairs:
+            mine = summary.get(f"{mine_lib}:{loop}")
             base = summary.get(f"{lib}:{loop}")
-            if base is None:
+            if mine is None or base is None:
                 continue
             rows.append(
                 {
-                    "ours": f"ours:{loop}",
+                    "ours": f"{mine_lib}:{loop}",
                     "baseline": f"{lib}:{loop}",
-                    "throughput": med(ours["msgs_per_s"]) / med(base["msgs_per_s"]),
-                    "cost": med(base["srv_us_per_msg"]) / med(ours["srv_us_per_msg"]),
-                    "p99_sat": (med(ours["p99_ms"]), med(base["p99_ms"])),
-                    "p99_rate": (med(ours["rate_p99_ms"]), med(base["rate_p99_ms"])),
+                    "throughput": med(mine["msgs_per_s"]) / med(base["msgs_per_s"]),
+                    "cost": med(base["srv_us_per_msg"]) / med(mine["srv_us_per_msg"]),
+                    "p99_sat": (med(mine["p99_ms"]), med(base["p99_ms"])),
+                    "p99_rate": (med(mine["rate_p99_ms"]), med(base["rate_p99_ms"])),
                 }
             )
     return rows
@@ -272,6 +282,8 @@ def print_tables(summary: dict[str, dict[str, Any]], opts: argparse.Namespace) -
         for r in rows:
             lib = r["baseline"].split(":")[0]
             target = TARGET_VS_PICOWS if lib == "picows" else TARGET_VS_WEBSOCKETS if lib == "websockets" else None
+            if not r["ours"].startswith("ours:"):
+                target = None
             verdict = (
                 "-" if target is None else (f">= {target:g}: " + ("met" if r["throughput"] >= target else "MISSED"))
             )
@@ -300,15 +312,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quiet-limit", type=float, default=0.3, help="busy cores to wait below before a run")
     parser.add_argument("--quiet-wait", type=float, default=20.0, help="longest wait for a quiet machine, s")
     parser.add_argument("--json", metavar="PATH", help="write every result and the summary as JSON")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also run our server from checkout DIR as server NAME (e.g. --variant try=/tmp/relay-try "
+        "--servers ours:uvloop,try:uvloop); for measuring a change side by side",
+    )
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.runs, opts.duration, opts.rate_duration, opts.attempts = 1, 3.0, 2.0, 1
     if opts.no_pin:
         opts.server_cpu = opts.client_cpu = None
     names = [s.strip() for s in opts.servers.split(",") if s.strip()]
+    variants: dict[str, str] = {}
+    for spec in opts.variant:
+        label, _, path = spec.partition("=")
+        if not label or label in LIBS or not os.path.isdir(os.path.join(path, "signaling")):
+            parser.error(f"--variant {spec!r}: use NAME=DIR, DIR a checkout with signaling/ in it")
+        variants[label] = os.path.abspath(path)
     for name in names:
         lib, _, loop = name.partition(":")
-        if lib not in LIBS or loop not in LOOPS:
+        if (lib not in LIBS and lib not in variants) or loop not in LOOPS:
             parser.error(f"unknown server {name!r}: use LIB:LOOP with LIB in {LIBS} and LOOP in {LOOPS}")
     if not 1 <= opts.runs <= 20:
         parser.error("runs must be 1..20")
@@ -319,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in names:
             lib, _, loop = name.partition(":")
             print(f"run {run + 1}/{opts.runs}: {name}", file=sys.stderr, flush=True)
-            with spawn(lib, loop, opts.server_cpu, max_server_seconds) as (pid, port):
+            cwd = variants.get(lib)
+            with spawn("ours" if cwd else lib, loop, opts.server_cpu, max_server_seconds, cwd) as (pid, port):
                 sat = measure("saturate", port, pid, opts, f"s{run}")
                 rate = measure("rate", port, pid, opts, f"r{run}")
             print(

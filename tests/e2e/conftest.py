@@ -54,9 +54,7 @@ import fcntl
 import re
 import shutil
 import socket
-import ssl
 import struct
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,11 +73,10 @@ from playwright.async_api import (
 )
 from playwright.async_api import Error as PlaywrightError
 
-from signaling.config import Settings
 from signaling.echo import EchoApp
-from signaling.server import build_server
-from signaling.tls import CertReloader
-from signaling.ws.aio.server import App, ServerConfig, WebSocketServer
+from signaling.ws.aio.server import WebSocketServer
+from tests.helpers.certs import CertPair, make_cert
+from tests.helpers.inprocess import InProcessServers
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
@@ -363,60 +360,29 @@ async def page(context: BrowserContext) -> Page:
 # ----------------------------------------------------------------------------------------------- TLS
 
 
-@dataclass(frozen=True)
-class TlsCert:
-    certfile: Path
-    keyfile: Path
-
-    def client_context(self) -> ssl.SSLContext:
-        """An SSL context for Python clients that trusts exactly this certificate."""
-        ctx = ssl.create_default_context(cafile=str(self.certfile))
-        return ctx
-
-
-def make_self_signed(directory: Path, name: str = "server") -> TlsCert:
-    """A self-signed P-256 certificate for localhost, 127.0.0.1 and ::1, valid for two days."""
-    cert = TlsCert(directory / f"{name}-cert.pem", directory / f"{name}-key.pem")
-    # fmt: off
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", str(cert.keyfile), "-out", str(cert.certfile), "-days", "2", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    # fmt: on
-    return cert
+TlsCert = CertPair
 
 
 @pytest.fixture
 def tls_cert(tmp_path: Path) -> TlsCert:
-    return make_self_signed(tmp_path)
+    return make_cert(tmp_path, "localhost")
 
 
 # ------------------------------------------------------------------- in-process servers (session loop)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def start_server() -> AsyncIterator[ServerFactory]:
+async def inprocess_servers() -> AsyncIterator[InProcessServers]:
+    """As tests/conftest.py's, on the session loop."""
+    servers = InProcessServers()
+    yield servers
+    await servers.close()
+
+
+@pytest.fixture
+def start_server(inprocess_servers: InProcessServers) -> ServerFactory:
     """As tests/conftest.py's ``start_server``, on the session loop."""
-    servers: list[WebSocketServer] = []
-
-    async def start(app: App | None = None, **config: Any) -> WebSocketServer:
-        config.setdefault("host", "127.0.0.1")
-        config.setdefault("port", 0)
-        server = WebSocketServer(app or EchoApp(), ServerConfig(**config))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.close()
+    return inprocess_servers.transport
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -424,26 +390,10 @@ async def echo_server(start_server: ServerFactory) -> WebSocketServer:
     return await start_server(EchoApp())
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def start_signaling() -> AsyncIterator[ServerFactory]:
-    """As tests/conftest.py's ``start_signaling``, on the session loop, and TLS with certfile/keyfile."""
-    servers: list[WebSocketServer] = []
-
-    async def start(**overrides: Any) -> WebSocketServer:
-        overrides.setdefault("host", "127.0.0.1")
-        overrides.setdefault("port", 0)
-        settings = Settings(**overrides)
-        ssl_context = None
-        if settings.certfile is not None and settings.keyfile is not None:
-            ssl_context = CertReloader(settings.certfile, settings.keyfile).context
-        server = build_server(settings, ssl_context)
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.close()
+@pytest.fixture
+def start_signaling(inprocess_servers: InProcessServers) -> ServerFactory:
+    """As tests/conftest.py's ``start_signaling``, on the session loop (TLS with certfile/keyfile)."""
+    return inprocess_servers.signaling
 
 
 @pytest_asyncio.fixture(loop_scope="session")

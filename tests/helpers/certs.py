@@ -29,6 +29,10 @@ class CertPair:
     def der(self) -> bytes:
         return ssl.PEM_cert_to_DER_cert(self.pem)
 
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts exactly this certificate."""
+        return client_context(self)
+
 
 def make_cert(directory: Path, common_name: str, *, serial: int = 1) -> CertPair:
     """A new EC key and a self-signed certificate for 127.0.0.1/localhost in ``directory``."""
@@ -54,7 +58,7 @@ def make_cert(directory: Path, common_name: str, *, serial: int = 1) -> CertPair
             "-subj",
             f"/CN={common_name}",
             "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost",
             "-set_serial",
             str(serial),
         ],
