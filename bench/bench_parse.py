@@ -1,11 +1,11 @@
 """Frame parse + unmask + UTF-8 decode throughput, in process, against the `websockets` library's own parser.
 
-Run: python -m bench.bench_parse [--runs N] [--quick] [--seed S] [--json PATH]
+Run: python -m bench.bench_parse [--runs N] [--quick] [--text mixed|ascii] [--seed S] [--json PATH]
 
 The input is a stream of client-to-server masked text frames, each with a fresh random 4-byte mask,
-carrying random-ish text (mostly ASCII words, about one word in twenty non-ASCII UTF-8) of exactly 250 B,
-4 KiB or 64 KiB. The stream is cut into 64 KiB chunks before timing, to imitate socket reads, and every
-parser turns each message into a validated ``str``:
+carrying random-ish text of exactly 250 B, 4 KiB or 64 KiB: mostly ASCII words, with about one word in
+twenty non-ASCII UTF-8 (2- to 4-byte sequences) unless ``--text ascii``. The stream is cut into 64 KiB chunks
+before timing, to imitate socket reads, and every parser turns each message into a validated ``str``:
 
 - ``ours``: ``signaling.ws.connection.Connection(Side.SERVER)`` opened by a real handshake, then
   ``receive_data(chunk)``, collecting ``TextMessage.data``;
@@ -357,6 +357,13 @@ def print_tables(results: list[Result], masks: list[MaskResult], names: list[str
             r = by_key.get((name, size))
             cells.append(f"{r.msgs_per_s:>12,.0f} ({r.mb_per_s:>6,.0f}) ±{r.spread * 100:>3.0f}%" if r else "-")
         print(f"{name:<18}" + "".join(f"{c:>30}" for c in cells))
+    print("min-max messages/s over the runs:")
+    for name in names:
+        cells = []
+        for size, _ in SIZES:
+            r = by_key.get((name, size))
+            cells.append(f"{r.messages / max(r.runs):,.0f}-{r.messages / min(r.runs):,.0f}" if r else "-")
+        print(f"{name:<18}" + "".join(f"{c:>30}" for c in cells))
     ratios: dict[str, float] = {}
     if "websockets" in names:
         print()
@@ -378,11 +385,12 @@ def print_tables(results: list[Result], masks: list[MaskResult], names: list[str
                 row.append(f"{_size_label(size)} {ratio:.2f}x [{lo:.2f}-{hi:.2f}]{verdict}")
             print(f"RATIO {name} / websockets: " + ", ".join(row))
     print()
-    print("Unmask alone (apply_mask): µs per call (GB/s), median of runs, ± half the max-min spread")
+    print("Unmask alone (apply_mask): µs per call (GB/s), median of runs, [min-max µs]")
     for m in masks:
+        lo, hi = (t / m.calls * 1e6 for t in (min(m.runs), max(m.runs)))
         print(
             f"  {m.name:<16} {_size_label(m.size):>7}: {m.us_per_call:>9.2f} µs "
-            f"({m.gb_per_s:>6.2f} GB/s) ±{m.spread * 100:.0f}%"
+            f"({m.gb_per_s:>6.2f} GB/s) [{lo:.2f}-{hi:.2f}]"
         )
     for m in masks:
         if m.name == "ours" and m.size == 64 * 1024:

@@ -141,7 +141,9 @@ def run_load(args: Sequence[str], cpu: int | None, timeout: float) -> dict[str, 
     cmd = [sys.executable, "-m", "bench.relay_load", *args]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, check=False, preexec_fn=_die_with_parent
+    )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

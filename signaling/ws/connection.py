@@ -46,7 +46,7 @@ from .events import (
 from .frames import CloseCode, Opcode, encode_frame, parse_close_payload, serialize_close_payload
 from .handshake import ClientHandshake, build_accept_response, check_request, reject_response
 from .http11 import DEFAULT_MAX_HEAD, HeadParser, Request, Response, parse_request_head, parse_response_head
-from .mask import NUMPY_THRESHOLD, apply_mask
+from .mask import NUMPY_THRESHOLD, apply_mask, unmask_utf8
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Connection", "Side", "State"]
 
@@ -385,27 +385,26 @@ class Connection:
                     raise MessageTooBig(f"message of {length} bytes over the {max_size}-byte limit")
                 if fin and end <= n:
                     # Fast path: a whole unfragmented message is buffered.
-                    if masked:
-                        if length < NUMPY_THRESHOLD:
-                            if length:
-                                payload = (
-                                    int.from_bytes(data[start:end], "little")
-                                    ^ int.from_bytes((mask_key * ((length >> 2) + 1))[:length], "little")
-                                ).to_bytes(length, "little")
-                            else:
-                                payload = b""
-                        else:
-                            payload = apply_mask(memoryview(data)[start:end], mask_key)
-                    else:
-                        payload = data[start:end]
                     pos = end
                     if opcode == _TEXT:
                         try:
-                            append(TextMessage(payload.decode("utf-8")))
+                            if not masked:
+                                text = data[start:end].decode("utf-8")
+                            elif length < NUMPY_THRESHOLD:
+                                # Inlined big-int XOR: at these sizes a call costs as much as the XOR.
+                                key = int.from_bytes((mask_key * ((length >> 2) + 1))[:length], "little")
+                                raw = (int.from_bytes(data[start:end], "little") ^ key).to_bytes(length, "little")
+                                text = raw.decode("utf-8")
+                            else:
+                                # Unmasked and decoded in one step, with no intermediate bytes object.
+                                text = unmask_utf8(data, start, end, mask_key)
                         except UnicodeDecodeError as exc:
                             raise InvalidUtf8(f"invalid UTF-8 at byte {exc.start} of a text message") from None
+                        append(TextMessage(text))
+                    elif masked:
+                        append(BinaryMessage(apply_mask(memoryview(data)[start:end], mask_key)))
                     else:
-                        append(BinaryMessage(bytes(payload)))
+                        append(BinaryMessage(bytes(data[start:end])))
                     continue
                 self._m_opcode = opcode
                 self._m_size = 0
