@@ -22,6 +22,7 @@ from signaling.messages import (
 )
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.errors import ConnectionClosed
+from tests.helpers.wait import wait_until
 
 ServerFactory = Callable[..., Awaitable[WebSocketServer]]
 ClientFactory = Callable[[], Awaitable[SignalingClient]]
@@ -218,11 +219,12 @@ async def test_disconnect_gives_peer_left_and_frees_the_room(
         assert (await a.expect(PeerLeft)).peer == b.peer_id
     await a.close()
     hub = signaling_server.app.hub  # type: ignore[attr-defined]
-    async with asyncio.timeout(STEP):
-        while True:  # the server handles the close asynchronously
-            if (hub.stats().peers, hub.stats().rooms) == (0, 0):
-                break
-            await asyncio.sleep(0.01)
+    # The server handles the close asynchronously, and its hub announces nothing: poll its counters.
+    await wait_until(
+        lambda: (hub.stats().peers, hub.stats().rooms) == (0, 0),
+        timeout=STEP,
+        message=lambda: f"the room was not freed: {hub.stats()}",
+    )
 
 
 async def test_recv_after_close_raises_and_iteration_ends(connect: ClientFactory) -> None:
@@ -242,11 +244,14 @@ async def test_server_shutdown_ends_iteration_and_fails_pending_requests(start_s
     async with SignalingClient.connect(ws_url(server)) as client:
         await client.join("r")
 
+        reading = asyncio.Event()
+
         async def drain() -> list[object]:
+            reading.set()
             return [m async for m in client]
 
         reader = asyncio.create_task(drain())
-        await asyncio.sleep(0)
+        await reading.wait()  # the reader is iterating (waiting for a message) when the server goes away
         await server.close()  # 1001 going away: a quiet end of the stream
         async with asyncio.timeout(STEP):
             assert await reader == []
@@ -278,11 +283,10 @@ async def test_unread_messages_are_bounded_and_close_does_not_hang(start_signali
         for i in range(total):
             await sender.send_message(i, to=idle.peer_id)
         await sender.ping()  # the server has handled (relayed) them all
-        async with asyncio.timeout(STEP):
-            while True:
-                if idle._queue.full():
-                    break
-                await asyncio.sleep(0.01)
+        # The client's reader fills its queue in the background and announces nothing: poll the queue.
+        await wait_until(
+            idle._queue.full, timeout=STEP, message=lambda: f"the queue holds {idle._queue.qsize()} of {QUEUE_SIZE}"
+        )
         assert idle._queue.qsize() == QUEUE_SIZE  # the reader stopped; the rest is in socket buffers
         async with asyncio.timeout(STEP):
             await idle.close()

@@ -18,6 +18,7 @@ from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.errors import ConnectionClosed, HandshakeError
 from tests.helpers import ServerProcess, async_running_server
 from tests.helpers.certs import CertPair, client_context, install, make_cert
+from tests.helpers.wait import stays_true, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,17 +67,30 @@ async def presented_cert(port: int, ctx: ssl.SSLContext) -> bytes:
 
 
 async def wait_for_cert(port: int, ctx: ssl.SSLContext, expected: CertPair) -> None:
-    """Poll with new TLS handshakes until the server presents ``expected`` (at most 5 s)."""
-    async with asyncio.timeout(5):
-        while await presented_cert(port, ctx) != expected.der:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    """Poll with new TLS handshakes until the server presents ``expected`` (at most 5 s).
+
+    Polled: a reload announces nothing to a client; only a fresh handshake shows which certificate is loaded.
+    """
+
+    async def presents_expected() -> bool:
+        return await presented_cert(port, ctx) == expected.der
+
+    await wait_until(
+        presents_expected, timeout=5, interval=0.05, message=f"the {expected.common_name} certificate never came"
+    )
 
 
 async def wait_for_log(srv: ServerProcess, needle: str, count: int = 1) -> None:
-    """Poll the server's log until ``needle`` appears ``count`` times (at most 5 s)."""
-    async with asyncio.timeout(5):
-        while srv.log_text().count(needle) < count:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    """Poll the server's log until ``needle`` appears ``count`` times (at most 5 s).
+
+    Polled: the log is a file another process writes; nothing tells us when a line lands.
+    """
+    await wait_until(
+        lambda: srv.log_text().count(needle) >= count,
+        timeout=5,
+        interval=0.05,
+        message=lambda: f"{needle} not logged {count} time(s)\n{srv.describe()}",
+    )
 
 
 def conn_cert(ws: ClientConnection) -> bytes:
@@ -200,9 +214,13 @@ async def test_broken_files_are_refused_and_the_old_certificate_stays(certs: Cer
             srv.proc.send_signal(signal.SIGHUP)
             await wait_for_log(srv, '"tls_reload_failed"', 3)
             assert await presented_cert(srv.port, ctx) == certs.first.der
-            # Files that stay broken are not retried (nor logged) again at every check.
-            await asyncio.sleep(0.35)
-            assert srv.log_text().count('"tls_reload_failed"') == 3
+            # Files that stay broken are not retried (nor logged) again at every check: 0.35 s is 3 checks.
+            await stays_true(
+                lambda: srv.log_text().count('"tls_reload_failed"') == 3,
+                for_seconds=0.35,
+                interval=0.05,
+                message=lambda: f"unchanged broken files were reloaded again\n{srv.describe()}",
+            )
             # A good pair afterwards is loaded.
             install(certs.second, certs.certfile, certs.keyfile)
             await wait_for_cert(srv.port, ctx, certs.second)

@@ -1,4 +1,4 @@
-"""Helpers for the aiortc end-to-end tests: `signaling peer` subprocesses, their JSON log events, bounded polling.
+"""Helpers for the aiortc end-to-end tests: `signaling peer` subprocesses, their JSON log events, bounded waits.
 
 Also runnable, as the misbehaving client of the "drop mid-negotiation" test::
 
@@ -15,12 +15,15 @@ import asyncio
 import contextlib
 import json
 import sys
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.helpers.server_process import ServerProcess, async_running_process
+from tests.helpers.wait import wait_until
+
+if TYPE_CHECKING:
+    from aiortc import RTCPeerConnection
 
 Event = dict[str, Any]
 Predicate = Callable[[list[Event]], Any]
@@ -96,18 +99,25 @@ def of(evs: list[Event], event: str, **fields: Any) -> list[Event]:
 async def wait_for(proc: ServerProcess, predicate: Predicate, what: str, seconds: float = WAIT) -> Any:
     """Poll ``proc``'s events until ``predicate(events)`` is truthy; return that value.
 
-    Bounded by ``seconds``; the failure quotes the process's log (not asyncio.timeout, which could not).
+    Polled (tests/helpers/wait.py): the events are lines another process writes to its log file, which tells us
+    nothing when one lands. Bounded by ``seconds``; the failure quotes the process's log, and a process that
+    exits meanwhile fails at once.
     """
-    deadline = time.monotonic() + seconds
-    while True:
+    found: list[Any] = []
+
+    def seen() -> bool:
         result = predicate(events(proc))
         if result:
-            return result
+            found.append(result)
+            return True
         if not proc.is_running:
             raise AssertionError(f"{proc.name} exited while waiting for {what}\n{proc.describe()}")
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{proc.name}: no {what} within {seconds:.0f} s\n{proc.describe()}")
-        await asyncio.sleep(_POLL)
+        return False
+
+    await wait_until(
+        seen, timeout=seconds, interval=_POLL, message=lambda: f"{proc.name}: no {what}\n{proc.describe()}"
+    )
+    return found[0]
 
 
 async def wait_event(proc: ServerProcess, event: str, seconds: float = WAIT, **fields: Any) -> Event:
@@ -133,26 +143,53 @@ async def healthz(srv: ServerProcess) -> dict[str, Any]:
 
 
 async def wait_healthz(srv: ServerProcess, expected: dict[str, Any], seconds: float = WAIT) -> dict[str, Any]:
-    """Poll /healthz until it reports ``expected`` (a subset of its fields)."""
-    deadline = time.monotonic() + seconds
-    while True:
+    """Poll /healthz until it reports ``expected`` (a subset of its fields).
+
+    Polled: the server's counters are state in another process; /healthz is the only view of them.
+    """
+    last: list[dict[str, Any]] = []
+
+    async def reports_expected() -> bool:
         health = await healthz(srv)
-        if all(health.get(k) == v for k, v in expected.items()):
-            return health
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"/healthz is {health} after {seconds:.0f} s, expected {expected}")
-        await asyncio.sleep(_POLL)
+        last.append(health)
+        return all(health.get(k) == v for k, v in expected.items())
+
+    await wait_until(
+        reports_expected,
+        timeout=seconds,
+        interval=_POLL,
+        message=lambda: f"/healthz is {last[-1] if last else '(no answer)'}, expected {expected}",
+    )
+    return last[-1]
 
 
 async def until(condition: Callable[[], bool], what: str, seconds: float = WAIT) -> None:
-    """Poll an in-process ``condition`` (e.g. an RTCPeerConnection's state) until true, for at most ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if condition():
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"no {what} within {seconds:.0f} s")
-        await asyncio.sleep(_POLL)
+    """Poll an in-process ``condition`` until true, for at most ``seconds``.
+
+    Only for state with no event to await, e.g. a `signaling.peer.Link`'s connection, whose RTCPeerConnection
+    the link replaces (glare, restart) so that listening on one of them could miss the one that connects. For a
+    connection the test holds itself, await its event with `connection_state`.
+    """
+    await wait_until(condition, timeout=seconds, interval=_POLL, message=f"no {what}")
+
+
+async def connection_state(pc: RTCPeerConnection, state: str, what: str, seconds: float = WAIT) -> None:
+    """Wait for ``pc``'s ``connectionstatechange`` event to report ``state`` (at most ``seconds``)."""
+    reached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def check() -> None:
+        if pc.connectionState == state and not reached.done():
+            reached.set_result(None)
+
+    pc.on("connectionstatechange", check)
+    try:
+        check()  # it may be there already
+        async with asyncio.timeout(seconds):
+            await reached
+    except TimeoutError:
+        raise AssertionError(f"no {what} within {seconds:.0f} s (state: {pc.connectionState})") from None
+    finally:
+        pc.remove_listener("connectionstatechange", check)
 
 
 # ---------------------------------------------------------------------------------- the dropping client

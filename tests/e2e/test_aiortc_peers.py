@@ -3,7 +3,8 @@
 Each test asserts on what the peers *measured* and logged as JSON events: connection states, data-channel texts,
 and decoded video frames whose test-pattern barcode (the sender's frame counter) was read back from the
 picture, so a frame that did not really travel through encoder, network and decoder cannot pass. Every wait is
-bounded (peer_helpers.WAIT); nothing sleeps for a fixed time.
+bounded (peer_helpers.WAIT); nothing sleeps for a fixed time, and only what announces nothing (another
+process's log and counters, a link's replaceable connection) is polled, through tests/helpers/wait.py.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from signaling.ws.aio.server import WebSocketServer
 from tests.e2e.peer_helpers import (
     WAIT,
     Event,
+    connection_state,
     events,
     of,
     peer_argv,
@@ -80,10 +82,6 @@ def assert_test_pattern(reports: list[Event]) -> None:
         assert report["pattern_frame"] >= report["count"] - 1, report
         assert (report["width"], report["height"]) == (320, 240)
     assert counters[-1] - counters[0] >= MIN_FRAMES // 2, f"the picture hardly changed: {counters}"
-
-
-def pc_connected(pc: RTCPeerConnection) -> Callable[[], bool]:
-    return lambda: pc.connectionState == "connected"
 
 
 def link_connected(link: Link) -> Callable[[], bool]:
@@ -266,7 +264,7 @@ async def test_peer_trickles_its_candidates_and_accepts_trickled_ones(loopback_c
                     await client.send_candidate(peer_id, cand)
                 await client.send_candidate(peer_id, None)
                 await wait_for(proc, connected_to(str(client.peer_id)), "connected with trickled candidates only")
-                await until(pc_connected(pc), "connection in the test process")
+                await connection_state(pc, "connected", "connection in the test process")
             finally:
                 await pc.close()
 
@@ -372,7 +370,7 @@ async def test_remote_that_starts_over_gets_a_fresh_connection(
                         pass
                 await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
                 link = peer.links[str(remote.peer_id)]
-                await until(pc_connected(pc), f"connection #{attempt + 1}")
+                await connection_state(pc, "connected", f"connection #{attempt + 1}")
                 await until(link_connected(link), "the peer's side connected")
                 assert link.replacements == attempt
                 if attempt == 0 and close_old:

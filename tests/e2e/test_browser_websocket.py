@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from signaling.ws.aio.server import WebSocketServer
+from tests.helpers.wait import wait_until
 
 PAGES = Path(__file__).resolve().parent / "pages"
 MAX_MESSAGE_SIZE = 65536  # the server's default, which these tests rely on
@@ -195,11 +196,13 @@ async def test_page_closes_with_its_own_code(serve_probe_page: SetupFactory) -> 
     closed = await p.closed(sid)
     # The server echoes the code (RFC 6455 5.5.1); its close frame carries no reason.
     assert closed == {"code": 4000, "reason": "", "wasClean": True}
-    for _ in range(100):  # and the server let go of the connection
-        if not s.server.connections:
-            break
-        await asyncio.sleep(0.02)
-    assert not s.server.connections
+    # And the server let go of the connection (its connection table announces nothing: poll it).
+    await wait_until(
+        lambda: not s.server.connections,
+        timeout=2,
+        interval=0.02,
+        message=lambda: f"the server still holds {len(s.server.connections)} connection(s)",
+    )
 
 
 async def test_server_shutdown_closes_with_1001(serve_probe_page: SetupFactory) -> None:

@@ -15,7 +15,6 @@ Screenshots of a two-party call (1280x800 and 375 px wide) go to test-artifacts/
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -33,6 +32,7 @@ from tests.e2e.demo_helpers import (
     unique_room,
 )
 from tests.helpers.server_process import ServerProcess, async_running_process, async_running_server
+from tests.helpers.wait import wait_until
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import BrowserErrors
@@ -118,10 +118,10 @@ async def test_page_and_aiortc_peer_exchange_video_and_echo_chat(
 
 
 async def wait_for_log(process: ServerProcess, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {timeout_s} s\n{process.describe()}"
-        await asyncio.sleep(0.1)
+    """Poll ``process``'s log file (another process writes it; nothing announces a new line) until ``predicate()``."""
+    await wait_until(
+        predicate, timeout=timeout_s, interval=0.1, message=lambda: f"condition not met\n{process.describe()}"
+    )
 
 
 async def test_three_pages_form_a_full_mesh(start_signaling: ServerFactory, new_context: ContextFactory) -> None:

@@ -33,10 +33,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypedDict, Unpack
+
+from tests.helpers.wait import wait_until, wait_until_sync
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
@@ -158,6 +159,42 @@ def _listener_owned_by(port: int, pgid: int) -> bool | None:
     if not listening:
         return None
     return bool(listening & _socket_inodes_of_group(pgid))
+
+
+async def _exit_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``proc`` to exit, without blocking the event loop; True if it did (reaped).
+
+    The exit is an event: a pidfd (Linux 5.3+) becomes readable when the process ends. Only where pidfds are
+    missing is ``proc.poll()`` polled instead.
+    """
+    if proc.poll() is not None:
+        return True
+    try:
+        pidfd = os.pidfd_open(proc.pid)  # still unreaped (only we reap it), so the pid is still ours
+    except (AttributeError, OSError):
+        try:
+            await wait_until(lambda: proc.poll() is not None, timeout=seconds, interval=_POLL_INTERVAL)
+        except AssertionError:
+            return False
+        return True
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, on_readable)
+    try:
+        async with asyncio.timeout(seconds):
+            await exited
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    proc.wait()  # it has exited: this only reaps it
+    return True
 
 
 class ServerProcess:
@@ -298,26 +335,25 @@ class ServerProcess:
     def wait_ready(
         self, seconds: float = DEFAULT_READY_TIMEOUT, *, ready_port: bool = True, ready_log: ReadyLog = None
     ) -> None:
-        """Poll until the port accepts connections (and/or the log matches); raise with the log if not."""
+        """Poll until the port accepts connections (and/or the log matches); raise with the log if not.
+
+        Polled (tests/helpers/wait.py): another process's listening socket and log file announce nothing to us.
+        """
         pattern = re.compile(ready_log) if isinstance(ready_log, str) else ready_log
-        deadline = time.monotonic() + seconds
-        while not self._ready_once(ready_port, pattern):
-            if time.monotonic() >= deadline:
-                raise self._not_ready(seconds, ready_port, pattern)
-            time.sleep(_POLL_INTERVAL)
+        try:
+            wait_until_sync(lambda: self._ready_once(ready_port, pattern), timeout=seconds, interval=_POLL_INTERVAL)
+        except AssertionError:
+            raise self._not_ready(seconds, ready_port, pattern) from None
 
     async def wait_ready_async(
         self, seconds: float = DEFAULT_READY_TIMEOUT, *, ready_port: bool = True, ready_log: ReadyLog = None
     ) -> None:
         pattern = re.compile(ready_log) if isinstance(ready_log, str) else ready_log
-        deadline = time.monotonic() + seconds
-        while True:
+        try:
             # The connect probe is a blocking call, but on loopback it returns (accepted/refused) at once.
-            if self._ready_once(ready_port, pattern):
-                return
-            if time.monotonic() >= deadline:
-                raise self._not_ready(seconds, ready_port, pattern)
-            await asyncio.sleep(_POLL_INTERVAL)
+            await wait_until(lambda: self._ready_once(ready_port, pattern), timeout=seconds, interval=_POLL_INTERVAL)
+        except AssertionError:
+            raise self._not_ready(seconds, ready_port, pattern) from None
 
     def wait(self, seconds: float) -> int:
         """Wait for a process that is expected to finish by itself; raise (with the log) on timeout."""
@@ -330,12 +366,9 @@ class ServerProcess:
         return ServerProcessError(f"{self.name} did not finish within {seconds:.1f} s\n{self.describe()}")
 
     async def wait_async(self, seconds: float) -> int:
-        deadline = time.monotonic() + seconds
-        while (returncode := self.proc.poll()) is None:
-            if time.monotonic() >= deadline:
-                raise self._not_finished(seconds)
-            await asyncio.sleep(_POLL_INTERVAL)
-        return returncode
+        if not await _exit_within(self.proc, seconds):
+            raise self._not_finished(seconds)
+        return self.proc.returncode
 
     def _begin_stop(self) -> bool:
         """Send SIGTERM if still running. Returns False when there is nothing to wait for."""
@@ -368,14 +401,9 @@ class ServerProcess:
         return self._proc.poll() if self._proc is not None else None
 
     async def stop_async(self, seconds: float = DEFAULT_STOP_TIMEOUT) -> int | None:
-        if self._begin_stop():
-            deadline = time.monotonic() + seconds
-            while self.proc.poll() is None:
-                if time.monotonic() >= deadline:
-                    self._kill()
-                    self.proc.wait()  # SIGKILL: immediate
-                    break
-                await asyncio.sleep(_POLL_INTERVAL)
+        if self._begin_stop() and not await _exit_within(self.proc, seconds):
+            self._kill()
+            self.proc.wait()  # SIGKILL: immediate
         return self._proc.poll() if self._proc is not None else None
 
     def problems(self) -> list[str]:

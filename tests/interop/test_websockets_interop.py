@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -28,6 +29,7 @@ from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
 from signaling.ws.errors import ConnectionClosed, HandshakeError
 from signaling.ws.handshake import is_upgrade_request
 from signaling.ws.http11 import Headers, Request, Response
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -313,9 +315,20 @@ async def test_websockets_server_pings_are_answered(ws_server) -> None:
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "3 pongs received"
 
 
-async def test_websockets_server_keepalive_keeps_our_client(ws_server) -> None:
+async def test_websockets_server_keepalive_keeps_our_client(ws_server, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="websockets.server")  # it logs each frame: "> PING ...", "< PONG ..."
+
+    def logged(prefix: str) -> int:
+        return sum(r.getMessage().startswith(prefix) for r in caplog.records)
+
     async with connect(await ws_server(echo, ping_interval=0.05, ping_timeout=0.2)) as ws:
-        await asyncio.sleep(0.4)  # several keepalive pings, each answered, or the server would have closed
+        # Eight keepalive pings answered, 0.35 s from first to last: more than the ping timeout, so without our
+        # pongs the server would have closed the connection before the last ping.
+        await wait_until(
+            lambda: logged("< PONG") >= 8,
+            timeout=TIMEOUT,
+            message=lambda: f"the server sent {logged('> PING')} pings and got {logged('< PONG')} pongs",
+        )
         await ws.send("still open")
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "still open"
 

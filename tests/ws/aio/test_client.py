@@ -22,6 +22,7 @@ from signaling.ws.errors import ConnectionClosed, HandshakeError
 from signaling.ws.handshake import accept_key, is_upgrade_request
 from signaling.ws.http11 import Headers, Request, Response
 from tests.helpers.certs import CertPair, client_context, make_cert, server_context
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -433,9 +434,13 @@ async def test_unread_messages_stop_the_socket_reads(scripted: tuple[ScriptedApp
     async with connect(url(server)) as ws:
         await ws.send(json.dumps({"flood": [400, 4000]}))
         protocol: Any = ws._p
-        async with asyncio.timeout(5):
-            while not protocol.read_paused:  # noqa: ASYNC110 (no event for this internal state)
-                await asyncio.sleep(0.005)
+        # No event for this internal state: poll it.
+        await wait_until(
+            lambda: protocol.read_paused,
+            timeout=5,
+            interval=0.005,
+            message=lambda: f"reading never paused ({len(protocol.messages)} messages queued)",
+        )
         queued = len(protocol.messages)
         assert queued < len(messages)
         assert queued <= 64 + 256 * 1024 // 4000 + 1  # the high mark plus at most one read's worth

@@ -1,8 +1,9 @@
 """The asyncio server over real loopback sockets: backpressure, keepalive, timeouts, limits, shutdown.
 
 Raw-socket clients are used wherever the exact bytes matter or where a client must misbehave (stop reading,
-never answer pings, never finish its request head). Every wait is bounded; the few short sleeps are there
-to show that something does *not* happen (a writer stays blocked, a connection stays open).
+never answer pings, never finish its request head). Every wait is bounded and waits on an event where there is
+one; server-side state, which announces nothing, is polled through tests/helpers/wait.py, which also holds the
+few checks that something does *not* happen for a while (a writer stays blocked).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from signaling.ws.aio.client import connect
 from signaling.ws.aio.server import ServerConnection, WebSocketServer
 from signaling.ws.errors import ConnectionClosed, HandshakeError
 from tests.helpers import async_running_server
+from tests.helpers.wait import hold, stays_true, wait_until
 from tests.ws.helpers import RFC_ACCEPT, RFC_KEY, request_head
 
 pytestmark = pytest.mark.timeout(30)
@@ -149,20 +150,28 @@ class RawClient:
 
 
 async def server_side(server: WebSocketServer, client_sockname: tuple[str, int]) -> ServerConnection:
-    """The server's ServerConnection for the client whose local address is ``client_sockname``."""
-    async with asyncio.timeout(5):
-        while True:
-            for c in server.connections:
-                if c.remote is not None and tuple(c.remote[:2]) == client_sockname:
-                    return c
-            await asyncio.sleep(0.005)
+    """The server's ServerConnection for the client whose local address is ``client_sockname``.
+
+    Polled: the server's connection table announces nothing when an accepted connection is added.
+    """
+
+    def find() -> ServerConnection | None:
+        for c in server.connections:
+            if c.remote is not None and tuple(c.remote[:2]) == client_sockname:
+                return c
+        return None
+
+    await wait_until(
+        lambda: find() is not None, timeout=5, interval=0.005, message=f"no server connection for {client_sockname}"
+    )
+    found = find()
+    assert found is not None
+    return found
 
 
-async def wait_for(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll server-side state (no event to wait on there) until ``predicate()``, for at most ``within`` s."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
+def held_connections(server: WebSocketServer) -> str:
+    """For failure messages of polls on the server's connection table."""
+    return f"the server still holds {len(server.connections)} connection(s)"
 
 
 def ws_url(server: WebSocketServer, path: str = "/ws") -> str:
@@ -213,7 +222,7 @@ async def flood_until_slow_consumer_closed(server: WebSocketServer, slow: RawCli
                 await bystander.send(PING_MSG)
                 await until_type(bystander, "pong")
                 latencies.append(loop.time() - t0)
-                await asyncio.sleep(0.002)  # pacing, not waiting for anything
+                await hold(0.002, why="pacing: probe all along the flood without flooding the server too")
 
         prober = asyncio.create_task(probe())
         relayed = json.dumps({"type": "message", "data": BIG_DATA})
@@ -258,7 +267,12 @@ async def test_slow_consumer_is_closed_with_1008_and_others_keep_going(start_sig
         assert data_frames >= 1
         assert await slow.at_eof()
     slow.close()  # the server lingers (reading) until our EOF, then lets go of the connection
-    await wait_for(lambda: slow_sc not in server.connections)
+    await wait_until(
+        lambda: slow_sc not in server.connections,
+        timeout=5,
+        interval=0.005,
+        message="the server kept the slow consumer's connection after its EOF",
+    )
 
 
 async def test_slow_consumer_that_never_reads_is_dropped_within_close_timeout(start_signaling) -> None:
@@ -274,10 +288,20 @@ async def test_slow_consumer_that_never_reads_is_dropped_within_close_timeout(st
     slow_sc, _ = await flood_until_slow_consumer_closed(server, slow)
     t0 = time.monotonic()
     # The close frame sits behind megabytes nobody reads: the server aborts TCP after close_timeout.
-    await wait_for(lambda: slow_sc not in server.connections, within=3)
+    await wait_until(
+        lambda: slow_sc not in server.connections,
+        timeout=3,
+        interval=0.005,
+        message="the server kept the slow consumer's connection past close_timeout",
+    )
     assert time.monotonic() - t0 < 2.0
     assert slow_sc.transport is None or slow_sc.transport.is_closing()
-    await wait_for(lambda: server.app.connections == 0)
+    await wait_until(
+        lambda: server.app.connections == 0,
+        timeout=5,
+        interval=0.005,
+        message=lambda: f"the app still counts {server.app.connections} connection(s)",
+    )
     slow.close()
 
 
@@ -316,13 +340,19 @@ async def test_unread_echoes_pause_reading_and_bound_the_send_buffer(start_serve
 
     writing = asyncio.create_task(writer())
     # The client reads nothing: the server's send buffer passes the high watermark and it stops reading.
-    await wait_for(lambda: sc._paused_reading, within=10)
+    await wait_until(
+        lambda: sc._paused_reading,
+        timeout=10,
+        interval=0.005,
+        message=lambda: f"reading never paused ({written} frames in, {transport.get_write_buffer_size()} buffered)",
+    )
     assert not transport.is_reading()
-    await asyncio.sleep(0.2)  # show that the writer stays blocked instead of the server buffering more
-    assert not writing.done()
+    # Show that the writer stays blocked instead of the server buffering more.
+    await stays_true(lambda: not writing.done(), for_seconds=0.2, message="the writer finished: all was buffered")
     stalled_at = written
-    await asyncio.sleep(0.05)
-    assert written == stalled_at
+    await stays_true(
+        lambda: written == stalled_at, for_seconds=0.05, message=lambda: f"{written - stalled_at} more frames went in"
+    )
     # One read (at most 256 KiB) echoed after the last check below `high` is the most that can be buffered.
     assert max(sizes) <= high + 256 * 1024 + 1024, max(sizes)
     assert sc.is_open
@@ -367,16 +397,23 @@ async def test_websockets_client_answers_pings_and_stays_connected(start_server,
     import logging
 
     caplog.set_level(logging.DEBUG, logger="websockets.client")
+
+    def logged(prefix: str) -> int:  # frames the websockets client logs: "< PING ..." received, "> PONG ..." sent
+        return sum(r.getMessage().startswith(prefix) for r in caplog.records)
+
     server = await start_server(EchoApp(), ping_interval=0.1, ping_timeout=0.2)
     async with ws_connect(ws_url(server), compression=None, ping_interval=None) as ws:
-        # Several ping intervals and more than the ping timeout: without pongs the server would have closed it.
-        await asyncio.sleep(0.6)
+        # Five pings answered, 0.4 s from first to last: twice the ping timeout, so without the pongs the server
+        # would have closed the connection before the last ping.
+        await wait_until(
+            lambda: logged("> PONG") >= 5,
+            timeout=5,
+            message=lambda: f"{logged('< PING')} pings received, {logged('> PONG')} pongs sent",
+        )
         await ws.send("after pings")
         assert await asyncio.wait_for(ws.recv(), 5) == "after pings"
-    received_pings = [r for r in caplog.records if r.getMessage().startswith("< PING")]
-    sent_pongs = [r for r in caplog.records if r.getMessage().startswith("> PONG")]
-    assert len(received_pings) >= 3
-    assert len(sent_pongs) >= 3
+    assert logged("< PING") >= 3
+    assert logged("> PONG") >= 3
 
 
 async def test_client_that_never_answers_pings_is_closed_1011(start_server) -> None:
@@ -400,7 +437,12 @@ async def test_client_that_never_answers_pings_is_closed_1011(start_server) -> N
     assert pings == 1
     assert interval + timeout - 0.05 <= elapsed <= interval + timeout + close_timeout + 1.5, elapsed
     client.close()
-    await wait_for(lambda: not server.connections, within=close_timeout + 1)
+    await wait_until(
+        lambda: not server.connections,
+        timeout=close_timeout + 1,
+        interval=0.005,
+        message=lambda: held_connections(server),
+    )
 
 
 # ------------------------------------------------------------------------------- handshake and idle timeouts
@@ -427,7 +469,9 @@ async def test_handshake_timeout_answers_408_and_closes(start_server, partial: b
     assert response.startswith(b"HTTP/1.1 408 "), response
     assert 0.29 <= elapsed < 2.5, elapsed
     writer.close()
-    await wait_for(lambda: not server.connections)
+    await wait_until(
+        lambda: not server.connections, timeout=5, interval=0.005, message=lambda: held_connections(server)
+    )
 
 
 async def test_slowloris_trickle_does_not_extend_the_handshake_deadline(start_server) -> None:
@@ -441,7 +485,7 @@ async def test_slowloris_trickle_does_not_extend_the_handshake_deadline(start_se
             if writer.is_closing():
                 return
             writer.write(bytes([b]))
-            await asyncio.sleep(0.02)
+            await hold(0.02, why="a trickle: one byte every 20 ms, to see that it does not extend the deadline")
 
     trickler = asyncio.create_task(trickle())
     response = await read_all(reader)
@@ -472,7 +516,7 @@ async def test_idle_timeout_spares_a_connection_that_talks(start_server) -> None
         for i in range(6):  # 0.6 s in all, twice the idle timeout
             await ws.send(f"m{i}")
             assert await asyncio.wait_for(ws.recv(), 5) == f"m{i}"
-            await asyncio.sleep(0.1)
+            await hold(0.1, why="talk every 0.1 s, more often than the idle timeout")
         assert ws.close_code is None
 
 
@@ -515,7 +559,12 @@ async def test_max_connections_refuses_upgrades_with_503_but_serves_http(start_s
             await ws.send(PING_MSG)
             assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
         await second.close()
-        await wait_for(lambda: server.open_count == 1)
+        await wait_until(
+            lambda: server.open_count == 1,
+            timeout=5,
+            interval=0.005,
+            message=lambda: f"open_count is {server.open_count}",
+        )
         async with connect(url) as third:
             await third.send(PING_MSG)
             assert json.loads(await asyncio.wait_for(third.recv(), 5)) == {"type": "pong"}
