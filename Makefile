@@ -47,7 +47,7 @@ pytest: $(VENV)/.test-installed
 test: test-deps lint typecheck pytest
 
 bench: $(VENV)/.test-installed
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv27 .tools test-artifacts .mypy_cache .ruff_cache .pytest_cache
