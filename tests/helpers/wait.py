@@ -120,4 +120,4 @@ async def hold(seconds: float, *, why: str) -> None:
     an idle timeout. Never for waiting on something: use `wait_until` or the event itself.
     """
     del why  # documentation at the call site
-    await asyncio.sleep(seconds)
+    await stays_true(lambda: True, for_seconds=seconds, interval=seconds)
