@@ -2,7 +2,8 @@
 
 Run: python -m bench.bench_relay [--servers ours:asyncio,ours:uvloop,websockets:uvloop,...] [--runs 3]
                                  [--pairs 50] [--window 20] [--rate 20000] [--warmup 1] [--duration 10]
-                                 [--rate-duration 5] [--quick] [--json OUT.json]
+                                 [--rate-duration 5] [--rate-tick 0.001] [--quick] [--json OUT.json]
+                                 [--variant NAME=DIR] [--from-json OUT.json]
 
 Method (../shared/perf-anchors.md, section 3): for every run and every server, the server starts pinned to CPU
 0 (``taskset -c 0``); the load generator (bench/relay_load.py: picows client on uvloop, callback-style, orjson)
@@ -169,7 +170,7 @@ def measure(mode: str, port: int, pid: int, opts: argparse.Namespace, prefix: st
         extra = ["--window", str(opts.window), "--duration", str(opts.duration)]
         wall = opts.warmup + opts.duration
     else:
-        extra = ["--rate", str(opts.rate), "--duration", str(opts.rate_duration)]
+        extra = ["--rate", str(opts.rate), "--duration", str(opts.rate_duration), "--tick", str(opts.rate_tick)]
         wall = opts.warmup + opts.rate_duration
     best: dict[str, Any] | None = None
     for attempt in range(opts.attempts):
@@ -260,11 +261,12 @@ def print_tables(summary: dict[str, dict[str, Any]], opts: argparse.Namespace) -
     runs = max((len(s["msgs_per_s"]) for s in summary.values()), default=0)
     print(
         f"\nRelay, {opts.pairs} pairs, window {opts.window}, {opts.duration:g} s (saturation); "
-        f"{opts.rate:g} msgs/s offered, {opts.rate_duration:g} s (fixed rate); median of {runs} (min-max)\n"
+        f"{opts.rate:g} msgs/s offered, pacer tick {opts.rate_tick * 1000:g} ms, {opts.rate_duration:g} s (fixed "
+        f"rate); median of {runs} (min-max)\n"
     )
     head = (
         "| server : loop | delivered msgs/s | p50 ms | p99 ms | @rate p50 ms | @rate p99 ms "
-        "| srv cores | srv µs/msg | cli cores | noisy | errors |"
+        "| srv cores | srv µs/msg | @rate srv µs/msg | cli cores | noisy | errors |"
     )
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
@@ -272,7 +274,8 @@ def print_tables(summary: dict[str, dict[str, Any]], opts: argparse.Namespace) -
         print(
             f"| {name} | {span(s['msgs_per_s'], ',.0f')} | {span(s['p50_ms'], '.1f')} | {span(s['p99_ms'], '.1f')} "
             f"| {span(s['rate_p50_ms'], '.2f')} | {span(s['rate_p99_ms'], '.2f')} | {span(s['srv_cores'], '.2f')} "
-            f"| {span(s['srv_us_per_msg'], '.1f')} | {span(s['cli_cores'], '.2f')} | {s['noisy']} | {s['errors']} |"
+            f"| {span(s['srv_us_per_msg'], '.1f')} | {span(s['rate_srv_us_per_msg'], '.1f')} "
+            f"| {span(s['cli_cores'], '.2f')} | {s['noisy']} | {s['errors']} |"
         )
     rows = ratios(summary)
     if rows:
@@ -305,6 +308,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=10.0, help="saturation window, seconds")
     parser.add_argument("--rate-duration", type=float, default=5.0, help="fixed-rate window, seconds")
+    parser.add_argument(
+        "--rate-tick",
+        type=float,
+        default=0.001,
+        help="pacer period of the fixed-rate test (s): rate x tick messages leave together; 0 spins (evenly spaced)",
+    )
     parser.add_argument("--quick", action="store_true", help="1 run, 3 s + 2 s windows, 1 attempt")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
@@ -322,7 +331,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="also run our server from checkout DIR as server NAME (e.g. --variant try=/tmp/relay-try "
         "--servers ours:uvloop,try:uvloop); for measuring a change side by side",
     )
+    parser.add_argument("--from-json", metavar="PATH", help="print the tables of a saved --json run and exit")
     opts = parser.parse_args(argv)
+    if opts.from_json:
+        with open(opts.from_json) as f:
+            saved = json.load(f)
+        print_tables(summarize(saved["results"]), argparse.Namespace(**{**vars(opts), **saved["options"]}))
+        return
     if opts.quick:
         opts.runs, opts.duration, opts.rate_duration, opts.attempts = 1, 3.0, 2.0, 1
     if opts.no_pin:

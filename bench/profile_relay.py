@@ -2,7 +2,7 @@
 
 Run: python -m bench.profile_relay stages [--number 20000] [--batch 1,8]
      python -m bench.profile_relay live [--loop uvloop|asyncio] [--seconds 6] [--rate-hz 250] [--native]
-                                        [--pairs 50] [--window 20]
+                                        [--pairs 50] [--window 20] [--load saturate|rate] [--rate 20000]
 
 ``stages`` builds the real server objects in this process (``SignalingApp``, ``WebSocketServer``,
 ``ServerConnection`` with a fake transport whose ``write`` only counts bytes), upgrades two connections with a
@@ -17,12 +17,13 @@ repeats of ``--number`` messages each):
   except the event loop and the two syscalls (socket read, ``transport.write``).
 
 ``live`` starts ``python -m signaling serve`` (the benchmark's flags) pinned to CPU 0, drives it with
-bench/relay_load.py (saturation, pinned to CPU 1), attaches ``py-spy record`` (raw stacks, ``--native`` to see
-into uvloop, pydantic_core and the kernel-bound libc calls) for ``--seconds``, and files each sample under the
-innermost frame of ours that it passes through (or the loop/syscall it is in when none), then prints each
-category's share of the server's busy samples and the µs per message that share is of the measured
-"srv µs/msg". Needs py-spy in the venv (``pip install py-spy``) and ptrace rights (root, or
-kernel.yama.ptrace_scope=0). Run it from a scratch copy of the repository (cwd) to profile a variant.
+bench/relay_load.py pinned to CPU 1 (saturation; ``--load rate``: the fixed offered rate), attaches
+``py-spy record`` (raw stacks, ``--native`` to see into uvloop, pydantic_core and the kernel-bound libc calls)
+for ``--seconds``, and files each sample under the innermost frame of ours that it passes through (or the
+loop/syscall it is in when none), then prints each category's share of the server's busy samples and the µs
+per message that share is of the measured "srv µs/msg". Needs py-spy in the venv (``pip install py-spy``) and
+ptrace rights (root, or kernel.yama.ptrace_scope=0). Run it from a scratch copy of the repository (cwd) to
+profile a variant.
 
 Traffic goes to 127.0.0.1 only; everything is bounded in time.
 """
@@ -323,8 +324,9 @@ def main_live(opts: argparse.Namespace) -> None:
         sys.exit("py-spy not found: pip install py-spy")
     duration = opts.seconds + 3.0
     with spawn("ours", opts.loop, 0, duration + 120) as (pid, port), tempfile.TemporaryDirectory() as tmp:
-        load_args = ["saturate", "--port", str(port), "--server-pid", str(pid), "--pairs", str(opts.pairs)]
-        load_args += ["--window", str(opts.window), "--warmup", "1.5", "--duration", str(opts.seconds + 1.0)]
+        load_args = [opts.load, "--port", str(port), "--server-pid", str(pid), "--pairs", str(opts.pairs)]
+        load_args += ["--warmup", "1.5", "--duration", str(opts.seconds + 1.0)]
+        load_args += ["--window", str(opts.window)] if opts.load == "saturate" else ["--rate", str(opts.rate)]
         result: dict[str, Any] = {}
 
         def load() -> None:
@@ -356,8 +358,9 @@ def main_live(opts: argparse.Namespace) -> None:
                     counts[categorize(stack_text.split(";"))] += int(samples)
     total = sum(counts.values())
     us = result.get("srv_us_per_msg", float("nan"))
+    what = f"window {opts.window}" if opts.load == "saturate" else f"{opts.rate:g} msgs/s offered"
     print(
-        f"\nours:{opts.loop}, saturation ({opts.pairs} pairs, window {opts.window}): "
+        f"\nours:{opts.loop}, {opts.load} ({opts.pairs} pairs, {what}): "
         f"{result.get('msgs_per_s', float('nan')):,.0f} msgs/s, srv {result.get('srv_cores', float('nan')):.2f} "
         f"cores, {us:.2f} µs/msg, cli {result.get('cli_cores', float('nan')):.2f} cores, "
         f"excess {result.get('excess_cores', float('nan')):.2f}; {total} busy samples"
@@ -386,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     live.add_argument("--nonblocking", action="store_true", help="py-spy --nonblocking (does not pause the server)")
     live.add_argument("--pairs", type=int, default=50)
     live.add_argument("--window", type=int, default=20)
+    live.add_argument("--load", choices=("saturate", "rate"), default="saturate", help="relay_load's mode")
+    live.add_argument("--rate", type=float, default=20_000.0, help="offered msgs/s with --load rate")
     live.add_argument("--json", metavar="PATH")
     live.add_argument("--raw", metavar="PATH", help="keep py-spy's raw stacks here")
     opts = parser.parse_args(argv)

@@ -374,7 +374,10 @@ class Pacer:
                 c.send_one()
         self.next = i
         self.due = target
-        self.handle = self.loop.call_later(self.tick, self._tick)
+        if self.tick:
+            self.handle = self.loop.call_later(self.tick, self._tick)
+        else:  # spin: every loop iteration (a few µs apart), so sends go out one or two at a time
+            self.handle = self.loop.call_soon(self._tick)
 
 
 async def run_load(args: argparse.Namespace) -> dict[str, Any]:
@@ -465,7 +468,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     rate = sub.add_parser("rate", help="open loop at a fixed offered rate")
     rate.add_argument("--rate", type=float, default=20_000.0, help="messages/s offered, all senders together")
     rate.add_argument("--cap", type=int, default=500, help="undelivered messages per sender before it skips")
-    rate.add_argument("--tick", type=float, default=0.001, help="pacer period in seconds")
+    rate.add_argument(
+        "--tick",
+        type=float,
+        default=0.001,
+        help="pacer period in seconds; 0: spin (the pacer runs every loop iteration, evenly spaced sends, "
+        "the client burns its core)",
+    )
     rate.add_argument("--duration", type=float, default=5.0)
     for p in (sat, rate):
         p.add_argument("--port", type=int, required=True)
@@ -489,8 +498,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("pairs must be 1..5000")
     if args.mode == "saturate" and not 1 <= args.window <= 1000:
         parser.error("window must be 1..1000")
-    if args.mode == "rate" and not (1 <= args.rate <= 1_000_000 and 0.0005 <= args.tick <= 0.1):
-        parser.error("rate must be 1..1e6 msgs/s and tick 0.0005..0.1 s")
+    if args.mode == "rate" and not (1 <= args.rate <= 1_000_000 and (args.tick == 0 or 0.0005 <= args.tick <= 0.1)):
+        parser.error("rate must be 1..1e6 msgs/s and tick 0 (spin) or 0.0005..0.1 s")
     if not (0 <= args.warmup <= 60 and 0.1 <= args.duration <= 300):
         parser.error("warmup must be 0..60 s and duration 0.1..300 s")
 
