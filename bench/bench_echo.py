@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bench.load_client import machine_busy_seconds
@@ -119,7 +120,7 @@ def report(rows: list[dict[str, Any]], libs: Sequence[str], loops: Sequence[str]
     out = []
     out.append(
         "| server : loop | round trips/s | srv µs/rt | pipelined (window 100) msgs/s | srv cores | srv µs/msg "
-        "| client cores | runs (noisy) |"
+        "| client cores | runs (noisy measurements) |"
     )
     out.append("|---|---|---|---|---|---|---|---|")
     pipe = max((r["window"] for r in rows), default=100)
@@ -197,6 +198,17 @@ def main() -> None:
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--json", help="append every measurement as a JSON line to this file")
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="JSONL",
+        help="measure nothing: print the tables for measurements saved with --json (several files merge)",
+    )
+    parser.add_argument(
+        "--drop-noisy",
+        action="store_true",
+        help="with --summarize: leave out measurements that stayed noisy after every attempt",
+    )
     opts = parser.parse_args()
     libs = [x for x in opts.libs.split(",") if x]
     loops = [x for x in opts.loops.split(",") if x]
@@ -209,7 +221,18 @@ def main() -> None:
     if not (1 <= opts.runs <= 20 and 0 < opts.duration <= 60 and 1 <= opts.attempts <= 10):
         parser.error("runs 1..20, duration 0..60 s, attempts 1..10")
 
-    rows: list[dict[str, Any]] = []
+    if opts.summarize:
+        rows: list[dict[str, Any]] = []
+        for path in opts.summarize:
+            rows += [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        if opts.drop_noisy:
+            rows = [r for r in rows if not r["noisy"]]
+        runs = max(sum(1 for r in rows if r["lib"] == lib and r["loop"] == loop) for lib in libs for loop in loops)
+        print(f"\n{len(rows)} measurements from {', '.join(opts.summarize)}; up to {runs // 2} runs per server\n")
+        print(report(rows, [x for x in libs if any(r["lib"] == x for r in rows)], loops))
+        return
+
+    rows = []
     started = time.monotonic()
     for run in range(1, opts.runs + 1):
         for loop in loops:
