@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.load_client import machine_busy_seconds
+from bench.procstat import run_json, wait_quiet
 from bench.servers import LIBS, LOOPS, spawn_server
 
 #: Issue 4's target for our server's CPU per echoed message in the pipelined test, and picows' anchor.
@@ -39,23 +38,7 @@ def run_client(args: Sequence[str], cpu: int | None, timeout: float) -> dict[str
     cmd = [sys.executable, "-m", "bench.load_client", *args]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"load client failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
-def wait_quiet(limit: float, max_wait: float) -> float:
-    """Wait (at most ``max_wait`` s) for a 1 s sample with at most ``limit`` busy cores; returns the last sample."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        m0, t0 = machine_busy_seconds(), time.monotonic()
-        time.sleep(1.0)
-        busy = (machine_busy_seconds() - m0) / (time.monotonic() - t0)
-        if busy <= limit or time.monotonic() > deadline:
-            return busy
-        print(f"  machine busy ({busy:.2f} cores), waiting", file=sys.stderr, flush=True)
+    return run_json(cmd, timeout, "load client")
 
 
 def measure(port: int, pid: int, window: int, opts: argparse.Namespace, label: str) -> tuple[dict[str, Any], int]:

@@ -46,7 +46,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from bench.relay_load import machine_busy_seconds
+from bench.procstat import run_json, stop_process, wait_quiet
 
 LIBS = ("ours", "websockets", "websockets-orjson", "picows")
 LOOPS = ("asyncio", "uvloop")
@@ -129,38 +129,14 @@ def spawn(
                 time.sleep(0.05)
             yield proc.pid, port  # taskset execs the interpreter in place: the pid is the server's
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc)
 
 
 def run_load(args: Sequence[str], cpu: int | None, timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.relay_load", *args]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, check=False, preexec_fn=_die_with_parent
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
-def wait_quiet(limit: float, max_wait: float) -> float:
-    """Wait (at most ``max_wait`` s) for a 0.5 s sample with at most ``limit`` busy cores; returns that sample."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        m0, t0 = machine_busy_seconds(), time.monotonic()
-        time.sleep(0.5)
-        busy = (machine_busy_seconds() - m0) / (time.monotonic() - t0)
-        if busy <= limit or time.monotonic() > deadline:
-            return busy
-        print(f"  machine busy ({busy:.2f} cores), waiting", file=sys.stderr, flush=True)
+    return run_json(cmd, timeout, "load generator", preexec_fn=_die_with_parent)
 
 
 def measure(mode: str, port: int, pid: int, opts: argparse.Namespace, prefix: str) -> dict[str, Any]:
@@ -174,7 +150,7 @@ def measure(mode: str, port: int, pid: int, opts: argparse.Namespace, prefix: st
         wall = opts.warmup + opts.rate_duration
     best: dict[str, Any] | None = None
     for attempt in range(opts.attempts):
-        wait_quiet(opts.quiet_limit, opts.quiet_wait)
+        wait_quiet(opts.quiet_limit, opts.quiet_wait, sample=0.5)
         max_seconds = wall + 60
         res = run_load(
             [mode, *common, *extra, "--room-prefix", f"{prefix}a{attempt}", "--max-seconds", str(max_seconds)],

@@ -31,40 +31,14 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from bench.procstat import machine_busy_seconds, proc_cpu_seconds, rss_kib
 from bench.servers import loop_factory, raise_nofile_limit
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a whole process (all threads), from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        raw = f.read()
-    fields = raw[raw.rindex(b")") + 2 :].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5), counted from 1
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle (user, nice, system, irq, softirq, steal), from /proc/stat."""
-    with open("/proc/stat", "rb") as f:
-        line = f.readline()
-    v = [int(x) for x in line.split()[1:]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 class EchoLoad(WSListener):

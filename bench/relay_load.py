@@ -55,7 +55,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import struct
 import sys
@@ -68,7 +67,8 @@ import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from websockets.speedups import apply_mask  # C; a client must mask every frame with a fresh key
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from bench.procstat import machine_busy_seconds, proc_cpu_seconds
+
 TEXT = WSMsgType.TEXT
 CLOSE = WSMsgType.CLOSE
 _loads = orjson.loads
@@ -78,22 +78,6 @@ _rand32 = random.getrandbits
 CANDIDATE_TAIL = " 1 udp 1677729535 203.0.113.45 51234 typ srflx raddr 192.168.1.20 rport 51234 generation 0 ufrag Ab3d"
 TS_DIGITS = 19
 TS_START = len("candidate:")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a whole process (all threads), from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        raw = f.read()
-    fields = raw[raw.rindex(b")") + 2 :].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5), counted from 1
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle (user, nice, system, irq, softirq, steal), from /proc/stat."""
-    with open("/proc/stat", "rb") as f:
-        line = f.readline()
-    v = [int(x) for x in line.split()[1:]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
 
 
 def candidate_template(partner: str, size: int) -> tuple[bytes, bytes]:

@@ -32,6 +32,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from bench.procstat import stop_process
+
 LIBS = ("ours", "websockets", "picows", "picows-noafn", "aiohttp")
 LOOPS = ("asyncio", "uvloop")
 
@@ -206,13 +208,7 @@ def spawn_server(
                     raise RuntimeError(f"{lib}:{loop} server did not start:\n{out.read()[-2000:]}")
                 time.sleep(0.05)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc)
 
 
 def main() -> None:
