@@ -14,20 +14,7 @@ from structlog.testing import capture_logs
 from signaling.errors import ErrorCode, SignalingError
 from signaling.hub import Hub, HubStats, InMemoryHub, Joined, new_peer_id
 from signaling.messages import PeerEntry
-
-
-class RecordingSink:
-    """A real in-memory sink: keeps every text delivered, in order."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    def deliver(self, text: str) -> None:
-        self.texts.append(text)
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        return [json.loads(t) for t in self.texts]
+from tests.helpers.sinks import RecordingSink
 
 
 class FailingSink:

@@ -17,6 +17,7 @@ from signaling.errors import ErrorCode, SignalingError
 from signaling.hub import HubStats, InMemoryHub
 from signaling.messages import CLIENT_MESSAGE_TYPES, IceServer, Join, parse_server_message
 from signaling.session import Session
+from tests.helpers.sinks import RecordingSink
 
 CAND = {
     "candidate": "candidate:842163049 1 udp 1677729535 203.0.113.45 51234 typ srflx raddr 10.0.0.2 rport 51234",
@@ -29,26 +30,6 @@ SDP = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
-
-
-class RecordingSink:
-    """A real in-memory sink: keeps every text delivered, in order."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    def deliver(self, text: str) -> None:
-        self.texts.append(text)
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        return [json.loads(t) for t in self.texts]
-
-    def take(self) -> list[dict[str, Any]]:
-        """The messages delivered since the last take()."""
-        out = self.messages
-        self.texts.clear()
-        return out
 
 
 class Client:

@@ -15,7 +15,6 @@ only "> 0" is asserted.)
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -47,25 +46,6 @@ def unique_room(prefix: str) -> str:
 def call_url(port: int, room: str, name: str, **params: str) -> str:
     query = urlencode({"room": room, "name": name, **params})
     return f"http://127.0.0.1:{port}/?{query}"
-
-
-def peer_argv(ws_url: str, room: str, *args: str) -> list[str]:
-    """``python -m signaling peer`` against ``ws_url``, loopback candidates only, JSON log lines."""
-    return [
-        sys.executable,
-        "-m",
-        "signaling",
-        "peer",
-        "--url",
-        ws_url,
-        "--room",
-        room,
-        "--host-address",
-        "127.0.0.1",
-        "--log-format",
-        "json",
-        *args,
-    ]
 
 
 def log_events(text: str, event: str) -> list[dict[str, Any]]:

@@ -28,9 +28,9 @@ from tests.e2e.demo_helpers import (
     ContextFactory,
     log_events,
     open_call,
-    peer_argv,
     unique_room,
 )
+from tests.e2e.peer_helpers import peer_argv
 from tests.helpers.server_process import ServerProcess, async_running_process, async_running_server
 from tests.helpers.wait import wait_until
 
