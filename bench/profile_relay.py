@@ -149,12 +149,13 @@ def best_us(fn: Callable[[], object], per_call: int, number: int) -> float:
 
 
 async def run_stages(opts: argparse.Namespace) -> list[tuple[str, float]]:
-    from signaling.config import Settings
-    from signaling.hub import InMemoryHub
+    from signaling.app.process import transport_config
+    from signaling.app.settings import Settings
+    from signaling.app.wiring import SignalingApp
     from signaling.logs import configure_logging
-    from signaling.messages import parse_client_message, relayed_candidate_json
-    from signaling.server import transport_config
-    from signaling.service import SignalingApp
+    from signaling.protocol.encode import relayed_candidate_json
+    from signaling.protocol.parse import parse_client_message
+    from signaling.rooms.hub import InMemoryHub
     from signaling.ws.aio.server import ServerConnection, WebSocketServer
 
     configure_logging("info", "json", stream=io.StringIO())  # production level; per message it logs nothing
@@ -226,12 +227,11 @@ async def run_stages(opts: argparse.Namespace) -> list[tuple[str, float]]:
     session = a.handler.session  # type: ignore[union-attr]
 
     def domain8() -> None:
-        server._batching = True
+        server.batch.open()
         handle = session.handle_text
         for _ in range(8):
             handle(text)
-        server._batching = False
-        server._flush_dirty()
+        server.batch.close()
 
     results.append(("Session.handle_text .. partner's transport.write (8 per flush)", best_us(domain8, 8, n)))
     # 7. Everything but the loop and the syscalls: data_received of k frames.

@@ -13,8 +13,8 @@ import timeit
 
 import structlog
 
-from signaling.hub import InMemoryHub
-from signaling.session import Session
+from signaling.rooms.hub import InMemoryHub
+from signaling.rooms.session import Session
 
 CANDIDATE = {
     "candidate": "candidate:842163049 1 udp 1677729535 203.0.113.45 51234 typ srflx raddr 192.168.1.20 "

@@ -52,7 +52,7 @@ def raise_nofile_limit(want: int = 65536) -> int:
 
 
 async def start_ours(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
-    from signaling.echo import EchoApp
+    from signaling.app.echo import EchoApp
     from signaling.logs import configure_logging
     from signaling.ws.aio.server import ServerConfig, WebSocketServer
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from signaling.echo import EchoApp
+from signaling.app.echo import EchoApp
 from signaling.ws.aio.server import WebSocketServer
 from tests.helpers.inprocess import InProcessServers
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from signaling.config import Settings
+from signaling.app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ Nothing here knows about rooms or signaling messages.
 """
 
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
-from .errors import (
+from .exceptions import (
     ConnectionClosed,
     HandshakeError,
     InvalidState,

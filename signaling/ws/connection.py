@@ -11,9 +11,18 @@ A ``Connection`` owns no socket, no event loop and no clock. Its owner (the asyn
 4. starts its own timer when ``close_expected`` is true (a close handshake under way that a silent peer could
    stall).
 
+State
+-----
+``CONNECTING -> OPEN -> CLOSING -> CLOSED``, and straight to ``CLOSED`` from any of them. Every move to
+``CLOSED`` goes through ``_set_closed``, the one place that decides the close code and reason an application
+sees: the peer's close frame if one came, else ours when we failed the connection, else 1006 (7.1.5).
+``close_transport`` and ``close_expected`` are derived from the state, the side, and whether the peer's close
+frame or its EOF came.
+
 One side-parametrised class serves both ends: servers require masked frames and never mask, clients the
 reverse (5.1). Every peer violation is raised as a typed ``ProtocolError`` deep inside and mapped to a close
-frame in exactly one place, ``receive_data``'s ``except`` clause.
+frame in exactly one place, ``_fail_for``. The connection is CLOSED at once, but its close frame is held back
+until the next ``data_to_send()``: the owner may still answer the messages that came before the bad frame.
 
 Frame parsing has two paths. The fast path handles a frame whose bytes are all buffered: one slice, one
 unmask, one UTF-8 decode. The streaming path takes a data frame's payload as it trickles in, unmasking and validating
@@ -26,10 +35,8 @@ from __future__ import annotations
 
 import codecs
 import enum
-import struct
 from collections.abc import Sequence
 
-from .errors import HandshakeError, InvalidState, InvalidUtf8, MessageTooBig, ProtocolError
 from .events import (
     BadRequest,
     BinaryMessage,
@@ -38,12 +45,13 @@ from .events import (
     Failed,
     HandshakeComplete,
     HandshakeFailed,
-    Ping,
-    Pong,
+    PingReceived,
+    PongReceived,
     RequestReceived,
     TextMessage,
 )
-from .frames import CloseCode, Opcode, encode_frame, parse_close_payload, serialize_close_payload
+from .exceptions import ConnectionClosed, HandshakeError, InvalidState, InvalidUtf8, MessageTooBig, ProtocolError
+from .frames import CloseCode, Opcode, decode_header, encode_frame, parse_close_payload, serialize_close_payload
 from .handshake import ClientHandshake, build_accept_response, check_request, reject_response
 from .http11 import DEFAULT_MAX_HEAD, HeadParser, Request, Response, parse_request_head, parse_response_head
 from .mask import NUMPY_THRESHOLD, apply_mask, unmask_utf8
@@ -62,19 +70,15 @@ class State(enum.IntEnum):
     CONNECTING = 0  # opening handshake under way (or a plain HTTP exchange on the server)
     OPEN = 1
     CLOSING = 2  # we sent a close frame and wait for the peer's
-    CLOSED = 3  # close handshake done, connection failed, plain HTTP answered, or EOF
+    CLOSED = 3  # close frames exchanged, connection failed, plain HTTP answered, or EOF
 
 
-_TEXT = 0x1
-_BINARY = 0x2
-_CLOSE = 0x8
-_PING = 0x9
-_PONG = 0xA
-_UNPACK_16 = struct.Struct("!H").unpack_from
-_UNPACK_64 = struct.Struct("!Q").unpack_from
-_PACK_H = struct.Struct("!BB").pack
-_PACK_H16 = struct.Struct("!BBH").pack
-_PACK_H64 = struct.Struct("!BBQ").pack
+# Plain ints: the parse loop compares opcodes per frame, and an enum attribute lookup costs more than the compare.
+_TEXT = Opcode.TEXT.value
+_BINARY = Opcode.BINARY.value
+_CLOSE = Opcode.CLOSE.value
+_PING = Opcode.PING.value
+_PONG = Opcode.PONG.value
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _MAX_REASON = 123
 
@@ -92,23 +96,23 @@ class Connection:
     __slots__ = (
         "_buf",
         "_client_handshake",
-        "_discard",
+        "_eof",
         "_f_fin",
         "_f_mask",
         "_f_opcode",
         "_f_phase",
         "_f_remaining",
         "_head",
+        "_held_close",
         "_m_decoder",
         "_m_opcode",
         "_m_parts",
         "_m_size",
         "_out",
-        "_pending_fail",
-        "close_expected",
+        "close_code",
         "close_rcvd",
+        "close_reason",
         "close_sent",
-        "close_transport",
         "is_client",
         "max_message_size",
         "request",
@@ -132,18 +136,18 @@ class Connection:
         self.close_rcvd: tuple[int, str] | None = None
         #: Our close frame (code, reason), once sent.
         self.close_sent: tuple[int, str] | None = None
-        #: True once the owner should close the transport (after writing data_to_send()).
-        self.close_transport = False
-        #: True while a close handshake we started (or a server's EOF after it) is awaited.
-        self.close_expected = False
+        #: Once CLOSED: the close code and reason as an application sees them (see the module docstring).
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
         self.subprotocol: str | None = None
         self.request: Request | None = None
         self._head: HeadParser | None = HeadParser(max_head_size)
         self._client_handshake: ClientHandshake | None = None
         self._out: list[bytes] = []
-        self._pending_fail: tuple[int, str] | None = None
-        self._buf = b""  # unparsed bytes (bytes or bytearray)
-        self._discard = False
+        #: Our close frame for a violation found while parsing; goes out last at the next data_to_send().
+        self._held_close: bytes | None = None
+        self._eof = False
+        self._buf = b""  # unparsed bytes
         # The frame whose payload is being streamed (remaining > 0 while inside it).
         self._f_remaining = 0
         self._f_opcode = 0
@@ -156,19 +160,58 @@ class Connection:
         self._m_parts: list[bytes] | list[str] = []
         self._m_decoder: codecs.IncrementalDecoder | None = None
 
+    # ------------------------------------------------------------------ state
+
+    def _set_closed(self, code: int, reason: str) -> None:
+        """The one transition to CLOSED; nothing more is parsed afterwards."""
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self.close_code = code
+        self.close_reason = reason
+        self._buf = b""
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is State.OPEN
+
+    @property
+    def close_transport(self) -> bool:
+        """Whether the owner should close TCP once ``data_to_send()`` is written.
+
+        A server closes TCP as soon as it is CLOSED (7.1.1); a client waits for the server to do it after a
+        completed close handshake, and closes itself only after a failure or at EOF.
+        """
+        if self.state is not State.CLOSED:
+            return False
+        return not self.is_client or self._eof or self.close_rcvd is None
+
+    @property
+    def close_expected(self) -> bool:
+        """Whether the owner should arm a timer: a close is under way that a silent peer could stall."""
+        if self.state is State.CLOSING:
+            return True
+        return self.state is State.CLOSED and not self._eof and not self.close_transport
+
+    @property
+    def close_exc(self) -> ConnectionClosed:
+        """What an application raises once this connection is closed (1006 while it is not, yet unusable)."""
+        code = self.close_code if self.close_code is not None else CloseCode.ABNORMAL
+        sent = self.close_sent[0] if self.close_sent is not None else None
+        return ConnectionClosed(code, self.close_reason or "", sent_code=sent)
+
     # ------------------------------------------------------------------ output
 
     def data_to_send(self) -> bytes:
         """Everything queued for the wire since the last call.
 
-        A violation found by ``receive_data`` takes effect here, after the owner handled the events that came
-        before it: answers to messages that preceded a bad frame still go out before our close frame.
+        The close frame of a violation found by ``receive_data`` comes last: answers to the messages that
+        preceded the bad frame still go out before it.
         """
-        if self._pending_fail is not None:
-            code, reason = self._pending_fail
-            self._pending_fail = None
-            self.fail(code, reason)
         out = self._out
+        if self._held_close is not None:
+            out.append(self._held_close)
+            self._held_close = None
         if not out:
             return b""
         self._out = []
@@ -207,9 +250,7 @@ class Connection:
         if self.is_client or self.state is not State.CONNECTING:
             raise InvalidState("send_response() is for a server connection before any upgrade")
         self._out.append(response.serialize())
-        self.state = State.CLOSED
-        self.close_transport = True
-        self._discard = True
+        self._set_closed(CloseCode.ABNORMAL, "")
 
     def send_request(self, handshake: ClientHandshake) -> None:
         """Client: queue the opening handshake request."""
@@ -234,9 +275,7 @@ class Connection:
                 subprotocol = self._client_handshake.check_response(response)
             except HandshakeError as exc:
                 events.append(HandshakeFailed(exc, response))
-                self.state = State.CLOSED
-                self.close_transport = True
-                self._discard = True
+                self._set_closed(CloseCode.ABNORMAL, "")
                 return None
             self.subprotocol = subprotocol
             self.state = State.OPEN
@@ -268,7 +307,7 @@ class Connection:
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse received bytes. ``b""`` re-parses what is buffered (a server calls it after accept())."""
         events: list[Event] = []
-        if self._discard:
+        if self.state is State.CLOSED:
             return events
         if self.state is State.CONNECTING:
             if self._head is not None:
@@ -288,16 +327,17 @@ class Connection:
         except ProtocolError as exc:
             self._fail_for(exc, events)
             return events
-        if pos < len(data) and not self._discard:
+        if pos < len(data):
             self._buf = data[pos:]
         return events
 
     def receive_eof(self) -> list[Event]:
         """The peer closed its side of TCP. Without a close handshake that is an abnormal closure (1006)."""
-        self.state = State.CLOSED
-        self.close_transport = True
-        self.close_expected = False
-        self._discard = True
+        self._eof = True
+        if self._held_close is not None:  # the peer is gone: the close frame of its violation has no reader
+            self._held_close = None
+            self.close_sent = None
+        self._set_closed(CloseCode.ABNORMAL, "")
         return []
 
     def _parse_frames(self, data: bytes, events: list[Event]) -> int:
@@ -319,64 +359,28 @@ class Connection:
                 if self._f_fin:
                     append(self._finish_message())
                 continue
-            if n - pos < 2:
+            header = decode_header(data, pos)
+            if header is None:
                 return pos
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            opcode = b0 & 0x0F
-            length = b1 & 0x7F
-            masked = b1 & 0x80
-            start = pos + 2
-            if length == 126:
-                if n - pos < 4:
-                    return pos
-                length = _UNPACK_16(data, start)[0]
-                start += 2
-            elif length == 127:
-                if n - pos < 10:
-                    return pos
-                length = _UNPACK_64(data, start)[0]
-                if length >> 63:
-                    raise ProtocolError("64-bit payload length with the most significant bit set")
-                start += 8
-            if masked:
-                start += 4
-                if n < start:
-                    return pos
-                mask_key = data[start - 4 : start]
-            elif n < start:
-                return pos
-            # 5.2: RSV1-3 must be 0 without a negotiated extension (we never negotiate one).
-            if b0 & 0x70:
-                raise ProtocolError("reserved bits set without an extension")
+            b0, length, mask_key, start = header
             # 5.1: a server must fail on an unmasked frame, a client on a masked one.
-            if not masked and not is_client:
+            if not mask_key and not is_client:
                 raise ProtocolError("client frame is not masked")
-            if masked and is_client:
+            if mask_key and is_client:
                 raise ProtocolError("server frame is masked")
+            opcode = b0 & 0x0F
             fin = b0 & 0x80
             end = start + length
             if opcode & 0x8:
-                # 5.5: control frames are never fragmented and carry at most 125 bytes.
-                if opcode > _PONG:
-                    raise ProtocolError(f"reserved opcode {opcode:#x}")
-                if not fin:
-                    raise ProtocolError("fragmented control frame")
-                if length > 125:
-                    raise ProtocolError("control frame payload over 125 bytes")
                 if end > n:
                     return pos
                 payload = data[start:end]
-                if masked:
+                if mask_key:
                     payload = apply_mask(payload, mask_key)
                 pos = end
-                self._control_frame(opcode, payload, events)
-                if self._discard:
-                    return pos
+                if self._control_frame(opcode, payload, events):
+                    return n  # a close frame: whatever follows it is dropped unparsed
                 continue
-            # Data frames.
-            if opcode > _BINARY:
-                raise ProtocolError(f"reserved opcode {opcode:#x}")
             m_opcode = self._m_opcode
             if opcode:
                 if m_opcode:
@@ -388,10 +392,10 @@ class Connection:
                     pos = end
                     if opcode == _TEXT:
                         try:
-                            if not masked:
+                            if not mask_key:
                                 text = data[start:end].decode("utf-8")
                             elif length < NUMPY_THRESHOLD:
-                                # Inlined big-int XOR: at these sizes a call costs as much as the XOR.
+                                # mask_bigint inlined: at these sizes the call would cost as much as the XOR.
                                 key = int.from_bytes((mask_key * ((length >> 2) + 1))[:length], "little")
                                 raw = (int.from_bytes(data[start:end], "little") ^ key).to_bytes(length, "little")
                                 text = raw.decode("utf-8")
@@ -401,7 +405,7 @@ class Connection:
                         except UnicodeDecodeError as exc:
                             raise InvalidUtf8(f"invalid UTF-8 at byte {exc.start} of a text message") from None
                         append(TextMessage(text))
-                    elif masked:
+                    elif mask_key:
                         append(BinaryMessage(apply_mask(memoryview(data)[start:end], mask_key)))
                     else:
                         append(BinaryMessage(bytes(data[start:end])))
@@ -419,7 +423,7 @@ class Connection:
             self._f_remaining = length
             self._f_opcode = opcode
             self._f_fin = bool(fin)
-            self._f_mask = mask_key if masked else b""
+            self._f_mask = mask_key
             self._f_phase = 0
             pos = start
             if length == 0:
@@ -470,83 +474,70 @@ class Connection:
             return TextMessage("".join(parts) + tail)  # type: ignore[arg-type]
         return BinaryMessage(b"".join(parts))  # type: ignore[arg-type]
 
-    def _control_frame(self, opcode: int, payload: bytes, events: list[Event]) -> None:
+    def _control_frame(self, opcode: int, payload: bytes, events: list[Event]) -> bool:
+        """Handle a ping, pong or close frame; True when it closed the connection."""
         if opcode == _PING:
             # 5.5.2: answer with a pong carrying the same payload, unless we already sent our close.
             if self.state is State.OPEN:
                 self._out.append(encode_frame(_PONG, payload, mask=self.is_client))
-            events.append(Ping(payload))
-        elif opcode == _PONG:
-            events.append(Pong(payload))  # 5.5.3: unsolicited pongs need no answer
-        elif opcode == _CLOSE:
-            code, reason = parse_close_payload(payload)
-            self.close_rcvd = (code, reason)
-            if self.state is State.OPEN:
-                # 5.5.1: answer with a close frame, echoing the peer's code (an empty body for an empty one).
-                echo = None if code == CloseCode.NO_STATUS else code
-                self._out.append(encode_frame(_CLOSE, serialize_close_payload(echo), mask=self.is_client))
-                self.close_sent = (echo or CloseCode.NO_STATUS, "")
-            self.state = State.CLOSED
-            # 7.1.1: the server closes TCP now; a client waits for the server to do it (the owner's timer).
-            if self.is_client:
-                self.close_expected = True
-            else:
-                self.close_transport = True
-                self.close_expected = False  # the handshake is complete: nothing left to wait for
-            self._discard = True
-            events.append(CloseReceived(code, reason))
-        else:
-            raise ProtocolError(f"reserved opcode {opcode:#x}")
+            events.append(PingReceived(payload))
+            return False
+        if opcode == _PONG:
+            events.append(PongReceived(payload))  # 5.5.3: unsolicited pongs need no answer
+            return False
+        # A close frame: decode_header refused every other control opcode.
+        code, reason = parse_close_payload(payload)
+        self.close_rcvd = (code, reason)
+        if self.state is State.OPEN:
+            # 5.5.1: answer with a close frame, echoing the peer's code (an empty body for an empty one).
+            echo = None if code == CloseCode.NO_STATUS else code
+            self._out.append(encode_frame(_CLOSE, serialize_close_payload(echo), mask=self.is_client))
+            self.close_sent = (echo or CloseCode.NO_STATUS, "")
+        self._set_closed(code, reason)
+        events.append(CloseReceived(code, reason))
+        return True
 
     def _fail_for(self, exc: ProtocolError, events: list[Event]) -> None:
-        """The one place where a peer's violation becomes a close code.
+        """The one place where a peer's violation becomes a close code (7.1.7)."""
+        code, reason = exc.close_code, exc.reason
+        if self.state is State.OPEN:
+            self._held_close = self._close_frame(code, reason)
+        self._set_closed(code, reason)
+        events.append(Failed(code, reason))
 
-        Parsing stops here; the close frame is queued by the next ``data_to_send()`` (see there).
-        """
-        self._pending_fail = (exc.close_code, exc.reason)
-        self._discard = True
-        self._buf = b""
-        self.close_transport = True
-        events.append(Failed(exc.close_code, exc.reason))
+    def _close_frame(self, code: int, reason: str) -> bytes:
+        reason = _truncate_reason(reason)
+        self.close_sent = (code, reason)
+        return encode_frame(_CLOSE, serialize_close_payload(code, reason), mask=self.is_client)
 
     # ---------------------------------------------------------------- sending
 
-    def _check_open(self) -> None:
-        if self.state is not State.OPEN:
+    def _check_sendable(self) -> None:
+        # Until the next data_to_send() after a violation, the owner may still answer what came before it.
+        if self.state is not State.OPEN and self._held_close is None:
             raise InvalidState(f"cannot send in state {self.state.name}")
 
     def send_text(self, text: str) -> None:
-        if self.state is not State.OPEN:
-            raise InvalidState(f"cannot send in state {self.state.name}")
-        payload = text.encode("utf-8")
-        if self.is_client:
-            self._out.append(encode_frame(_TEXT, payload, mask=True))
-            return
-        n = len(payload)
-        if n < 126:
-            self._out.append(_PACK_H(0x81, n) + payload)
-        elif n < 65536:
-            self._out.append(_PACK_H16(0x81, 126, n) + payload)
-        else:
-            self._out.append(_PACK_H64(0x81, 127, n) + payload)
+        self._check_sendable()
+        self._out.append(encode_frame(_TEXT, text.encode("utf-8"), mask=self.is_client))
 
     def send_binary(self, data: bytes) -> None:
-        self._check_open()
+        self._check_sendable()
         self._out.append(encode_frame(_BINARY, data, mask=self.is_client))
 
     def send_frame(self, opcode: Opcode | int, payload: bytes, *, fin: bool = True) -> None:
         """A raw data frame, for fragmented messages; the caller keeps the fragmentation rules."""
-        self._check_open()
+        self._check_sendable()
         self._out.append(encode_frame(opcode, payload, fin=fin, mask=self.is_client))
 
     def send_ping(self, data: bytes = b"") -> None:
-        self._check_open()
+        self._check_sendable()
         if len(data) > 125:
             raise ValueError("ping payload over 125 bytes")
         self._out.append(encode_frame(_PING, data, mask=self.is_client))
 
     def send_pong(self, data: bytes = b"") -> None:
-        self._check_open()
+        self._check_sendable()
         if len(data) > 125:
             raise ValueError("pong payload over 125 bytes")
         self._out.append(encode_frame(_PONG, data, mask=self.is_client))
@@ -555,38 +546,16 @@ class Connection:
         """Start the closing handshake (5.5.1). The owner should arm a timer while ``close_expected``."""
         if self.state is State.CONNECTING:
             raise InvalidState("cannot close before the handshake; close the transport instead")
-        if self.state is not State.OPEN or self._pending_fail is not None:
-            return  # already closing, closed, or failing: a second close frame is never sent
-        reason = _truncate_reason(reason)
-        self._out.append(encode_frame(_CLOSE, serialize_close_payload(code, reason), mask=self.is_client))
-        self.close_sent = (code if code is not None else CloseCode.NO_STATUS, reason)
+        if self.state is not State.OPEN:
+            return  # already closing or closed: a second close frame is never sent
+        self._out.append(self._close_frame(code if code is not None else CloseCode.NO_STATUS, reason))
         self.state = State.CLOSING
-        self.close_expected = True
 
     def fail(self, code: int, reason: str = "") -> None:
         """Fail the connection (7.1.7): send a close frame if we still may, then close TCP without waiting."""
         if self.state is State.OPEN:
-            reason = _truncate_reason(reason)
-            self._out.append(encode_frame(_CLOSE, serialize_close_payload(code, reason), mask=self.is_client))
-            self.close_sent = (code, reason)
-        self.state = State.CLOSED
-        self.close_transport = True
-        self.close_expected = False
-        self._discard = True
-        self._buf = b""
-
-    @property
-    def is_open(self) -> bool:
-        return self.state is State.OPEN
-
-    @property
-    def closed_code(self) -> int:
-        """The close code as an application sees it: the peer's, else ours, else 1006 (no close frame)."""
-        if self.close_rcvd is not None:
-            return self.close_rcvd[0]
-        if self.close_sent is not None:
-            return self.close_sent[0]
-        return CloseCode.ABNORMAL
+            self._out.append(self._close_frame(code, reason))
+        self._set_closed(code, reason)
 
     def __repr__(self) -> str:
         return f"<Connection {self.side.value} {self.state.name}>"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import HandshakeError
+from .exceptions import HandshakeError
 from .http11 import Request, Response
 
 __all__ = [
@@ -18,8 +18,8 @@ __all__ = [
     "Failed",
     "HandshakeComplete",
     "HandshakeFailed",
-    "Ping",
-    "Pong",
+    "PingReceived",
+    "PongReceived",
     "RequestReceived",
     "TextMessage",
 ]
@@ -66,14 +66,14 @@ class BinaryMessage:
 
 
 @dataclass(slots=True)
-class Ping:
+class PingReceived:
     """A ping arrived; its pong is already queued."""
 
     data: bytes
 
 
 @dataclass(slots=True)
-class Pong:
+class PongReceived:
     data: bytes
 
 
@@ -87,8 +87,10 @@ class CloseReceived:
 
 @dataclass(slots=True)
 class Failed:
-    """We failed the connection (RFC 6455 7.1.7) for a peer's violation; nothing more is parsed, and the close
-    frame goes out with the next ``data_to_send()``, after the owner's answers to the events before this one."""
+    """We failed the connection (RFC 6455 7.1.7) for a peer's violation: it is CLOSED and nothing more is parsed.
+
+    Our close frame goes out with the next ``data_to_send()``, after the owner's answers to the events before
+    this one (sends stay allowed until then)."""
 
     code: int
     reason: str
@@ -101,8 +103,8 @@ Event = (
     | HandshakeFailed
     | TextMessage
     | BinaryMessage
-    | Ping
-    | Pong
+    | PingReceived
+    | PongReceived
     | CloseReceived
     | Failed
 )

@@ -1,6 +1,8 @@
-"""Frames on the wire (RFC 6455 section 5): opcodes, close codes, header encoding, close payloads.
+"""Frames on the wire (RFC 6455 section 5): opcodes, close codes, headers both ways, close payloads.
 
-Stateless: which frames are allowed when is the connection's business (connection.py).
+Stateless: ``decode_header`` enforces the rules a frame header must follow on its own (reserved bits, opcodes,
+control frames, the 63-bit length); which frames are allowed when, and who must mask, is the connection's
+business (connection.py).
 """
 
 from __future__ import annotations
@@ -9,14 +11,13 @@ import enum
 import os
 import struct
 
-from .errors import InvalidUtf8, ProtocolError
+from .exceptions import InvalidUtf8, ProtocolError
 from .mask import apply_mask
 
 __all__ = [
-    "CONTROL_OPCODES",
-    "DATA_OPCODES",
     "CloseCode",
     "Opcode",
+    "decode_header",
     "encode_frame",
     "is_valid_close_code",
     "parse_close_payload",
@@ -31,10 +32,6 @@ class Opcode(enum.IntEnum):
     CLOSE = 0x8
     PING = 0x9
     PONG = 0xA
-
-
-DATA_OPCODES = frozenset((Opcode.CONT, Opcode.TEXT, Opcode.BINARY))
-CONTROL_OPCODES = frozenset((Opcode.CLOSE, Opcode.PING, Opcode.PONG))
 
 
 class CloseCode(enum.IntEnum):
@@ -66,6 +63,10 @@ def is_valid_close_code(code: int) -> bool:
 _PACK_H = struct.Struct("!BB").pack
 _PACK_H16 = struct.Struct("!BBH").pack
 _PACK_H64 = struct.Struct("!BBQ").pack
+_UNPACK_16 = struct.Struct("!H").unpack_from
+_UNPACK_64 = struct.Struct("!Q").unpack_from
+_PONG = Opcode.PONG.value
+_BINARY = Opcode.BINARY.value
 
 
 def encode_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = False) -> bytes:
@@ -84,6 +85,57 @@ def encode_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = 
     if n < 65536:
         return _PACK_H16(b0, 126, n) + payload
     return _PACK_H64(b0, 127, n) + payload
+
+
+def decode_header(data: bytes, pos: int = 0) -> tuple[int, int, bytes, int] | None:
+    """The header of the frame that starts at ``data[pos]``, or None while it is not all buffered.
+
+    Returns ``(b0, length, mask_key, start)``: the first byte (FIN ``0x80``, opcode ``0x0F``), the payload
+    length, the 4-byte masking key (``b""`` when unmasked) and the offset of the payload in ``data``.
+
+    Raises:
+        ProtocolError: reserved bits set (5.2, no extension is ever negotiated), a reserved opcode, a
+            fragmented or over-125-byte control frame (5.5), or a 64-bit length with its top bit set (5.2).
+    """
+    n = len(data)
+    if n - pos < 2:
+        return None
+    b0 = data[pos]
+    b1 = data[pos + 1]
+    length = b1 & 0x7F
+    start = pos + 2
+    if length == 126:
+        if n < start + 2:
+            return None
+        length = _UNPACK_16(data, start)[0]
+        start += 2
+    elif length == 127:
+        if n < start + 8:
+            return None
+        length = _UNPACK_64(data, start)[0]
+        if length >> 63:
+            raise ProtocolError("64-bit payload length with the most significant bit set")
+        start += 8
+    if b1 & 0x80:
+        start += 4
+        if n < start:
+            return None
+        mask_key = data[start - 4 : start]
+    else:
+        mask_key = b""
+    if b0 & 0x70:
+        raise ProtocolError("reserved bits set without an extension")
+    opcode = b0 & 0x0F
+    if opcode & 0x8:
+        if opcode > _PONG:
+            raise ProtocolError(f"reserved opcode {opcode:#x}")
+        if not b0 & 0x80:
+            raise ProtocolError("fragmented control frame")
+        if length > 125:
+            raise ProtocolError("control frame payload over 125 bytes")
+    elif opcode > _BINARY:
+        raise ProtocolError(f"reserved opcode {opcode:#x}")
+    return b0, length, mask_key, start
 
 
 def parse_close_payload(payload: bytes) -> tuple[int, str]:

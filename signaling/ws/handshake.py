@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import HandshakeError
+from .exceptions import HandshakeError
 from .http11 import Headers, Request, Response
 
 __all__ = [

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .errors import HandshakeError
+from .exceptions import HandshakeError
 
 __all__ = [
     "DEFAULT_MAX_HEAD",

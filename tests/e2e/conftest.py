@@ -73,7 +73,7 @@ from playwright.async_api import (
 )
 from playwright.async_api import Error as PlaywrightError
 
-from signaling.echo import EchoApp
+from signaling.app.echo import EchoApp
 from signaling.ws.aio.server import WebSocketServer
 from tests.helpers.certs import CertPair, make_cert
 from tests.helpers.inprocess import InProcessServers

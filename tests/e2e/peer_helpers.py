@@ -166,9 +166,9 @@ async def wait_healthz(srv: ServerProcess, expected: dict[str, Any], seconds: fl
 async def until(condition: Callable[[], bool], what: str, seconds: float = WAIT) -> None:
     """Poll an in-process ``condition`` until true, for at most ``seconds``.
 
-    Only for state with no event to await, e.g. a `signaling.peer.Link`'s connection, whose RTCPeerConnection
-    the link replaces (glare, restart) so that listening on one of them could miss the one that connects. For a
-    connection the test holds itself, await its event with `connection_state`.
+    Only for state with no event to await, e.g. a peer Link's connection (signaling.clients.peer), whose
+    RTCPeerConnection the link replaces (glare, restart) so that listening on one of them could miss the one that
+    connects. For a connection the test holds itself, await its event with `connection_state`.
     """
     await wait_until(condition, timeout=seconds, interval=_POLL, message=f"no {what}")
 
@@ -198,8 +198,8 @@ async def connection_state(pc: RTCPeerConnection, state: str, what: str, seconds
 async def _drop_client(url: str, room: str) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection
 
-    from signaling.client import SignalingClient
-    from signaling.peer import restrict_host_addresses, sdp_candidates
+    from signaling.clients.peer.runner import restrict_host_addresses, sdp_candidates
+    from signaling.clients.signaling_client import SignalingClient
 
     restrict_host_addresses(["127.0.0.1"])
     pcs: list[RTCPeerConnection] = []

@@ -21,9 +21,7 @@ import aioice.ice
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from signaling.client import SignalingClient
-from signaling.messages import PeerJoined, RelayedAnswer, RelayedCandidate, RelayedOffer
-from signaling.peer import (
+from signaling.clients.peer.runner import (
     ECHO_PREFIX,
     Link,
     LocalMedia,
@@ -35,6 +33,8 @@ from signaling.peer import (
     restrict_host_addresses,
     sdp_candidates,
 )
+from signaling.clients.signaling_client import SignalingClient
+from signaling.protocol.models import PeerJoined, RelayedAnswer, RelayedCandidate, RelayedOffer
 from signaling.ws.aio.server import WebSocketServer
 from tests.e2e.peer_helpers import (
     WAIT,
@@ -309,9 +309,9 @@ async def test_answer_only_peer_gets_a_fallback_offer(
     start_signaling: ServerFactory, loopback_candidates: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A newcomer that never offers (it only answers) still gets connected: the waiting side offers itself."""
-    import signaling.peer
+    import signaling.clients.peer.runner
 
-    monkeypatch.setattr(signaling.peer, "FALLBACK_OFFER_S", 0.2)
+    monkeypatch.setattr(signaling.clients.peer.runner, "FALLBACK_OFFER_S", 0.2)
     server = await start_signaling()
     url = f"ws://127.0.0.1:{server.port}/ws"
     options = PeerOptions(url=url, room="fallback", fps=10.0)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from signaling.config import Settings
-from signaling.echo import EchoApp
-from signaling.server import build_server
-from signaling.tls import CertReloader
+from signaling.app.echo import EchoApp
+from signaling.app.process import build_server
+from signaling.app.settings import Settings
+from signaling.app.tls import CertReloader
 from signaling.ws.aio.server import App, ServerConfig, WebSocketServer
 
 __all__ = ["InProcessServers"]

@@ -23,10 +23,10 @@ from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.exceptions import ConnectionClosedError as WsConnectionClosedError
 from websockets.exceptions import ConnectionClosedOK as WsConnectionClosedOK
 
-from signaling.echo import EchoApp
+from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
 from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
-from signaling.ws.errors import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, HandshakeError
 from signaling.ws.handshake import is_upgrade_request
 from signaling.ws.http11 import Headers, Request, Response
 from tests.helpers.wait import wait_until
@@ -46,7 +46,7 @@ class RecordingEchoApp:
     def __init__(self) -> None:
         self.closes: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
 
-    def handle_request(self, request: Request, conn: ServerConnection) -> Response | Upgrade:
+    def handle_request(self, request: Request) -> Response | Upgrade:
         if is_upgrade_request(request):
             return Upgrade(lambda ws: _RecordingEcho(self, ws))
         return Response(426, Headers([("Upgrade", "websocket")]))

@@ -7,7 +7,8 @@ import pytest
 
 from signaling.ws import mask
 from signaling.ws.connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
-from signaling.ws.errors import (
+from signaling.ws.events import BinaryMessage, CloseReceived, Event, Failed, PingReceived, PongReceived, TextMessage
+from signaling.ws.exceptions import (
     ConnectionClosed,
     HandshakeError,
     InvalidState,
@@ -17,7 +18,6 @@ from signaling.ws.errors import (
     UnsupportedData,
     WebSocketError,
 )
-from signaling.ws.events import BinaryMessage, CloseReceived, Event, Failed, Ping, Pong, TextMessage
 from signaling.ws.frames import CloseCode, Opcode
 
 from .helpers import (
@@ -128,8 +128,8 @@ class TestFraming:
                 [],
                 id="masked-fragments",
             ),
-            pytest.param("898537fa213d7f9f4d5158", [Ping(b"Hello")], [(PONG, b"Hello")], id="masked-ping"),
-            pytest.param("8a8537fa213d7f9f4d5158", [Pong(b"Hello")], [], id="masked-pong"),
+            pytest.param("898537fa213d7f9f4d5158", [PingReceived(b"Hello")], [(PONG, b"Hello")], id="masked-ping"),
+            pytest.param("8a8537fa213d7f9f4d5158", [PongReceived(b"Hello")], [], id="masked-pong"),
         ],
     )
     def test_rfc_5_7_examples_server(self, wire: str, expected: list[Event], reply: list[object]) -> None:
@@ -146,7 +146,7 @@ class TestFraming:
         [
             pytest.param("810548656c6c6f", [TextMessage("Hello")], id="unmasked-text"),
             pytest.param("010348656c" + "80026c6f", [TextMessage("Hello")], id="unmasked-fragments"),
-            pytest.param("890548656c6c6f", [Ping(b"Hello")], id="unmasked-ping"),
+            pytest.param("890548656c6c6f", [PingReceived(b"Hello")], id="unmasked-ping"),
             pytest.param("827e0100" + "00" * 256, [BinaryMessage(bytes(256))], id="256-bytes"),
             pytest.param("827f0000000000010000" + "00" * 65536, [BinaryMessage(bytes(65536))], id="64-kib"),
         ],
@@ -272,7 +272,12 @@ class TestFragmentation:
             + peer_frame(conn, PING, b"")
             + peer_frame(conn, CONT, b"o")
         )
-        assert feed(conn, data, step) == [Ping(b"p1"), Pong(b"p2"), Ping(b""), TextMessage("Hello")]
+        assert feed(conn, data, step) == [
+            PingReceived(b"p1"),
+            PongReceived(b"p2"),
+            PingReceived(b""),
+            TextMessage("Hello"),
+        ]
         assert sent_frames(conn) == [(PONG, b"p1"), (PONG, b"")]
 
     def test_close_between_fragments(self, conn: Connection) -> None:
@@ -297,7 +302,7 @@ class TestFragmentation:
         assert_failed(conn, conn.receive_data(header), 1002)
 
     def test_control_frame_of_125_is_fine(self, conn: Connection) -> None:
-        assert conn.receive_data(peer_frame(conn, PING, b"x" * 125)) == [Ping(b"x" * 125)]
+        assert conn.receive_data(peer_frame(conn, PING, b"x" * 125)) == [PingReceived(b"x" * 125)]
         assert sent_frames(conn) == [(PONG, b"x" * 125)]
 
     @pytest.mark.parametrize("fin", [True, False], ids=["fin", "no-fin"])
@@ -473,7 +478,7 @@ class TestSizeLimit:
             + peer_frame(conn, PING, b"p" * 125)
             + peer_frame(conn, CONT, b"a" * 100)
         )
-        assert conn.receive_data(data) == [Ping(b"p" * 125), TextMessage("a" * 1000)]
+        assert conn.receive_data(data) == [PingReceived(b"p" * 125), TextMessage("a" * 1000)]
 
     def test_limit_resets_between_messages(self, side: Side) -> None:
         conn = self.limited(side)
@@ -499,7 +504,7 @@ class TestSizeLimit:
 class TestPingPong:
     @pytest.mark.parametrize("payload", [b"", b"x", b"\x00\xff" * 62 + b"!"], ids=["empty", "1-byte", "125"])
     def test_ping_gets_pong_with_same_payload(self, conn: Connection, payload: bytes) -> None:
-        assert conn.receive_data(peer_frame(conn, PING, payload)) == [Ping(payload)]
+        assert conn.receive_data(peer_frame(conn, PING, payload)) == [PingReceived(payload)]
         if conn.is_client:
             assert sent_frames(conn) == [(PONG, payload)]
         else:
@@ -507,18 +512,18 @@ class TestPingPong:
 
     def test_pongs_in_order(self, conn: Connection) -> None:
         data = peer_frame(conn, PING, b"1") + peer_frame(conn, PING, b"2")
-        assert conn.receive_data(data) == [Ping(b"1"), Ping(b"2")]
+        assert conn.receive_data(data) == [PingReceived(b"1"), PingReceived(b"2")]
         assert sent_frames(conn) == [(PONG, b"1"), (PONG, b"2")]
 
     def test_unsolicited_pong_is_ignored(self, conn: Connection) -> None:
-        assert conn.receive_data(peer_frame(conn, PONG, b"beat")) == [Pong(b"beat")]
+        assert conn.receive_data(peer_frame(conn, PONG, b"beat")) == [PongReceived(b"beat")]
         assert conn.data_to_send() == b""
         assert conn.state is State.OPEN
 
     def test_no_pong_after_our_close(self, conn: Connection) -> None:
         conn.send_close()
         conn.data_to_send()
-        assert conn.receive_data(peer_frame(conn, PING, b"late")) == [Ping(b"late")]
+        assert conn.receive_data(peer_frame(conn, PING, b"late")) == [PingReceived(b"late")]
         assert conn.data_to_send() == b""
 
     def test_send_ping_and_pong(self, conn: Connection) -> None:
@@ -541,7 +546,7 @@ class TestFailing:
     def test_answers_to_earlier_events_go_out_before_the_close(self, conn: Connection) -> None:
         data = peer_frame(conn, PING, b"p") + peer_frame(conn, TEXT, b"echo me") + peer_frame(conn, 3, b"")
         events = conn.receive_data(data)
-        assert events[:2] == [Ping(b"p"), TextMessage("echo me")]
+        assert events[:2] == [PingReceived(b"p"), TextMessage("echo me")]
         assert isinstance(events[2], Failed) and events[2].code == 1002
         conn.send_text("echo me")  # the owner answers the message that preceded the bad frame
         out = sent_frames(conn)
@@ -549,7 +554,7 @@ class TestFailing:
         assert out[2] == (CLOSE, close_body(1002, events[2].reason.encode()))
         assert len(out) == 3
         assert flags(conn) == (State.CLOSED, True, False)
-        assert conn.closed_code == 1002
+        assert conn.close_code == 1002
 
     def test_nothing_parsed_after_the_violation(self, conn: Connection) -> None:
         events = conn.receive_data(peer_frame(conn, 3, b"") + peer_frame(conn, TEXT, b"same chunk"))
@@ -590,7 +595,7 @@ class TestClose:
             assert conn.data_to_send() == b"\x88\x02" + close_body(code)
         assert conn.close_rcvd == (code, "résumé")
         assert conn.close_sent == (code, "")
-        assert conn.closed_code == code
+        assert conn.close_code == code
         self.assert_closed_by_peer(conn)
 
     def test_empty_close_is_echoed_empty(self, conn: Connection) -> None:
@@ -599,7 +604,7 @@ class TestClose:
             assert sent_frames(conn) == [(CLOSE, b"")]
         else:
             assert conn.data_to_send() == b"\x88\x00"
-        assert conn.closed_code == 1005
+        assert conn.close_code == 1005
         self.assert_closed_by_peer(conn)
 
     @pytest.mark.parametrize("code", INVALID_CLOSE_CODES, ids=str)
@@ -701,7 +706,7 @@ class TestClose:
         conn.send_close(1000)
         conn.data_to_send()
         assert conn.receive_data(peer_frame(conn, CLOSE, close_body(1001))) == [CloseReceived(1001, "")]
-        assert conn.closed_code == 1001
+        assert conn.close_code == 1001
 
     def test_messages_still_delivered_while_closing(self, conn: Connection) -> None:
         conn.send_close()
@@ -746,14 +751,14 @@ class TestClose:
         conn.fail(1008, "policy")
         assert sent_frames(conn) == [(CLOSE, close_body(1008, b"policy"))]
         assert conn.state is State.CLOSED and conn.close_transport and not conn.close_expected
-        assert conn.closed_code == 1008
+        assert conn.close_code == 1008
         assert conn.receive_data(peer_frame(conn, TEXT, b"x")) == []
 
     def test_eof_without_close_is_1006(self, conn: Connection) -> None:
         conn.receive_data(peer_frame(conn, TEXT, b"partial")[:4])
         assert conn.receive_eof() == []
         assert conn.state is State.CLOSED and conn.close_transport
-        assert conn.closed_code == CloseCode.ABNORMAL
+        assert conn.close_code == CloseCode.ABNORMAL
         assert conn.receive_data(peer_frame(conn, TEXT, b"x")) == []
         assert conn.data_to_send() == b""
 
@@ -787,8 +792,8 @@ class TestSending:
         server.send_text("yo")
         client.send_ping(b"?")
         assert client.receive_data(server.data_to_send()) == [TextMessage("yo")]
-        assert server.receive_data(client.data_to_send()) == [Ping(b"?")]
-        assert client.receive_data(server.data_to_send()) == [Pong(b"?")]
+        assert server.receive_data(client.data_to_send()) == [PingReceived(b"?")]
+        assert client.receive_data(server.data_to_send()) == [PongReceived(b"?")]
         client.send_close(1000, "bye")
         assert server.receive_data(client.data_to_send()) == [CloseReceived(1000, "bye")]
         assert client.receive_data(server.data_to_send()) == [CloseReceived(1000, "")]

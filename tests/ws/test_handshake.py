@@ -8,15 +8,15 @@ import secrets
 import pytest
 
 from signaling.ws.connection import Connection, Side, State
-from signaling.ws.errors import HandshakeError, InvalidState
 from signaling.ws.events import (
     BadRequest,
     HandshakeComplete,
     HandshakeFailed,
-    Ping,
+    PingReceived,
     RequestReceived,
     TextMessage,
 )
+from signaling.ws.exceptions import HandshakeError, InvalidState
 from signaling.ws.handshake import ClientHandshake, accept_key, is_upgrade_request
 from signaling.ws.http11 import Headers, Response
 
@@ -219,7 +219,7 @@ class TestServerAccepts:
         assert conn.data_to_send() == b""
         conn.accept(events[0].request)
         assert conn.data_to_send() == RESPONSE_101
-        assert conn.receive_data(b"") == [TextMessage("hi"), Ping(b"p")]
+        assert conn.receive_data(b"") == [TextMessage("hi"), PingReceived(b"p")]
         assert conn.data_to_send() == server_frame(0xA, b"p")
 
     def test_frames_in_later_chunk_before_accept(self) -> None:
@@ -497,7 +497,7 @@ class TestClientChecksResponse:
         data = ok_101(handshake) + server_frame(TEXT, b"hello") + server_frame(PING, b"p")
         events = feed(conn, data, step)
         assert isinstance(events[0], HandshakeComplete)
-        assert events[1:] == [TextMessage("hello"), Ping(b"p")]
+        assert events[1:] == [TextMessage("hello"), PingReceived(b"p")]
         assert sent_frames(conn) == [(0xA, b"p")]
 
     def test_subprotocol_chosen(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.ws.errors import HandshakeError
+from signaling.ws.exceptions import HandshakeError
 from signaling.ws.http11 import (
     DEFAULT_MAX_HEAD,
     MAX_HEADERS,

@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signaling.ws.connection import Connection, Side, State
-from signaling.ws.errors import HandshakeError
 from signaling.ws.events import (
     BadRequest,
     BinaryMessage,
@@ -19,11 +18,12 @@ from signaling.ws.events import (
     Failed,
     HandshakeComplete,
     HandshakeFailed,
-    Ping,
-    Pong,
+    PingReceived,
+    PongReceived,
     RequestReceived,
     TextMessage,
 )
+from signaling.ws.exceptions import HandshakeError
 from signaling.ws.frames import Opcode
 from signaling.ws.handshake import ClientHandshake
 
@@ -199,7 +199,7 @@ def drive_all(side: Side, chunks: Sequence[bytes], limit: int | None) -> tuple[o
         head, sep, out = out.partition(b"\r\n\r\n")
         assert sep and head.startswith(b"HTTP/1.1 101 ")
     frames = [(f.opcode, f.payload[:2] if f.opcode == CLOSE else f.payload, f.fin, f.masked) for f in read_frames(out)]
-    return (normalized(events), frames, conn.state, conn.close_transport, conn.close_expected, conn.closed_code)
+    return (normalized(events), frames, conn.state, conn.close_transport, conn.close_expected, conn.close_code)
 
 
 @BOUNDED
@@ -220,7 +220,7 @@ def test_split_invariance(side: Side, data: st.DataObject, limit: int | None) ->
 
 # ----------------------------------------------------------------------------------------------- garbage
 
-PEER_EVENTS = (TextMessage, BinaryMessage, Ping, Pong, CloseReceived, Failed)
+PEER_EVENTS = (TextMessage, BinaryMessage, PingReceived, PongReceived, CloseReceived, Failed)
 
 
 @st.composite

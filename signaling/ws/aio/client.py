@@ -10,33 +10,77 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
-from typing import cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 from ..connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
-from ..errors import ConnectionClosed, InvalidState
 from ..events import (
     BinaryMessage,
-    Failed,
     HandshakeComplete,
     HandshakeFailed,
-    Pong,
+    PongReceived,
     TextMessage,
 )
+from ..exceptions import ConnectionClosed, InvalidState
 from ..frames import CloseCode, Opcode
 from ..handshake import ClientHandshake
 
-__all__ = ["ClientConnection", "connect"]
+__all__ = ["QUIET_CLOSE_CODES", "ClientConnection", "Opening", "connect", "until_closed"]
+
+#: Close codes that end iteration quietly: the peer (or we) closed on purpose, nothing went wrong.
+QUIET_CLOSE_CODES = (CloseCode.NORMAL, CloseCode.GOING_AWAY)
+
+T = TypeVar("T")
+C = TypeVar("C", bound="_Closable")
+
+
+class _Closable(Protocol):
+    async def close(self) -> Any: ...
+
+
+async def until_closed(recv: Callable[[], Awaitable[T]]) -> AsyncIterator[T]:
+    """Yield ``await recv()`` until the connection closes; a normal closure (1000/1001) ends quietly, any other
+    close raises its ConnectionClosed."""
+    while True:
+        try:
+            yield await recv()
+        except ConnectionClosed as exc:
+            if exc.code in QUIET_CLOSE_CODES:
+                return
+            raise
+
+
+class Opening(Generic[C]):
+    """An opening connection: ``async with opening as conn`` (closed on exit) or ``conn = await opening``."""
+
+    def __init__(self, open_: Callable[[], Awaitable[C]]) -> None:
+        self._open = open_
+        self._conn: C | None = None
+
+    def __await__(self) -> Generator[Any, None, C]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> C:
+        self._conn = await self._open()
+        return self._conn
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
 
 _QUEUE_HIGH = 64
 _QUEUE_LOW = 16
 
 
 class _ClientProtocol(asyncio.Protocol):
-    def __init__(self, conn: Connection, handshake: ClientHandshake) -> None:
+    def __init__(self, conn: Connection, handshake: ClientHandshake, close_timeout: float) -> None:
         self.conn = conn
         self.handshake = handshake
         self.transport: asyncio.Transport | None = None
@@ -49,10 +93,8 @@ class _ClientProtocol(asyncio.Protocol):
         self.pongs: dict[bytes, asyncio.Future[None]] = {}
         self.write_paused = False
         self.read_paused = False
-        self.close_timeout = 5.0
+        self.close_timeout = close_timeout
         self._close_timer: asyncio.TimerHandle | None = None
-        #: Set when we failed the connection for a server's violation (our close code and reason).
-        self.failed: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -70,12 +112,10 @@ class _ClientProtocol(asyncio.Protocol):
             elif cls is HandshakeFailed:
                 if not self.opened.done():
                     self.opened.set_exception(ev.error)  # type: ignore[union-attr]
-            elif cls is Pong:
-                fut = self.pongs.pop(cast(Pong, ev).data, None)
+            elif cls is PongReceived:
+                fut = self.pongs.pop(cast(PongReceived, ev).data, None)
                 if fut is not None and not fut.done():
                     fut.set_result(None)
-            elif cls is Failed:
-                self.failed = (cast(Failed, ev).code, cast(Failed, ev).reason)
         self.flush()
         self.wake()
         if len(self.messages) >= _QUEUE_HIGH and not self.read_paused and self.transport is not None:
@@ -89,15 +129,14 @@ class _ClientProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
-        if self.conn.state is not State.CLOSED:
-            self.conn.receive_eof()
+        self.conn.receive_eof()  # no-op when already closed
         if not self.opened.done():
             self.opened.set_exception(exc or ConnectionError("connection closed during the handshake"))
         if not self.closed.done():
             self.closed.set_result(None)
         for fut in self.pongs.values():
             if not fut.done():
-                fut.set_exception(self.closed_error())
+                fut.set_exception(self.conn.close_exc)
         self.pongs.clear()
         self.wake()
         if self.drain_waiter is not None and not self.drain_waiter.done():
@@ -128,16 +167,6 @@ class _ClientProtocol(asyncio.Protocol):
             # 7.1.1: the server should close TCP after the close handshake; don't wait forever for it.
             self._close_timer = self.loop.call_later(self.close_timeout, transport.abort)
 
-    def closed_error(self) -> ConnectionClosed:
-        conn = self.conn
-        code, reason = conn.close_rcvd if conn.close_rcvd is not None else (CloseCode.ABNORMAL, "")
-        sent = conn.close_sent[0] if conn.close_sent is not None else None
-        if conn.close_rcvd is None and self.failed is not None:
-            # We failed the connection ourselves (e.g. the server broke the protocol): report our code. A close
-            # of ours that was never answered stays 1006 (RFC 6455 7.1.5: no close frame was received).
-            code, reason = self.failed
-        return ConnectionClosed(code, reason, sent_code=sent)
-
 
 class ClientConnection:
     """An open client WebSocket: ``send``, ``recv``, ``async for``, ``ping``, ``close``."""
@@ -145,6 +174,7 @@ class ClientConnection:
     def __init__(self, protocol: _ClientProtocol, subprotocol: str | None) -> None:
         self._p = protocol
         self.subprotocol = subprotocol
+        self._ping_ids = itertools.count(1)
 
     @property
     def state(self) -> State:
@@ -157,16 +187,12 @@ class ClientConnection:
 
     @property
     def close_code(self) -> int | None:
-        """The peer's close code once closed (1006 without a close frame); None while open."""
-        if not self._closed:
-            return None
-        return self._p.closed_error().code
+        """Once closed: the peer's close code, or ours if we failed the connection, else 1006; None while open."""
+        return self._p.conn.close_code if self._closed else None
 
     @property
     def close_reason(self) -> str | None:
-        if not self._closed:
-            return None
-        return self._p.closed_error().reason
+        return self._p.conn.close_reason if self._closed else None
 
     async def send(self, message: str | bytes) -> None:
         """Send one message (text for str, binary for bytes); waits while the socket's buffer is full."""
@@ -177,7 +203,7 @@ class ClientConnection:
             else:
                 p.conn.send_binary(message)
         except InvalidState:
-            raise p.closed_error() from None
+            raise p.conn.close_exc from None
         p.flush()
         await self._drain()
 
@@ -195,7 +221,7 @@ class ClientConnection:
                 opcode = Opcode.CONT if i else (Opcode.TEXT if text else Opcode.BINARY)
                 p.conn.send_frame(opcode, data, fin=i == len(fragments) - 1)
         except InvalidState:
-            raise p.closed_error() from None
+            raise p.conn.close_exc from None
         p.flush()
         await self._drain()
 
@@ -210,7 +236,7 @@ class ClientConnection:
         p = self._p
         while not p.messages:
             if p.closed.done() or p.conn.state is State.CLOSED:
-                raise p.closed_error()
+                raise p.conn.close_exc
             if p.waiter is None or p.waiter.done():
                 p.waiter = p.loop.create_future()  # shared by concurrent recv() calls: all wake, one wins
             await p.waiter
@@ -221,29 +247,23 @@ class ClientConnection:
         return msg
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[str | bytes]:
         """Messages until the connection closes; a normal closure (1000/1001) ends the loop quietly."""
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosed as exc:
-                if exc.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY):
-                    return
-                raise
+        return until_closed(self.recv)
 
     async def ping(self, data: bytes | None = None) -> asyncio.Future[None]:
-        """Send a ping; the returned future completes when its pong arrives."""
+        """Send a ping; the returned future completes when its pong arrives.
+
+        Without ``data`` the payload is this connection's next ping number, so concurrent pings never share one.
+        """
         p = self._p
-        payload = data if data is not None else str(id(object())).encode()[:16]
+        payload = data if data is not None else str(next(self._ping_ids)).encode()
         fut: asyncio.Future[None] = p.loop.create_future()
         p.pongs[payload] = fut
         try:
             p.conn.send_ping(payload)
         except InvalidState:
             p.pongs.pop(payload, None)
-            raise p.closed_error() from None
+            raise p.conn.close_exc from None
         p.flush()
         return fut
 
@@ -271,84 +291,62 @@ class ClientConnection:
         await self.close()
 
 
-class connect:
-    """Open a client connection to a ``ws://`` or ``wss://`` URL; ``await connect(url)`` works too."""
+def connect(
+    url: str,
+    *,
+    ssl: ssl_module.SSLContext | bool | None = None,
+    subprotocols: Sequence[str] = (),
+    extra_headers: Sequence[tuple[str, str]] = (),
+    origin: str | None = None,
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    open_timeout: float = 10.0,
+    close_timeout: float = 5.0,
+) -> Opening[ClientConnection]:
+    """Open a client connection to a ``ws://`` or ``wss://`` URL: ``async with connect(url) as ws`` or
+    ``ws = await connect(url)``. A malformed URL raises ValueError at once."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"not a WebSocket URL: {url!r}")
+    secure = parts.scheme == "wss"
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"no host in {url!r}")
+    default_port = 443 if secure else 80
+    port = parts.port or default_port
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    host_header = host if ":" not in host else f"[{host}]"
+    if port != default_port:
+        host_header += f":{port}"
+    if secure:
+        context: ssl_module.SSLContext | None = (
+            ssl if isinstance(ssl, ssl_module.SSLContext) else ssl_module.create_default_context()
+        )
+    elif ssl:
+        raise ValueError("ssl given for a ws:// URL")
+    else:
+        context = None
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        ssl: ssl_module.SSLContext | bool | None = None,
-        subprotocols: Sequence[str] = (),
-        extra_headers: Sequence[tuple[str, str]] = (),
-        origin: str | None = None,
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-        open_timeout: float = 10.0,
-        close_timeout: float = 5.0,
-    ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("ws", "wss"):
-            raise ValueError(f"not a WebSocket URL: {url!r}")
-        self.secure = parts.scheme == "wss"
-        if not parts.hostname:
-            raise ValueError(f"no host in {url!r}")
-        self.host = parts.hostname
-        self.port = parts.port or (443 if self.secure else 80)
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        default_port = self.port == (443 if self.secure else 80)
-        host_header = self.host if ":" not in self.host else f"[{self.host}]"
-        if not default_port:
-            host_header += f":{self.port}"
-        self.handshake = ClientHandshake(
+    async def open_connection() -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        handshake = ClientHandshake(
             host_header, target, subprotocols=subprotocols, extra_headers=extra_headers, origin=origin
         )
-        if self.secure:
-            self.ssl: ssl_module.SSLContext | None = (
-                ssl if isinstance(ssl, ssl_module.SSLContext) else ssl_module.create_default_context()
-            )
-        elif ssl:
-            raise ValueError("ssl given for a ws:// URL")
-        else:
-            self.ssl = None
-        self.max_message_size = max_message_size
-        self.open_timeout = open_timeout
-        self.close_timeout = close_timeout
-        self._conn: ClientConnection | None = None
-
-    async def _open(self) -> ClientConnection:
-        loop = asyncio.get_running_loop()
-        conn = Connection(Side.CLIENT, max_message_size=self.max_message_size)
-
-        def factory() -> _ClientProtocol:
-            p = _ClientProtocol(conn, self.handshake)
-            p.close_timeout = self.close_timeout
-            return p
-
-        async def opening() -> ClientConnection:
-            _, protocol = await loop.create_connection(
-                factory, self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
-            )
-            try:
+        conn = Connection(Side.CLIENT, max_message_size=max_message_size)
+        protocol: _ClientProtocol | None = None
+        try:
+            async with asyncio.timeout(open_timeout):
+                _, protocol = await loop.create_connection(
+                    lambda: _ClientProtocol(conn, handshake, close_timeout),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context else None,
+                )
                 subprotocol = await protocol.opened
-            except BaseException:  # refused, or open_timeout/cancellation: never leave the socket open
-                if protocol.transport is not None:
-                    protocol.transport.abort()
-                raise
-            return ClientConnection(protocol, subprotocol)
+        except BaseException:  # refused, or open_timeout/cancellation: never leave the socket open
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.abort()
+            raise
+        return ClientConnection(protocol, subprotocol)
 
-        return await asyncio.wait_for(opening(), self.open_timeout)
-
-    def __await__(self):  # type: ignore[no-untyped-def]
-        return self._open().__await__()
-
-    async def __aenter__(self) -> ClientConnection:
-        self._conn = await self._open()
-        return self._conn
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._conn is not None:
-            await self._conn.close()
+    return Opening(open_connection)

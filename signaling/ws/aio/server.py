@@ -17,25 +17,25 @@ import asyncio
 import itertools
 import ssl as ssl_module
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import structlog
 
 from ..connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
-from ..errors import HandshakeError, InvalidState
 from ..events import (
     BadRequest,
     BinaryMessage,
     CloseReceived,
     Failed,
-    Ping,
-    Pong,
+    PongReceived,
     RequestReceived,
     TextMessage,
 )
+from ..exceptions import HandshakeError, InvalidState
 from ..frames import CloseCode
-from ..http11 import Headers, Request, Response
+from ..http11 import Request, Response
+from .batch import WriteBatch
 
 __all__ = [
     "App",
@@ -72,7 +72,7 @@ class Upgrade:
 class App(Protocol):
     """Routes each request: a plain HTTP response, or an Upgrade to WebSocket."""
 
-    def handle_request(self, request: Request, conn: ServerConnection) -> Response | Upgrade: ...
+    def handle_request(self, request: Request) -> Response | Upgrade: ...
 
 
 @dataclass(slots=True)
@@ -100,7 +100,6 @@ class ServerConfig:
     write_buffer_limit: int = 4 * 1024 * 1024
     ssl: ssl_module.SSLContext | None = None
     backlog: int = 1024
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _ids = itertools.count(1)
@@ -117,9 +116,9 @@ class ServerConnection(asyncio.BufferedProtocol):
 
     __slots__ = (
         "_close_timer",
-        "_dirty",
         "_ending",
         "_paused_reading",
+        "_queued",
         "_quiet_timer",
         "_server",
         "active",
@@ -150,7 +149,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.last_message = 0.0
         self.ping_sent_at = 0.0
         self.upgraded = False
-        self._dirty = False
+        self._queued = False  # in the server's write batch
         self._ending = False
         self._quiet_timer: asyncio.TimerHandle | None = None
         self._paused_reading = False
@@ -159,11 +158,11 @@ class ServerConnection(asyncio.BufferedProtocol):
     # ------------------------------------------------------------ asyncio.BufferedProtocol
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._server._read_buffer
+        return self._server.read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         # Copied out at once: the next read, on any connection, reuses the buffer.
-        self.data_received(self._server._read_buffer[:nbytes].tobytes())
+        self.data_received(self._server.read_buffer[:nbytes].tobytes())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
@@ -172,22 +171,19 @@ class ServerConnection(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(high=cfg.write_buffer_high, low=cfg.write_buffer_low)
         self.remote = transport.get_extra_info("peername")
         self.opened_at = self.last_received = self.last_message = self._server.loop.time()
-        self._server._register(self)
+        self._server.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self._quiet_timer is not None:
             self._linger()  # the peer is still sending: keep draining
             return
-        server = self._server
-        outer = not server._batching
-        server._batching = True
+        batch = self._server.batch
+        batch.open()
         try:
             self._handle_events(self.conn.receive_data(data))
         finally:
-            if outer:
-                server._batching = False
-                server._flush_dirty()
-        self._flush()  # what the core queued by itself: the 101, pongs, close answers
+            batch.close()
+        self.flush()  # what the core queued by itself: the 101, pongs, close answers
 
     def eof_received(self) -> bool | None:
         self.conn.receive_eof()
@@ -200,16 +196,15 @@ class ServerConnection(asyncio.BufferedProtocol):
         if self._quiet_timer is not None:
             self._quiet_timer.cancel()
             self._quiet_timer = None
-        self._server._unregister(self)
+        self._server.discard(self)
         conn = self.conn
-        if conn.state is not State.CLOSED:
-            conn.receive_eof()
+        conn.receive_eof()  # no-op when already closed
         handler = self.handler
         if handler is not None:
             self.handler = None
-            code, reason = conn.close_rcvd if conn.close_rcvd is not None else (int(CloseCode.ABNORMAL), "")
+            exc_info = conn.close_exc
             try:
-                handler.on_close(code, reason)
+                handler.on_close(exc_info.code, exc_info.reason)
             except Exception:
                 log.exception("handler_error", conn=self.id, where="on_close")
 
@@ -228,6 +223,7 @@ class ServerConnection(asyncio.BufferedProtocol):
     # ------------------------------------------------------------ events
 
     def _handle_events(self, events: list[Any]) -> None:
+        # Dispatch on ``type(ev) is``: cheaper per message than isinstance, at the cost of untyped ``ev``.
         handler = self.handler
         for ev in events:
             cls = type(ev)
@@ -250,39 +246,34 @@ class ServerConnection(asyncio.BufferedProtocol):
             elif cls is RequestReceived:
                 self._route(ev.request)
                 handler = self.handler
-            elif cls is Pong:
+            elif cls is PongReceived:
                 self.ping_sent_at = 0.0
-            elif cls is Ping:
-                pass
             elif cls is CloseReceived:
                 log.debug("close_received", conn=self.id, code=ev.code, reason=ev.reason)
             elif cls is Failed:
                 log.info("protocol_error", conn=self.id, code=ev.code, reason=ev.reason)
             elif cls is BadRequest:
-                log.info("bad_request", conn=self.id, status=ev.error.status, reason=ev.error.reason)
+                error = ev.error
+                log.info("bad_request", conn=self.id, status=error.status, reason=error.reason)
         if events:
             self.last_received = self._server.loop.time()
 
     def _route(self, request: Request) -> None:
         server = self._server
         try:
-            decision = server.app.handle_request(request, self)
+            decision = server.app.handle_request(request)
         except Exception:
             log.exception("app_error", conn=self.id, where="handle_request")
-            self.conn.send_response(Response(500, Headers([("Connection", "close")]), b"internal error\n"))
+            self.conn.reject(HandshakeError(500, "internal error"))
             return
         if isinstance(decision, Response):
             if "Connection" not in decision.headers:
                 decision.headers.add("Connection", "close")
             self.conn.send_response(decision)
             return
-        if server.config.max_connections and server.open_count >= server.config.max_connections:
-            self.conn.send_response(
-                Response(
-                    503,
-                    Headers([("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5")]),
-                    b"server is at its connection limit, try again later\n",
-                )
+        if server.full:
+            self.conn.reject(
+                HandshakeError(503, "server is at its connection limit, try again later", [("Retry-After", "5")])
             )
             log.warning("connection_limit", conn=self.id, limit=server.config.max_connections)
             return
@@ -291,8 +282,8 @@ class ServerConnection(asyncio.BufferedProtocol):
         except HandshakeError as exc:
             log.info("handshake_rejected", conn=self.id, status=exc.status, reason=exc.reason)
             return
-        server.open_count += 1
         self.upgraded = True
+        server.upgraded(self)
         try:
             self.handler = decision.handler_factory(self)
         except Exception:
@@ -317,22 +308,25 @@ class ServerConnection(asyncio.BufferedProtocol):
 
     def send_text(self, text: str) -> None:
         """Queue a text message; silently dropped once the connection is closing (the peer is leaving)."""
-        conn = self.conn
-        if conn.state is not State.OPEN:
+        try:
+            self.conn.send_text(text)
+        except InvalidState:
             return
-        conn.send_text(text)
         self._written()
 
     def send_binary(self, data: bytes) -> None:
-        if self.conn.state is not State.OPEN:
+        try:
+            self.conn.send_binary(data)
+        except InvalidState:
             return
-        self.conn.send_binary(data)
         self._written()
 
     def ping(self, data: bytes = b"") -> None:
-        if self.conn.state is State.OPEN:
+        try:
             self.conn.send_ping(data)
-            self._written()
+        except InvalidState:
+            return
+        self._written()
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the close handshake; the TCP connection is aborted if the peer does not answer in time."""
@@ -342,24 +336,24 @@ class ServerConnection(asyncio.BufferedProtocol):
             if self.transport is not None:
                 self.transport.close()
             return
-        self._flush()
+        self.flush()
 
     def fail(self, code: int, reason: str = "") -> None:
         """Close with ``code`` and drop TCP without waiting for the peer's answer."""
         self.conn.fail(code, reason)
-        self._flush()
+        self.flush()
 
     def _written(self) -> None:
-        server = self._server
-        if server._batching:
-            if not self._dirty:
-                self._dirty = True
-                server._dirty.append(self)
-        else:
-            self._flush()
+        batch = self._server.batch
+        if not batch.active:
+            self.flush()
+        elif not self._queued:
+            self._queued = True
+            batch.add(self)
 
-    def _flush(self) -> None:
-        self._dirty = False
+    def flush(self) -> None:
+        """Write what the core has queued, then end TCP or arm the close timer as the core's state says."""
+        self._queued = False
         transport = self.transport
         if transport is None:
             return
@@ -419,21 +413,16 @@ class ServerConnection(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------ periodic checks
 
-    def _tick(self, now: float) -> None:
+    def tick(self, now: float) -> None:
+        """The periodic sweep's visit: handshake deadline, idle timeout, keepalive ping and its timeout."""
         cfg = self._server.config
         conn = self.conn
         state = conn.state
         if state is State.CONNECTING:
             if now - self.opened_at > cfg.handshake_timeout and conn.request is None:
                 log.info("handshake_timeout", conn=self.id)
-                self.conn.send_response(
-                    Response(
-                        408,
-                        Headers([("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")]),
-                        b"request timeout\n",
-                    )
-                )
-                self._flush()
+                self.conn.reject(HandshakeError(408, "request timeout"))
+                self.flush()
             return
         if state is not State.OPEN:
             return
@@ -462,15 +451,15 @@ class WebSocketServer:
         self.app = app
         self.config = config or ServerConfig()
         self.connections: set[ServerConnection] = set()
+        #: Upgraded (WebSocket) connections among them: what max_connections limits.
         self.open_count = 0
+        self.batch = WriteBatch()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        self._batching = False
-        self._dirty: list[ServerConnection] = []
-        # Shared by every connection: get_buffer() and buffer_updated() run back to back in one callback on the
-        # selector loop, uvloop and asyncio's SSL layer. (Windows' proactor loop reads into it asynchronously,
-        # so it would need one buffer per connection; this server does not run there.)
-        self._read_buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+        #: Shared by every connection: get_buffer() and buffer_updated() run back to back in one callback on the
+        #: selector loop, uvloop and asyncio's SSL layer. (Windows' proactor loop reads into it asynchronously,
+        #: so it would need one buffer per connection; this server does not run there.)
+        self.read_buffer = memoryview(bytearray(READ_BUFFER_SIZE))
         self._all_closed: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop  # set by start()
 
@@ -511,30 +500,33 @@ class WebSocketServer:
         now = self.loop.time()
         for c in list(self.connections):
             try:
-                c._tick(now)
+                c.tick(now)
             except Exception:
                 log.exception("sweep_error", conn=c.id)
         self._schedule_sweep()
 
-    def _register(self, c: ServerConnection) -> None:
+    @property
+    def full(self) -> bool:
+        """Whether a new WebSocket would pass ``max_connections`` (it gets 503 at the handshake)."""
+        limit = self.config.max_connections
+        return bool(limit) and self.open_count >= limit
+
+    def add(self, c: ServerConnection) -> None:
+        """A TCP connection was made."""
         self.connections.add(c)
 
-    def _unregister(self, c: ServerConnection) -> None:
+    def upgraded(self, c: ServerConnection) -> None:
+        """``c`` became a WebSocket: it counts against max_connections until it goes."""
+        self.open_count += 1
+
+    def discard(self, c: ServerConnection) -> None:
+        """A connection is gone."""
         if c in self.connections:
             self.connections.discard(c)
             if c.upgraded:
                 self.open_count -= 1
         if not self.connections and self._all_closed is not None:
             self._all_closed.set()
-
-    def _flush_dirty(self) -> None:
-        dirty = self._dirty
-        while dirty:
-            self._dirty = []
-            for c in dirty:
-                if c._dirty:
-                    c._flush()
-            dirty = self._dirty
 
     async def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
         """Stop accepting, close every WebSocket with ``code``, wait (bounded) for the handshakes."""

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from signaling.echo import EchoApp
+from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
 from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
 from signaling.ws.connection import State
-from signaling.ws.errors import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, HandshakeError
 from signaling.ws.handshake import accept_key, is_upgrade_request
 from signaling.ws.http11 import Headers, Request, Response
 from tests.helpers.certs import CertPair, client_context, make_cert, server_context
@@ -40,7 +40,7 @@ class ScriptedApp:
     def __init__(self) -> None:
         self.closes: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
 
-    def handle_request(self, request: Request, conn: ServerConnection) -> Response | Upgrade:
+    def handle_request(self, request: Request) -> Response | Upgrade:
         if is_upgrade_request(request):
             return Upgrade(lambda ws: _Scripted(self, ws))
         return Response(426, Headers([("Upgrade", "websocket")]))

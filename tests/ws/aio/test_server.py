@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from signaling.echo import EchoApp
+from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
 from signaling.ws.aio.server import ServerConnection, WebSocketServer
-from signaling.ws.errors import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, HandshakeError
 from tests.helpers import async_running_server
 from tests.helpers.wait import hold, stays_true, wait_until
 from tests.ws.helpers import RFC_ACCEPT, RFC_KEY, request_head

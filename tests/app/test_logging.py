@@ -9,7 +9,7 @@ import secrets
 import pytest
 import structlog
 
-from signaling.client import SignalingClient
+from signaling.clients.signaling_client import SignalingClient
 from signaling.logs import processors
 from tests.helpers import async_running_server
 

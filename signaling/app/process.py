@@ -9,12 +9,13 @@ import ssl
 
 import structlog
 
-from .config import Settings
+from signaling.ws.aio.loop import loop_name
+from signaling.ws.aio.loop import run as run_loop
+from signaling.ws.aio.server import App, ServerConfig, WebSocketServer
+
 from .echo import EchoApp
+from .settings import Settings
 from .tls import CertReloader
-from .ws.aio.loop import loop_name
-from .ws.aio.loop import run as run_loop
-from .ws.aio.server import App, ServerConfig, WebSocketServer
 
 __all__ = ["build_server", "run", "serve"]
 
@@ -42,7 +43,7 @@ def transport_config(settings: Settings, ssl_context: ssl.SSLContext | None = No
 def build_app(settings: Settings) -> App:
     if settings.echo:
         return EchoApp()
-    from .service import SignalingApp
+    from .wiring import SignalingApp
 
     return SignalingApp(settings)
 

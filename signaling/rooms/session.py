@@ -16,19 +16,10 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from signaling.errors import ErrorCode, SignalingError
-from signaling.hub import Hub, Logger, PeerSink
-from signaling.messages import (
+from signaling.protocol.encode import (
     PONG_JSON,
-    Candidate,
-    IceServer,
-    Join,
-    Message,
-    NonFiniteNumber,
     error_json,
     ice_servers_json,
-    non_finite_error,
-    parse_client_message,
     peer_joined_json,
     relayed_answer_json,
     relayed_candidate_json,
@@ -36,6 +27,11 @@ from signaling.messages import (
     relayed_offer_json,
     welcome_json,
 )
+from signaling.protocol.errors import ErrorCode, SignalingError
+from signaling.protocol.models import IceServer, Join, Message, NonFiniteNumber
+from signaling.protocol.parse import non_finite_error, parse_client_message
+
+from .hub import Hub, Logger, PeerSink
 
 __all__ = ["Authorize", "Session"]
 
@@ -43,8 +39,14 @@ __all__ = ["Authorize", "Session"]
 Authorize = Callable[[Join], None]
 
 
-def _not_joined(what: str) -> SignalingError:
-    return SignalingError(ErrorCode.NOT_JOINED, f"join a room before sending {what}")
+#: How the not-joined error names each message that needs a room.
+_NEEDS_ROOM = {
+    "candidate": "a candidate",
+    "offer": "an offer",
+    "answer": "an answer",
+    "message": "a message",
+    "leave": "leave",
+}
 
 
 class Session:
@@ -117,28 +119,25 @@ class Session:
         msg = None
         try:
             msg = parse_client_message(text)
+            if msg.type == "join":
+                self._join(msg)
+                return
+            if msg.type == "ping":
+                self._sink.deliver(PONG_JSON)
+                return
+            peer = self._peer
+            if peer is None:
+                raise SignalingError(ErrorCode.NOT_JOINED, f"join a room before sending {_NEEDS_ROOM[msg.type]}")
             # Most frequent first: a call setup trickles many candidates.
             if msg.type == "candidate":
-                self._relay_candidate(msg)
+                self._hub.send(peer, msg.to, relayed_candidate_json(peer, msg.candidate))
             elif msg.type == "offer":
-                peer = self._peer
-                if peer is None:
-                    raise _not_joined("an offer")
                 self._hub.send(peer, msg.to, relayed_offer_json(peer, msg.sdp))
             elif msg.type == "answer":
-                peer = self._peer
-                if peer is None:
-                    raise _not_joined("an answer")
                 self._hub.send(peer, msg.to, relayed_answer_json(peer, msg.sdp))
             elif msg.type == "message":
-                self._relay_message(msg, text)
-            elif msg.type == "ping":
-                self._sink.deliver(PONG_JSON)
-            elif msg.type == "join":
-                self._join(msg)
-            else:  # leave
-                if self._peer is None:
-                    raise _not_joined("leave")
+                self._relay_message(peer, msg, text)
+            else:
                 self._leave("leave")
         except SignalingError as exc:
             ref = exc.ref
@@ -147,16 +146,7 @@ class Session:
             self._log.info("client error", code=exc.code.value, detail=exc.message)
             self._sink.deliver(error_json(exc.code, exc.message, ref))
 
-    def _relay_candidate(self, msg: Candidate) -> None:
-        peer = self._peer
-        if peer is None:
-            raise _not_joined("a candidate")
-        self._hub.send(peer, msg.to, relayed_candidate_json(peer, msg.candidate))
-
-    def _relay_message(self, msg: Message, text: str) -> None:
-        peer = self._peer
-        if peer is None:
-            raise _not_joined("a message")
+    def _relay_message(self, peer: str, msg: Message, text: str) -> None:
         try:
             out = relayed_message_json(peer, msg.data)
         except NonFiniteNumber:

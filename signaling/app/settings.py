@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_WEB_ROOT", "Settings"]
 
-DEFAULT_WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+DEFAULT_WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 
 
 class Settings(BaseSettings):

@@ -7,47 +7,44 @@ connection becomes a PeerSink and its text messages become Session input.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Callable
 
 import structlog
 
-from . import __version__
-from .config import Settings
-from .errors import ErrorCode
-from .hub import Hub, InMemoryHub
-from .messages import IceServer, error_json
-from .ratelimit import TokenBucket
-from .routes import StaticFiles, http_response
-from .session import Session
-from .ws.aio.server import ServerConnection, Upgrade, WebSocketHandler
-from .ws.frames import CloseCode
-from .ws.handshake import is_upgrade_request
-from .ws.http11 import Headers, Request, Response
+from signaling import __version__
+from signaling.protocol.models import IceServer
+from signaling.rooms.hub import Hub, InMemoryHub
+from signaling.rooms.ratelimit import MessageRateLimit
+from signaling.rooms.session import Session
+from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketHandler
+from signaling.ws.frames import CloseCode
+from signaling.ws.handshake import is_upgrade_request
+from signaling.ws.http11 import Request, Response
 
-__all__ = ["SignalingApp"]
+from .routes import StaticFiles, http_response, not_found
+from .settings import Settings
+
+__all__ = ["SessionSocket", "SignalingApp"]
 
 log = structlog.get_logger("signaling")
 
-#: Refused messages in a row after which a flooding connection is closed with 1008.
-ABUSE_STRIKES = 100
 
-
-class _PeerConnection:
+class SessionSocket:
     """A WebSocket carrying one signaling session: the transport's handler and the hub's sink at once."""
 
-    __slots__ = ("_app", "_bucket", "_deadline", "session", "ws")
+    __slots__ = ("_app", "_deadline", "_limit", "session", "ws")
 
     def __init__(self, app: SignalingApp, ws: ServerConnection) -> None:
         self._app = app
         self.ws = ws
-        self._bucket = TokenBucket(app.settings.rate_limit, app.settings.rate_burst, app.clock())
+        self._limit = MessageRateLimit(app.settings.rate_limit, app.settings.rate_burst, time.monotonic())
         logger = log.bind(conn=ws.id)
         self.session = Session(app.hub, self, ice_servers=app.ice_servers, logger=logger)
         app.connections += 1
         # The join deadline: idle sockets that never join must not pile up.
-        self._deadline: asyncio.TimerHandle | None = app.loop_call_later(app.settings.join_timeout, self._join_deadline)
+        self._deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            app.settings.join_timeout, self._join_deadline
+        )
         logger.info("connected", remote=_remote(ws))
 
     # PeerSink
@@ -56,8 +53,13 @@ class _PeerConnection:
 
     # WebSocketHandler
     def on_text(self, text: str) -> None:
-        if not self._bucket.allow(self._app.clock()):
-            self._rate_limited(text)
+        if not self._limit.admit(time.monotonic()):
+            reply = self._limit.refusal(text)
+            if reply is None:
+                log.warning("abuse_closed", conn=self.ws.id, peer=self.session.peer)
+                self.ws.close(CloseCode.POLICY_VIOLATION, "persistent rate limit abuse")
+            else:
+                self.ws.send_text(reply)
             return
         self._app.messages += 1
         self.session.handle_text(text)
@@ -80,30 +82,6 @@ class _PeerConnection:
             log.info("join_timeout", conn=self.ws.id)
             self.ws.close(CloseCode.POLICY_VIOLATION, "no join within the join timeout")
 
-    def _rate_limited(self, text: str) -> None:
-        if self._bucket.strikes >= ABUSE_STRIKES:
-            log.warning("abuse_closed", conn=self.ws.id, peer=self.session.peer)
-            self.ws.close(CloseCode.POLICY_VIOLATION, "persistent rate limit abuse")
-            return
-        ref = None
-        try:  # the slow path only: find the id so the client can match the error
-            value = json.loads(text)
-            if isinstance(value, dict):
-                candidate = value.get("id")
-                if (isinstance(candidate, str) and len(candidate) <= 64) or (
-                    isinstance(candidate, int) and not isinstance(candidate, bool)
-                ):
-                    ref = candidate
-        except ValueError:
-            pass
-        self.ws.send_text(
-            error_json(
-                ErrorCode.RATE_LIMITED,
-                f"over {self._bucket.rate:g} messages/s (burst {self._bucket.burst:g}); message dropped",
-                ref,
-            )
-        )
-
 
 def _remote(ws: ServerConnection) -> str | None:
     if ws.remote is None:
@@ -122,20 +100,16 @@ class SignalingApp:
         self.started = time.monotonic()
         self.connections = 0
         self.messages = 0
-        self._upgrade = Upgrade(self._new_peer)
-        self.clock = time.monotonic
+        self._upgrade = Upgrade(self._new_session)
 
-    def loop_call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        return asyncio.get_running_loop().call_later(delay, callback)
+    def _new_session(self, ws: ServerConnection) -> WebSocketHandler:
+        return SessionSocket(self, ws)
 
-    def _new_peer(self, ws: ServerConnection) -> WebSocketHandler:
-        return _PeerConnection(self, ws)
-
-    def handle_request(self, request: Request, conn: ServerConnection) -> Response | Upgrade:
+    def handle_request(self, request: Request) -> Response | Upgrade:
         if is_upgrade_request(request):
             if request.path == self.settings.path:
                 return self._upgrade
-            return Response(404, Headers([("Content-Type", "text/plain; charset=utf-8")]), b"not found\n")
+            return not_found(request)
         return http_response(
             request, ws_path=self.settings.path, static=self.static, health=self.health, metrics=self.metrics
         )

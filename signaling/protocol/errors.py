@@ -1,15 +1,15 @@
-"""Domain errors: a client mistake answered with an ``error`` message while the connection stays open.
+"""The contract's `error` replies: a client mistake answered with an ``error`` message, the connection staying open.
 
-Transport failures (bad frames, invalid UTF-8, oversized messages) live in ``signaling.ws.errors`` and close
+Transport failures (bad frames, invalid UTF-8, oversized messages) live in ``signaling.ws.exceptions`` and close
 the connection instead; keeping the two apart means a schema error can never turn into a close code.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Final
 
-__all__ = ["ErrorCode", "ErrorCodeName", "Ref", "SignalingError"]
+__all__ = ["MAX_ID_LENGTH", "ErrorCode", "Ref", "SignalingError", "shorten", "valid_ref"]
 
 
 class ErrorCode(StrEnum):
@@ -26,21 +26,25 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate-limited"
 
 
-# The same codes as a Literal: SignalingError("room-full", ...) still gets a type check.
-ErrorCodeName = Literal[
-    "bad-json",
-    "invalid-message",
-    "unknown-type",
-    "not-joined",
-    "already-joined",
-    "room-full",
-    "unknown-peer",
-    "unauthorized",
-    "rate-limited",
-]
+#: Longest string ``id`` a client may send; the server echoes it back as ``ref``.
+MAX_ID_LENGTH: Final = 64
 
-# The client's ``id`` echoed back: a string of at most 64 characters or an integer.
+# The client's ``id`` echoed back: a string of at most MAX_ID_LENGTH characters or an integer.
 Ref = str | int
+
+
+def valid_ref(value: object) -> Ref | None:
+    """``value`` if it may be echoed as ``ref`` (a short string or an integer, not a bool), else None."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_ID_LENGTH else None
+    if type(value) is int:
+        return value
+    return None
+
+
+def shorten(text: str, limit: int = 64) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis, for quoting client input inside error messages."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class SignalingError(Exception):
@@ -54,7 +58,7 @@ class SignalingError(Exception):
 
     __slots__ = ("code", "message", "ref")
 
-    def __init__(self, code: ErrorCode | ErrorCodeName, message: str, ref: Ref | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, ref: Ref | None = None) -> None:
         super().__init__(code, message, ref)
         self.code: ErrorCode = ErrorCode(code)
         self.message: str = message

@@ -1,11 +1,11 @@
-"""Render the protocol's JSON Schema into docs/ and check the committed copies against the models.
+"""The protocol's JSON Schema, generated from the models; rendered into docs/ and checked against them.
 
 The schema is generated, never hand-edited: docs/protocol.schema.json holds it, and docs/protocol.md embeds the
 same text between the marker comments. tests/test_schema.py fails on drift and names the command that fixes it:
 
-    python -m signaling.schema_doc --write     # regenerate both files
-    python -m signaling.schema_doc --check     # exit 1 on drift
-    python -m signaling.schema_doc             # print the schema
+    python -m signaling.protocol.schema --write     # regenerate both files
+    python -m signaling.protocol.schema --check     # exit 1 on drift
+    python -m signaling.protocol.schema             # print the schema
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from signaling.messages import protocol_json_schema
+from .models import CLIENT_ADAPTER, PROTOCOL_VERSION, SERVER_ADAPTER
 
 __all__ = [
     "REGENERATE",
@@ -28,15 +28,47 @@ __all__ = [
     "embed_schema",
     "extract_schema",
     "main",
+    "protocol_json_schema",
     "render_schema",
     "write",
 ]
 
 SCHEMA_BEGIN: Final = "<!-- schema:begin -->"
 SCHEMA_END: Final = "<!-- schema:end -->"
-REGENERATE: Final = "python -m signaling.schema_doc --write"
+REGENERATE: Final = "python -m signaling.protocol.schema --write"
 MARKDOWN_NAME: Final = "protocol.md"
 SCHEMA_NAME: Final = "protocol.schema.json"
+
+
+def protocol_json_schema() -> dict[str, Any]:
+    """One JSON Schema (draft 2020-12) document for the whole protocol, generated from the models.
+
+    ``$defs`` holds every message; ``ClientMessage`` and ``ServerMessage`` are the two unions on ``type``.
+    Client messages are described as validated (input), server messages as serialized (output).
+    """
+    ref_template = "#/$defs/{model}"
+    client = CLIENT_ADAPTER.json_schema(mode="validation", ref_template=ref_template)
+    server = SERVER_ADAPTER.json_schema(mode="serialization", ref_template=ref_template)
+    defs: dict[str, Any] = {}
+    for part in (client, server):
+        for name, schema in part.pop("$defs", {}).items():
+            if name in defs and defs[name] != schema:
+                raise RuntimeError(f"schema definition {name!r} differs between client and server messages")
+            defs[name] = schema
+    client["description"] = "A message sent by a client to the server."
+    server["description"] = "A message sent by the server to a client."
+    defs["ClientMessage"] = client
+    defs["ServerMessage"] = server
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"Signaling protocol v{PROTOCOL_VERSION}",
+        "description": (
+            "WebRTC signaling over WebSocket text frames, one JSON object per frame. Unknown fields are "
+            "ignored. See docs/protocol.md."
+        ),
+        "anyOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerMessage"}],
+        "$defs": defs,
+    }
 
 
 def render_schema() -> str:
@@ -73,7 +105,7 @@ def extract_schema(markdown: str) -> str:
 
 def default_docs_dir() -> Path:
     """docs/ of the source checkout this module was imported from."""
-    return Path(__file__).resolve().parent.parent / "docs"
+    return Path(__file__).resolve().parents[2] / "docs"
 
 
 def check(docs_dir: Path) -> list[str]:
@@ -84,7 +116,7 @@ def check(docs_dir: Path) -> list[str]:
     if not schema_path.exists():
         problems.append(f"{schema_path} is missing")
     elif schema_path.read_text(encoding="utf-8") != expected:
-        problems.append(f"{schema_path} differs from the schema generated from signaling/messages.py")
+        problems.append(f"{schema_path} differs from the schema generated from signaling/protocol/models.py")
     md_path = docs_dir / MARKDOWN_NAME
     if not md_path.exists():
         problems.append(f"{md_path} is missing")
@@ -118,7 +150,7 @@ def write(docs_dir: Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m signaling.schema_doc",
+        prog="python -m signaling.protocol.schema",
         description="Render or check the protocol JSON Schema in docs/.",
     )
     action = parser.add_mutually_exclusive_group()

@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from signaling.cli import main
-from signaling.config import Settings
+from signaling.app.cli import main
+from signaling.app.settings import Settings
 from signaling.ws.aio.client import connect
 from tests.helpers import REPO_ROOT, async_running_server, free_port, running_process, running_server
 from tests.helpers.server_process import SIGNALING_ENV_PREFIX

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from signaling.errors import ErrorCode
-from signaling.messages import CLIENT_MESSAGE_TYPES, SERVER_MESSAGE_TYPES, protocol_json_schema
-from signaling.schema_doc import (
+from signaling.protocol.errors import ErrorCode
+from signaling.protocol.models import CLIENT_MESSAGE_TYPES, SERVER_MESSAGE_TYPES
+from signaling.protocol.schema import (
     MARKDOWN_NAME,
     REGENERATE,
     SCHEMA_BEGIN,
@@ -21,6 +21,7 @@ from signaling.schema_doc import (
     embed_schema,
     extract_schema,
     main,
+    protocol_json_schema,
     render_schema,
 )
 

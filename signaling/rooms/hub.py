@@ -17,8 +17,9 @@ from typing import Any, Final, Protocol
 
 import structlog
 
-from signaling.errors import ErrorCode, SignalingError
-from signaling.messages import PeerEntry, peer_left_json
+from signaling.protocol.encode import peer_left_json
+from signaling.protocol.errors import ErrorCode, SignalingError, shorten
+from signaling.protocol.models import PeerEntry
 
 __all__ = [
     "DEFAULT_MAX_PEERS_PER_ROOM",
@@ -220,14 +221,10 @@ class InMemoryHub(Hub):
             raise SignalingError(ErrorCode.NOT_JOINED, "join a room before sending to a peer") from None
         target = members.get(to)
         if target is None:
-            shown = to if len(to) <= 64 else to[:61] + "..."
             raise SignalingError(
-                ErrorCode.UNKNOWN_PEER, f"no peer {shown!r} in your room; it may have left (watch peer-left)"
+                ErrorCode.UNKNOWN_PEER, f"no peer {shorten(to)!r} in your room; it may have left (watch peer-left)"
             )
-        try:
-            target.sink.deliver(text)
-        except Exception:
-            self._delivery_failed(target)
+        self._deliver(target, text)
 
     def broadcast(self, sender: str, text: str) -> None:
         try:
@@ -236,20 +233,13 @@ class InMemoryHub(Hub):
             raise SignalingError(ErrorCode.NOT_JOINED, "join a room before sending to it") from None
         for peer, target in list(members.items()):  # a sink may re-enter and change the room
             if peer != sender:
-                try:
-                    target.sink.deliver(text)
-                except Exception:
-                    self._delivery_failed(target)
+                self._deliver(target, text)
 
     def _deliver(self, target: _Member, text: str) -> None:
         try:
             target.sink.deliver(text)
-        except Exception:
-            self._delivery_failed(target)
-
-    def _delivery_failed(self, target: _Member) -> None:
-        # A broken sink is its own connection's problem; it must not fail the sender's message.
-        self._log.error("deliver failed", peer=target.entry.peer, room=target.room, exc_info=True)
+        except Exception:  # a broken sink is its own connection's problem; it must not fail the sender's message
+            self._log.error("deliver failed", peer=target.entry.peer, room=target.room, exc_info=True)
 
     def peers_in(self, room: str) -> tuple[PeerEntry, ...]:
         members = self._rooms.get(room)
@@ -257,8 +247,3 @@ class InMemoryHub(Hub):
 
     def stats(self) -> HubStats:
         return HubStats(rooms=len(self._rooms), peers=len(self._peers))
-
-    def room_of(self, peer: str) -> str | None:
-        """The room ``peer`` is in, or None."""
-        member = self._peers.get(peer)
-        return member.room if member is not None else None

@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Final, Literal, cast
 
 import structlog
 
-from .client import SignalingClient, SignalingErrorReply
-from .messages import (
+from signaling.clients.signaling_client import SignalingClient, SignalingErrorReply
+from signaling.protocol.models import (
     ErrorMessage,
     IceCandidate,
     IceServer,
@@ -64,7 +64,7 @@ from .messages import (
     RelayedOffer,
     ServerMessage,
 )
-from .ws.errors import ConnectionClosed, WebSocketError
+from signaling.ws.exceptions import ConnectionClosed, WebSocketError
 
 if TYPE_CHECKING:
     from aiortc import (
@@ -1070,7 +1070,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not HAVE_AIORTC:
         print("signaling peer needs aiortc: pip install 'signaling[peer]'", file=sys.stderr)
         return 2
-    from .logs import configure_logging
+    from signaling.logs import configure_logging
 
     log_format: Literal["auto", "json", "console"] = args.log_format
     configure_logging(args.log_level, log_format)

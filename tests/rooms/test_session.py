@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from signaling.errors import ErrorCode, SignalingError
-from signaling.hub import HubStats, InMemoryHub
-from signaling.messages import CLIENT_MESSAGE_TYPES, IceServer, Join, parse_server_message
-from signaling.session import Session
+from signaling.protocol.errors import ErrorCode, SignalingError
+from signaling.protocol.models import CLIENT_MESSAGE_TYPES, IceServer, Join
+from signaling.protocol.parse import parse_server_message
+from signaling.rooms.hub import HubStats, InMemoryHub
+from signaling.rooms.session import Session
 from tests.helpers.sinks import RecordingSink
 
 CAND = {

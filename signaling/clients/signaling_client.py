@@ -4,7 +4,7 @@
 
     async with SignalingClient.connect("ws://127.0.0.1:8765/ws") as client:
         welcome = await client.join("demo", name="bot")
-        async for msg in client:                 # typed server messages (signaling.messages)
+        async for msg in client:                 # typed server messages (signaling.protocol)
             if isinstance(msg, PeerJoined):
                 await client.send_message({"hi": msg.peer}, to=msg.peer)
 
@@ -21,7 +21,7 @@ import collections
 import contextlib
 import itertools
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -29,20 +29,13 @@ import pydantic_core
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from .errors import Ref
-from .messages import (
-    ErrorMessage,
-    IceCandidate,
-    IceServer,
-    Pong,
-    ServerMessage,
-    Welcome,
-    parse_server_message,
-)
-from .ws.aio.client import ClientConnection
-from .ws.aio.client import connect as ws_connect
-from .ws.errors import ConnectionClosed
-from .ws.frames import CloseCode
+from signaling.protocol.errors import Ref
+from signaling.protocol.models import ErrorMessage, IceCandidate, IceServer, Pong, ServerMessage, Welcome
+from signaling.protocol.parse import parse_server_message
+from signaling.ws.aio.client import ClientConnection, Opening, until_closed
+from signaling.ws.aio.client import connect as ws_connect
+from signaling.ws.exceptions import ConnectionClosed
+from signaling.ws.frames import CloseCode
 
 __all__ = ["SignalingClient", "SignalingClientError", "SignalingErrorReply", "UnexpectedMessage"]
 
@@ -50,7 +43,6 @@ log = structlog.get_logger("signaling.client")
 
 #: Parsed messages waiting for the application before the reader stops reading the socket.
 QUEUE_SIZE: Final = 256
-_QUIET_CLOSES: Final = (CloseCode.NORMAL, CloseCode.GOING_AWAY)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -101,7 +93,7 @@ class SignalingClient:
     """One signaling session over one WebSocket connection.
 
     Open it with :meth:`connect` (``async with`` closes it), then :meth:`join` a room. Incoming server
-    messages are typed pydantic models from :mod:`signaling.messages` (``Welcome``, ``PeerJoined``,
+    messages are typed pydantic models from :mod:`signaling.protocol` (``Welcome``, ``PeerJoined``,
     ``RelayedOffer``...): iterate with ``async for``, or take one with :meth:`recv` / :meth:`expect`.
     Send helpers do not wait for anything: a relay the server refuses (``unknown-peer``...) comes back as
     an ``ErrorMessage`` in the stream, because the protocol acknowledges only ``join`` and ``ping``. Once the
@@ -134,21 +126,19 @@ class SignalingClient:
         open_timeout: float = 10.0,
         reply_timeout: float | None = 10.0,
         max_message_size: int | None = 1 << 20,
-    ) -> _Connect:
+    ) -> Opening[SignalingClient]:
         """Connect to ``ws://host:port/ws`` (or ``wss://``; ``ssl`` may be an SSLContext for a private CA).
 
         Use as ``async with SignalingClient.connect(url) as client`` (closes on exit) or
         ``client = await SignalingClient.connect(url)`` (call :meth:`close` yourself). ``reply_timeout``
         bounds the wait of :meth:`join` and :meth:`ping` for their answer.
         """
-        return _Connect(
-            cls,
-            url,
-            ssl=ssl,
-            open_timeout=open_timeout,
-            reply_timeout=reply_timeout,
-            max_message_size=max_message_size,
-        )
+        opening = ws_connect(url, ssl=ssl, open_timeout=open_timeout, max_message_size=max_message_size)
+
+        async def open_client() -> SignalingClient:
+            return cls(await opening, reply_timeout=reply_timeout)
+
+        return Opening(open_client)
 
     async def close(self) -> None:
         """Close the WebSocket (1000); pending requests fail with ConnectionClosed.
@@ -322,17 +312,8 @@ class SignalingClient:
         raise UnexpectedMessage(kind, msg)
 
     def __aiter__(self) -> AsyncIterator[ServerMessage]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[ServerMessage]:
         """Messages until the connection closes; a normal close (1000/1001) ends the loop quietly."""
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosed as exc:
-                if exc.code in _QUIET_CLOSES:
-                    return
-                raise
+        return until_closed(self.recv)
 
     # ------------------------------------------------------------------ the reader task
 
@@ -394,44 +375,3 @@ class SignalingClient:
         code = self._ws.close_code
         reason = self._ws.close_reason or ""
         return ConnectionClosed(code if code is not None else CloseCode.ABNORMAL, reason)
-
-
-class _Connect:
-    """What :meth:`SignalingClient.connect` returns: an async context manager that can also be awaited."""
-
-    def __init__(
-        self,
-        cls: type[SignalingClient],
-        url: str,
-        *,
-        ssl: ssl_module.SSLContext | bool | None,
-        open_timeout: float,
-        reply_timeout: float | None,
-        max_message_size: int | None,
-    ) -> None:
-        self._cls = cls
-        self._reply_timeout = reply_timeout
-        self._url = url
-        self._ssl = ssl
-        self._open_timeout = open_timeout
-        self._max_message_size = max_message_size
-        self._client: SignalingClient | None = None
-
-    async def _open(self) -> SignalingClient:
-        ws = await ws_connect(
-            self._url, ssl=self._ssl, open_timeout=self._open_timeout, max_message_size=self._max_message_size
-        )
-        return self._cls(ws, reply_timeout=self._reply_timeout)
-
-    def __await__(self) -> Generator[Any, None, SignalingClient]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> SignalingClient:
-        self._client = await self._open()
-        return self._client
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._client is not None:
-            await self._client.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from signaling.ws.aio.client import ClientConnection, connect
-from signaling.ws.errors import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, HandshakeError
 from tests.helpers import ServerProcess, async_running_server
 from tests.helpers.certs import CertPair, client_context, install, make_cert
 from tests.helpers.wait import stays_true, wait_until

@@ -5,9 +5,9 @@ It is the transport alone, with no signaling on top, selected by ``signaling ser
 
 from __future__ import annotations
 
-from .ws.aio.server import ServerConnection, Upgrade
-from .ws.handshake import is_upgrade_request
-from .ws.http11 import Headers, Request, Response
+from signaling.ws.aio.server import ServerConnection, Upgrade
+from signaling.ws.handshake import is_upgrade_request
+from signaling.ws.http11 import Headers, Request, Response
 
 __all__ = ["EchoApp"]
 
@@ -34,7 +34,7 @@ class EchoApp:
     def __init__(self, subprotocols: tuple[str, ...] = ()) -> None:
         self.subprotocols = subprotocols
 
-    def handle_request(self, request: Request, conn: ServerConnection) -> Response | Upgrade:
+    def handle_request(self, request: Request) -> Response | Upgrade:
         if is_upgrade_request(request):
             return Upgrade(_Echo, self.subprotocols)
         return Response(

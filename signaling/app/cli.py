@@ -21,7 +21,7 @@ def _is_bool(annotation: Any) -> bool:
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    from .config import Settings
+    from .settings import Settings
 
     for name, info in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
@@ -65,24 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_settings_flags(serve)
     sub.add_parser("schema", help="print the JSON Schema of the signaling protocol")
+    # Listed for --help only: main() hands everything after "peer" to the peer's own parser.
+    sub.add_parser("peer", help="run a headless aiortc WebRTC peer (signaling peer --help)", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["peer"]:
-        from .peer import main as peer_main  # type: ignore[import-not-found,unused-ignore]
+        from signaling.clients.peer.runner import main as peer_main
 
         return int(peer_main(args_list[1:]))
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command == "schema":
-        from .schema_doc import render_schema
+        from signaling.protocol.schema import render_schema
 
         sys.stdout.write(render_schema())
         return 0
-    from .config import Settings
-    from .logs import configure_logging
+    from signaling.logs import configure_logging
+
+    from .settings import Settings
 
     overrides = {k: v for k, v in vars(args).items() if k != "command"}
     try:
@@ -91,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"signaling: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    from .server import run
+    from .process import run
 
     run(settings)
     return 0

@@ -8,8 +8,8 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from signaling.client import SignalingClient, SignalingErrorReply, UnexpectedMessage
-from signaling.messages import (
+from signaling.clients.signaling_client import SignalingClient, SignalingErrorReply, UnexpectedMessage
+from signaling.protocol.models import (
     ErrorMessage,
     PeerInfo,
     PeerJoined,
@@ -21,7 +21,7 @@ from signaling.messages import (
     Welcome,
 )
 from signaling.ws.aio.server import WebSocketServer
-from signaling.ws.errors import ConnectionClosed
+from signaling.ws.exceptions import ConnectionClosed
 from tests.helpers.wait import wait_until
 
 ServerFactory = Callable[..., Awaitable[WebSocketServer]]
@@ -272,7 +272,7 @@ async def test_connect_is_awaitable(signaling_server: WebSocketServer) -> None:
 
 async def test_unread_messages_are_bounded_and_close_does_not_hang(start_signaling: ServerFactory) -> None:
     """A client whose application stops reading holds a bounded backlog (the rest waits in TCP) and still closes."""
-    from signaling.client import QUEUE_SIZE
+    from signaling.clients.signaling_client import QUEUE_SIZE
 
     server = await start_signaling(rate_limit=100000, rate_burst=100000)
     async with SignalingClient.connect(ws_url(server)) as sender, SignalingClient.connect(ws_url(server)) as idle:

@@ -14,9 +14,9 @@ from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import unquote
 
-from .ws.http11 import Headers, Request, Response
+from signaling.ws.http11 import Headers, Request, Response
 
-__all__ = ["StaticFiles", "http_response"]
+__all__ = ["StaticFiles", "http_response", "not_found"]
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -149,6 +149,10 @@ def http_response(
         response = static.response(request)
         if response is not None:
             return response
+    return not_found(request)
+
+
+def not_found(request: Request) -> Response:
     return _text(404, "not found", head=request.method == "HEAD")
 
 

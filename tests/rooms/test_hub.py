@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from signaling.errors import ErrorCode, SignalingError
-from signaling.hub import Hub, HubStats, InMemoryHub, Joined, new_peer_id
-from signaling.messages import PeerEntry
+from signaling.protocol.errors import ErrorCode, SignalingError
+from signaling.protocol.models import PeerEntry
+from signaling.rooms.hub import Hub, HubStats, InMemoryHub, Joined, new_peer_id
 from tests.helpers.sinks import RecordingSink
 
 
@@ -53,7 +53,6 @@ def test_join_returns_id_and_peers_already_there() -> None:
     assert c.peers == (PeerEntry(a.peer, "alice", {"k": 1}), PeerEntry(b.peer, None, None))
     assert hub.peers_in("r") == (*c.peers, PeerEntry(c.peer, "carol", None))
     assert hub.stats() == HubStats(rooms=1, peers=3)
-    assert hub.room_of(a.peer) == "r"
 
 
 def test_join_notifies_nobody() -> None:
@@ -136,7 +135,9 @@ def test_leave_notifies_others_and_rooms_vanish() -> None:
     hub.leave(b.peer)
     assert hub.stats() == HubStats(rooms=1, peers=1)
     assert hub.peers_in("r") == ()
-    assert hub.room_of(b.peer) is None
+    with pytest.raises(SignalingError) as info:
+        hub.broadcast(b.peer, "{}")
+    assert info.value.code is ErrorCode.NOT_JOINED
     hub.leave(c.peer)
     assert hub.stats() == HubStats(rooms=0, peers=0)
 

@@ -1,0 +1,107 @@
+"""Serializing server messages: compact JSON from templates, because relays are the hot path.
+
+A template around an already-escaped payload beats building and dumping a model. Optional fields that are None
+are omitted. Peer ids are URL-safe strings made by the room layer, so they go into the templates without
+escaping; everything a client wrote is escaped by json (strings) or pydantic_core (values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring as _quote
+from typing import Any, Final
+
+import pydantic_core
+
+from .errors import ErrorCode, Ref
+from .models import IceCandidate, IceServer, PeerEntry, dump_json_value
+
+__all__ = [
+    "PONG_JSON",
+    "error_json",
+    "ice_servers_json",
+    "peer_joined_json",
+    "peer_left_json",
+    "relayed_answer_json",
+    "relayed_candidate_json",
+    "relayed_message_json",
+    "relayed_offer_json",
+    "welcome_json",
+]
+
+PONG_JSON: Final = '{"type":"pong"}'
+
+
+def _dumps(value: Any) -> str:
+    # pydantic_core rather than json: no 4300-digit limit on the big integers a client may send as ``id``.
+    return pydantic_core.to_json(value).decode()
+
+
+def relayed_offer_json(sender: str, sdp: str) -> str:
+    """``{"type":"offer","from":sender,"sdp":...}``."""
+    # pydantic_core escapes a CRLF-laden SDP twice as fast as json's C encoder.
+    return '{"type":"offer","from":"' + sender + '","sdp":' + pydantic_core.to_json(sdp).decode() + "}"
+
+
+def relayed_answer_json(sender: str, sdp: str) -> str:
+    """``{"type":"answer","from":sender,"sdp":...}``."""
+    return '{"type":"answer","from":"' + sender + '","sdp":' + pydantic_core.to_json(sdp).decode() + "}"
+
+
+def relayed_candidate_json(sender: str, candidate: IceCandidate | None) -> str:
+    """``{"type":"candidate","from":sender,"candidate":...}``; the candidate holds only validated fields."""
+    body = "null" if candidate is None else pydantic_core.to_json(candidate).decode()
+    return '{"type":"candidate","from":"' + sender + '","candidate":' + body + "}"
+
+
+def relayed_message_json(sender: str, data: Any) -> str:
+    """``{"type":"message","from":sender,"data":...}``.
+
+    Raises:
+        NonFiniteNumber: data holds NaN or Infinity; answer with :func:`non_finite_error`.
+    """
+    return '{"type":"message","from":"' + sender + '","data":' + dump_json_value(data) + "}"
+
+
+def peer_joined_json(peer: str, name: str | None, meta: Mapping[str, Any] | None) -> str:
+    """``{"type":"peer-joined","peer":...,"name":...,"meta":...}``; name and meta are null when not given."""
+    return _dumps({"type": "peer-joined", "peer": peer, "name": name, "meta": meta})
+
+
+def peer_left_json(peer: str) -> str:
+    """``{"type":"peer-left","peer":...}``."""
+    return '{"type":"peer-left","peer":"' + peer + '"}'
+
+
+def ice_servers_json(servers: Iterable[IceServer]) -> str:
+    """Render the ``iceServers`` list once, to be spliced into every ``welcome``."""
+    items = [server.model_dump(mode="json", exclude_none=True) for server in servers]
+    return _dumps(items)
+
+
+def welcome_json(
+    peer: str,
+    room: str,
+    peers: Iterable[PeerEntry],
+    ice_servers: str,
+    *,
+    resume: str | None = None,
+    ref: Ref | None = None,
+) -> str:
+    """``welcome``; ``ice_servers`` is the pre-rendered JSON array from :func:`ice_servers_json`."""
+    listed = [{"peer": p.peer, "name": p.name, "meta": p.meta} for p in peers]
+    head = '{"type":"welcome","peer":"' + peer + '","room":' + _quote(room)
+    tail = ""
+    if resume is not None:
+        tail += ',"resume":' + _quote(resume)
+    if ref is not None:
+        tail += ',"ref":' + _dumps(ref)
+    return head + ',"peers":' + _dumps(listed) + ',"iceServers":' + ice_servers + tail + "}"
+
+
+def error_json(code: ErrorCode | str, message: str, ref: Ref | None = None) -> str:
+    """``{"type":"error","code":...,"message":...[,"ref":...]}``."""
+    text = '{"type":"error","code":' + _quote(str(code)) + ',"message":' + _quote(message)
+    if ref is not None:
+        text += ',"ref":' + _dumps(ref)
+    return text + "}"
