@@ -32,9 +32,11 @@ system-deps:
 autobahn-env:
 	bash scripts/install-autobahn.sh
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]): imports only go down the layers.
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check signaling tests bench
 	$(BIN)/ruff format --check signaling tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy

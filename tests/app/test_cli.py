@@ -58,7 +58,9 @@ def test_top_level_help_and_missing_command(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
-    assert "serve" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    for command in ("serve", "schema", "peer"):
+        assert f"    {command} " in out, out
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2

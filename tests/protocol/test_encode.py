@@ -1,0 +1,129 @@
+"""The server message serializers: compact, valid server messages, None-valued optional fields omitted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic_core
+import pytest
+
+from signaling.protocol.encode import (
+    PONG_JSON,
+    error_json,
+    ice_servers_json,
+    peer_joined_json,
+    peer_left_json,
+    relayed_answer_json,
+    relayed_candidate_json,
+    relayed_message_json,
+    relayed_offer_json,
+    welcome_json,
+)
+from signaling.protocol.errors import ErrorCode
+from signaling.protocol.models import IceCandidate, IceServer, NonFiniteNumber, PeerEntry
+from signaling.protocol.parse import parse_server_message
+
+CAND: IceCandidate = {
+    "candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host",
+    "sdpMid": "0",
+    "sdpMLineIndex": 0,
+}
+CAND_UFRAG_NULL: IceCandidate = {**CAND, "usernameFragment": None}
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Serializers: compact, valid server messages, None-valued optional fields omitted
+
+SERIALIZED: list[tuple[str, str, dict[str, Any]]] = [
+    ("pong", PONG_JSON, {"type": "pong"}),
+    ("peer-left", peer_left_json("P1"), {"type": "peer-left", "peer": "P1"}),
+    (
+        "peer-joined-bare",
+        peer_joined_json("P1", None, None),
+        {"type": "peer-joined", "peer": "P1", "name": None, "meta": None},
+    ),
+    (
+        "peer-joined-full",
+        peer_joined_json("P1", "név", {"a": [1, {"b": None}]}),
+        {"type": "peer-joined", "peer": "P1", "name": "név", "meta": {"a": [1, {"b": None}]}},
+    ),
+    ("offer", relayed_offer_json("P1", 'v=0\r\n"q"'), {"type": "offer", "from": "P1", "sdp": 'v=0\r\n"q"'}),
+    ("answer", relayed_answer_json("P1", "v=0\r\n"), {"type": "answer", "from": "P1", "sdp": "v=0\r\n"}),
+    ("candidate", relayed_candidate_json("P1", CAND), {"type": "candidate", "from": "P1", "candidate": CAND}),
+    (
+        "candidate-ufrag-null",
+        relayed_candidate_json("P1", CAND_UFRAG_NULL),
+        {"type": "candidate", "from": "P1", "candidate": {**CAND, "usernameFragment": None}},
+    ),
+    ("candidate-end", relayed_candidate_json("P1", None), {"type": "candidate", "from": "P1", "candidate": None}),
+    (
+        "message",
+        relayed_message_json("P1", {"z": 1, "a": "ü"}),
+        {"type": "message", "from": "P1", "data": {"z": 1, "a": "ü"}},
+    ),
+    ("message-null", relayed_message_json("P1", None), {"type": "message", "from": "P1", "data": None}),
+    (
+        "error-no-ref",
+        error_json(ErrorCode.NOT_JOINED, 'say "join"'),
+        {"type": "error", "code": "not-joined", "message": 'say "join"'},
+    ),
+    (
+        "error-ref-str",
+        error_json("bad-json", "m", "r1"),
+        {"type": "error", "code": "bad-json", "message": "m", "ref": "r1"},
+    ),
+    ("error-ref-zero", error_json("bad-json", "m", 0), {"type": "error", "code": "bad-json", "message": "m", "ref": 0}),
+    (
+        "welcome-bare",
+        welcome_json("P1", "room", [], "[]"),
+        {"type": "welcome", "peer": "P1", "room": "room", "peers": [], "iceServers": []},
+    ),
+    (
+        "welcome-full",
+        welcome_json(
+            "P2",
+            "room",
+            [PeerEntry("P1", "a", {"k": 1}), PeerEntry("P3", None, None)],
+            ice_servers_json([IceServer(urls="stun:s"), IceServer(urls=["turn:t"], username="u", credential="c")]),
+            resume="tok",
+            ref=5,
+        ),
+        {
+            "type": "welcome",
+            "peer": "P2",
+            "room": "room",
+            "peers": [{"peer": "P1", "name": "a", "meta": {"k": 1}}, {"peer": "P3", "name": None, "meta": None}],
+            "iceServers": [{"urls": "stun:s"}, {"urls": ["turn:t"], "username": "u", "credential": "c"}],
+            "resume": "tok",
+            "ref": 5,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [r[1:] for r in SERIALIZED], ids=[r[0] for r in SERIALIZED])
+def test_serializers(text: str, expected: dict[str, Any]) -> None:
+    assert pydantic_core.from_json(text, allow_inf_nan=False) == expected
+    assert list(json.loads(text)) == list(expected)  # key order as documented
+    assert text == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)  # compact
+    msg = parse_server_message(text)
+    assert msg.type == expected["type"]
+
+
+def test_relayed_message_refuses_non_finite_numbers() -> None:
+    with pytest.raises(NonFiniteNumber):
+        relayed_message_json("P1", {"a": [float("inf")]})
+    with pytest.raises(NonFiniteNumber):
+        relayed_message_json("P1", float("nan"))
+    # The words alone are fine.
+    assert relayed_message_json("P1", "NaN Infinity") == '{"type":"message","from":"P1","data":"NaN Infinity"}'
+
+
+def test_ice_servers_json_omits_none() -> None:
+    assert ice_servers_json([IceServer(urls="stun:a", username=None)]) == '[{"urls":"stun:a"}]'
+    assert ice_servers_json([]) == "[]"
