@@ -4,61 +4,10 @@ Pure data and functions: nothing here knows about sockets, rooms or the transpor
 models from here (``from signaling.protocol import PeerJoined``).
 """
 
+from . import models
 from .errors import ErrorCode, Ref, SignalingError
-from .models import (
-    CLIENT_MESSAGE_TYPES,
-    SERVER_MESSAGE_TYPES,
-    Answer,
-    Candidate,
-    ClientMessage,
-    ErrorMessage,
-    IceCandidate,
-    IceServer,
-    Join,
-    Leave,
-    Message,
-    Offer,
-    PeerInfo,
-    PeerJoined,
-    PeerLeft,
-    Ping,
-    Pong,
-    RelayedAnswer,
-    RelayedCandidate,
-    RelayedMessage,
-    RelayedOffer,
-    ServerMessage,
-    Welcome,
-)
+from .models import *  # noqa: F403  (every message model: models.__all__)
 from .parse import parse_client_message, parse_server_message
 
-__all__ = [
-    "CLIENT_MESSAGE_TYPES",
-    "SERVER_MESSAGE_TYPES",
-    "Answer",
-    "Candidate",
-    "ClientMessage",
-    "ErrorCode",
-    "ErrorMessage",
-    "IceCandidate",
-    "IceServer",
-    "Join",
-    "Leave",
-    "Message",
-    "Offer",
-    "PeerInfo",
-    "PeerJoined",
-    "PeerLeft",
-    "Ping",
-    "Pong",
-    "Ref",
-    "RelayedAnswer",
-    "RelayedCandidate",
-    "RelayedMessage",
-    "RelayedOffer",
-    "ServerMessage",
-    "SignalingError",
-    "Welcome",
-    "parse_client_message",
-    "parse_server_message",
-]
+__all__ = ["ErrorCode", "Ref", "SignalingError", "parse_client_message", "parse_server_message"]
+__all__ += models.__all__

@@ -21,20 +21,9 @@ from signaling.protocol.encode import (
     welcome_json,
 )
 from signaling.protocol.errors import ErrorCode
-from signaling.protocol.models import IceCandidate, IceServer, NonFiniteNumber, PeerEntry
+from signaling.protocol.models import IceServer, NonFiniteNumber, PeerEntry
 from signaling.protocol.parse import parse_server_message
-
-CAND: IceCandidate = {
-    "candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host",
-    "sdpMid": "0",
-    "sdpMLineIndex": 0,
-}
-CAND_UFRAG_NULL: IceCandidate = {**CAND, "usernameFragment": None}
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
-
+from tests.protocol.samples import CAND, CAND_UFRAG_NULL
 
 # ---------------------------------------------------------------------------------------------------------------
 # Serializers: compact, valid server messages, None-valued optional fields omitted

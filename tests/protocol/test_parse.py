@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -12,7 +11,6 @@ from signaling.protocol.models import (
     CLIENT_MESSAGE_TYPES,
     Answer,
     Candidate,
-    IceCandidate,
     Join,
     Leave,
     Message,
@@ -20,18 +18,7 @@ from signaling.protocol.models import (
     Ping,
 )
 from signaling.protocol.parse import non_finite_error, parse_client_message
-
-CAND: IceCandidate = {
-    "candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host",
-    "sdpMid": "0",
-    "sdpMLineIndex": 0,
-}
-CAND_UFRAG_NULL: IceCandidate = {**CAND, "usernameFragment": None}
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
-
+from tests.protocol.samples import CAND, dumps
 
 # ---------------------------------------------------------------------------------------------------------------
 # Valid client messages: one row per contract row (and per optional field)

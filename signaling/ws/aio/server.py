@@ -227,21 +227,16 @@ class ServerConnection(asyncio.BufferedProtocol):
         handler = self.handler
         for ev in events:
             cls = type(ev)
-            if cls is TextMessage:
+            if cls is TextMessage or cls is BinaryMessage:
                 self.active = True
                 if handler is not None:
                     try:
-                        handler.on_text(ev.data)
+                        if cls is TextMessage:
+                            handler.on_text(ev.data)
+                        else:
+                            handler.on_binary(ev.data)
                     except Exception:
-                        self._handler_failed("on_text")
-                        return
-            elif cls is BinaryMessage:
-                self.active = True
-                if handler is not None:
-                    try:
-                        handler.on_binary(ev.data)
-                    except Exception:
-                        self._handler_failed("on_binary")
+                        self._handler_failed("on_text" if cls is TextMessage else "on_binary")
                         return
             elif cls is RequestReceived:
                 self._route(ev.request)
