@@ -25,8 +25,10 @@
  * - `window.app`: see the object at the bottom of this file (`snapshot()`, `peers`, `waitFor()`,
  *   `sendChat()`, ...).
  */
-import { SignalingClient, ClientState, ROOM_PATTERN, defaultSignalingUrl } from './signaling-client.js';
+import { SignalingClient, ClientState, defaultSignalingUrl } from './signaling-client.js';
 import { PeerLink } from './call.js';
+import { createLog } from './log.js';
+import { validRoom, cleanName, initials, displayName } from './names.js';
 
 const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -110,39 +112,10 @@ const tiles = new Map();
 /** Chat history: {seq, from, name, text, direction: 'in'|'out'|'system', via, ts, to?} */
 const chat = [];
 /** Recent log lines (also for debugging failed tests). */
-const logLines = [];
+const { lines: logLines, log } = createLog();
 let chatSeq = 0;
 
-// ------------------------------------------------------------------------------------------- logging
-
-function log(level, msg, extra) {
-  const line = { t: Math.round(performance.now()), level, msg };
-  logLines.push(line);
-  if (logLines.length > 500) logLines.shift();
-  // warn for unexpected but handled conditions; info-level chatter stays at debug. Nothing here is an error.
-  if (level === 'warn') console.warn('[call]', msg, extra ?? '');
-  else console.debug('[call]', msg, extra ?? '');
-}
-
 // ------------------------------------------------------------------------------------------- helpers
-
-function validRoom(room) {
-  return typeof room === 'string' && ROOM_PATTERN.test(room);
-}
-
-function cleanName(name) {
-  return (name ?? '').trim().slice(0, 64);
-}
-
-function initials(name) {
-  const parts = (name || '').trim().split(/\s+/).filter(Boolean);
-  if (!parts.length) return '?';
-  return (parts[0][0] + (parts.length > 1 ? parts[parts.length - 1][0] : '')).toUpperCase();
-}
-
-function displayName(id, name) {
-  return name && String(name).trim() ? String(name).trim() : `Guest ${String(id).slice(0, 4)}`;
-}
 
 function inviteUrl() {
   const u = new URL(location.pathname, location.origin);
