@@ -29,6 +29,7 @@ import { SignalingClient, ClientState, defaultSignalingUrl } from './signaling-c
 import { PeerLink } from './call.js';
 import { createLog } from './log.js';
 import { validRoom, cleanName, initials, displayName } from './names.js';
+import { LocalMedia } from './media.js';
 
 const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -103,8 +104,6 @@ const state = {
 
 /** @type {SignalingClient|null} */
 let client = null;
-/** @type {MediaStream|null} */
-let localStream = null;
 /** @type {Map<string, PeerLink>} */
 const links = new Map();
 /** @type {Map<string, {el: HTMLElement, video: HTMLVideoElement, off: Function[]}>} */
@@ -113,6 +112,11 @@ const tiles = new Map();
 const chat = [];
 /** Recent log lines (also for debugging failed tests). */
 const { lines: logLines, log } = createLog();
+const media = new LocalMedia({ state, log });
+media.addEventListener('toggle', () => {
+  renderMediaState();
+  announceMediaState();
+});
 let chatSeq = 0;
 
 // ------------------------------------------------------------------------------------------- helpers
@@ -194,52 +198,6 @@ const MEDIA_MESSAGES = {
   error: 'Could not start the camera or microphone, so you joined receive-only.',
 };
 
-async function acquireMedia() {
-  state.mediaError = null;
-  if (!state.wantMedia) {
-    state.media = 'off';
-    return null;
-  }
-  const md = navigator.mediaDevices;
-  if (!md || typeof md.getUserMedia !== 'function') {
-    state.media = 'unsupported';
-    state.mediaError = { name: 'NotSupportedError', message: 'navigator.mediaDevices.getUserMedia is unavailable' };
-    return null;
-  }
-  const video = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 24, max: 30 } };
-  const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
-  try {
-    const stream = await md.getUserMedia({ video, audio });
-    state.media = 'ok';
-    return stream;
-  } catch (err) {
-    state.mediaError = { name: err?.name ?? 'Error', message: err?.message ?? String(err) };
-    log('warn', `getUserMedia failed: ${err?.name}: ${err?.message}`);
-    if (err?.name === 'NotAllowedError' || err?.name === 'SecurityError') {
-      state.media = 'denied';
-      return null;
-    }
-    if (err?.name === 'NotReadableError' || err?.name === 'AbortError') {
-      state.media = 'busy';
-      return null;
-    }
-    if (err?.name === 'NotFoundError' || err?.name === 'OverconstrainedError' || err?.name === 'TypeError') {
-      // One of the two may still exist: try each alone.
-      for (const c of [{ audio }, { video }]) {
-        try {
-          const stream = await md.getUserMedia(c);
-          state.media = 'partial';
-          return stream;
-        } catch { /* try the next */ }
-      }
-      state.media = 'missing';
-      return null;
-    }
-    state.media = 'error';
-    return null;
-  }
-}
-
 function renderMediaState() {
   const msg = MEDIA_MESSAGES[state.media];
   if (msg) {
@@ -247,7 +205,7 @@ function renderMediaState() {
     el.mediaError.hidden = false;
     el.mediaError.dataset.reason = state.media;
   } else if (state.media === 'partial') {
-    const kind = localStream?.getVideoTracks().length ? 'camera only (no microphone)' : 'microphone only (no camera)';
+    const kind = media.hasVideo ? 'camera only (no microphone)' : 'microphone only (no camera)';
     el.mediaErrorText.textContent = `Joined with your ${kind}.`;
     el.mediaError.hidden = false;
     el.mediaError.dataset.reason = 'partial';
@@ -256,8 +214,7 @@ function renderMediaState() {
     el.mediaError.dataset.reason = '';
   }
   el.body.dataset.media = state.media;
-  const hasAudio = !!localStream?.getAudioTracks().length;
-  const hasVideo = !!localStream?.getVideoTracks().length;
+  const { hasAudio, hasVideo } = media;
   setToggle(el.btnMute, state.audioMuted, hasAudio, 'Unmute microphone', 'Mute microphone', 'Unmute', 'Mute');
   setToggle(el.btnCamera, state.videoOff, hasVideo, 'Turn camera on', 'Turn camera off', 'Video', 'Video');
   el.selfTile.dataset.video = hasVideo && !state.videoOff ? 'on' : 'off';
@@ -275,8 +232,8 @@ function setToggle(btn, pressed, available, labelPressed, labelUnpressed, textPr
 }
 
 function attachSelfVideo() {
-  el.selfVideo.srcObject = localStream;
-  if (localStream) el.selfVideo.play().catch(() => { /* muted autoplay; a pause is harmless */ });
+  el.selfVideo.srcObject = media.stream;
+  if (media.stream) el.selfVideo.play().catch(() => { /* muted autoplay; a pause is harmless */ });
   const label = state.name ? `${state.name} (you)` : 'You';
   el.selfName.textContent = label;
   el.selfInitials.textContent = state.name ? initials(state.name) : 'You';
@@ -284,36 +241,13 @@ function attachSelfVideo() {
 }
 
 function stopLocalMedia() {
-  if (localStream) for (const t of localStream.getTracks()) t.stop();
-  localStream = null;
+  media.stop();
   el.selfVideo.srcObject = null;
-}
-
-function setAudioMuted(muted) {
-  state.audioMuted = !!muted;
-  for (const t of localStream?.getAudioTracks() ?? []) t.enabled = !state.audioMuted;
-  renderMediaState();
-  announceMediaState();
-}
-
-function setVideoOff(off) {
-  state.videoOff = !!off;
-  for (const t of localStream?.getVideoTracks() ?? []) t.enabled = !state.videoOff;
-  renderMediaState();
-  announceMediaState();
-}
-
-function mediaStatePayload() {
-  return {
-    type: 'media-state',
-    audio: !!localStream?.getAudioTracks().length && !state.audioMuted,
-    video: !!localStream?.getVideoTracks().length && !state.videoOff,
-  };
 }
 
 /** Tells the others (through the server's `message` relay) whether our mic/camera are on. */
 function announceMediaState(to) {
-  if (client?.joined) client.sendMessage(mediaStatePayload(), to);
+  if (client?.joined) client.sendMessage(media.payload(), to);
 }
 
 // ------------------------------------------------------------------------------------------- tiles
@@ -462,7 +396,7 @@ function addLink(info, initiator) {
     meta: info.meta ?? null,
     selfId: state.selfId,
     initiator,
-    localStream,
+    localStream: media.stream,
     iceServers: state.iceServers,
     signaling: client,
     log,
@@ -704,7 +638,7 @@ async function startCall() {
   state.media = 'pending';
   el.body.dataset.media = 'pending';
   stopLocalMedia(); // a retry after a failed join must not leave the previous camera running
-  localStream = await acquireMedia();
+  await media.start();
   if (!state.inCall) { stopLocalMedia(); return; } // hung up while the permission prompt was open
   state.audioMuted = false;
   state.videoOff = false;
@@ -808,8 +742,8 @@ el.joinRandom.addEventListener('click', () => {
   el.joinRoom.focus();
 });
 
-el.btnMute.addEventListener('click', () => setAudioMuted(!state.audioMuted));
-el.btnCamera.addEventListener('click', () => setVideoOff(!state.videoOff));
+el.btnMute.addEventListener('click', () => media.setAudioMuted(!state.audioMuted));
+el.btnCamera.addEventListener('click', () => media.setVideoOff(!state.videoOff));
 el.btnInvite.addEventListener('click', () => { copyInvite(); });
 el.emptyCopy.addEventListener('click', () => { copyInvite(); });
 el.btnHangup.addEventListener('click', hangUp);
@@ -871,7 +805,7 @@ function snapshot() {
     mediaError: state.mediaError,
     audioMuted: state.audioMuted,
     videoOff: state.videoOff,
-    localTracks: localStream ? localStream.getTracks().map((t) => ({ kind: t.kind, enabled: t.enabled, label: t.label })) : [],
+    localTracks: media.stream ? media.stream.getTracks().map((t) => ({ kind: t.kind, enabled: t.enabled, label: t.label })) : [],
     iceServers: state.iceServers,
     peers: peerSnapshots(),
     chat: chat.map((m) => ({ ...m })),
@@ -914,7 +848,7 @@ const app = {
   get chat() { return chat.map((m) => ({ ...m })); },
   /** The SignalingClient (null before the first join). */
   get client() { return client; },
-  get localStream() { return localStream; },
+  get localStream() { return media.stream; },
   /** Recent log lines. */
   get log() { return logLines.slice(); },
   lastInvite: null,
@@ -924,8 +858,8 @@ const app = {
   hangUp,
   rejoin,
   copyInvite,
-  setAudioMuted,
-  setVideoOff,
+  setAudioMuted: (muted) => media.setAudioMuted(muted),
+  setVideoOff: (off) => media.setVideoOff(off),
   /** Joins `room` from the lobby (same as the form). */
   join(room, name = '', { media = true } = {}) {
     if (!validRoom(room)) throw new TypeError('invalid room name');
