@@ -30,6 +30,8 @@ import { PeerLink } from './call.js';
 import { createLog } from './log.js';
 import { validRoom, cleanName, initials, displayName } from './names.js';
 import { LocalMedia } from './media.js';
+import { TileGrid } from './tiles.js';
+import { ChatLog } from './chat.js';
 
 const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -106,10 +108,8 @@ const state = {
 let client = null;
 /** @type {Map<string, PeerLink>} */
 const links = new Map();
-/** @type {Map<string, {el: HTMLElement, video: HTMLVideoElement, off: Function[]}>} */
-const tiles = new Map();
-/** Chat history: {seq, from, name, text, direction: 'in'|'out'|'system', via, ts, to?} */
-const chat = [];
+const tiles = new TileGrid(el);
+const chat = new ChatLog({ el, state, links });
 /** Recent log lines (also for debugging failed tests). */
 const { lines: logLines, log } = createLog();
 const media = new LocalMedia({ state, log });
@@ -117,7 +117,6 @@ media.addEventListener('toggle', () => {
   renderMediaState();
   announceMediaState();
 });
-let chatSeq = 0;
 
 // ------------------------------------------------------------------------------------------- helpers
 
@@ -250,127 +249,7 @@ function announceMediaState(to) {
   if (client?.joined) client.sendMessage(media.payload(), to);
 }
 
-// ------------------------------------------------------------------------------------------- tiles
-
-function createTile(link) {
-  const frag = el.tileTemplate.content.cloneNode(true);
-  const tile = frag.querySelector('.tile');
-  const video = tile.querySelector('video');
-  const soundBtn = tile.querySelector('[data-role="sound"]');
-  tile.dataset.peer = link.id;
-  const name = displayName(link.id, link.name);
-  tile.querySelector('[data-role="name"]').textContent = name;
-  tile.querySelector('.tile-initials').textContent = initials(name);
-  tile.setAttribute('aria-label', `${name}: connecting`);
-  soundBtn.setAttribute('aria-label', `Enable sound from ${name}`);
-  soundBtn.addEventListener('click', () => {
-    video.muted = false;
-    video.play().then(() => { soundBtn.hidden = true; }).catch(() => {});
-  });
-  el.tiles.insertBefore(tile, el.emptyState);
-  const entry = { el: tile, video, off: [] };
-  tiles.set(link.id, entry);
-
-  const onChange = () => renderTile(link);
-  const onStats = () => renderStats(link);
-  const onTrack = (ev) => {
-    if (video.srcObject !== ev.detail.stream) video.srcObject = ev.detail.stream;
-    playRemote(video, soundBtn);
-    renderTile(link);
-  };
-  const onChat = (ev) => addChat({ from: link.id, name: displayName(link.id, link.name), text: ev.detail.text, direction: 'in', via: 'datachannel' });
-  link.addEventListener('change', onChange);
-  link.addEventListener('stats', onStats);
-  link.addEventListener('track', onTrack);
-  link.addEventListener('chat', onChat);
-  entry.off.push(() => {
-    link.removeEventListener('change', onChange);
-    link.removeEventListener('stats', onStats);
-    link.removeEventListener('track', onTrack);
-    link.removeEventListener('chat', onChat);
-  });
-  renderTile(link);
-  renderStats(link);
-  renderRoom();
-}
-
-function playRemote(video, soundBtn) {
-  video.play().catch((err) => {
-    if (err?.name !== 'NotAllowedError') return; // AbortError: a newer srcObject/play() took over
-    // Autoplay with sound was blocked: play muted and offer a button to turn the sound on.
-    video.muted = true;
-    soundBtn.hidden = false;
-    video.play().catch(() => {});
-  });
-}
-
-function removeTile(id) {
-  const entry = tiles.get(id);
-  if (!entry) return;
-  entry.off.forEach((f) => f());
-  entry.video.srcObject = null;
-  entry.el.remove();
-  tiles.delete(id);
-  renderRoom();
-}
-
-const STATE_TEXT = {
-  new: 'Connecting',
-  connecting: 'Connecting',
-  connected: 'Connected',
-  disconnected: 'Unstable',
-  failed: 'Failed',
-  closed: 'Closed',
-};
-
-function renderTile(link) {
-  const entry = tiles.get(link.id);
-  if (!entry) return;
-  const tile = entry.el;
-  const st = link.state;
-  const name = displayName(link.id, link.name);
-  tile.dataset.state = st;
-  tile.dataset.ice = link.pc.iceConnectionState;
-  tile.dataset.signaling = link.pc.signalingState;
-  tile.dataset.channel = link.snapshot().dataChannel;
-  tile.dataset.polite = String(link.polite);
-  tile.dataset.initiator = String(link.initiator);
-  const badge = tile.querySelector('[data-role="state"]');
-  badge.textContent = STATE_TEXT[st] ?? st;
-  badge.dataset.state = st;
-  tile.setAttribute('aria-label', `${name}: ${STATE_TEXT[st] ?? st}`);
-  tile.querySelector('[data-role="name"]').textContent = name;
-  tile.querySelector('.tile-initials').textContent = initials(name);
-  const vt = link.remoteStream.getVideoTracks()[0];
-  const videoOn = !!vt && vt.readyState === 'live' && !vt.muted && link.remoteMedia.video !== false;
-  tile.dataset.video = videoOn ? 'on' : 'off';
-  const at = link.remoteStream.getAudioTracks()[0];
-  tile.dataset.audio = at && link.remoteMedia.audio !== false ? 'on' : 'off';
-  tile.querySelector('[data-role="mic-flag"]').hidden = link.remoteMedia.audio !== false;
-}
-
-function fmtKbps(v) {
-  if (v === null || v === undefined) return '–';
-  return v >= 1000 ? `${(v / 1000).toFixed(1)} Mb/s` : `${Math.round(v)} kb/s`;
-}
-
-function renderStats(link) {
-  const entry = tiles.get(link.id);
-  if (!entry) return;
-  const s = link.stats;
-  const q = (k) => entry.el.querySelector(`[data-stat="${k}"]`);
-  const box = entry.el.querySelector('[data-role="stats"]');
-  q('rtt').textContent = s?.rttMs !== null && s?.rttMs !== undefined ? `${Math.round(s.rttMs)} ms` : '–';
-  q('in').textContent = fmtKbps(s?.inKbps);
-  q('out').textContent = fmtKbps(s?.outKbps);
-  q('path').textContent = s?.localType ? `${s.localType} ↔ ${s.remoteType ?? '?'}` : '–';
-  q('path').title = s?.localAddress ? `${s.localAddress} ↔ ${s.remoteAddress} (${s.protocol})` : '';
-  box.dataset.rtt = s?.rttMs ?? '';
-  box.dataset.inKbps = s?.inKbps ?? '';
-  box.dataset.outKbps = s?.outKbps ?? '';
-  box.dataset.localType = s?.localType ?? '';
-  box.dataset.remoteType = s?.remoteType ?? '';
-}
+// ------------------------------------------------------------------------------------------- room
 
 function renderRoom() {
   const n = links.size;
@@ -402,7 +281,9 @@ function addLink(info, initiator) {
     log,
   });
   links.set(info.peer, link);
-  createTile(link);
+  link.addEventListener('chat', (ev) => chat.add({ from: link.id, name: displayName(link.id, link.name), text: ev.detail.text, direction: 'in', via: 'datachannel' }));
+  tiles.add(link);
+  renderRoom();
   log('info', `peer ${info.peer} (${info.name ?? ''}) added, ${initiator ? 'we offer' : 'they offer'}, ${link.polite ? 'polite' : 'impolite'}`);
   return link;
 }
@@ -413,7 +294,7 @@ function removeLink(id) {
     link.close();
     links.delete(id);
   }
-  removeTile(id);
+  if (tiles.remove(id)) renderRoom();
 }
 
 function removeAllLinks() {
@@ -508,11 +389,11 @@ function onAppMessage(m) {
   if (d && typeof d === 'object' && d.type === 'media-state') {
     if (link) {
       link.remoteMedia = { audio: d.audio !== false, video: d.video !== false };
-      renderTile(link);
+      tiles.render(link);
     }
   } else if (typeof d === 'string' || (d && typeof d === 'object' && d.type === 'chat' && typeof d.text === 'string')) {
     const info = client?.peers.get(m.from);
-    addChat({
+    chat.add({
       from: m.from,
       name: displayName(m.from, link?.name ?? info?.name),
       text: typeof d === 'string' ? d : d.text,
@@ -552,79 +433,12 @@ function onSignalingError(d) {
   }
 }
 
-// ------------------------------------------------------------------------------------------- chat
-
-function addChat(entry) {
-  const msg = { seq: ++chatSeq, ts: Date.now(), ...entry };
-  chat.push(msg);
-  if (chat.length > 500) chat.shift();
-  const li = document.createElement('li');
-  li.className = `chat-msg chat-${msg.direction}`;
-  li.dataset.direction = msg.direction;
-  li.dataset.seq = String(msg.seq);
-  li.dataset.via = msg.via ?? '';
-  if (msg.from) li.dataset.from = msg.from;
-  li.dataset.text = msg.text;
-  if (msg.direction !== 'system') {
-    const who = document.createElement('span');
-    who.className = 'chat-who';
-    who.textContent = msg.direction === 'out' ? 'You' : msg.name;
-    const time = document.createElement('time');
-    time.className = 'chat-time';
-    time.dateTime = new Date(msg.ts).toISOString();
-    time.textContent = new Date(msg.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    const head = document.createElement('div');
-    head.className = 'chat-meta';
-    head.append(who, time);
-    li.append(head);
-  }
-  const text = document.createElement('p');
-  text.className = 'chat-text';
-  text.textContent = msg.text;
-  li.append(text);
-  el.chatLog.append(li);
-  while (el.chatLog.childElementCount > 500) el.chatLog.firstElementChild.remove();
-  el.chatLog.scrollTop = el.chatLog.scrollHeight;
-  if (msg.direction === 'in' && !chatVisible()) {
-    state.unread += 1;
-    renderUnread();
-  }
-  return msg;
-}
-
-function chatVisible() {
-  return !window.matchMedia('(max-width: 900px)').matches || state.chatOpenMobile;
-}
-
-function renderUnread() {
-  el.chatUnread.hidden = state.unread === 0;
-  el.chatUnread.textContent = state.unread > 9 ? '9+' : String(state.unread);
-}
-
-/**
- * Sends a chat text on every open data channel (or only to `to`).
- * @returns {number} How many peers it was sent to.
- */
-function sendChat(text, to) {
-  const t = String(text ?? '').trim();
-  if (!t) return 0;
-  let sent = 0;
-  for (const [id, link] of links) {
-    if (to && id !== to) continue;
-    if (link.sendChat(t)) sent += 1;
-  }
-  if (sent) addChat({ from: state.selfId, name: state.name || 'You', text: t, direction: 'out', via: 'datachannel', to: to ?? null, recipients: sent });
-  else addChat({ text: links.size ? 'Not sent: no chat connection is open yet.' : 'Not sent: nobody else is here yet.', direction: 'system', via: 'local' });
-  return sent;
-}
-
 // ------------------------------------------------------------------------------------------- flow
 
 async function startCall() {
   setView('call');
   state.inCall = true;
-  state.unread = 0;
-  renderUnread();
+  chat.clearUnread();
   showNotice(null);
   renderRoom();
   const url = new URL(location.href);
@@ -760,8 +574,7 @@ el.btnChat.addEventListener('click', () => {
   el.btnChat.setAttribute('aria-pressed', String(state.chatOpenMobile));
   el.btnChat.setAttribute('aria-label', state.chatOpenMobile ? 'Hide chat' : 'Show chat');
   if (state.chatOpenMobile) {
-    state.unread = 0;
-    renderUnread();
+    chat.clearUnread();
     el.chatInput.focus();
   }
 });
@@ -769,7 +582,7 @@ el.chatForm.addEventListener('submit', (ev) => {
   ev.preventDefault();
   const text = el.chatInput.value;
   if (!text.trim()) return;
-  sendChat(text);
+  chat.send(text);
   el.chatInput.value = '';
 });
 el.inviteLink.addEventListener('focus', () => el.inviteLink.select());
@@ -808,7 +621,7 @@ function snapshot() {
     localTracks: media.stream ? media.stream.getTracks().map((t) => ({ kind: t.kind, enabled: t.enabled, label: t.label })) : [],
     iceServers: state.iceServers,
     peers: peerSnapshots(),
-    chat: chat.map((m) => ({ ...m })),
+    chat: chat.entries.map((m) => ({ ...m })),
   };
 }
 
@@ -845,7 +658,7 @@ const app = {
   /** The PeerLink objects (RTCPeerConnection at `.pc`). */
   links,
   /** Chat history entries. */
-  get chat() { return chat.map((m) => ({ ...m })); },
+  get chat() { return chat.entries.map((m) => ({ ...m })); },
   /** The SignalingClient (null before the first join). */
   get client() { return client; },
   get localStream() { return media.stream; },
@@ -854,7 +667,7 @@ const app = {
   lastInvite: null,
   snapshot,
   waitFor,
-  sendChat,
+  sendChat: (text, to) => chat.send(text, to),
   hangUp,
   rejoin,
   copyInvite,
