@@ -28,59 +28,13 @@
 import { SignalingClient, ClientState, defaultSignalingUrl } from './signaling-client.js';
 import { PeerLink } from './call.js';
 import { createLog } from './log.js';
-import { validRoom, cleanName, initials, displayName } from './names.js';
+import { validRoom, cleanName, displayName } from './names.js';
+import { CallUI, findElements } from './ui.js';
 import { LocalMedia } from './media.js';
 import { TileGrid } from './tiles.js';
 import { ChatLog } from './chat.js';
 
-const $ = (sel, root = document) => root.querySelector(sel);
-
-const el = {
-  body: document.body,
-  status: $('#status'),
-  statusText: $('#status-text'),
-  roomInfo: $('#room-info'),
-  roomName: $('#room-name'),
-  peerCount: $('#peer-count'),
-  joinView: $('#join-view'),
-  joinForm: $('#join-form'),
-  joinRoom: $('#join-room'),
-  joinName: $('#join-name'),
-  joinMedia: $('#join-media'),
-  joinError: $('#join-error'),
-  joinRandom: $('#join-random'),
-  callView: $('#call-view'),
-  leftView: $('#left-view'),
-  leftRoom: $('#left-room'),
-  mediaError: $('#media-error'),
-  mediaErrorText: $('#media-error-text'),
-  notice: $('#notice'),
-  noticeText: $('#notice-text'),
-  noticeAction: $('#notice-action'),
-  tiles: $('#tiles'),
-  selfTile: $('#self-tile'),
-  selfVideo: $('#self-video'),
-  selfName: $('#self-name'),
-  selfInitials: $('#self-initials'),
-  selfMicFlag: $('#self-mic-flag'),
-  emptyState: $('#empty-state'),
-  inviteLink: $('#invite-link'),
-  emptyCopy: $('#empty-copy'),
-  chatPanel: $('#chat-panel'),
-  chatLog: $('#chat-log'),
-  chatForm: $('#chat-form'),
-  chatInput: $('#chat-input'),
-  chatUnread: $('#chat-unread'),
-  btnMute: $('#btn-mute'),
-  btnCamera: $('#btn-camera'),
-  btnInvite: $('#btn-invite'),
-  btnStats: $('#btn-stats'),
-  btnChat: $('#btn-chat'),
-  btnHangup: $('#btn-hangup'),
-  btnRejoin: $('#btn-rejoin'),
-  toast: $('#toast'),
-  tileTemplate: $('#tile-template'),
-};
+const el = findElements(document);
 
 /** Page state. Everything tests read goes through `window.app` (below). */
 const state = {
@@ -108,160 +62,31 @@ const state = {
 let client = null;
 /** @type {Map<string, PeerLink>} */
 const links = new Map();
+const ui = new CallUI({ el, state, links });
 const tiles = new TileGrid(el);
 const chat = new ChatLog({ el, state, links });
 /** Recent log lines (also for debugging failed tests). */
 const { lines: logLines, log } = createLog();
 const media = new LocalMedia({ state, log });
 media.addEventListener('toggle', () => {
-  renderMediaState();
+  ui.renderMedia(media);
   announceMediaState();
 });
 
 // ------------------------------------------------------------------------------------------- helpers
 
-function inviteUrl() {
-  const u = new URL(location.pathname, location.origin);
-  if (state.room) u.searchParams.set('room', state.room);
-  return u.toString();
-}
-
-let toastTimer = null;
-function toast(text) {
-  el.toast.textContent = text;
-  el.toast.hidden = false;
-  el.toast.classList.add('show');
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => {
-    el.toast.classList.remove('show');
-    el.toast.hidden = true;
-  }, 2600);
-}
-
-function setView(view) {
-  state.view = view;
-  el.body.dataset.view = view;
-  el.joinView.hidden = view !== 'lobby';
-  el.callView.hidden = view !== 'call';
-  el.leftView.hidden = view !== 'left';
-  el.roomInfo.hidden = view === 'lobby';
-}
-
-function showNotice(text, action) {
-  if (!text) {
-    el.notice.hidden = true;
-    el.notice.dataset.code = '';
-    return;
-  }
-  el.noticeText.textContent = text;
-  el.notice.hidden = false;
-  if (action) {
-    el.noticeAction.textContent = action.label;
-    el.noticeAction.hidden = false;
-    noticeHandler = action.run;
-  } else {
-    el.noticeAction.hidden = true;
-    noticeHandler = null;
-  }
-}
-let noticeHandler = null;
-el.noticeAction.addEventListener('click', () => noticeHandler && noticeHandler());
-
-// ------------------------------------------------------------------------------------------- status pill
-
-const STATUS_TEXT = {
-  [ClientState.IDLE]: 'Offline',
-  [ClientState.CONNECTING]: 'Connecting…',
-  [ClientState.JOINING]: 'Joining…',
-  [ClientState.JOINED]: 'Connected',
-  [ClientState.LEFT]: 'Not in a room',
-  [ClientState.RECONNECTING]: 'Reconnecting…',
-  [ClientState.CLOSED]: 'Disconnected',
-};
-
 function renderStatus(extra) {
-  const st = client ? client.state : ClientState.IDLE;
-  el.status.dataset.state = st;
-  el.body.dataset.signaling = st;
-  el.statusText.textContent = STATUS_TEXT[st] ?? st;
-  el.status.title = extra ? `Signaling: ${st} (${extra})` : `Signaling: ${st}`;
-}
-
-// ------------------------------------------------------------------------------------------- media
-
-const MEDIA_MESSAGES = {
-  denied: 'Camera and microphone access was denied, so you joined receive-only: you can see and hear others, they cannot see or hear you. Allow access in the browser’s site settings, then leave and rejoin.',
-  missing: 'No camera or microphone was found, so you joined receive-only: you can see and hear others, they cannot see or hear you.',
-  busy: 'Your camera or microphone is in use by another application, so you joined receive-only.',
-  unsupported: 'This browser does not allow camera access on this page (it needs https or localhost), so you joined receive-only.',
-  error: 'Could not start the camera or microphone, so you joined receive-only.',
-};
-
-function renderMediaState() {
-  const msg = MEDIA_MESSAGES[state.media];
-  if (msg) {
-    el.mediaErrorText.textContent = msg;
-    el.mediaError.hidden = false;
-    el.mediaError.dataset.reason = state.media;
-  } else if (state.media === 'partial') {
-    const kind = media.hasVideo ? 'camera only (no microphone)' : 'microphone only (no camera)';
-    el.mediaErrorText.textContent = `Joined with your ${kind}.`;
-    el.mediaError.hidden = false;
-    el.mediaError.dataset.reason = 'partial';
-  } else {
-    el.mediaError.hidden = true;
-    el.mediaError.dataset.reason = '';
-  }
-  el.body.dataset.media = state.media;
-  const { hasAudio, hasVideo } = media;
-  setToggle(el.btnMute, state.audioMuted, hasAudio, 'Unmute microphone', 'Mute microphone', 'Unmute', 'Mute');
-  setToggle(el.btnCamera, state.videoOff, hasVideo, 'Turn camera on', 'Turn camera off', 'Video', 'Video');
-  el.selfTile.dataset.video = hasVideo && !state.videoOff ? 'on' : 'off';
-  el.selfTile.dataset.audio = hasAudio && !state.audioMuted ? 'on' : 'off';
-  el.selfMicFlag.hidden = hasAudio && !state.audioMuted;
-}
-
-function setToggle(btn, pressed, available, labelPressed, labelUnpressed, textPressed, textUnpressed) {
-  btn.disabled = !available;
-  btn.setAttribute('aria-pressed', String(!!pressed && available));
-  btn.setAttribute('aria-label', available ? (pressed ? labelPressed : labelUnpressed) : `${labelUnpressed} (unavailable)`);
-  btn.title = available ? '' : 'Not available: no device';
-  btn.querySelector('.ctrl-label').textContent = pressed && available ? textPressed : textUnpressed;
-  btn.classList.toggle('is-off', !!pressed || !available);
-}
-
-function attachSelfVideo() {
-  el.selfVideo.srcObject = media.stream;
-  if (media.stream) el.selfVideo.play().catch(() => { /* muted autoplay; a pause is harmless */ });
-  const label = state.name ? `${state.name} (you)` : 'You';
-  el.selfName.textContent = label;
-  el.selfInitials.textContent = state.name ? initials(state.name) : 'You';
-  el.selfTile.setAttribute('aria-label', label);
+  ui.renderStatus(client ? client.state : ClientState.IDLE, extra);
 }
 
 function stopLocalMedia() {
   media.stop();
-  el.selfVideo.srcObject = null;
+  ui.clearSelfVideo();
 }
 
 /** Tells the others (through the server's `message` relay) whether our mic/camera are on. */
 function announceMediaState(to) {
   if (client?.joined) client.sendMessage(media.payload(), to);
-}
-
-// ------------------------------------------------------------------------------------------- room
-
-function renderRoom() {
-  const n = links.size;
-  el.tiles.dataset.count = String(n);
-  el.emptyState.hidden = !(state.inCall && n === 0);
-  el.inviteLink.value = inviteUrl();
-  el.roomName.textContent = state.room ?? '';
-  el.roomName.title = state.room ?? ''; // the name may be cut with an ellipsis on narrow screens
-  el.leftRoom.textContent = state.room ?? '';
-  el.peerCount.textContent = state.inCall ? `${n + 1} in call` : '';
-  el.body.dataset.peers = String(n);
-  document.title = state.room ? `${state.room} · signaling` : 'signaling · video call';
 }
 
 // ------------------------------------------------------------------------------------------- peers
@@ -283,7 +108,7 @@ function addLink(info, initiator) {
   links.set(info.peer, link);
   link.addEventListener('chat', (ev) => chat.add({ from: link.id, name: displayName(link.id, link.name), text: ev.detail.text, direction: 'in', via: 'datachannel' }));
   tiles.add(link);
-  renderRoom();
+  ui.renderRoom();
   log('info', `peer ${info.peer} (${info.name ?? ''}) added, ${initiator ? 'we offer' : 'they offer'}, ${link.polite ? 'polite' : 'impolite'}`);
   return link;
 }
@@ -294,7 +119,7 @@ function removeLink(id) {
     link.close();
     links.delete(id);
   }
-  if (tiles.remove(id)) renderRoom();
+  if (tiles.remove(id)) ui.renderRoom();
 }
 
 function removeAllLinks() {
@@ -346,8 +171,8 @@ function onWelcome(w) {
   state.welcomes += 1;
   state.selfId = w.peer;
   state.iceServers = Array.isArray(w.iceServers) ? w.iceServers : [];
-  el.body.dataset.peerId = w.peer;
-  showNotice(null);
+  ui.setPeerId(w.peer);
+  ui.hideNotice();
   log('info', `welcome: ${w.peer} in ${w.room} with ${w.peers.length} peer(s)${w.reconnected ? ', after reconnect' : ''}${w.resumed ? ' (resumed)' : ''}`);
   if (!state.inCall) {
     // Hung up while the join was in flight: leave again.
@@ -370,7 +195,7 @@ function onWelcome(w) {
     removeAllLinks();
     for (const p of w.peers) addLink(p, true);
   }
-  renderRoom();
+  ui.renderRoom();
   announceMediaState();
 }
 
@@ -380,7 +205,7 @@ function onPeerJoined(p) {
   // The newcomer offers; we wait for it.
   addLink(p, false);
   announceMediaState(p.peer);
-  toast(`${displayName(p.peer, p.name)} joined`);
+  ui.toast(`${displayName(p.peer, p.name)} joined`);
 }
 
 function onAppMessage(m) {
@@ -417,30 +242,37 @@ function onSignalingError(d) {
   if (d.requestType === 'join' && d.fatal) {
     state.inCall = false;
     removeAllLinks();
-    showNotice(ERROR_TEXT[d.code] ?? `Could not join: ${d.message ?? d.code}`, { label: 'Try again', run: () => rejoin() });
-    el.notice.dataset.code = d.code;
-    renderRoom();
+    ui.showNotice(d.code, ERROR_TEXT[d.code] ?? `Could not join: ${d.message ?? d.code}`, { label: 'Try again', run: () => rejoin() });
+    ui.renderRoom();
   } else if (d.fatal) {
-    showNotice(
+    ui.showNotice(
+      d.code,
       d.code === 'reconnect-failed' ? 'Lost the connection to the server.' : `Disconnected by the server: ${d.message}`,
-      { label: 'Reconnect', run: () => { showNotice(null); client?.connect(); } },
+      { label: 'Reconnect', run: () => { ui.hideNotice(); client?.connect(); } },
     );
-    el.notice.dataset.code = d.code;
   } else if (d.code === 'unknown-peer' && d.requestType) {
     // A peer left while our message was in flight; its peer-left follows.
   } else if (d.code === 'rate-limited') {
-    toast(ERROR_TEXT['rate-limited']);
+    ui.toast(ERROR_TEXT['rate-limited']);
   }
 }
 
 // ------------------------------------------------------------------------------------------- flow
 
+/** Joins `room` (checked by the caller) as `name`, with or without camera and microphone. */
+function join(room, name, { media: withMedia }) {
+  state.room = room;
+  state.name = cleanName(name);
+  state.wantMedia = withMedia;
+  return startCall();
+}
+
 async function startCall() {
-  setView('call');
+  ui.setView('call');
   state.inCall = true;
   chat.clearUnread();
-  showNotice(null);
-  renderRoom();
+  ui.hideNotice();
+  ui.renderRoom();
   const url = new URL(location.href);
   url.searchParams.set('room', state.room);
   if (state.name) url.searchParams.set('name', state.name);
@@ -450,14 +282,14 @@ async function startCall() {
   history.replaceState(null, '', url);
 
   state.media = 'pending';
-  el.body.dataset.media = 'pending';
+  ui.showMediaPending();
   stopLocalMedia(); // a retry after a failed join must not leave the previous camera running
   await media.start();
   if (!state.inCall) { stopLocalMedia(); return; } // hung up while the permission prompt was open
   state.audioMuted = false;
   state.videoOff = false;
-  attachSelfVideo();
-  renderMediaState();
+  ui.showSelf(media.stream);
+  ui.renderMedia(media);
 
   if (!client) {
     client = makeClient();
@@ -475,118 +307,21 @@ function hangUp() {
   removeAllLinks();
   stopLocalMedia();
   state.media = 'stopped';
-  renderMediaState();
-  showNotice(null);
-  setView('left');
-  renderRoom();
-  el.btnRejoin.focus();
+  ui.renderMedia(media);
+  ui.hideNotice();
+  ui.showLeft();
 }
 
 function rejoin() {
   if (!validRoom(state.room)) return;
-  showNotice(null);
+  ui.hideNotice();
   if (state.view === 'call' && state.inCall) return;
   startCall();
 }
 
-async function copyInvite() {
-  const link = inviteUrl();
-  app.lastInvite = link;
-  let ok = false;
-  try {
-    if (navigator.clipboard && window.isSecureContext) {
-      await navigator.clipboard.writeText(link);
-      ok = true;
-    }
-  } catch { /* fall back below */ }
-  if (!ok) {
-    const ta = document.createElement('textarea');
-    ta.value = link;
-    ta.setAttribute('readonly', '');
-    ta.className = 'offscreen';
-    document.body.append(ta);
-    ta.select();
-    try { ok = document.execCommand('copy'); } catch { ok = false; }
-    ta.remove();
-  }
-  el.btnInvite.dataset.copied = String(ok);
-  if (ok) {
-    toast('Invite link copied');
-  } else {
-    // Last resort: select the link in the empty-state box or show it for manual copying.
-    toast(`Copy this link: ${link}`);
-    if (!el.emptyState.hidden) el.inviteLink.select();
-  }
-  return ok;
-}
+// ------------------------------------------------------------------------------------------- wiring
 
-// ------------------------------------------------------------------------------------------- UI wiring
-
-el.joinForm.addEventListener('submit', (ev) => {
-  ev.preventDefault();
-  const room = el.joinRoom.value.trim();
-  if (!validRoom(room)) {
-    el.joinError.textContent = room ? 'Room names use only letters, digits, “-” and “_” (up to 64).' : 'Enter a room name.';
-    el.joinError.hidden = false;
-    el.joinRoom.setAttribute('aria-invalid', 'true');
-    el.joinRoom.focus();
-    return;
-  }
-  el.joinError.hidden = true;
-  el.joinRoom.removeAttribute('aria-invalid');
-  state.room = room;
-  state.name = cleanName(el.joinName.value);
-  state.wantMedia = el.joinMedia.checked;
-  startCall();
-});
-
-el.joinRoom.addEventListener('input', () => {
-  if (!el.joinError.hidden && validRoom(el.joinRoom.value.trim())) {
-    el.joinError.hidden = true;
-    el.joinRoom.removeAttribute('aria-invalid');
-  }
-});
-
-el.joinRandom.addEventListener('click', () => {
-  const words = ['amber', 'birch', 'cedar', 'delta', 'ember', 'fjord', 'grove', 'harbor', 'iris', 'juniper', 'kestrel', 'lumen'];
-  const pick = () => words[Math.floor(Math.random() * words.length)];
-  const n = crypto.getRandomValues(new Uint16Array(1))[0] % 1000;
-  el.joinRoom.value = `${pick()}-${pick()}-${n}`;
-  el.joinRoom.dispatchEvent(new Event('input'));
-  el.joinRoom.focus();
-});
-
-el.btnMute.addEventListener('click', () => media.setAudioMuted(!state.audioMuted));
-el.btnCamera.addEventListener('click', () => media.setVideoOff(!state.videoOff));
-el.btnInvite.addEventListener('click', () => { copyInvite(); });
-el.emptyCopy.addEventListener('click', () => { copyInvite(); });
-el.btnHangup.addEventListener('click', hangUp);
-el.btnRejoin.addEventListener('click', rejoin);
-el.btnStats.addEventListener('click', () => {
-  state.showStats = !state.showStats;
-  el.body.dataset.stats = state.showStats ? 'on' : 'off';
-  el.btnStats.setAttribute('aria-pressed', String(state.showStats));
-  el.btnStats.setAttribute('aria-label', state.showStats ? 'Hide connection stats' : 'Show connection stats');
-});
-el.btnChat.addEventListener('click', () => {
-  state.chatOpenMobile = !state.chatOpenMobile;
-  el.body.dataset.chat = state.chatOpenMobile ? 'open' : 'closed';
-  el.btnChat.setAttribute('aria-pressed', String(state.chatOpenMobile));
-  el.btnChat.setAttribute('aria-label', state.chatOpenMobile ? 'Hide chat' : 'Show chat');
-  if (state.chatOpenMobile) {
-    chat.clearUnread();
-    el.chatInput.focus();
-  }
-});
-el.chatForm.addEventListener('submit', (ev) => {
-  ev.preventDefault();
-  const text = el.chatInput.value;
-  if (!text.trim()) return;
-  chat.send(text);
-  el.chatInput.value = '';
-});
-el.inviteLink.addEventListener('focus', () => el.inviteLink.select());
-
+ui.wire({ join, hangUp, rejoin, media, chat });
 window.addEventListener('online', () => client?.reconnectNow());
 window.addEventListener('pagehide', () => {
   // Leave promptly so the others see peer-left now rather than after a timeout.
@@ -664,22 +399,20 @@ const app = {
   get localStream() { return media.stream; },
   /** Recent log lines. */
   get log() { return logLines.slice(); },
-  lastInvite: null,
+  /** The last invite link `copyInvite()` tried to copy (null before). */
+  get lastInvite() { return ui.lastInvite; },
   snapshot,
   waitFor,
   sendChat: (text, to) => chat.send(text, to),
   hangUp,
   rejoin,
-  copyInvite,
+  copyInvite: () => ui.copyInvite(),
   setAudioMuted: (muted) => media.setAudioMuted(muted),
   setVideoOff: (off) => media.setVideoOff(off),
   /** Joins `room` from the lobby (same as the form). */
-  join(room, name = '', { media = true } = {}) {
+  join(room, name = '', { media: withMedia = true } = {}) {
     if (!validRoom(room)) throw new TypeError('invalid room name');
-    state.room = room;
-    state.name = cleanName(name);
-    state.wantMedia = media;
-    return startCall();
+    return join(room, name, { media: withMedia });
   },
 };
 window.app = app;
@@ -691,27 +424,15 @@ function boot() {
   const room = params.get('room');
   const name = cleanName(params.get('name'));
   const token = params.get('token');
-  const media = params.get('media');
-  el.body.dataset.stats = 'on';
-  el.body.dataset.chat = 'closed';
+  const mediaParam = params.get('media');
+  ui.prepare(name);
   if (token) state.token = token;
-  el.joinName.value = name;
   renderStatus();
-  renderRoom();
+  ui.renderRoom();
   if (room && validRoom(room)) {
-    state.room = room;
-    state.name = name;
-    state.wantMedia = !(media === 'off' || media === '0' || media === 'false');
-    startCall();
+    join(room, name, { media: !(mediaParam === 'off' || mediaParam === '0' || mediaParam === 'false') });
   } else {
-    setView('lobby');
-    if (room) {
-      el.joinRoom.value = room.slice(0, 64);
-      el.joinError.textContent = 'That room name is not valid: use only letters, digits, “-” and “_” (up to 64).';
-      el.joinError.hidden = false;
-      el.joinRoom.setAttribute('aria-invalid', 'true');
-    }
-    el.joinRoom.focus();
+    ui.showLobby(room);
   }
 }
 
