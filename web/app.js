@@ -25,16 +25,14 @@
  * - `window.app`: see the object at the bottom of this file (`snapshot()`, `peers`, `waitFor()`,
  *   `sendChat()`, ...).
  */
-import { SignalingClient, ClientState, defaultSignalingUrl } from './signaling-client.js';
-import { PeerLink } from './call.js';
 import { createLog } from './log.js';
-import { validRoom, cleanName, displayName } from './names.js';
+import { cleanName, validRoom } from './names.js';
 import { CallUI, findElements } from './ui.js';
-import { LocalMedia } from './media.js';
 import { TileGrid } from './tiles.js';
+import { LocalMedia } from './media.js';
 import { ChatLog } from './chat.js';
-
-const el = findElements(document);
+import { Mesh } from './mesh.js';
+import { CallSession } from './session.js';
 
 /** Page state. Everything tests read goes through `window.app` (below). */
 const state = {
@@ -58,279 +56,30 @@ const state = {
   unread: 0,
 };
 
-/** @type {SignalingClient|null} */
-let client = null;
-/** @type {Map<string, PeerLink>} */
+/** @type {Map<string, import('./call.js').PeerLink>} One PeerLink per remote peer, by peer id. */
 const links = new Map();
+
+const { lines: logLines, log } = createLog();
+const el = findElements(document);
 const ui = new CallUI({ el, state, links });
 const tiles = new TileGrid(el);
-const chat = new ChatLog({ el, state, links });
-/** Recent log lines (also for debugging failed tests). */
-const { lines: logLines, log } = createLog();
 const media = new LocalMedia({ state, log });
+const chat = new ChatLog({ el, state, links });
+const mesh = new Mesh({ state, links, log, media, tiles, chat, ui });
+const session = new CallSession({ state, log, ui, media, mesh, chat });
+
 media.addEventListener('toggle', () => {
   ui.renderMedia(media);
-  announceMediaState();
+  mesh.announceMediaState();
 });
-
-// ------------------------------------------------------------------------------------------- helpers
-
-function renderStatus(extra) {
-  ui.renderStatus(client ? client.state : ClientState.IDLE, extra);
-}
-
-function stopLocalMedia() {
-  media.stop();
-  ui.clearSelfVideo();
-}
-
-/** Tells the others (through the server's `message` relay) whether our mic/camera are on. */
-function announceMediaState(to) {
-  if (client?.joined) client.sendMessage(media.payload(), to);
-}
-
-// ------------------------------------------------------------------------------------------- peers
-
-function addLink(info, initiator) {
-  const old = links.get(info.peer);
-  if (old) removeLink(info.peer);
-  const link = new PeerLink({
-    id: info.peer,
-    name: info.name ?? null,
-    meta: info.meta ?? null,
-    selfId: state.selfId,
-    initiator,
-    localStream: media.stream,
-    iceServers: state.iceServers,
-    signaling: client,
-    log,
-  });
-  links.set(info.peer, link);
-  link.addEventListener('chat', (ev) => chat.add({ from: link.id, name: displayName(link.id, link.name), text: ev.detail.text, direction: 'in', via: 'datachannel' }));
-  tiles.add(link);
-  ui.renderRoom();
-  log('info', `peer ${info.peer} (${info.name ?? ''}) added, ${initiator ? 'we offer' : 'they offer'}, ${link.polite ? 'polite' : 'impolite'}`);
-  return link;
-}
-
-function removeLink(id) {
-  const link = links.get(id);
-  if (link) {
-    link.close();
-    links.delete(id);
-  }
-  if (tiles.remove(id)) ui.renderRoom();
-}
-
-function removeAllLinks() {
-  for (const id of [...links.keys()]) removeLink(id);
-}
-
-// ------------------------------------------------------------------------------------------- signaling
-
-function makeClient() {
-  const c = new SignalingClient(defaultSignalingUrl(location), {
-    room: state.room,
-    name: state.name || undefined,
-    token: state.token,
-    meta: { client: 'web' },
-    reconnect: { minDelay: 500, maxDelay: 10000, factor: 2, jitter: 0.3 },
-    pingInterval: 15000,
-    pongTimeout: 8000,
-  });
-  c.addEventListener('state', () => renderStatus());
-  c.addEventListener('reconnecting', (e) => {
-    renderStatus(`attempt ${e.detail.attempt}, next in ${(e.detail.delay / 1000).toFixed(1)} s`);
-    log('info', `signaling reconnect #${e.detail.attempt} in ${e.detail.delay} ms`);
-  });
-  c.addEventListener('close', (e) => log('info', `signaling closed ${e.detail.code} ${e.detail.reason}`));
-  c.addEventListener('welcome', (e) => onWelcome(e.detail));
-  c.addEventListener('peer-joined', (e) => onPeerJoined(e.detail));
-  c.addEventListener('peer-left', (e) => {
-    log('info', `peer-left ${e.detail.peer}`);
-    removeLink(e.detail.peer);
-  });
-  c.addEventListener('offer', (e) => {
-    const m = e.detail;
-    if (!state.inCall) return;
-    let link = links.get(m.from);
-    if (!link) {
-      const info = c.peers.get(m.from) ?? { peer: m.from };
-      link = addLink(info, false);
-    }
-    link.handleSignal(m);
-  });
-  c.addEventListener('answer', (e) => links.get(e.detail.from)?.handleSignal(e.detail));
-  c.addEventListener('candidate', (e) => links.get(e.detail.from)?.handleSignal(e.detail));
-  c.addEventListener('message', (e) => onAppMessage(e.detail));
-  c.addEventListener('error', (e) => onSignalingError(e.detail));
-  return c;
-}
-
-function onWelcome(w) {
-  state.welcomes += 1;
-  state.selfId = w.peer;
-  state.iceServers = Array.isArray(w.iceServers) ? w.iceServers : [];
-  ui.setPeerId(w.peer);
-  ui.hideNotice();
-  log('info', `welcome: ${w.peer} in ${w.room} with ${w.peers.length} peer(s)${w.reconnected ? ', after reconnect' : ''}${w.resumed ? ' (resumed)' : ''}`);
-  if (!state.inCall) {
-    // Hung up while the join was in flight: leave again.
-    client?.leave();
-    return;
-  }
-  const listed = new Map(w.peers.map((p) => [p.peer, p]));
-  if (w.resumed) {
-    // Same session: the others never saw us leave. Keep live links to peers still here.
-    for (const id of [...links.keys()]) if (!listed.has(id)) removeLink(id);
-    for (const p of w.peers) {
-      const link = links.get(p.peer);
-      if (link && (link.state === 'failed' || link.state === 'closed')) removeLink(p.peer);
-      // A peer that joined while we were away got us in its welcome, so it offers to us.
-      if (!links.has(p.peer)) addLink(p, false);
-    }
-  } else {
-    // New session (first join, or a reconnect with a new peer id): the others saw peer-left for our old id
-    // and peer-joined for the new one. Every old link is stale; we are the newcomer, so we offer to each.
-    removeAllLinks();
-    for (const p of w.peers) addLink(p, true);
-  }
-  ui.renderRoom();
-  announceMediaState();
-}
-
-function onPeerJoined(p) {
-  log('info', `peer-joined ${p.peer} (${p.name ?? ''})`);
-  if (!state.inCall) return;
-  // The newcomer offers; we wait for it.
-  addLink(p, false);
-  announceMediaState(p.peer);
-  ui.toast(`${displayName(p.peer, p.name)} joined`);
-}
-
-function onAppMessage(m) {
-  const d = m.data;
-  const link = links.get(m.from);
-  if (d && typeof d === 'object' && d.type === 'media-state') {
-    if (link) {
-      link.remoteMedia = { audio: d.audio !== false, video: d.video !== false };
-      tiles.render(link);
-    }
-  } else if (typeof d === 'string' || (d && typeof d === 'object' && d.type === 'chat' && typeof d.text === 'string')) {
-    const info = client?.peers.get(m.from);
-    chat.add({
-      from: m.from,
-      name: displayName(m.from, link?.name ?? info?.name),
-      text: typeof d === 'string' ? d : d.text,
-      direction: 'in',
-      via: 'signaling',
-    });
-  } else {
-    log('info', `message from ${m.from} ignored`, d);
-  }
-}
-
-const ERROR_TEXT = {
-  'room-full': 'This room is full. Try again later or pick another room.',
-  unauthorized: 'You are not allowed to join this room (missing, invalid or expired token).',
-  'rate-limited': 'Too many messages: the server dropped one. Slow down a little.',
-  'already-joined': 'Already in a room.',
-};
-
-function onSignalingError(d) {
-  log('warn', `signaling error ${d.code}: ${d.message}${d.requestType ? ` (for ${d.requestType})` : ''}`);
-  if (d.requestType === 'join' && d.fatal) {
-    state.inCall = false;
-    removeAllLinks();
-    ui.showNotice(d.code, ERROR_TEXT[d.code] ?? `Could not join: ${d.message ?? d.code}`, { label: 'Try again', run: () => rejoin() });
-    ui.renderRoom();
-  } else if (d.fatal) {
-    ui.showNotice(
-      d.code,
-      d.code === 'reconnect-failed' ? 'Lost the connection to the server.' : `Disconnected by the server: ${d.message}`,
-      { label: 'Reconnect', run: () => { ui.hideNotice(); client?.connect(); } },
-    );
-  } else if (d.code === 'unknown-peer' && d.requestType) {
-    // A peer left while our message was in flight; its peer-left follows.
-  } else if (d.code === 'rate-limited') {
-    ui.toast(ERROR_TEXT['rate-limited']);
-  }
-}
-
-// ------------------------------------------------------------------------------------------- flow
-
-/** Joins `room` (checked by the caller) as `name`, with or without camera and microphone. */
-function join(room, name, { media: withMedia }) {
-  state.room = room;
-  state.name = cleanName(name);
-  state.wantMedia = withMedia;
-  return startCall();
-}
-
-async function startCall() {
-  ui.setView('call');
-  state.inCall = true;
-  chat.clearUnread();
-  ui.hideNotice();
-  ui.renderRoom();
-  const url = new URL(location.href);
-  url.searchParams.set('room', state.room);
-  if (state.name) url.searchParams.set('name', state.name);
-  else url.searchParams.delete('name');
-  if (state.wantMedia) url.searchParams.delete('media');
-  else url.searchParams.set('media', 'off');
-  history.replaceState(null, '', url);
-
-  state.media = 'pending';
-  ui.showMediaPending();
-  stopLocalMedia(); // a retry after a failed join must not leave the previous camera running
-  await media.start();
-  if (!state.inCall) { stopLocalMedia(); return; } // hung up while the permission prompt was open
-  state.audioMuted = false;
-  state.videoOff = false;
-  ui.showSelf(media.stream);
-  ui.renderMedia(media);
-
-  if (!client) {
-    client = makeClient();
-    renderStatus();
-    client.connect();
-  } else {
-    client.join({ room: state.room, name: state.name || undefined }).catch(() => { /* shown by the error event */ });
-  }
-}
-
-function hangUp() {
-  if (state.view !== 'call') return;
-  state.inCall = false;
-  client?.leave();
-  removeAllLinks();
-  stopLocalMedia();
-  state.media = 'stopped';
-  ui.renderMedia(media);
-  ui.hideNotice();
-  ui.showLeft();
-}
-
-function rejoin() {
-  if (!validRoom(state.room)) return;
-  ui.hideNotice();
-  if (state.view === 'call' && state.inCall) return;
-  startCall();
-}
-
-// ------------------------------------------------------------------------------------------- wiring
-
-ui.wire({ join, hangUp, rejoin, media, chat });
-window.addEventListener('online', () => client?.reconnectNow());
-window.addEventListener('pagehide', () => {
-  // Leave promptly so the others see peer-left now rather than after a timeout.
-  client?.close(1000, 'page closed');
-  for (const link of links.values()) link.close();
+ui.wire({
+  join: (room, name, opts) => session.join(room, name, opts),
+  hangUp: () => session.hangUp(),
+  rejoin: () => session.rejoin(),
+  media,
+  chat,
 });
-window.addEventListener('pageshow', (ev) => {
-  if (ev.persisted) location.reload();
-});
+session.watchPage();
 
 // ------------------------------------------------------------------------------------------- test hooks
 
@@ -340,23 +89,26 @@ function peerSnapshots() {
   return out;
 }
 
+const chatCopy = () => chat.entries.map((m) => ({ ...m }));
+
 function snapshot() {
+  const stream = media.stream;
   return {
     room: state.room,
     name: state.name,
     selfId: state.selfId,
     view: state.view,
     inCall: state.inCall,
-    signaling: client ? client.state : ClientState.IDLE,
+    signaling: session.signalingState,
     welcomes: state.welcomes,
     media: state.media,
     mediaError: state.mediaError,
     audioMuted: state.audioMuted,
     videoOff: state.videoOff,
-    localTracks: media.stream ? media.stream.getTracks().map((t) => ({ kind: t.kind, enabled: t.enabled, label: t.label })) : [],
+    localTracks: stream ? stream.getTracks().map((t) => ({ kind: t.kind, enabled: t.enabled, label: t.label })) : [],
     iceServers: state.iceServers,
     peers: peerSnapshots(),
-    chat: chat.entries.map((m) => ({ ...m })),
+    chat: chatCopy(),
   };
 }
 
@@ -393,9 +145,9 @@ const app = {
   /** The PeerLink objects (RTCPeerConnection at `.pc`). */
   links,
   /** Chat history entries. */
-  get chat() { return chat.entries.map((m) => ({ ...m })); },
+  get chat() { return chatCopy(); },
   /** The SignalingClient (null before the first join). */
-  get client() { return client; },
+  get client() { return session.client; },
   get localStream() { return media.stream; },
   /** Recent log lines. */
   get log() { return logLines.slice(); },
@@ -404,15 +156,15 @@ const app = {
   snapshot,
   waitFor,
   sendChat: (text, to) => chat.send(text, to),
-  hangUp,
-  rejoin,
+  hangUp: () => session.hangUp(),
+  rejoin: () => session.rejoin(),
   copyInvite: () => ui.copyInvite(),
   setAudioMuted: (muted) => media.setAudioMuted(muted),
   setVideoOff: (off) => media.setVideoOff(off),
   /** Joins `room` from the lobby (same as the form). */
   join(room, name = '', { media: withMedia = true } = {}) {
     if (!validRoom(room)) throw new TypeError('invalid room name');
-    return join(room, name, { media: withMedia });
+    return session.join(room, name, { media: withMedia });
   },
 };
 window.app = app;
@@ -427,10 +179,10 @@ function boot() {
   const mediaParam = params.get('media');
   ui.prepare(name);
   if (token) state.token = token;
-  renderStatus();
+  session.renderStatus();
   ui.renderRoom();
   if (room && validRoom(room)) {
-    join(room, name, { media: !(mediaParam === 'off' || mediaParam === '0' || mediaParam === 'false') });
+    session.join(room, name, { media: !(mediaParam === 'off' || mediaParam === '0' || mediaParam === 'false') });
   } else {
     ui.showLobby(room);
   }
