@@ -21,13 +21,13 @@ import aioice.ice
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from signaling.clients.peer.options import PeerOptions
 from signaling.clients.peer.runner import (
     ECHO_PREFIX,
     Link,
     LocalMedia,
     PatternVideoTrack,
     Peer,
-    PeerOptions,
     candidate_from_init,
     decode_pattern,
     restrict_host_addresses,

@@ -45,12 +45,12 @@ import sys
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, cast
 
 import structlog
 
+from signaling.clients.peer.options import PeerOptions
 from signaling.clients.signaling_client import SignalingClient, SignalingErrorReply
 from signaling.protocol.models import (
     ErrorMessage,
@@ -81,7 +81,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ECHO_PREFIX",
     "PatternVideoTrack",
-    "PeerOptions",
     "ToneAudioTrack",
     "build_parser",
     "candidate_from_init",
@@ -359,28 +358,7 @@ def _rtc_ice_servers(servers: Sequence[IceServer]) -> list[RTCIceServer]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Options and local media
-
-
-@dataclass
-class PeerOptions:
-    """What ``signaling peer`` was asked to do (the parsed command line)."""
-
-    url: str
-    room: str
-    name: str | None = "aiortc-peer"
-    play: str | None = None
-    loop: bool = False
-    record: str | None = None
-    echo: bool = False
-    host_addresses: list[str] = field(default_factory=list)
-    duration: float | None = None
-    hello_interval: float = 0.0
-    stats_interval: float = 1.0
-    video_size: tuple[int, int] = (320, 240)
-    fps: float = 15.0
-    tone: float = 440.0
-    cafile: str | None = None
+# Local media
 
 
 class LocalMedia:
