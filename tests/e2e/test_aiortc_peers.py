@@ -21,15 +21,13 @@ import aioice.ice
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from signaling.clients.peer.media import LocalMedia, PatternVideoTrack, decode_pattern
 from signaling.clients.peer.options import PeerOptions
 from signaling.clients.peer.runner import (
     ECHO_PREFIX,
     Link,
-    LocalMedia,
-    PatternVideoTrack,
     Peer,
     candidate_from_init,
-    decode_pattern,
     restrict_host_addresses,
     sdp_candidates,
 )
