@@ -1,4 +1,4 @@
-"""Media a peer sends: a test pattern the receiver can recognize, a tone, or a file (``--play``).
+"""Media: what a peer sends (a test pattern the receiver can recognize, a tone, or a file) and receives.
 
 The pattern's first 16 pixel rows are a barcode of 20 blocks of 16x16 pixels (aligned to codec macroblocks,
 black or white, so lossy coding keeps them readable): 4 sync blocks, then the sender's frame counter in 16
@@ -9,6 +9,7 @@ bits. Below it a gradient with a bar that moves 4 pixels a frame. A receiver tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import math
 import time
@@ -19,8 +20,9 @@ from signaling.clients.peer.options import PeerOptions
 
 if TYPE_CHECKING:
     from aiortc import MediaStreamTrack
-    from aiortc.contrib.media import MediaPlayer, MediaRelay
+    from aiortc.contrib.media import MediaPlayer, MediaRecorder, MediaRelay
     from av import AudioFrame, VideoFrame
+    from structlog.typing import FilteringBoundLogger
 
 __all__ = [
     "HAVE_AIORTC",
@@ -28,7 +30,9 @@ __all__ = [
     "PATTERN_MIN_WIDTH",
     "LocalMedia",
     "PatternVideoTrack",
+    "Recording",
     "ToneAudioTrack",
+    "consume",
     "decode_pattern",
 ]
 
@@ -219,3 +223,72 @@ class LocalMedia:
             for track in (self._player.audio, self._player.video):
                 if track is not None:
                     track.stop()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Media received
+
+
+class Recording:
+    """``--record`` for one connection: what it receives goes into one file, written once it is connected.
+
+    The MediaRecorder (which opens the file) is made for the first track received; after :meth:`stop` the
+    tracks of a replacing connection make a new one on the same path.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._recorder: MediaRecorder | None = None
+
+    def tap(self, track: MediaStreamTrack) -> MediaStreamTrack:
+        """Record ``track``; read the returned copy instead (a track has one reader: both go through a relay)."""
+        from aiortc.contrib.media import MediaRecorder, MediaRelay
+
+        relay = MediaRelay()
+        if self._recorder is None:
+            self._recorder = MediaRecorder(self.path)
+        self._recorder.addTrack(relay.subscribe(track, buffered=False))
+        return relay.subscribe(track, buffered=False)
+
+    async def start(self) -> bool:
+        """Start writing; False if no track came to record."""
+        if self._recorder is None:
+            return False
+        await self._recorder.start()
+        return True
+
+    async def stop(self) -> None:
+        if self._recorder is not None:
+            recorder, self._recorder = self._recorder, None
+            with contextlib.suppress(Exception):
+                await recorder.stop()
+
+
+async def consume(track: MediaStreamTrack, kind: str, log: FilteringBoundLogger, interval: float) -> None:
+    """Read (and so decode) every received frame, logging counts; proves media really arrives."""
+    from aiortc.mediastreams import MediaStreamError
+    from av import AudioFrame, VideoFrame
+
+    count = 0
+    last_log = 0.0
+    event = "frames_received" if kind == "video" else "audio_received"
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            break
+        count += 1
+        now = time.monotonic()
+        if count == 1 or now - last_log >= interval:
+            last_log = now
+            if isinstance(frame, VideoFrame):
+                log.info(
+                    event,
+                    count=count,
+                    width=frame.width,
+                    height=frame.height,
+                    pattern_frame=decode_pattern(frame),
+                )
+            elif isinstance(frame, AudioFrame):
+                log.info(event, count=count, sample_rate=frame.sample_rate)
+    log.info("track_ended", kind=kind, count=count)

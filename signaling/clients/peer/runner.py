@@ -41,14 +41,20 @@ import math
 import signal
 import ssl
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, cast
 
 import structlog
 
-from signaling.clients.peer.media import HAVE_AIORTC, PATTERN_MIN_HEIGHT, PATTERN_MIN_WIDTH, LocalMedia, decode_pattern
+from signaling.clients.peer.media import (
+    HAVE_AIORTC,
+    PATTERN_MIN_HEIGHT,
+    PATTERN_MIN_WIDTH,
+    LocalMedia,
+    Recording,
+    consume,
+)
 from signaling.clients.peer.options import PeerOptions
 from signaling.clients.signaling_client import SignalingClient, SignalingErrorReply
 from signaling.protocol.models import (
@@ -74,7 +80,6 @@ if TYPE_CHECKING:
         RTCPeerConnection,
         RTCSessionDescription,
     )
-    from aiortc.contrib.media import MediaRecorder
 
 __all__ = [
     "ECHO_PREFIX",
@@ -212,8 +217,8 @@ class Link:
         self._inbox: asyncio.Queue[Op] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()  # tied to the current pc: consumers, hello senders
         self._local_tracks: list[MediaStreamTrack] = []
-        self._recorder: MediaRecorder | None = None
-        self._record_path = peer.record_path_for(remote)
+        record_path = peer.record_path_for(remote)
+        self._recording = Recording(record_path) if record_path is not None else None
         self.log = log.bind(peer=remote)
         self.pc = self._new_pc(offerer=initiator)
         self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"link-{remote}")
@@ -327,10 +332,8 @@ class Link:
         for task in list(self._tasks):
             task.cancel()
         self._tasks.clear()
-        if self._recorder is not None:
-            recorder, self._recorder = self._recorder, None
-            with contextlib.suppress(Exception):
-                await recorder.stop()
+        if self._recording is not None:
+            await self._recording.stop()
         for track in self._local_tracks:
             track.stop()
         self._local_tracks = []
@@ -463,51 +466,13 @@ class Link:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self.log.info("track_received", kind=track.kind)
-        source = track
-        if self._record_path is not None:
-            from aiortc.contrib.media import MediaRecorder, MediaRelay
-
-            relay = MediaRelay()
-            if self._recorder is None:
-                self._recorder = MediaRecorder(self._record_path)
-            self._recorder.addTrack(relay.subscribe(track, buffered=False))
-            source = relay.subscribe(track, buffered=False)
-        self._spawn(self._consume(source, track.kind), f"consume-{track.kind}-{self.remote}")
+        source = track if self._recording is None else self._recording.tap(track)
+        interval = self.peer.options.stats_interval
+        self._spawn(consume(source, track.kind, self.log, interval), f"consume-{track.kind}-{self.remote}")
 
     async def _start_recorder(self) -> None:
-        if self._recorder is not None:
-            await self._recorder.start()
-            self.log.info("recording", file=self._record_path)
-
-    async def _consume(self, track: MediaStreamTrack, kind: str) -> None:
-        """Read (and so decode) every received frame, logging counts; proves media really arrives."""
-        from aiortc.mediastreams import MediaStreamError
-        from av import AudioFrame, VideoFrame
-
-        count = 0
-        last_log = 0.0
-        interval = self.peer.options.stats_interval
-        event = "frames_received" if kind == "video" else "audio_received"
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                break
-            count += 1
-            now = time.monotonic()
-            if count == 1 or now - last_log >= interval:
-                last_log = now
-                if isinstance(frame, VideoFrame):
-                    self.log.info(
-                        event,
-                        count=count,
-                        width=frame.width,
-                        height=frame.height,
-                        pattern_frame=decode_pattern(frame),
-                    )
-                elif isinstance(frame, AudioFrame):
-                    self.log.info(event, count=count, sample_rate=frame.sample_rate)
-        self.log.info("track_ended", kind=kind, count=count)
+        if self._recording is not None and await self._recording.start():
+            self.log.info("recording", file=self._recording.path)
 
     # ------------------------------------------------------------------ data channels
 
