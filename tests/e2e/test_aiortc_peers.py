@@ -27,10 +27,8 @@ from signaling.clients.peer.runner import (
     ECHO_PREFIX,
     Link,
     Peer,
-    candidate_from_init,
-    restrict_host_addresses,
-    sdp_candidates,
 )
+from signaling.clients.peer.sdp import candidate_from_init, restrict_host_addresses, sdp_candidates
 from signaling.clients.signaling_client import SignalingClient
 from signaling.protocol.models import PeerJoined, RelayedAnswer, RelayedCandidate, RelayedOffer
 from signaling.ws.aio.server import WebSocketServer

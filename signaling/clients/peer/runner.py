@@ -26,9 +26,6 @@ Design notes (the why behind the code):
 * Every signaling message of one remote peer, and every negotiation step, runs through that link's single
   worker task, in order: aiortc's calls are coroutines, and interleaving two of them on one connection is
   what breaks negotiation.
-* ICE servers come only from ``welcome.iceServers``: aiortc falls back to a public STUN server when given
-  ``None``, so an explicit (possibly empty) list is always passed. ``--host-address`` swaps
-  ``aioice.ice.get_host_addresses``, the one function aioice uses to list local addresses.
 """
 
 from __future__ import annotations
@@ -56,6 +53,13 @@ from signaling.clients.peer.media import (
     consume,
 )
 from signaling.clients.peer.options import PeerOptions
+from signaling.clients.peer.sdp import (
+    candidate_from_init,
+    fingerprints,
+    restrict_host_addresses,
+    rtc_ice_servers,
+    sdp_candidates,
+)
 from signaling.clients.signaling_client import SignalingClient, SignalingErrorReply
 from signaling.protocol.models import (
     ErrorMessage,
@@ -75,8 +79,6 @@ if TYPE_CHECKING:
     from aiortc import (
         MediaStreamTrack,
         RTCDataChannel,
-        RTCIceCandidate,
-        RTCIceServer,
         RTCPeerConnection,
         RTCSessionDescription,
     )
@@ -84,11 +86,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ECHO_PREFIX",
     "build_parser",
-    "candidate_from_init",
     "main",
-    "restrict_host_addresses",
     "run_peer",
-    "sdp_candidates",
 ]
 
 log = structlog.get_logger("signaling.peer")
@@ -105,99 +104,14 @@ SHUTDOWN_TIMEOUT_S: Final = 5.0
 _TEXT_LOG_LIMIT: Final = 200
 
 # ----------------------------------------------------------------------------------------------------
-# ICE helpers
+# One connection to one remote peer
 
-
-def restrict_host_addresses(addresses: Sequence[str]) -> None:
-    """Make aioice gather host candidates on exactly ``addresses`` (loopback allowed, which aioice skips).
-
-    aioice lists local addresses through ``aioice.ice.get_host_addresses`` only, so swapping that function
-    is enough; it affects every RTCPeerConnection created afterwards in this process.
-    """
-    import aioice.ice
-
-    parsed = [ipaddress.ip_address(a) for a in addresses]
-    v4 = [str(a) for a in parsed if a.version == 4]
-    v6 = [str(a) for a in parsed if a.version == 6]
-
-    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return (v4 if use_ipv4 else []) + (v6 if use_ipv6 else [])
-
-    aioice.ice.get_host_addresses = get_host_addresses
-
-
-def sdp_candidates(sdp: str) -> list[IceCandidate]:
-    """Every ``a=candidate`` line of an SDP as an RTCIceCandidateInit (with sdpMid, sdpMLineIndex, ufrag)."""
-    found: list[IceCandidate] = []
-    session_ufrag: str | None = None
-    index = -1
-    section: list[str] = []
-    mid: str | None = None
-    ufrag: str | None = None
-
-    def flush() -> None:
-        for line in section:
-            cand: IceCandidate = {"candidate": line, "sdpMid": mid, "sdpMLineIndex": index}
-            if ufrag or session_ufrag:
-                cand["usernameFragment"] = ufrag or session_ufrag
-            found.append(cand)
-
-    for raw in sdp.splitlines():
-        line = raw.strip()
-        if line.startswith("m="):
-            if index >= 0:
-                flush()
-            index += 1
-            section, mid, ufrag = [], None, None
-        elif line.startswith("a=ice-ufrag:"):
-            if index < 0:
-                session_ufrag = line.split(":", 1)[1]
-            else:
-                ufrag = line.split(":", 1)[1]
-        elif index >= 0 and line.startswith("a=mid:"):
-            mid = line.split(":", 1)[1]
-        elif index >= 0 and line.startswith("a=candidate:"):
-            section.append(line[2:])
-    if index >= 0:
-        flush()
-    return found
-
-
-def candidate_from_init(init: IceCandidate) -> RTCIceCandidate:
-    """An aiortc RTCIceCandidate from a trickled RTCIceCandidateInit."""
-    from aiortc.sdp import candidate_from_sdp
-
-    text = init["candidate"]
-    if text.startswith("a="):
-        text = text[2:]
-    if text.startswith("candidate:"):
-        text = text.split(":", 1)[1]
-    cand = candidate_from_sdp(text)
-    cand.sdpMid = init.get("sdpMid")
-    cand.sdpMLineIndex = init.get("sdpMLineIndex")
-    return cand
+Op = Callable[[], Awaitable[None]]
 
 
 def _remote_description(pc: RTCPeerConnection) -> RTCSessionDescription | None:
     """aiortc annotates remoteDescription as always set; it is None until setRemoteDescription."""
     return cast("RTCSessionDescription | None", pc.remoteDescription)
-
-
-def _fingerprints(sdp: str) -> set[str]:
-    """The DTLS certificate fingerprints of an SDP; new ones mean a new RTCPeerConnection on that side."""
-    return {line.split(":", 1)[1].strip().lower() for line in sdp.splitlines() if line.startswith("a=fingerprint:")}
-
-
-def _rtc_ice_servers(servers: Sequence[IceServer]) -> list[RTCIceServer]:
-    from aiortc import RTCIceServer
-
-    return [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in servers]
-
-
-# ----------------------------------------------------------------------------------------------------
-# One connection to one remote peer
-
-Op = Callable[[], Awaitable[None]]
 
 
 class Link:
@@ -272,7 +186,7 @@ class Link:
         """
         from aiortc import RTCConfiguration, RTCPeerConnection
 
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=_rtc_ice_servers(self.peer.ice_servers)))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_ice_servers(self.peer.ice_servers)))
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -400,7 +314,7 @@ class Link:
         if collision:
             self.log.info("glare", action="replace_connection")
             await self._replace_pc()
-        elif current is not None and _fingerprints(sdp).isdisjoint(_fingerprints(current.sdp)):
+        elif current is not None and fingerprints(sdp).isdisjoint(fingerprints(current.sdp)):
             # A new DTLS certificate: the remote side started over with a new RTCPeerConnection (a browser
             # after a failed link, say). aiortc cannot restart ICE/DTLS on the old one, so start over too.
             self.log.info("remote_restarted", action="replace_connection")
