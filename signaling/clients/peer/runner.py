@@ -39,8 +39,9 @@ import signal
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, cast
+from typing import TYPE_CHECKING, Final, Literal, Protocol, cast
 
 import structlog
 
@@ -114,13 +115,45 @@ def _remote_description(pc: RTCPeerConnection) -> RTCSessionDescription | None:
     return cast("RTCSessionDescription | None", pc.remoteDescription)
 
 
+class Signals(Protocol):
+    """Relays negotiation messages to another peer of the room (a SignalingClient does)."""
+
+    async def send_offer(self, to: str, sdp: str) -> None: ...
+
+    async def send_answer(self, to: str, sdp: str) -> None: ...
+
+    async def send_candidate(self, to: str, candidate: IceCandidate | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class LinkContext:
+    """All that a Link takes from the peer it belongs to."""
+
+    #: Our own peer id: it decides who is polite, and names us in hello texts.
+    self_id: str
+    #: ``welcome.iceServers``, for every RTCPeerConnection of the link.
+    ice_servers: Sequence[IceServer]
+    #: Where each connection gets the tracks it sends.
+    media: LocalMedia
+    #: How offers, answers and candidates reach the remote peer.
+    signals: Signals
+    #: ``--echo``: answer each text on a data channel.
+    echo: bool
+    #: ``--hello-interval``: seconds between hello texts on each open channel (0: none).
+    hello_interval: float
+    #: ``--stats-interval``: seconds between two logs of the frames received on a track.
+    stats_interval: float
+    #: The file to record what this remote peer sends (None: do not record it).
+    record_path: str | None
+
+
 class Link:
     """The RTCPeerConnection to one remote peer, negotiated with (aiortc-adapted) perfect negotiation."""
 
-    def __init__(self, peer: Peer, remote: str, *, initiator: bool) -> None:
-        self.peer = peer
+    def __init__(self, context: LinkContext, remote: str, *, initiator: bool) -> None:
+        self.context = context
         self.remote = remote
-        self.polite = peer.id < remote
+        self.polite = context.self_id < remote
         self.initiator = initiator
         self.closed = False
         self.ignore_offer = False
@@ -131,8 +164,7 @@ class Link:
         self._inbox: asyncio.Queue[Op] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()  # tied to the current pc: consumers, hello senders
         self._local_tracks: list[MediaStreamTrack] = []
-        record_path = peer.record_path_for(remote)
-        self._recording = Recording(record_path) if record_path is not None else None
+        self._recording = Recording(context.record_path) if context.record_path is not None else None
         self.log = log.bind(peer=remote)
         self.pc = self._new_pc(offerer=initiator)
         self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"link-{remote}")
@@ -186,7 +218,7 @@ class Link:
         """
         from aiortc import RTCConfiguration, RTCPeerConnection
 
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_ice_servers(self.peer.ice_servers)))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_ice_servers(self.context.ice_servers)))
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -212,7 +244,7 @@ class Link:
     def _add_offer_media(self, pc: RTCPeerConnection) -> None:
         """Our tracks, receive-only m-lines for kinds we do not send (so we still get theirs), and "chat"."""
         for kind in ("audio", "video"):
-            track = self.peer.media.track(kind)
+            track = self.context.media.track(kind)
             if track is None:
                 pc.addTransceiver(kind, direction="recvonly")
             else:
@@ -228,7 +260,7 @@ class Link:
             has_track = cast("MediaStreamTrack | None", transceiver.sender.track) is not None  # typed as always set
             if transceiver.mid is None or has_track or kind in sending:
                 continue
-            track = self.peer.media.track(kind)
+            track = self.context.media.track(kind)
             if track is not None:
                 self._local_tracks.append(track)
                 sending.add(kind)
@@ -264,7 +296,6 @@ class Link:
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
         await self._drop_pc_state()
-        self.peer.release_record_path(self.remote)
         await self.pc.close()
         self.log.info("peer_closed")
 
@@ -277,7 +308,7 @@ class Link:
         await pc.setLocalDescription(await pc.createOffer())
         if pc is not self.pc:
             return
-        await self.peer.client.send_offer(self.remote, pc.localDescription.sdp)
+        await self.context.signals.send_offer(self.remote, pc.localDescription.sdp)
         self.log.info("offer_sent")
         await self._trickle(pc)
 
@@ -326,7 +357,7 @@ class Link:
         await pc.setLocalDescription(await pc.createAnswer())
         if pc is not self.pc or self.closed:
             return
-        await self.peer.client.send_answer(self.remote, pc.localDescription.sdp)
+        await self.context.signals.send_answer(self.remote, pc.localDescription.sdp)
         self.log.info("answer_sent")
         await self._trickle(pc)
 
@@ -372,8 +403,8 @@ class Link:
         """Send the candidates aiortc put into the SDP as trickled ones too, then end-of-candidates."""
         candidates = sdp_candidates(pc.localDescription.sdp)
         for init in candidates:
-            await self.peer.client.send_candidate(self.remote, init)
-        await self.peer.client.send_candidate(self.remote, None)
+            await self.context.signals.send_candidate(self.remote, init)
+        await self.context.signals.send_candidate(self.remote, None)
         self.log.debug("candidates_sent", count=len(candidates))
 
     # ------------------------------------------------------------------ media received
@@ -381,7 +412,7 @@ class Link:
     def _on_track(self, track: MediaStreamTrack) -> None:
         self.log.info("track_received", kind=track.kind)
         source = track if self._recording is None else self._recording.tap(track)
-        interval = self.peer.options.stats_interval
+        interval = self.context.stats_interval
         self._spawn(consume(source, track.kind, self.log, interval), f"consume-{track.kind}-{self.remote}")
 
     async def _start_recorder(self) -> None:
@@ -399,13 +430,13 @@ class Link:
                 return
             opened = True
             self.log.info("datachannel_open", label=channel.label)
-            if self.peer.options.hello_interval > 0:
+            if self.context.hello_interval > 0:
                 self._spawn(self._say_hello(channel), f"hello-{self.remote}")
 
         def on_message(message: str | bytes) -> None:
             if isinstance(message, str):
                 self.log.info("datachannel_message", label=channel.label, text=message[:_TEXT_LOG_LIMIT])
-                if self.peer.options.echo and not message.startswith(ECHO_PREFIX) and channel.readyState == "open":
+                if self.context.echo and not message.startswith(ECHO_PREFIX) and channel.readyState == "open":
                     channel.send(ECHO_PREFIX + message)
             else:
                 self.log.info("datachannel_message", label=channel.label, bytes=len(message))
@@ -424,10 +455,10 @@ class Link:
         while channel.readyState in ("connecting", "open"):
             if channel.readyState == "open":
                 n += 1
-                text = f"hello from {self.peer.id} #{n}"
+                text = f"hello from {self.context.self_id} #{n}"
                 channel.send(text)
                 self.log.info("datachannel_sent", label=channel.label, text=text)
-            await asyncio.sleep(self.peer.options.hello_interval)
+            await asyncio.sleep(self.context.hello_interval)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -446,7 +477,7 @@ class Peer:
         self.links: dict[str, Link] = {}
         self._recording: str | None = None  # the remote peer recorded when --record has no {peer}
 
-    def record_path_for(self, remote: str) -> str | None:
+    def _record_path_for(self, remote: str) -> str | None:
         """Where to record ``remote``: ``{peer}`` in --record makes one file per peer; else the first peer only."""
         path = self.options.record
         if path is None:
@@ -459,20 +490,31 @@ class Peer:
         log.info("not_recording", peer=remote, reason="--record has no {peer}; recording the first peer only")
         return None
 
-    def release_record_path(self, remote: str) -> None:
+    def _release_record_path(self, remote: str) -> None:
         if self._recording == remote:
             self._recording = None
 
     def link(self, remote: str, *, initiator: bool) -> Link:
         link = self.links.get(remote)
         if link is None:
-            link = self.links[remote] = Link(self, remote, initiator=initiator)
+            context = LinkContext(
+                self_id=self.id,
+                ice_servers=self.ice_servers,
+                media=self.media,
+                signals=self.client,
+                echo=self.options.echo,
+                hello_interval=self.options.hello_interval,
+                stats_interval=self.options.stats_interval,
+                record_path=self._record_path_for(remote),
+            )
+            link = self.links[remote] = Link(context, remote, initiator=initiator)
         return link
 
     async def drop(self, remote: str) -> None:
         link = self.links.pop(remote, None)
         if link is not None:
             await link.close()
+            self._release_record_path(remote)
 
     async def run(self, stop: asyncio.Event) -> int:
         """Join, then serve signaling until ``stop`` is set (0) or the signaling connection ends (1)."""
