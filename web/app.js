@@ -4,7 +4,7 @@
  * - ui.js: element lookup, views, status pill, notices, toasts, media banner, buttons wiring
  * - tiles.js: one tile per remote peer (video, state, stats)
  * - media.js: local camera / microphone, mute and camera toggles
- * - mesh.js: signaling events routed to one PeerLink (call.js) per remote peer
+ * - mesh.js: signaling events routed to one PeerLink (peer-link.js) per remote peer
  * - chat.js: the chat log and sending on the data channels
  * - session.js: joining, hanging up, rejoining, signaling errors
  * - test-hooks.js: `window.app` for end-to-end tests
@@ -47,7 +47,7 @@ const state = {
   unread: 0,
 };
 
-/** @type {Map<string, import('./call.js').PeerLink>} One PeerLink per remote peer, by peer id. */
+/** @type {Map<string, import('./peer-link.js').PeerLink>} One PeerLink per remote peer, by peer id. */
 const links = new Map();
 
 const { lines: logLines, log } = createLog();

@@ -9,7 +9,7 @@ export class ChatLog {
    * @param {object} o
    * @param {Record<string, HTMLElement>} o.el The page elements (`findElements()` in ui.js).
    * @param {object} o.state The page state.
-   * @param {Map<string, import('./call.js').PeerLink>} o.links One PeerLink per remote peer.
+   * @param {Map<string, import('./peer-link.js').PeerLink>} o.links One PeerLink per remote peer.
    */
   constructor({ el, state, links }) {
     Object.assign(this, { el, state, links });

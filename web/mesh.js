@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /**
- * @file The mesh: one PeerLink (call.js) per remote peer. It routes the SignalingClient's events to the links:
+ * @file The mesh: one PeerLink (peer-link.js) per remote peer. It routes the SignalingClient's events to the links:
  * `welcome` (reconcile the links with the room), `peer-joined` / `peer-left`, `offer` / `answer` /
  * `candidate`, and app `message`s (`media-state` from a peer, chat sent over signaling).
  */
-import { PeerLink } from './call.js';
+import { PeerLink } from './peer-link.js';
 import { displayName } from './names.js';
 
 export class Mesh {

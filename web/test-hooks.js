@@ -27,7 +27,7 @@ import { validRoom } from './names.js';
  * Builds `window.app` over the page's state and modules.
  * @param {object} o
  * @param {object} o.state The page state.
- * @param {Map<string, import('./call.js').PeerLink>} o.links One PeerLink per remote peer.
+ * @param {Map<string, import('./peer-link.js').PeerLink>} o.links One PeerLink per remote peer.
  * @param {object[]} o.logLines Recent log lines (log.js).
  * @param {import('./ui.js').CallUI} o.ui
  * @param {import('./media.js').LocalMedia} o.media

@@ -90,7 +90,7 @@ export class CallUI {
    * @param {object} o
    * @param {Record<string, HTMLElement>} o.el The page elements ({@link findElements}).
    * @param {object} o.state The page state (the UI writes `view`, `showStats` and `chatOpenMobile`).
-   * @param {Map<string, import('./call.js').PeerLink>} o.links One PeerLink per remote peer (for the counts).
+   * @param {Map<string, import('./peer-link.js').PeerLink>} o.links One PeerLink per remote peer (for the counts).
    */
   constructor({ el, state, links }) {
     Object.assign(this, { el, state, links });

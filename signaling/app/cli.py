@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["peer"]:
-        from signaling.clients.peer.runner import main as peer_main
+        from signaling.clients.peer.command import main as peer_main
 
         return int(peer_main(args_list[1:]))
     parser = build_parser()

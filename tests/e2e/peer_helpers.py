@@ -198,7 +198,7 @@ async def connection_state(pc: RTCPeerConnection, state: str, what: str, seconds
 async def _drop_client(url: str, room: str) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection
 
-    from signaling.clients.peer.runner import restrict_host_addresses, sdp_candidates
+    from signaling.clients.peer.sdp import restrict_host_addresses, sdp_candidates
     from signaling.clients.signaling_client import SignalingClient
 
     restrict_host_addresses(["127.0.0.1"])

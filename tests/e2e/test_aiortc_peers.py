@@ -21,18 +21,11 @@ import aioice.ice
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from signaling.clients.peer.runner import (
-    ECHO_PREFIX,
-    Link,
-    LocalMedia,
-    PatternVideoTrack,
-    Peer,
-    PeerOptions,
-    candidate_from_init,
-    decode_pattern,
-    restrict_host_addresses,
-    sdp_candidates,
-)
+from signaling.clients.peer.link import ECHO_PREFIX, Link
+from signaling.clients.peer.media import LocalMedia, PatternVideoTrack, decode_pattern
+from signaling.clients.peer.options import PeerOptions
+from signaling.clients.peer.runner import Peer
+from signaling.clients.peer.sdp import candidate_from_init, restrict_host_addresses, sdp_candidates
 from signaling.clients.signaling_client import SignalingClient
 from signaling.protocol.models import PeerJoined, RelayedAnswer, RelayedCandidate, RelayedOffer
 from signaling.ws.aio.server import WebSocketServer
@@ -309,9 +302,9 @@ async def test_answer_only_peer_gets_a_fallback_offer(
     start_signaling: ServerFactory, loopback_candidates: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A newcomer that never offers (it only answers) still gets connected: the waiting side offers itself."""
-    import signaling.clients.peer.runner
+    import signaling.clients.peer.link
 
-    monkeypatch.setattr(signaling.clients.peer.runner, "FALLBACK_OFFER_S", 0.2)
+    monkeypatch.setattr(signaling.clients.peer.link, "FALLBACK_OFFER_S", 0.2)
     server = await start_signaling()
     url = f"ws://127.0.0.1:{server.port}/ws"
     options = PeerOptions(url=url, room="fallback", fps=10.0)
