@@ -60,24 +60,23 @@ def _address(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
 
 
-def _positive(text: str) -> float:
+def _finite(text: str, *, zero_ok: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    if math.isinf(value) or not (value >= 0 if zero_ok else value > 0):
+        wanted = "zero or a positive number" if zero_ok else "a positive number"
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
     return value
+
+
+def _positive(text: str) -> float:
+    return _finite(text, zero_ok=False)
 
 
 def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be zero or a positive number, got {text!r}")
-    return value
+    return _finite(text, zero_ok=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
