@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 
 import pytest
 
 from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
-from signaling.ws.aio.server import ServerConnection, WebSocketServer
+from signaling.ws.aio.server import READ_BUFFER_SIZE, ServerConnection, WebSocketServer
 from signaling.ws.frames import Opcode
 from tests.helpers.apps import ScriptedEchoApp
 from tests.helpers.inprocess import ws_url
-from tests.helpers.wait import hold, stays_true, wait_until
+from tests.helpers.wait import hold, wait_until
 from tests.ws.aio.helpers import RawClient, server_side
 from tests.ws.helpers import close_body
 
@@ -137,7 +138,12 @@ async def test_slow_consumer_that_never_reads_is_dropped_within_close_timeout(st
 # ------------------------------------------------------------------------------------------ paused reading
 
 
-async def test_unread_echoes_pause_reading_and_bound_the_send_buffer(start_server) -> None:
+async def test_unread_echoes_pause_reading_and_bound_the_send_buffer(start_server, monkeypatch) -> None:
+    """A client that writes and never reads: the server stops reading it once its send buffer passes the high
+    watermark, so the client's writes block instead of the server's memory growing, and nothing is lost.
+
+    Waits only on what the sockets show: the server transport's ``is_reading()``, both transports' buffer sizes.
+    """
     high, low = 64 * 1024, 16 * 1024
     server = await start_server(
         EchoApp(),
@@ -150,17 +156,28 @@ async def test_unread_echoes_pause_reading_and_bound_the_send_buffer(start_serve
     sc = await server_side(server, client.sockname)
     assert sc.transport is not None
     transport = sc.transport
-    sizes: list[int] = []
+    # Fixed kernel buffers on both sides of the client's writes (no autotuning to tens of MB), so what TCP can
+    # absorb is far below what the client writes: its writer must end up waiting on the server.
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    client_transport = client.writer.transport
+    client_transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+
+    # Every write of the server, as the transport saw it right after: buffered bytes, and whether it still reads.
+    writes: list[tuple[int, bool]] = []
     real_write = transport.write
 
     def recording_write(data: bytes | bytearray | memoryview) -> None:
         real_write(data)
-        sizes.append(transport.get_write_buffer_size())
+        writes.append((transport.get_write_buffer_size(), transport.is_reading()))
 
-    transport.write = recording_write  # type: ignore[method-assign]
+    monkeypatch.setattr(transport, "write", recording_write)
 
     payload = bytes(range(256)) * 240  # 61,440 bytes
-    count = 400  # ~24 MB: far more than the kernel buffers of a loopback connection hold
+    count = 400  # ~24 MB
+    # Before a read the buffer is at most `high` (above it, reading is paused), and one read echoes at most what it
+    # brought plus the message begun in the read before: with the server's receive buffer fixed at 64 KiB (the
+    # kernel doubles it), well under one READ_BUFFER_SIZE.
+    bound = high + READ_BUFFER_SIZE + 1024
     written = 0
 
     async def writer() -> None:
@@ -170,32 +187,41 @@ async def test_unread_echoes_pause_reading_and_bound_the_send_buffer(start_serve
             await client.writer.drain()
             written += 1
 
+    def assert_paused_exactly_above_high() -> None:
+        wrong = [(size, reading) for size, reading in writes if reading is not (size <= high)]
+        assert not wrong, f"(buffered, reading) after writes, high={high}: {wrong}"
+        biggest = max(size for size, _ in writes)
+        assert biggest <= bound, (biggest, bound)
+
     writing = asyncio.create_task(writer())
-    # The client reads nothing: the server's send buffer passes the high watermark and it stops reading.
+    client_high = client_transport.get_write_buffer_limits()[1]
+
+    def stalled() -> bool:
+        # The server does not read, and the client's transport holds more than its high watermark: asyncio has
+        # paused the client's protocol, so drain() waits on a future that only resume_writing() completes.
+        return not transport.is_reading() and client_transport.get_write_buffer_size() > client_high
+
     await wait_until(
-        lambda: sc._paused_reading,
+        stalled,
         timeout=10,
         interval=0.005,
-        message=lambda: f"reading never paused ({written} frames in, {transport.get_write_buffer_size()} buffered)",
+        message=lambda: (
+            f"no stall: server reading={transport.is_reading()}, {transport.get_write_buffer_size()} buffered; "
+            f"client {client_transport.get_write_buffer_size()} buffered, {written}/{count} frames written"
+        ),
     )
-    assert not transport.is_reading()
-    # Show that the writer stays blocked instead of the server buffering more.
-    await stays_true(lambda: not writing.done(), for_seconds=0.2, message="the writer finished: all was buffered")
-    stalled_at = written
-    await stays_true(
-        lambda: written == stalled_at, for_seconds=0.05, message=lambda: f"{written - stalled_at} more frames went in"
-    )
-    # One read (at most 256 KiB) echoed after the last check below `high` is the most that can be buffered.
-    assert max(sizes) <= high + 256 * 1024 + 1024, max(sizes)
+    assert not writing.done() and written < count, "the writer finished: the server buffered everything"
+    # Reading paused exactly when a write took the buffer past the high watermark (and the buffer stayed bounded).
+    assert any(size > high for size, _ in writes)
+    assert_paused_exactly_above_high()
     assert sc.is_open
     # Now read everything: reading resumes and every byte comes back, in order.
     async with asyncio.timeout(20):
         for _ in range(count):
             assert await client.read_data() == payload
         await writing
-    assert not sc._paused_reading
     assert transport.is_reading()
-    assert max(sizes) <= high + 256 * 1024 + 1024
+    assert_paused_exactly_above_high()
     client.send(Opcode.CLOSE, close_body(1000))
     async with asyncio.timeout(5):
         close, _ = await client.read_until_close()
