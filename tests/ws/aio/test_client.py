@@ -131,6 +131,18 @@ async def test_ping_future_resolves(echo_server: WebSocketServer) -> None:
         assert custom.done() and custom.exception() is None
 
 
+async def test_concurrent_pings_all_resolve(echo_server: WebSocketServer) -> None:
+    """Each ping() without data gets a payload of its own: when two shared one (a payload made from
+    ``id(object())``, whose address is reused at once), the second overwrote the first's future, which never
+    resolved."""
+    async with connect(ws_url(echo_server)) as ws:
+        waiters = await asyncio.gather(*(ws.ping() for _ in range(8)))
+        await asyncio.wait_for(asyncio.gather(*waiters), 5)
+        assert all(w.done() and w.exception() is None for w in waiters)
+        await ws.send("after the pings")
+        assert await asyncio.wait_for(ws.recv(), 5) == "after the pings"
+
+
 async def test_subprotocol_negotiation(start_server) -> None:
     server = await start_server(EchoApp(subprotocols=("chat.v1", "chat.v2")))
     async with connect(ws_url(server), subprotocols=["chat.v2", "chat.v1"]) as ws:
