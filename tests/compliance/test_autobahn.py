@@ -197,7 +197,9 @@ def summary_line(agent: str, url: str, results: list[CaseResult]) -> str:
 
 
 @dataclass(frozen=True)
-class EchoTarget:
+class WstestTarget:
+    """The echo server wstest fuzzes (a subprocess), as its report names it."""
+
     agent: str
     url: str
     description: str
@@ -215,18 +217,19 @@ class EchoTarget:
 
 
 @pytest.fixture
-def echo_server() -> Iterator[EchoTarget]:
-    """The WebSocket echo server under test (ours by default; see AUTOBAHN_SERVER_CMD)."""
+def wstest_target() -> Iterator[WstestTarget]:
+    """The WebSocket echo server under test (ours by default; see AUTOBAHN_SERVER_CMD). Not tests/conftest.py's
+    in-process ``echo_server``: wstest needs a process of its own."""
     command = os.environ.get(SERVER_CMD_ENV)
     if command:
         with running_process(shlex.split(command), name="autobahn-external-echo") as srv:
-            yield EchoTarget("external", srv.url, f"external echo server from ${SERVER_CMD_ENV}: {command}", srv)
+            yield WstestTarget("external", srv.url, f"external echo server from ${SERVER_CMD_ENV}: {command}", srv)
         return
     with running_server("--echo", "--max-message-size", str(MAX_MESSAGE_SIZE), name="autobahn-echo") as srv:
-        yield EchoTarget("signaling", srv.url, f"signaling serve --echo, log {srv.log_path}", srv)
+        yield WstestTarget("signaling", srv.url, f"signaling serve --echo, log {srv.log_path}", srv)
 
 
-def run_wstest(target: EchoTarget) -> None:
+def run_wstest(target: WstestTarget) -> None:
     if REPORTS_DIR.exists():
         shutil.rmtree(REPORTS_DIR)  # never read a stale index.json from an earlier run
     REPORTS_DIR.mkdir(parents=True)
@@ -265,7 +268,7 @@ def _wstest_log_tail(chars: int = 4000) -> str:
 
 def write_summary(
     line: str,
-    target: EchoTarget,
+    target: WstestTarget,
     failures: list[CaseResult],
     non_strict: list[CaseResult],
     allowed: list[CaseResult],
@@ -312,7 +315,7 @@ def test_autobahn_fuzzingclient(request: pytest.FixtureRequest, capsys: pytest.C
         stale.unlink(missing_ok=True)
 
     # The server is a fixture started only now, after the wstest check, so a missing wstest fails fast.
-    target: EchoTarget = request.getfixturevalue("echo_server")
+    target: WstestTarget = request.getfixturevalue("wstest_target")
     run_wstest(target)
     try:
         results = load_results(REPORTS_DIR, target.agent)

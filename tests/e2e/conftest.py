@@ -75,6 +75,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from signaling.app.echo import EchoApp
 from signaling.ws.aio.server import WebSocketServer
+from tests.helpers import inprocess
 from tests.helpers.certs import CertPair, make_cert
 from tests.helpers.inprocess import InProcessServers
 
@@ -404,10 +405,4 @@ async def signaling_server(start_signaling: ServerFactory) -> WebSocketServer:
 @pytest.fixture
 def server_url() -> Callable[..., str]:
     """``server_url(server, path="/", ws=False)``: its URL on 127.0.0.1, https/wss when it has TLS."""
-
-    def url(server: WebSocketServer, path: str = "/", *, ws: bool = False) -> str:
-        tls = server.config.ssl is not None
-        scheme = ("wss" if tls else "ws") if ws else ("https" if tls else "http")
-        return f"{scheme}://127.0.0.1:{server.port}{path}"
-
-    return url
+    return inprocess.server_url

@@ -1,5 +1,6 @@
 """Shared test helpers (not tests themselves)."""
 
+from tests.helpers.ports import free_port
 from tests.helpers.server_process import (
     ARTIFACTS_DIR,
     REPO_ROOT,
@@ -7,7 +8,6 @@ from tests.helpers.server_process import (
     ServerProcessError,
     async_running_process,
     async_running_server,
-    free_port,
     running_process,
     running_server,
 )

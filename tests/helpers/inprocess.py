@@ -14,7 +14,19 @@ from signaling.app.settings import Settings
 from signaling.app.tls import CertReloader
 from signaling.ws.aio.server import App, ServerConfig, WebSocketServer
 
-__all__ = ["InProcessServers"]
+__all__ = ["InProcessServers", "server_url", "ws_url"]
+
+
+def server_url(server: WebSocketServer, path: str = "/", *, ws: bool = False) -> str:
+    """``server``'s URL on 127.0.0.1: ``http(s)://``, or ``ws(s)://`` with ``ws``; https/wss when it has TLS."""
+    tls = server.config.ssl is not None
+    scheme = ("wss" if tls else "ws") if ws else ("https" if tls else "http")
+    return f"{scheme}://127.0.0.1:{server.port}{path}"
+
+
+def ws_url(server: WebSocketServer, path: str = "/ws") -> str:
+    """``server``'s WebSocket URL: ``ws://127.0.0.1:PORT/ws`` (``wss://`` when it has TLS)."""
+    return server_url(server, path, ws=True)
 
 
 class InProcessServers:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import os
 import re
@@ -33,10 +34,11 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypedDict, Unpack
+from typing import TypedDict, TypeVar, Unpack
 
+from tests.helpers.ports import free_port, listener_owned_by
 from tests.helpers.wait import wait_until, wait_until_sync
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +62,12 @@ ReadyLog = str | re.Pattern[str] | None
 
 
 class ProcessOptions(TypedDict, total=False):
-    """Keyword options of `running_process` that `running_server` passes through."""
+    """The keyword options of `running_process` and its variants (defaults: see `_Run`)."""
 
+    name: str | None
+    host: str
+    port: int | None
+    env: Env | None
     env_drop_prefixes: Sequence[str]
     cwd: Path | str | None
     log_dir: Path | str | None
@@ -76,14 +82,6 @@ class ProcessOptions(TypedDict, total=False):
 
 class ServerProcessError(RuntimeError):
     """A test subprocess failed to start, crashed, or did not shut down cleanly (message includes its log)."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that is free right now (the kernel's pick; callers retry on a bind race)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def describe_returncode(returncode: int | None) -> str:
@@ -115,52 +113,6 @@ def _build_env(env: Env | None, drop_prefixes: Sequence[str] = ()) -> dict[str, 
     return merged
 
 
-def _listening_inodes(port: int) -> set[str] | None:
-    """Socket inodes listening on TCP `port` (Linux /proc), or None if that cannot be known."""
-    inodes: set[str] = set()
-    found_table = False
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        found_table = True
-        for row in rows:
-            fields = row.split()
-            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
-    return inodes if found_table else None
-
-
-def _socket_inodes_of_group(pgid: int) -> set[str]:
-    """Socket inodes held by the processes of process group `pgid` (our child and anything it spawned)."""
-    inodes: set[str] = set()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
-                stat = f.read()
-            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:  # field 5: pgrp
-                continue
-            for fd in os.scandir(f"/proc/{entry.name}/fd"):
-                target = os.readlink(fd.path)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return inodes
-
-
-def _listener_owned_by(port: int, pgid: int) -> bool | None:
-    """Whether the listener on `port` belongs to process group `pgid`; None when /proc cannot tell."""
-    listening = _listening_inodes(port)
-    if not listening:
-        return None
-    return bool(listening & _socket_inodes_of_group(pgid))
-
-
 async def _exit_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
     """Wait up to ``seconds`` for ``proc`` to exit, without blocking the event loop; True if it did (reaped).
 
@@ -172,11 +124,7 @@ async def _exit_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
     try:
         pidfd = os.pidfd_open(proc.pid)  # still unreaped (only we reap it), so the pid is still ours
     except (AttributeError, OSError):
-        try:
-            await wait_until(lambda: proc.poll() is not None, timeout=seconds, interval=_POLL_INTERVAL)
-        except AssertionError:
-            return False
-        return True
+        return await _Holds(lambda: proc.poll() is not None, seconds).wait_async()
     loop = asyncio.get_running_loop()
     exited: asyncio.Future[None] = loop.create_future()
 
@@ -195,6 +143,90 @@ async def _exit_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
         os.close(pidfd)
     proc.wait()  # it has exited: this only reaps it
     return True
+
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Exited:
+    """A step: wait up to ``seconds`` for ``proc`` to exit. The answer: whether it did (it is reaped then)."""
+
+    proc: subprocess.Popen[bytes]
+    seconds: float
+
+    def wait(self) -> bool:
+        try:
+            self.proc.wait(self.seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    async def wait_async(self) -> bool:
+        return await _exit_within(self.proc, self.seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Holds:
+    """A step: poll ``predicate`` for up to ``seconds``. The answer: whether it came true (its errors propagate).
+
+    Polled (tests/helpers/wait.py): another process's listening socket and log file announce nothing to us.
+    """
+
+    predicate: Callable[[], bool]
+    seconds: float
+
+    def wait(self) -> bool:
+        try:
+            wait_until_sync(self.predicate, timeout=self.seconds, interval=_POLL_INTERVAL)
+        except AssertionError:
+            return False
+        return True
+
+    async def wait_async(self) -> bool:
+        try:
+            await wait_until(self.predicate, timeout=self.seconds, interval=_POLL_INTERVAL)
+        except AssertionError:
+            return False
+        return True
+
+
+#: Process handling written once for both worlds: a generator that yields each wait it needs (an `_Exited` or a
+#: `_Holds`), is sent the answer, and returns its result. `_drive` runs it blocking, `_drive_async` on the loop.
+Steps = Generator[_Exited | _Holds, bool, T]
+
+
+async def _run(steps: Steps[T], *, blocking: bool) -> T:
+    """Run ``steps``, each wait blocking the thread or awaited on the event loop. An exception raised while
+    waiting (a cancellation, say) is thrown into ``steps`` where they waited, so their cleanup runs."""
+    try:
+        step = next(steps)
+        while True:
+            try:
+                answer = step.wait() if blocking else await step.wait_async()
+            except BaseException as exc:
+                step = steps.throw(exc)
+            else:
+                step = steps.send(answer)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def _drive(steps: Steps[T]) -> T:
+    """Run ``steps`` blocking: the coroutine never awaits, so its first ``send`` runs it to the end."""
+    run = _run(steps, blocking=True)
+    try:
+        run.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    run.close()
+    raise AssertionError("a blocking run of steps awaited something")
+
+
+async def _drive_async(steps: Steps[T]) -> T:
+    return await _run(steps, blocking=False)
 
 
 class ServerProcess:
@@ -307,7 +339,7 @@ class ServerProcess:
         except OSError:
             return False
         # Something listens; make sure it is our process and not one that took the port first (bind race).
-        return _listener_owned_by(self.port, self.proc.pid) is not False
+        return listener_owned_by(self.port, self.proc.pid) is not False
 
     def _ready_once(self, ready_port: bool, ready_log: re.Pattern[str] | None) -> bool:
         """One readiness probe. Raises if the process has already exited."""
@@ -328,47 +360,38 @@ class ServerProcess:
             waited_for.append(f"a log line matching {ready_log.pattern!r}")
         what = " and ".join(waited_for)
         message = f"{self.name} not ready after {seconds:.1f} s (waited for {what})"
-        if ready_port and _listener_owned_by(self.port, self.proc.pid) is False:
+        if ready_port and listener_owned_by(self.port, self.proc.pid) is False:
             message += f"; port {self.port} is held by another process"
         return ServerProcessError(f"{message}\n{self.describe()}")
+
+    def _wait_ready_steps(self, seconds: float, ready_port: bool, ready_log: ReadyLog) -> Steps[None]:
+        pattern = re.compile(ready_log) if isinstance(ready_log, str) else ready_log
+        if not (yield _Holds(lambda: self._ready_once(ready_port, pattern), seconds)):
+            raise self._not_ready(seconds, ready_port, pattern)
 
     def wait_ready(
         self, seconds: float = DEFAULT_READY_TIMEOUT, *, ready_port: bool = True, ready_log: ReadyLog = None
     ) -> None:
-        """Poll until the port accepts connections (and/or the log matches); raise with the log if not.
-
-        Polled (tests/helpers/wait.py): another process's listening socket and log file announce nothing to us.
-        """
-        pattern = re.compile(ready_log) if isinstance(ready_log, str) else ready_log
-        try:
-            wait_until_sync(lambda: self._ready_once(ready_port, pattern), timeout=seconds, interval=_POLL_INTERVAL)
-        except AssertionError:
-            raise self._not_ready(seconds, ready_port, pattern) from None
+        """Poll until the port accepts connections (and/or the log matches); raise with the log if not."""
+        _drive(self._wait_ready_steps(seconds, ready_port, ready_log))
 
     async def wait_ready_async(
         self, seconds: float = DEFAULT_READY_TIMEOUT, *, ready_port: bool = True, ready_log: ReadyLog = None
     ) -> None:
-        pattern = re.compile(ready_log) if isinstance(ready_log, str) else ready_log
-        try:
-            # The connect probe is a blocking call, but on loopback it returns (accepted/refused) at once.
-            await wait_until(lambda: self._ready_once(ready_port, pattern), timeout=seconds, interval=_POLL_INTERVAL)
-        except AssertionError:
-            raise self._not_ready(seconds, ready_port, pattern) from None
+        """`wait_ready` on the event loop (the connect probe blocks, but on loopback it returns at once)."""
+        await _drive_async(self._wait_ready_steps(seconds, ready_port, ready_log))
+
+    def _wait_steps(self, seconds: float) -> Steps[int]:
+        if not (yield _Exited(self.proc, seconds)):
+            raise ServerProcessError(f"{self.name} did not finish within {seconds:.1f} s\n{self.describe()}")
+        return self.proc.returncode
 
     def wait(self, seconds: float) -> int:
         """Wait for a process that is expected to finish by itself; raise (with the log) on timeout."""
-        try:
-            return self.proc.wait(seconds)
-        except subprocess.TimeoutExpired:
-            raise self._not_finished(seconds) from None
-
-    def _not_finished(self, seconds: float) -> ServerProcessError:
-        return ServerProcessError(f"{self.name} did not finish within {seconds:.1f} s\n{self.describe()}")
+        return _drive(self._wait_steps(seconds))
 
     async def wait_async(self, seconds: float) -> int:
-        if not await _exit_within(self.proc, seconds):
-            raise self._not_finished(seconds)
-        return self.proc.returncode
+        return await _drive_async(self._wait_steps(seconds))
 
     def _begin_stop(self) -> bool:
         """Send SIGTERM if still running. Returns False when there is nothing to wait for."""
@@ -390,21 +413,18 @@ class ServerProcess:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
 
-    def stop(self, seconds: float = DEFAULT_STOP_TIMEOUT) -> int | None:
-        """SIGTERM, wait up to `seconds`, then SIGKILL (process group). Idempotent; returns exit status."""
-        if self._begin_stop():
-            try:
-                self.proc.wait(seconds)
-            except subprocess.TimeoutExpired:
-                self._kill()
-                self.proc.wait()
-        return self._proc.poll() if self._proc is not None else None
-
-    async def stop_async(self, seconds: float = DEFAULT_STOP_TIMEOUT) -> int | None:
-        if self._begin_stop() and not await _exit_within(self.proc, seconds):
+    def _stop_steps(self, seconds: float) -> Steps[int | None]:
+        if self._begin_stop() and not (yield _Exited(self.proc, seconds)):
             self._kill()
             self.proc.wait()  # SIGKILL: immediate
         return self._proc.poll() if self._proc is not None else None
+
+    def stop(self, seconds: float = DEFAULT_STOP_TIMEOUT) -> int | None:
+        """SIGTERM, wait up to `seconds`, then SIGKILL (process group). Idempotent; returns exit status."""
+        return _drive(self._stop_steps(seconds))
+
+    async def stop_async(self, seconds: float = DEFAULT_STOP_TIMEOUT) -> int | None:
+        return await _drive_async(self._stop_steps(seconds))
 
     def problems(self) -> list[str]:
         """What went wrong with this (stopped) process, if anything."""
@@ -433,34 +453,6 @@ def _log_path(log_dir: Path | str | None, name: str, port: int) -> Path:
     return directory / f"{safe}-{os.getpid()}-{next(_log_counter)}-p{port}.log"
 
 
-def _make(
-    argv: Sequence[str],
-    *,
-    name: str,
-    host: str,
-    port: int | None,
-    env: Env | None,
-    env_drop_prefixes: Sequence[str],
-    cwd: Path | str | None,
-    log_dir: Path | str | None,
-    ok_returncodes: Sequence[int],
-    must_stay_up: bool,
-) -> ServerProcess:
-    chosen = port if port is not None else free_port(host)
-    return ServerProcess(
-        argv,
-        name=name,
-        host=host,
-        port=chosen,
-        log_path=_log_path(log_dir, name, chosen),
-        env=env,
-        env_drop_prefixes=env_drop_prefixes,
-        cwd=cwd,
-        ok_returncodes=ok_returncodes,
-        must_stay_up=must_stay_up,
-    )
-
-
 def _is_bind_race(server: ServerProcess, port_was_given: bool) -> bool:
     return not port_was_given and not server.is_running and bool(_ADDR_IN_USE.search(server.log_text()))
 
@@ -469,129 +461,106 @@ def _annotate(exc: BaseException, server: ServerProcess) -> None:
     exc.add_note(f"(while {server.name} was running)\n{server.describe()}")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """One `running_*` block: the keyword options with their defaults, its start and its end, as steps."""
+
+    argv: Sequence[str]
+    name: str | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+    env: Env | None = None
+    env_drop_prefixes: Sequence[str] = ()
+    cwd: Path | str | None = REPO_ROOT
+    log_dir: Path | str | None = None
+    ready_port: bool = True
+    ready_log: ReadyLog = None
+    ready_timeout: float = DEFAULT_READY_TIMEOUT
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    ok_returncodes: Sequence[int] = DEFAULT_OK_RETURNCODES
+    must_stay_up: bool = True
+    check: bool = True
+
+    def _make(self) -> ServerProcess:
+        name = self.name or Path(self.argv[0]).name
+        port = self.port if self.port is not None else free_port(self.host)
+        return ServerProcess(
+            self.argv,
+            name=name,
+            host=self.host,
+            port=port,
+            log_path=_log_path(self.log_dir, name, port),
+            env=self.env,
+            env_drop_prefixes=self.env_drop_prefixes,
+            cwd=self.cwd,
+            ok_returncodes=self.ok_returncodes,
+            must_stay_up=self.must_stay_up,
+        )
+
+    def start(self) -> Steps[ServerProcess]:
+        """Start the process and wait until it is ready; after a lost bind race, again on another free port."""
+        attempt = 1
+        while True:
+            server = self._make()
+            server.start()
+            try:
+                if self.ready_port or self.ready_log is not None:
+                    yield from server._wait_ready_steps(self.ready_timeout, self.ready_port, self.ready_log)
+            except ServerProcessError:
+                yield from server._stop_steps(self.stop_timeout)
+                if attempt < PORT_ATTEMPTS and _is_bind_race(server, self.port is not None):
+                    attempt += 1
+                    continue
+                raise
+            except BaseException:
+                server.stop(self.stop_timeout)  # also on cancellation: must not wait on the event loop here
+                raise
+            return server
+
+    def finish(self, server: ServerProcess, exc: BaseException | None) -> Steps[None]:
+        """Stop the process as the block ends (``exc``: how it ended, if by an exception); after a clean block,
+        check how the process ended. A cancelled or interrupted block stops it without waiting on the loop."""
+        if exc is None or isinstance(exc, Exception):
+            yield from server._stop_steps(self.stop_timeout)
+        else:
+            server.stop(self.stop_timeout)
+        if exc is not None:
+            _annotate(exc, server)
+        elif self.check:
+            server.check()
+
+
 @contextlib.contextmanager
-def running_process(
-    argv: Sequence[str],
-    *,
-    name: str | None = None,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    env: Env | None = None,
-    env_drop_prefixes: Sequence[str] = (),
-    cwd: Path | str | None = REPO_ROOT,
-    log_dir: Path | str | None = None,
-    ready_port: bool = True,
-    ready_log: ReadyLog = None,
-    ready_timeout: float = DEFAULT_READY_TIMEOUT,
-    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
-    ok_returncodes: Sequence[int] = DEFAULT_OK_RETURNCODES,
-    must_stay_up: bool = True,
-    check: bool = True,
-) -> Iterator[ServerProcess]:
+def running_process(argv: Sequence[str], **options: Unpack[ProcessOptions]) -> Iterator[ServerProcess]:
     """Run `argv` (with {host}/{port} filled in) for the duration of the block; see the module docstring.
 
     ready_port: wait until host:port accepts TCP connections; ready_log: also/instead wait for a log regex.
     env: extra variables (None removes one); env_drop_prefixes: inherited variables to leave out.
     must_stay_up: the process exiting by itself before the block ends is a failure.
     check: on a clean exit from the block, raise if the process crashed / was killed / exited with a bad code.
+    Defaults: see `_Run`.
     """
-    label = name or Path(argv[0]).name
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        server = _make(
-            argv,
-            name=label,
-            host=host,
-            port=port,
-            env=env,
-            env_drop_prefixes=env_drop_prefixes,
-            cwd=cwd,
-            log_dir=log_dir,
-            ok_returncodes=ok_returncodes,
-            must_stay_up=must_stay_up,
-        )
-        server.start()
-        try:
-            if ready_port or ready_log is not None:
-                server.wait_ready(ready_timeout, ready_port=ready_port, ready_log=ready_log)
-        except ServerProcessError:
-            server.stop(stop_timeout)
-            if attempt < PORT_ATTEMPTS and _is_bind_race(server, port is not None):
-                continue
-            raise
-        except BaseException:
-            server.stop(stop_timeout)
-            raise
-        break
+    run = _Run(argv, **options)
+    server = _drive(run.start())
     try:
         yield server
     except BaseException as exc:
-        server.stop(stop_timeout)
-        _annotate(exc, server)
+        _drive(run.finish(server, exc))
         raise
-    server.stop(stop_timeout)
-    if check:
-        server.check()
+    _drive(run.finish(server, None))
 
 
 @contextlib.asynccontextmanager
-async def async_running_process(
-    argv: Sequence[str],
-    *,
-    name: str | None = None,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    env: Env | None = None,
-    env_drop_prefixes: Sequence[str] = (),
-    cwd: Path | str | None = REPO_ROOT,
-    log_dir: Path | str | None = None,
-    ready_port: bool = True,
-    ready_log: ReadyLog = None,
-    ready_timeout: float = DEFAULT_READY_TIMEOUT,
-    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
-    ok_returncodes: Sequence[int] = DEFAULT_OK_RETURNCODES,
-    must_stay_up: bool = True,
-    check: bool = True,
-) -> AsyncIterator[ServerProcess]:
+async def async_running_process(argv: Sequence[str], **options: Unpack[ProcessOptions]) -> AsyncIterator[ServerProcess]:
     """`running_process` for async tests: readiness polling and stopping do not block the event loop."""
-    label = name or Path(argv[0]).name
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        server = _make(
-            argv,
-            name=label,
-            host=host,
-            port=port,
-            env=env,
-            env_drop_prefixes=env_drop_prefixes,
-            cwd=cwd,
-            log_dir=log_dir,
-            ok_returncodes=ok_returncodes,
-            must_stay_up=must_stay_up,
-        )
-        server.start()
-        try:
-            if ready_port or ready_log is not None:
-                await server.wait_ready_async(ready_timeout, ready_port=ready_port, ready_log=ready_log)
-        except ServerProcessError:
-            await server.stop_async(stop_timeout)
-            if attempt < PORT_ATTEMPTS and _is_bind_race(server, port is not None):
-                continue
-            raise
-        except BaseException:
-            server.stop(stop_timeout)  # also on cancellation: must not await here
-            raise
-        break
+    run = _Run(argv, **options)
+    server = await _drive_async(run.start())
     try:
         yield server
     except BaseException as exc:
-        if isinstance(exc, Exception):
-            await server.stop_async(stop_timeout)
-        else:
-            server.stop(stop_timeout)  # cancelled / interrupted: stop synchronously
-        _annotate(exc, server)
+        await _drive_async(run.finish(server, exc))
         raise
-    await server.stop_async(stop_timeout)
-    if check:
-        server.check()
+    await _drive_async(run.finish(server, None))
 
 
 def signaling_argv(subcommand: str, *args: str) -> list[str]:
@@ -599,32 +568,23 @@ def signaling_argv(subcommand: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "signaling", subcommand, "--host", "{host}", "--port", "{port}", *args]
 
 
-def running_server(
-    *args: str,
-    env: Env | None = None,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    name: str = "signaling-serve",
-    **kwargs: Unpack[ProcessOptions],
-) -> contextlib.AbstractContextManager[ServerProcess]:
+def _serve_options(options: ProcessOptions) -> ProcessOptions:
+    options.setdefault("name", "signaling-serve")
+    options.setdefault("env_drop_prefixes", (SIGNALING_ENV_PREFIX,))
+    return options
+
+
+def running_server(*args: str, **options: Unpack[ProcessOptions]) -> contextlib.AbstractContextManager[ServerProcess]:
     """Run ``python -m signaling serve --host H --port P *args`` during the block; yields a ServerProcess.
 
     SIGNALING_* variables of the test runner's environment are not inherited (so a developer's shell cannot
     change what a test sees); pass settings as arguments or through `env`.
     """
-    kwargs.setdefault("env_drop_prefixes", (SIGNALING_ENV_PREFIX,))
-    return running_process(signaling_argv("serve", *args), name=name, host=host, port=port, env=env, **kwargs)
+    return running_process(signaling_argv("serve", *args), **_serve_options(options))
 
 
 def async_running_server(
-    *args: str,
-    env: Env | None = None,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    name: str = "signaling-serve",
-    **kwargs: Unpack[ProcessOptions],
+    *args: str, **options: Unpack[ProcessOptions]
 ) -> contextlib.AbstractAsyncContextManager[ServerProcess]:
     """Async variant of `running_server`."""
-    kwargs.setdefault("env_drop_prefixes", (SIGNALING_ENV_PREFIX,))
-    argv = signaling_argv("serve", *args)
-    return async_running_process(argv, name=name, host=host, port=port, env=env, **kwargs)
+    return async_running_process(signaling_argv("serve", *args), **_serve_options(options))

@@ -1,7 +1,8 @@
 """Interoperability with the `websockets` library, an implementation nobody here wrote.
 
-(a) its client against our server (echo and signaling apps); (b) our client against its server. Compression is
-off on its side (we never negotiate extensions), everything else is left at its defaults unless a test says.
+(a) its client against our server (the echo app, scripted where a test needs more: tests/helpers/apps.py); (b) our
+client against its server. Compression is off on its side (we never negotiate extensions), everything else is left
+at its defaults unless a test says.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from websockets.exceptions import ConnectionClosedOK as WsConnectionClosedOK
 
 from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
-from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
+from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.exceptions import ConnectionClosed, HandshakeError
-from signaling.ws.handshake import is_upgrade_request
-from signaling.ws.http11 import Headers, Request, Response
+from tests.helpers.apps import ScriptedEchoApp
+from tests.helpers.inprocess import ws_url
 from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -36,49 +37,18 @@ pytestmark = pytest.mark.timeout(30)
 TIMEOUT = 5
 
 
-def url(server: WebSocketServer, path: str = "/ws") -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
-
-
-class RecordingEchoApp:
-    """Echo, and remember how each connection ended as the server saw it."""
-
-    def __init__(self) -> None:
-        self.closes: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
-
-    def handle_request(self, request: Request) -> Response | Upgrade:
-        if is_upgrade_request(request):
-            return Upgrade(lambda ws: _RecordingEcho(self, ws))
-        return Response(426, Headers([("Upgrade", "websocket")]))
-
-
-class _RecordingEcho:
-    def __init__(self, app: RecordingEchoApp, ws: ServerConnection) -> None:
-        self.app = app
-        self.ws = ws
-
-    def on_text(self, text: str) -> None:
-        self.ws.send_text(text)
-
-    def on_binary(self, data: bytes) -> None:
-        self.ws.send_binary(data)
-
-    def on_close(self, code: int, reason: str) -> None:
-        self.app.closes.put_nowait((code, reason))
-
-
 @pytest.fixture
-async def recording(start_server) -> tuple[RecordingEchoApp, WebSocketServer]:
-    app = RecordingEchoApp()
+async def scripted(start_server) -> tuple[ScriptedEchoApp, WebSocketServer]:
+    app = ScriptedEchoApp()
     return app, await start_server(app, max_message_size=1 << 20)
 
 
 # ============================================================ (a) the websockets client against our server
 
 
-async def test_ws_client_text_and_binary(recording: tuple[RecordingEchoApp, WebSocketServer]) -> None:
-    _, server = recording
-    async with ws_connect(url(server), compression=None) as ws:
+async def test_ws_client_text_and_binary(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
+    _, server = scripted
+    async with ws_connect(ws_url(server), compression=None) as ws:
         messages: list[str | bytes] = [
             "hello",
             "",
@@ -94,24 +64,24 @@ async def test_ws_client_text_and_binary(recording: tuple[RecordingEchoApp, WebS
 
 
 async def test_ws_client_many_messages_in_flight_keep_their_order(
-    recording: tuple[RecordingEchoApp, WebSocketServer],
+    scripted: tuple[ScriptedEchoApp, WebSocketServer],
 ) -> None:
-    _, server = recording
-    async with ws_connect(url(server), compression=None) as ws:
+    _, server = scripted
+    async with ws_connect(ws_url(server), compression=None) as ws:
         for i in range(500):
             await ws.send(f"message {i}")
         for i in range(500):
             assert await asyncio.wait_for(ws.recv(), TIMEOUT) == f"message {i}"
 
 
-async def test_ws_client_fragmented_messages(recording: tuple[RecordingEchoApp, WebSocketServer]) -> None:
-    _, server = recording
+async def test_ws_client_fragmented_messages(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
+    _, server = scripted
 
     async def binary_fragments() -> AsyncIterator[bytes]:
         for chunk in (b"\x01" * 10, b"", b"\x02" * 70_000, b"\x03"):
             yield chunk
 
-    async with ws_connect(url(server), compression=None) as ws:
+    async with ws_connect(ws_url(server), compression=None) as ws:
         await ws.send(["frag", "men", "ted ", "☃"])
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "fragmented ☃"
         # A multi-byte character split across fragments: valid as a whole message.
@@ -122,9 +92,9 @@ async def test_ws_client_fragmented_messages(recording: tuple[RecordingEchoApp, 
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == b"\x01" * 10 + b"\x02" * 70_000 + b"\x03"
 
 
-async def test_ws_client_pings(recording: tuple[RecordingEchoApp, WebSocketServer]) -> None:
-    _, server = recording
-    async with ws_connect(url(server), compression=None) as ws:
+async def test_ws_client_pings(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
+    _, server = scripted
+    async with ws_connect(ws_url(server), compression=None) as ws:
         for payload in (None, b"", b"abc", b"x" * 125):
             pong_waiter = await ws.ping(payload)
             latency = await asyncio.wait_for(pong_waiter, TIMEOUT)
@@ -135,10 +105,10 @@ async def test_ws_client_pings(recording: tuple[RecordingEchoApp, WebSocketServe
     ("code", "reason"), [(1000, ""), (1000, "done"), (1001, "leaving"), (3000, "app"), (4999, "last private")]
 )
 async def test_ws_client_close_codes_are_echoed(
-    recording: tuple[RecordingEchoApp, WebSocketServer], code: int, reason: str
+    scripted: tuple[ScriptedEchoApp, WebSocketServer], code: int, reason: str
 ) -> None:
-    app, server = recording
-    async with ws_connect(url(server), compression=None) as ws:
+    app, server = scripted
+    async with ws_connect(ws_url(server), compression=None) as ws:
         await ws.send("hi")
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hi"
         await asyncio.wait_for(ws.close(code, reason), TIMEOUT)
@@ -149,7 +119,7 @@ async def test_ws_client_close_codes_are_echoed(
 
 async def test_our_server_closes_1009_on_oversize(start_server) -> None:
     server = await start_server(EchoApp(), max_message_size=1024)
-    async with ws_connect(url(server), compression=None) as ws:
+    async with ws_connect(ws_url(server), compression=None) as ws:
         await ws.send("x" * 1024)
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "x" * 1024
         await ws.send("x" * 1025)
@@ -158,7 +128,7 @@ async def test_our_server_closes_1009_on_oversize(start_server) -> None:
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == 1009
     # Fragments that add up to too much are refused as well.
-    async with ws_connect(url(server), compression=None) as ws:
+    async with ws_connect(ws_url(server), compression=None) as ws:
         await ws.send(["x" * 600, "x" * 600])
         with pytest.raises(WsConnectionClosedError) as info:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
@@ -166,16 +136,21 @@ async def test_our_server_closes_1009_on_oversize(start_server) -> None:
 
 
 async def test_our_server_closes_1007_on_invalid_utf8(echo_server: WebSocketServer) -> None:
-    async with ws_connect(url(echo_server), compression=None) as ws:
+    async with ws_connect(ws_url(echo_server), compression=None) as ws:
         await ws.send(b"ok \xff\xfe", text=True)
         with pytest.raises(WsConnectionClosedError) as info:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1007
 
 
-async def test_signaling_server_closes_1003_on_binary(signaling_server: WebSocketServer) -> None:
-    async with ws_connect(url(signaling_server), compression=None) as ws:
+async def test_our_app_closing_from_a_message_handler(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
+    """A close the application starts while it handles a message (the signaling app does so with 1003 when it is
+    sent binary)."""
+    _, server = scripted
+    async with ws_connect(ws_url(server), compression=None) as ws:
         await ws.send(b"\x00binary")
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == b"\x00binary"
+        await ws.send(json.dumps({"close": [1003, "binary messages are not supported"]}))
         with pytest.raises(WsConnectionClosedError) as info:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert info.value.rcvd is not None
@@ -183,19 +158,19 @@ async def test_signaling_server_closes_1003_on_binary(signaling_server: WebSocke
     assert "binary" in info.value.rcvd.reason
 
 
-async def test_signaling_server_closes_1008_on_join_timeout(start_signaling) -> None:
-    server = await start_signaling(join_timeout=0.2)
-    async with ws_connect(url(server), compression=None) as ws:
-        with pytest.raises(WsConnectionClosedError) as info:
+async def test_our_server_closing_from_its_timer(start_server) -> None:
+    """A close the server starts on its own, outside any read: the idle timeout."""
+    server = await start_server(EchoApp(), idle_timeout=0.2, ping_interval=0)
+    async with ws_connect(ws_url(server), compression=None) as ws:
+        with pytest.raises(WsConnectionClosedOK) as info:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert info.value.rcvd is not None
-    assert info.value.rcvd.code == 1008
-    assert "join" in info.value.rcvd.reason
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1001, "idle timeout")
 
 
 async def test_our_server_shutdown_is_1001(start_server) -> None:
     server = await start_server(EchoApp())
-    async with ws_connect(url(server), compression=None) as ws:
+    async with ws_connect(ws_url(server), compression=None) as ws:
         await server.close()
         with pytest.raises(WsConnectionClosedOK) as info:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
@@ -205,34 +180,36 @@ async def test_our_server_shutdown_is_1001(start_server) -> None:
 
 async def test_ws_client_subprotocol(start_server) -> None:
     server = await start_server(EchoApp(subprotocols=("chat.v1",)))
-    async with ws_connect(url(server), compression=None, subprotocols=["chat.v0", "chat.v1"]) as ws:  # type: ignore[list-item]
+    async with ws_connect(ws_url(server), compression=None, subprotocols=["chat.v0", "chat.v1"]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "chat.v1"
 
 
 async def test_ws_client_compression_offer_is_declined(echo_server: WebSocketServer) -> None:
     """With its default permessage-deflate offer, the websockets client still connects (no extension chosen)."""
-    async with ws_connect(url(echo_server)) as ws:
+    async with ws_connect(ws_url(echo_server)) as ws:
         assert ws.response is not None
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
         await ws.send("uncompressed")
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "uncompressed"
 
 
-async def test_ws_clients_through_the_signaling_relay(signaling_server: WebSocketServer) -> None:
+async def test_ws_clients_through_a_relay(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
+    """Messages one connection's read writes to another (as the signaling relay does), both ways."""
+    _, server = scripted
     async with (
-        ws_connect(url(signaling_server), compression=None) as alice,
-        ws_connect(url(signaling_server), compression=None) as bob,
+        ws_connect(ws_url(server, "/interop-room"), compression=None) as alice,
+        ws_connect(ws_url(server, "/interop-room"), compression=None) as bob,
+        ws_connect(ws_url(server, "/another-room"), compression=None) as carol,
     ):
-        await alice.send(json.dumps({"type": "join", "room": "interop", "name": "alice"}))
-        welcome_a = json.loads(await asyncio.wait_for(alice.recv(), TIMEOUT))
-        await bob.send(json.dumps({"type": "join", "room": "interop", "name": "bob"}))
-        welcome_b = json.loads(await asyncio.wait_for(bob.recv(), TIMEOUT))
-        assert [p["peer"] for p in welcome_b["peers"]] == [welcome_a["peer"]]
-        joined = json.loads(await asyncio.wait_for(alice.recv(), TIMEOUT))
-        assert joined == {"type": "peer-joined", "peer": welcome_b["peer"], "name": "bob", "meta": None}
-        await bob.send(json.dumps({"type": "offer", "to": welcome_a["peer"], "sdp": "v=0\r\n"}))
-        offer = json.loads(await asyncio.wait_for(alice.recv(), TIMEOUT))
-        assert offer == {"type": "offer", "from": welcome_b["peer"], "sdp": "v=0\r\n"}
+        offer = json.dumps({"type": "offer", "sdp": "v=0\r\n"})
+        await alice.send(json.dumps({"relay": offer, "send": ["relayed"]}))
+        assert await asyncio.wait_for(alice.recv(), TIMEOUT) == "relayed"
+        assert await asyncio.wait_for(bob.recv(), TIMEOUT) == offer
+        await bob.send(json.dumps({"relay": "answer ☃"}))
+        assert await asyncio.wait_for(alice.recv(), TIMEOUT) == "answer ☃"
+        # Nothing reached the other path: the next thing carol hears is her own echo.
+        await carol.send("only mine")
+        assert await asyncio.wait_for(carol.recv(), TIMEOUT) == "only mine"
 
 
 # ============================================================ (b) our client against the websockets server

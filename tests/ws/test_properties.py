@@ -27,21 +27,7 @@ from signaling.ws.exceptions import HandshakeError
 from signaling.ws.frames import Opcode
 from signaling.ws.handshake import ClientHandshake
 
-from .helpers import (
-    BINARY,
-    CLOSE,
-    CONT,
-    PING,
-    PONG,
-    RFC_KEY,
-    TEXT,
-    after_handshake,
-    close_body,
-    frame,
-    read_frames,
-    request_head,
-    response_101,
-)
+from .helpers import RFC_KEY, after_handshake, close_body, frame, read_frames, request_head, response_101
 
 BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEWER = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -129,40 +115,40 @@ def peer_stream(draw: st.DrawFn, to_client: bool) -> bytes:
     for _ in range(draw(st.integers(1, 6))):
         kind = draw(st.sampled_from(["text", "text", "binary", "fragmented", "ping", "pong", "close", "violation"]))
         if kind == "text":
-            out.append(mk(TEXT, draw(st.text(ALPHABET, max_size=40)).encode()))
+            out.append(mk(Opcode.TEXT, draw(st.text(ALPHABET, max_size=40)).encode()))
         elif kind == "binary":
-            out.append(mk(BINARY, draw(st.binary(max_size=300))))
+            out.append(mk(Opcode.BINARY, draw(st.binary(max_size=300))))
         elif kind == "fragmented":
             is_text = draw(st.booleans())
             raw = draw(st.text(ALPHABET, max_size=60)).encode() if is_text else draw(st.binary(max_size=60))
             pieces = cut(raw, draw(split_points(len(raw)))) or [b""]
             for i, piece in enumerate(pieces):
                 if i and draw(st.integers(0, 4)) == 0:
-                    out.append(mk(PING, draw(st.binary(max_size=10))))
-                opcode = CONT if i else TEXT if is_text else BINARY
+                    out.append(mk(Opcode.PING, draw(st.binary(max_size=10))))
+                opcode = Opcode.CONT if i else Opcode.TEXT if is_text else Opcode.BINARY
                 out.append(mk(opcode, piece, fin=i == len(pieces) - 1))
         elif kind in ("ping", "pong"):
-            out.append(mk(PING if kind == "ping" else PONG, draw(st.binary(max_size=125))))
+            out.append(mk(Opcode.PING if kind == "ping" else Opcode.PONG, draw(st.binary(max_size=125))))
         elif kind == "close":
             code = draw(st.sampled_from([None, 1000, 1001, 1005, 1011, 2000, 4999, 5000]))
             reason = draw(st.sampled_from([b"", b"bye", b"\xff"]))
-            out.append(mk(CLOSE, b"" if code is None else close_body(code, reason)))
+            out.append(mk(Opcode.CLOSE, b"" if code is None else close_body(code, reason)))
         else:
             violation = draw(st.sampled_from(["utf8", "rsv", "opcode", "cont", "ctl-fin", "ctl-long", "close-1"]))
             if violation == "utf8":
-                out.append(mk(TEXT, b"ok" + draw(st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80"]))))
+                out.append(mk(Opcode.TEXT, b"ok" + draw(st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80"]))))
             elif violation == "rsv":
-                out.append(mk(TEXT, b"x", rsv=draw(st.integers(1, 7))))
+                out.append(mk(Opcode.TEXT, b"x", rsv=draw(st.integers(1, 7))))
             elif violation == "opcode":
                 out.append(mk(draw(st.sampled_from([3, 7, 0xB, 0xF])), b"x"))
             elif violation == "cont":
-                out.append(mk(CONT, b"x"))
+                out.append(mk(Opcode.CONT, b"x"))
             elif violation == "ctl-fin":
-                out.append(mk(PING, b"x", fin=False))
+                out.append(mk(Opcode.PING, b"x", fin=False))
             elif violation == "ctl-long":
-                out.append(mk(PING, b"x" * 126))
+                out.append(mk(Opcode.PING, b"x" * 126))
             else:
-                out.append(mk(CLOSE, b"\x03"))
+                out.append(mk(Opcode.CLOSE, b"\x03"))
     return b"".join(out)
 
 
@@ -198,7 +184,9 @@ def drive_all(side: Side, chunks: Sequence[bytes], limit: int | None) -> tuple[o
     if side is Side.SERVER:
         head, sep, out = out.partition(b"\r\n\r\n")
         assert sep and head.startswith(b"HTTP/1.1 101 ")
-    frames = [(f.opcode, f.payload[:2] if f.opcode == CLOSE else f.payload, f.fin, f.masked) for f in read_frames(out)]
+    frames = [
+        (f.opcode, f.payload[:2] if f.opcode == Opcode.CLOSE else f.payload, f.fin, f.masked) for f in read_frames(out)
+    ]
     return (normalized(events), frames, conn.state, conn.close_transport, conn.close_expected, conn.close_code)
 
 
@@ -233,8 +221,8 @@ def junk_frames(draw: st.DrawFn, to_client: bool) -> bytes:
         n = draw(st.integers(0, 200))
         length = draw(st.one_of(st.just(n), st.integers(0, 2**64 - 1)))
         payload = draw(st.one_of(st.binary(max_size=n), st.text(ALPHABET, max_size=n).map(str.encode)))
-        raw = frame(0, payload, mask_key=b"\x01\x02\x03\x04" if masked else None, length=length)
-        out.append(bytes([b0]) + raw[1:])
+        raw = frame(Opcode.CONT, payload, mask_key=b"\x01\x02\x03\x04" if masked else None, length=length)
+        out.append(bytes([b0]) + raw[1:])  # the random first byte replaces the placeholder opcode
     return b"".join(out)
 
 
@@ -264,7 +252,7 @@ def test_garbage_never_raises(side: Side, data: st.DataObject, limit: int | None
     assert all(f.masked is conn.is_client for f in out)
     if ends:
         assert conn.state is State.CLOSED
-        assert out[-1].opcode == CLOSE
+        assert out[-1].opcode == Opcode.CLOSE
     conn.receive_eof()
     assert conn.state is State.CLOSED
     assert conn.close_transport

@@ -3,8 +3,9 @@ import pytest
 from signaling.ws import mask
 from signaling.ws.mask import mask_bigint, unmask_utf8
 
-MASK = bytes.fromhex("37fa213d")
-TEXT = ("ascii, café, €, 日本語, 🙂 " * 3000).encode()
+from .helpers import MASK
+
+SAMPLE = ("ascii, café, €, 日本語, 🙂 " * 3000).encode()
 
 
 @pytest.mark.parametrize("numpy", [True, False], ids=["numpy", "no-numpy"])
@@ -13,7 +14,7 @@ TEXT = ("ascii, café, €, 日本語, 🙂 " * 3000).encode()
 def test_unmask_utf8_matches_apply_mask(monkeypatch: pytest.MonkeyPatch, numpy: bool, size: int, offset: int) -> None:
     assert mask.HAVE_NUMPY or not numpy, "numpy is part of the test environment (make test installs it)"
     monkeypatch.setattr(mask, "HAVE_NUMPY", numpy)
-    text = TEXT[:size].decode("utf-8", "ignore").encode()
+    text = SAMPLE[:size].decode("utf-8", "ignore").encode()
     data = b"\xaa" * offset + mask_bigint(text, MASK) + b"\xbb\xcc"
     for arg in (data, bytearray(data)):
         assert unmask_utf8(arg, offset, offset + len(text), MASK) == text.decode()

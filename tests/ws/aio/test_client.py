@@ -16,13 +16,16 @@ import pytest
 
 from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
-from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
+from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.connection import State
 from signaling.ws.exceptions import ConnectionClosed, HandshakeError
-from signaling.ws.handshake import accept_key, is_upgrade_request
-from signaling.ws.http11 import Headers, Request, Response
+from signaling.ws.frames import Opcode, encode_frame
+from tests.helpers.apps import ScriptedEchoApp
 from tests.helpers.certs import CertPair, client_context, make_cert, server_context
+from tests.helpers.inprocess import ws_url
 from tests.helpers.wait import wait_until
+from tests.ws.aio.helpers import read_frame
+from tests.ws.helpers import RawFrame, frame, response_101
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -30,59 +33,10 @@ pytestmark = pytest.mark.timeout(30)
 # ----------------------------------------------------------------------------------------- test servers
 
 
-class ScriptedApp:
-    """A WebSocket app driven by the client: a JSON text is a list of actions, anything else is echoed.
-
-    ``{"send": ["a", "b"], "close": [1000, "done"]}`` sends two messages, then starts the close handshake.
-    Every close the server sees is recorded in ``closes``.
-    """
-
-    def __init__(self) -> None:
-        self.closes: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
-
-    def handle_request(self, request: Request) -> Response | Upgrade:
-        if is_upgrade_request(request):
-            return Upgrade(lambda ws: _Scripted(self, ws))
-        return Response(426, Headers([("Upgrade", "websocket")]))
-
-
-class _Scripted:
-    def __init__(self, app: ScriptedApp, ws: ServerConnection) -> None:
-        self.app = app
-        self.ws = ws
-
-    def on_text(self, text: str) -> None:
-        try:
-            script = json.loads(text)
-        except ValueError:
-            self.ws.send_text(text)
-            return
-        for message in script.get("send", []):
-            self.ws.send_text(message)
-        if "big" in script:
-            self.ws.send_text("b" * script["big"])
-        if "flood" in script:
-            count, size = script["flood"]
-            for i in range(count):
-                self.ws.send_text(f"{i:05d}".ljust(size, "m"))
-        if "close" in script:
-            self.ws.close(*script["close"])
-
-    def on_binary(self, data: bytes) -> None:
-        self.ws.send_binary(data)
-
-    def on_close(self, code: int, reason: str) -> None:
-        self.app.closes.put_nowait((code, reason))
-
-
 @pytest.fixture
-async def scripted(start_server) -> tuple[ScriptedApp, WebSocketServer]:
-    app = ScriptedApp()
+async def scripted(start_server) -> tuple[ScriptedEchoApp, WebSocketServer]:
+    app = ScriptedEchoApp()
     return app, await start_server(app)
-
-
-def url(server: WebSocketServer, path: str = "/ws", scheme: str = "ws") -> str:
-    return f"{scheme}://127.0.0.1:{server.port}{path}"
 
 
 FakeBehaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awaitable[None]]
@@ -121,13 +75,6 @@ async def fake_server() -> AsyncIterator[Callable[[FakeBehaviour], Awaitable[int
         await server.wait_closed()
 
 
-def response_101(key: str, accept: str | None = None) -> bytes:
-    return (
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept if accept is not None else accept_key(key)}\r\n\r\n"
-    ).encode()
-
-
 async def read_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
     while await reader.read(65536):
         pass
@@ -137,7 +84,7 @@ async def read_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 
 async def test_context_manager_send_recv_text_and_binary(echo_server: WebSocketServer) -> None:
-    async with connect(url(echo_server)) as ws:
+    async with connect(ws_url(echo_server)) as ws:
         assert ws.state is State.OPEN
         assert ws.close_code is None and ws.close_reason is None
         await ws.send("hello ☃")
@@ -154,7 +101,7 @@ async def test_context_manager_send_recv_text_and_binary(echo_server: WebSocketS
 
 
 async def test_await_connect_without_context_manager(echo_server: WebSocketServer) -> None:
-    ws = await connect(url(echo_server))
+    ws = await connect(ws_url(echo_server))
     try:
         await ws.send("plain await")
         assert await asyncio.wait_for(ws.recv(), 5) == "plain await"
@@ -164,7 +111,7 @@ async def test_await_connect_without_context_manager(echo_server: WebSocketServe
 
 
 async def test_fragments_are_one_message(echo_server: WebSocketServer) -> None:
-    async with connect(url(echo_server)) as ws:
+    async with connect(ws_url(echo_server)) as ws:
         await ws.send_fragments(["frag", "men", "ted ☃"])
         assert await asyncio.wait_for(ws.recv(), 5) == "fragmented ☃"
         await ws.send_fragments([b"\x01", b"", b"\x02\x03"])
@@ -176,7 +123,7 @@ async def test_fragments_are_one_message(echo_server: WebSocketServer) -> None:
 
 
 async def test_ping_future_resolves(echo_server: WebSocketServer) -> None:
-    async with connect(url(echo_server)) as ws:
+    async with connect(ws_url(echo_server)) as ws:
         waiter = await ws.ping()
         await asyncio.wait_for(waiter, 5)
         custom = await ws.ping(b"payload-123")
@@ -184,18 +131,30 @@ async def test_ping_future_resolves(echo_server: WebSocketServer) -> None:
         assert custom.done() and custom.exception() is None
 
 
+async def test_concurrent_pings_all_resolve(echo_server: WebSocketServer) -> None:
+    """Each ping() without data gets a payload of its own: when two shared one (a payload made from
+    ``id(object())``, whose address is reused at once), the second overwrote the first's future, which never
+    resolved."""
+    async with connect(ws_url(echo_server)) as ws:
+        waiters = await asyncio.gather(*(ws.ping() for _ in range(8)))
+        await asyncio.wait_for(asyncio.gather(*waiters), 5)
+        assert all(w.done() and w.exception() is None for w in waiters)
+        await ws.send("after the pings")
+        assert await asyncio.wait_for(ws.recv(), 5) == "after the pings"
+
+
 async def test_subprotocol_negotiation(start_server) -> None:
     server = await start_server(EchoApp(subprotocols=("chat.v1", "chat.v2")))
-    async with connect(url(server), subprotocols=["chat.v2", "chat.v1"]) as ws:
+    async with connect(ws_url(server), subprotocols=["chat.v2", "chat.v1"]) as ws:
         assert ws.subprotocol == "chat.v1"  # the server's preference wins
-    async with connect(url(server)) as ws:
+    async with connect(ws_url(server)) as ws:
         assert ws.subprotocol is None
 
 
 async def test_wss_with_a_custom_ssl_context(start_server, tmp_path: Path) -> None:
     pair: CertPair = make_cert(tmp_path, "client-test", serial=7)
     server = await start_server(EchoApp(), ssl=server_context(pair))
-    async with connect(url(server, scheme="wss"), ssl=client_context(pair)) as ws:
+    async with connect(ws_url(server), ssl=client_context(pair)) as ws:
         await ws.send("over TLS")
         assert await asyncio.wait_for(ws.recv(), 5) == "over TLS"
         await ws.send(b"\x00" * 30_000)
@@ -203,11 +162,11 @@ async def test_wss_with_a_custom_ssl_context(start_server, tmp_path: Path) -> No
     assert ws.close_code == 1000
     # Not trusted by default (self-signed): the certificate is verified.
     with pytest.raises(ssl.SSLCertVerificationError):
-        await connect(url(server, scheme="wss"))
+        await connect(ws_url(server))
     # The name is checked too: a context that trusts the certificate but expects another host fails.
     other = make_cert(tmp_path, "other", serial=8)
     with pytest.raises(ssl.SSLCertVerificationError):
-        await connect(url(server, scheme="wss"), ssl=client_context(other))
+        await connect(ws_url(server), ssl=client_context(other))
 
 
 async def test_url_validation() -> None:
@@ -227,9 +186,9 @@ async def test_connection_refused_raises_oserror(unused_tcp_port: int) -> None:
 # ------------------------------------------------------------------------------- closing and close codes
 
 
-async def test_async_iteration_ends_on_1000(scripted: tuple[ScriptedApp, WebSocketServer]) -> None:
+async def test_async_iteration_ends_on_1000(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
     _, server = scripted
-    async with connect(url(server)) as ws:
+    async with connect(ws_url(server)) as ws:
         await ws.send(json.dumps({"send": ["one", "two", "three"], "close": [1000, "done"]}))
         received = [m async for m in ws]
         assert received == ["one", "two", "three"]
@@ -237,9 +196,9 @@ async def test_async_iteration_ends_on_1000(scripted: tuple[ScriptedApp, WebSock
         assert ws.close_reason == "done"
 
 
-async def test_async_iteration_raises_on_an_error_code(scripted: tuple[ScriptedApp, WebSocketServer]) -> None:
+async def test_async_iteration_raises_on_an_error_code(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
     _, server = scripted
-    async with connect(url(server)) as ws:
+    async with connect(ws_url(server)) as ws:
         await ws.send(json.dumps({"send": ["before"], "close": [1011, "boom"]}))
         received = []
         with pytest.raises(ConnectionClosed) as info:
@@ -251,10 +210,10 @@ async def test_async_iteration_raises_on_an_error_code(scripted: tuple[ScriptedA
         assert ws.close_code == 1011
 
 
-async def test_close_code_and_reason_reach_the_server(scripted: tuple[ScriptedApp, WebSocketServer]) -> None:
+async def test_close_code_and_reason_reach_the_server(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
     app, server = scripted
     for code, reason in [(1000, ""), (1001, "going"), (3001, "bye"), (4999, "é" * 10)]:
-        ws = await connect(url(server))
+        ws = await connect(ws_url(server))
         t0 = time.monotonic()
         await ws.close(code, reason)
         assert time.monotonic() - t0 < 1.0  # the server answered and closed TCP, no timeout involved
@@ -267,9 +226,16 @@ async def test_close_code_and_reason_reach_the_server(scripted: tuple[ScriptedAp
             await ws.ping()
 
 
-async def test_binary_to_signaling_server_is_1003(signaling_server: WebSocketServer) -> None:
-    async with connect(url(signaling_server)) as ws:
+async def test_app_close_from_a_message_handler_reaches_recv(
+    scripted: tuple[ScriptedEchoApp, WebSocketServer],
+) -> None:
+    """An application that refuses what it was sent closes from its message handler (the signaling app does so
+    with 1003 on a binary message); recv() raises that code and reason."""
+    _, server = scripted
+    async with connect(ws_url(server)) as ws:
         await ws.send(b"\x01\x02")
+        assert await asyncio.wait_for(ws.recv(), 5) == b"\x01\x02"
+        await ws.send(json.dumps({"close": [1003, "binary messages are not supported"]}))
         with pytest.raises(ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 5)
     assert info.value.code == 1003
@@ -279,7 +245,7 @@ async def test_binary_to_signaling_server_is_1003(signaling_server: WebSocketSer
 @pytest.mark.parametrize("size", [1025, 4 << 20])
 async def test_too_big_for_the_server_is_1009(start_server, size: int) -> None:
     server = await start_server(EchoApp(), max_message_size=1024)
-    async with connect(url(server)) as ws:
+    async with connect(ws_url(server)) as ws:
         await ws.send("x" * 1024)
         assert await asyncio.wait_for(ws.recv(), 5) == "x" * 1024
         # Even when megabytes the server will never read follow the header, its close frame gets through.
@@ -289,9 +255,9 @@ async def test_too_big_for_the_server_is_1009(start_server, size: int) -> None:
     assert info.value.code == 1009
 
 
-async def test_too_big_for_the_client_is_1009(scripted: tuple[ScriptedApp, WebSocketServer]) -> None:
+async def test_too_big_for_the_client_is_1009(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
     app, server = scripted
-    async with connect(url(server), max_message_size=1000) as ws:
+    async with connect(ws_url(server), max_message_size=1000) as ws:
         await ws.send(json.dumps({"big": 1000}))
         assert await asyncio.wait_for(ws.recv(), 5) == "b" * 1000
         await ws.send(json.dumps({"big": 1001}))
@@ -304,8 +270,8 @@ async def test_too_big_for_the_client_is_1009(scripted: tuple[ScriptedApp, WebSo
 
 async def test_server_shutdown_is_1001_and_ends_iteration_quietly(start_server) -> None:
     server = await start_server(EchoApp())
-    a = await connect(url(server))
-    b = await connect(url(server))
+    a = await connect(ws_url(server))
+    b = await connect(ws_url(server))
     await server.close()
     with pytest.raises(ConnectionClosed) as info:
         await asyncio.wait_for(a.recv(), 5)
@@ -318,17 +284,22 @@ async def test_server_shutdown_is_1001_and_ends_iteration_quietly(start_server) 
 # ---------------------------------------------------------------------------------------- refused handshakes
 
 
-async def test_handshake_refused_404(signaling_server: WebSocketServer) -> None:
+async def test_handshake_refused_404(fake_server) -> None:
+    async def not_found(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+
+    port = await fake_server(not_found)
     with pytest.raises(HandshakeError) as info:
-        await connect(url(signaling_server, "/not-the-ws-path"))
+        await connect(f"ws://127.0.0.1:{port}/not-the-ws-path")
     assert info.value.status == 404
 
 
-async def test_handshake_refused_503_at_the_connection_limit(start_signaling) -> None:
-    server = await start_signaling(max_connections=1)
-    async with connect(url(server)):
+async def test_handshake_refused_503_at_the_connection_limit(start_server) -> None:
+    server = await start_server(EchoApp(), max_connections=1)
+    async with connect(ws_url(server)):
         with pytest.raises(HandshakeError) as info:
-            await connect(url(server))
+            await connect(ws_url(server))
         assert info.value.status == 503
 
 
@@ -365,7 +336,7 @@ async def test_open_timeout_raises_and_closes_the_socket(fake_server) -> None:
 
 async def test_tcp_drop_without_close_frame_is_1006(fake_server) -> None:
     async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
-        writer.write(response_101(key) + b"\x81\x02hi")
+        writer.write(response_101(key) + encode_frame(Opcode.TEXT, b"hi"))
         await writer.drain()
 
     port = await fake_server(drop)
@@ -378,11 +349,11 @@ async def test_tcp_drop_without_close_frame_is_1006(fake_server) -> None:
 
 
 async def test_masked_frame_from_the_server_fails_with_1002(fake_server) -> None:
-    frames: asyncio.Queue[bytes] = asyncio.Queue()
+    frames: asyncio.Queue[RawFrame] = asyncio.Queue()
 
     async def masked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
-        writer.write(response_101(key) + b"\x81\x82\x00\x00\x00\x00hi")
-        frames.put_nowait(await reader.read(2 + 4 + 2))  # the client's close frame (masked, with code)
+        writer.write(response_101(key) + frame(Opcode.TEXT, b"hi", mask_key=bytes(4)))  # any key is one too many
+        frames.put_nowait(await read_frame(reader))  # the client's close frame
         await read_forever(reader, writer, key)
 
     port = await fake_server(masked)
@@ -391,7 +362,8 @@ async def test_masked_frame_from_the_server_fails_with_1002(fake_server) -> None
             await asyncio.wait_for(ws.recv(), 5)
     assert info.value.code == 1002
     close = await asyncio.wait_for(frames.get(), 5)
-    assert close[0] == 0x88
+    assert (close.fin, close.opcode, close.masked) == (True, Opcode.CLOSE, True)
+    assert close.close_code == 1002
 
 
 async def test_close_is_bounded_when_the_server_never_answers(fake_server) -> None:
@@ -409,29 +381,27 @@ async def test_close_is_bounded_when_the_server_never_answers(fake_server) -> No
 
 
 async def test_server_ping_is_answered(fake_server) -> None:
-    pongs: asyncio.Queue[bytes] = asyncio.Queue()
+    pongs: asyncio.Queue[RawFrame] = asyncio.Queue()
 
     async def pinger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
-        writer.write(response_101(key) + b"\x89\x04ping")
-        head = await reader.readexactly(2)
-        mask = await reader.readexactly(4)
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(await reader.readexactly(head[1] & 0x7F)))
-        pongs.put_nowait(bytes([head[0]]) + payload)
+        writer.write(response_101(key) + encode_frame(Opcode.PING, b"ping"))
+        pongs.put_nowait(await read_frame(reader))
         await read_forever(reader, writer, key)
 
     port = await fake_server(pinger)
     async with connect(f"ws://127.0.0.1:{port}/", close_timeout=0.3):
-        assert await asyncio.wait_for(pongs.get(), 5) == b"\x8aping"
+        pong = await asyncio.wait_for(pongs.get(), 5)
+        assert (pong.fin, pong.opcode, pong.masked, pong.payload) == (True, Opcode.PONG, True, b"ping")
 
 
 # ---------------------------------------------------------------------------------------- flow control
 
 
-async def test_unread_messages_stop_the_socket_reads(scripted: tuple[ScriptedApp, WebSocketServer]) -> None:
+async def test_unread_messages_stop_the_socket_reads(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
     """A client that does not call recv() buffers a bounded number of messages; the rest waits in TCP."""
     _, server = scripted
     messages = [f"{i:05d}".ljust(4000, "m") for i in range(400)]  # 1.6 MB
-    async with connect(url(server)) as ws:
+    async with connect(ws_url(server)) as ws:
         await ws.send(json.dumps({"flood": [400, 4000]}))
         protocol: Any = ws._p
         # No event for this internal state: poll it.

@@ -1,38 +1,22 @@
-"""The opening handshake (RFC 6455 section 4) through the sans-I/O Connection: bytes in, events and bytes out."""
+"""The server's opening handshake (RFC 6455 4.2) through the sans-I/O Connection: bytes in, events and bytes out.
+
+The client's side (4.1) is in test_handshake_client.py.
+"""
 
 from __future__ import annotations
 
 import base64
-import secrets
 
 import pytest
 
 from signaling.ws.connection import Connection, Side, State
-from signaling.ws.events import (
-    BadRequest,
-    HandshakeComplete,
-    HandshakeFailed,
-    PingReceived,
-    RequestReceived,
-    TextMessage,
-)
+from signaling.ws.events import BadRequest, PingReceived, RequestReceived, TextMessage
 from signaling.ws.exceptions import HandshakeError, InvalidState
+from signaling.ws.frames import Opcode, encode_frame
 from signaling.ws.handshake import ClientHandshake, accept_key, is_upgrade_request
 from signaling.ws.http11 import Headers, Response
 
-from .helpers import (
-    PING,
-    RFC_ACCEPT,
-    RFC_KEY,
-    TEXT,
-    client_frame,
-    feed,
-    flags,
-    request_head,
-    response_101,
-    sent_frames,
-    server_frame,
-)
+from .helpers import RFC_ACCEPT, RFC_KEY, feed, flags, receive_request, request_head
 
 RESPONSE_101 = (
     b"HTTP/1.1 101 Switching Protocols\r\n"
@@ -45,12 +29,6 @@ RESPONSE_101 = (
 
 def test_accept_key_rfc_sample() -> None:
     assert accept_key(RFC_KEY) == RFC_ACCEPT == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-
-def receive_request(conn: Connection, data: bytes, step: int | None = None) -> RequestReceived:
-    events = feed(conn, data, step)
-    assert len(events) == 1 and isinstance(events[0], RequestReceived), events
-    return events[0]
 
 
 def b64(n: int) -> str:
@@ -213,22 +191,23 @@ class TestServerAccepts:
     @pytest.mark.parametrize("step", [None, 1], ids=["same-chunk", "bytewise"])
     def test_pipelined_frames_parsed_after_accept(self, step: int | None) -> None:
         conn = Connection(Side.SERVER)
-        frames = client_frame(TEXT, b"hi") + client_frame(PING, b"p")
+        frames = encode_frame(Opcode.TEXT, b"hi", mask=True) + encode_frame(Opcode.PING, b"p", mask=True)
         events = feed(conn, request_head() + frames, step)
         assert len(events) == 1 and isinstance(events[0], RequestReceived)
         assert conn.data_to_send() == b""
         conn.accept(events[0].request)
         assert conn.data_to_send() == RESPONSE_101
         assert conn.receive_data(b"") == [TextMessage("hi"), PingReceived(b"p")]
-        assert conn.data_to_send() == server_frame(0xA, b"p")
+        assert conn.data_to_send() == encode_frame(Opcode.PONG, b"p")
 
     def test_frames_in_later_chunk_before_accept(self) -> None:
         conn = Connection(Side.SERVER)
-        event = receive_request(conn, request_head() + client_frame(TEXT, b"one")[:3])
-        assert conn.receive_data(client_frame(TEXT, b"one")[3:] + client_frame(TEXT, b"two")) == []
+        one = encode_frame(Opcode.TEXT, b"one", mask=True)
+        event = receive_request(conn, request_head() + one[:3])
+        assert conn.receive_data(one[3:] + encode_frame(Opcode.TEXT, b"two", mask=True)) == []
         conn.accept(event.request)
         assert conn.receive_data(b"") == [TextMessage("one"), TextMessage("two")]
-        assert conn.receive_data(client_frame(TEXT, b"three")) == [TextMessage("three")]
+        assert conn.receive_data(encode_frame(Opcode.TEXT, b"three", mask=True)) == [TextMessage("three")]
 
 
 # Every rejection: HTTP status, and a header the response must carry.
@@ -319,7 +298,7 @@ class TestServerRejects:
             assert b"\r\n" + header + b"\r\n" in head + b"\r\n"
         assert conn.state is State.CLOSED
         assert conn.close_transport
-        assert conn.receive_data(client_frame(TEXT, b"x")) == []
+        assert conn.receive_data(encode_frame(Opcode.TEXT, b"x", mask=True)) == []
         assert conn.data_to_send() == b""
 
     @pytest.mark.parametrize(
@@ -336,7 +315,7 @@ class TestServerRejects:
     @pytest.mark.parametrize("step", [None, 1], ids=["whole", "bytewise"])
     def test_malformed_head(self, data: bytes, status: int, step: int | None) -> None:
         conn = Connection(Side.SERVER)
-        events = feed(conn, data + client_frame(TEXT, b"x"), step)
+        events = feed(conn, data + encode_frame(Opcode.TEXT, b"x", mask=True), step)
         assert len(events) == 1 and isinstance(events[0], BadRequest), events
         assert events[0].error.status == status
         assert conn.data_to_send().startswith(f"HTTP/1.1 {status} ".encode())
@@ -406,197 +385,3 @@ class TestServerMisuse:
     def test_send_request_on_server(self) -> None:
         with pytest.raises(InvalidState):
             Connection(Side.SERVER).send_request(ClientHandshake("a"))
-
-
-# ----------------------------------------------------------------------------------------------- client side
-
-
-def new_client(**kwargs: object) -> tuple[Connection, ClientHandshake]:
-    conn = Connection(Side.CLIENT)
-    handshake = ClientHandshake("server.example.com", "/chat", **kwargs)  # type: ignore[arg-type]
-    conn.send_request(handshake)
-    return conn, handshake
-
-
-class TestClientRequest:
-    def test_exact_request_with_patched_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(secrets, "token_bytes", lambda n: b"the sample nonce"[:n])
-        conn, handshake = new_client()
-        assert handshake.key == RFC_KEY
-        assert conn.data_to_send() == request_head(
-            headers=[
-                ("Host", "server.example.com"),
-                ("Upgrade", "websocket"),
-                ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Key", RFC_KEY),
-                ("Sec-WebSocket-Version", "13"),
-            ]
-        )
-
-    def test_optional_headers(self) -> None:
-        conn, _ = new_client(
-            subprotocols=["v2", "v1"], origin="http://o", extra_headers=[("Authorization", "Bearer t")]
-        )
-        out = conn.data_to_send()
-        assert out.endswith(
-            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v2, v1\r\nOrigin: http://o\r\n"
-            b"Authorization: Bearer t\r\n\r\n"
-        )
-
-    def test_fresh_key_each_time(self) -> None:
-        keys = {ClientHandshake("a").key for _ in range(8)}
-        assert len(keys) == 8
-        for key in keys:
-            assert len(base64.b64decode(key, validate=True)) == 16
-
-    def test_request_passes_server_checks(self) -> None:
-        client, _ = new_client(subprotocols=["chat"])
-        server = Connection(Side.SERVER)
-        event = receive_request(server, client.data_to_send())
-        server.accept(event.request, subprotocols=["chat"])
-        events = client.receive_data(server.data_to_send())
-        assert len(events) == 1 and isinstance(events[0], HandshakeComplete)
-        assert events[0].subprotocol == "chat"
-        assert client.subprotocol == "chat" and client.state is State.OPEN
-
-
-def ok_101(handshake: ClientHandshake, *extra: tuple[str, str]) -> bytes:
-    return response_101(handshake.key, extra)
-
-
-class TestClientChecksResponse:
-    @pytest.mark.parametrize("step", [None, 1], ids=["whole", "bytewise"])
-    def test_accepted(self, step: int | None) -> None:
-        conn, handshake = new_client()
-        conn.data_to_send()
-        data = ok_101(handshake)
-        if step == 1:
-            for i in range(len(data) - 1):
-                assert conn.receive_data(data[i : i + 1]) == []
-            events = conn.receive_data(data[-1:])
-        else:
-            events = conn.receive_data(data)
-        assert len(events) == 1 and isinstance(events[0], HandshakeComplete)
-        assert events[0].subprotocol is None
-        assert events[0].response.status == 101
-        assert conn.state is State.OPEN
-        assert conn.data_to_send() == b""
-
-    def test_case_insensitive(self) -> None:
-        conn, handshake = new_client()
-        data = (
-            b"HTTP/1.1 101 OK\r\nupgrade: WebSocket\r\nconnection: keep-alive, UPGRADE\r\n"
-            b"sec-websocket-accept: " + accept_key(handshake.key).encode() + b"\r\n\r\n"
-        )
-        assert isinstance(conn.receive_data(data)[0], HandshakeComplete)
-
-    @pytest.mark.parametrize("step", [None, 1], ids=["same-chunk", "bytewise"])
-    def test_frames_right_after_101(self, step: int | None) -> None:
-        conn, handshake = new_client()
-        conn.data_to_send()
-        data = ok_101(handshake) + server_frame(TEXT, b"hello") + server_frame(PING, b"p")
-        events = feed(conn, data, step)
-        assert isinstance(events[0], HandshakeComplete)
-        assert events[1:] == [TextMessage("hello"), PingReceived(b"p")]
-        assert sent_frames(conn) == [(0xA, b"p")]
-
-    def test_subprotocol_chosen(self) -> None:
-        conn, handshake = new_client(subprotocols=["v1", "v2"])
-        events = conn.receive_data(ok_101(handshake, ("Sec-WebSocket-Protocol", "v2")))
-        assert isinstance(events[0], HandshakeComplete) and events[0].subprotocol == "v2"
-        assert conn.subprotocol == "v2"
-
-    @pytest.mark.parametrize(
-        ("subprotocols", "response", "status"),
-        [
-            pytest.param((), b"HTTP/1.1 200 OK\r\nContent-Length: 0", 200, id="status-200"),
-            pytest.param((), b"HTTP/1.1 403 Forbidden", 403, id="status-403"),
-            pytest.param((), b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13", 426, id="426"),
-            pytest.param((), "wrong-accept", 502, id="wrong-accept"),
-            pytest.param((), "no-accept", 502, id="missing-accept"),
-            pytest.param((), "two-accepts", 502, id="two-accepts"),
-            pytest.param((), "no-upgrade", 502, id="missing-upgrade"),
-            pytest.param((), "upgrade-h2c", 502, id="upgrade-not-websocket"),
-            pytest.param((), "no-connection", 502, id="missing-connection"),
-            pytest.param((), "deflate", 502, id="extension-permessage-deflate"),
-            pytest.param((), "other-ext", 502, id="extension-other"),
-            pytest.param(("chat",), "proto-other", 502, id="unoffered-subprotocol"),
-            pytest.param((), "proto-chat", 502, id="subprotocol-none-offered"),
-            pytest.param(("chat", "v2"), "proto-two", 502, id="two-subprotocols"),
-        ],
-    )
-    def test_failed(self, subprotocols: tuple[str, ...], response: bytes | str, status: int) -> None:
-        conn, handshake = new_client(subprotocols=subprotocols)
-        conn.data_to_send()
-        good = accept_key(handshake.key)
-        heads: dict[str, bytes] = {
-            "wrong-accept": response_101(handshake.key, accept=RFC_ACCEPT),
-            "no-accept": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-            "two-accepts": ok_101(handshake, ("Sec-WebSocket-Accept", good)),
-            "no-upgrade": (
-                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Accept: " + good.encode() + b"\r\n\r\n"
-            ),
-            "upgrade-h2c": (
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Accept: " + good.encode() + b"\r\n\r\n"
-            ),
-            "no-connection": (
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Sec-WebSocket-Accept: " + good.encode() + b"\r\n\r\n"
-            ),
-            "deflate": ok_101(handshake, ("Sec-WebSocket-Extensions", "permessage-deflate")),
-            "other-ext": ok_101(handshake, ("Sec-WebSocket-Extensions", "x-foo")),
-            "proto-other": ok_101(handshake, ("Sec-WebSocket-Protocol", "other")),
-            "proto-chat": ok_101(handshake, ("Sec-WebSocket-Protocol", "chat")),
-            "proto-two": ok_101(handshake, ("Sec-WebSocket-Protocol", "chat"), ("Sec-WebSocket-Protocol", "v2")),
-        }
-        data = heads[response] if isinstance(response, str) else response + b"\r\n\r\n"
-        events = conn.receive_data(data + server_frame(TEXT, b"ignored"))
-        assert len(events) == 1 and isinstance(events[0], HandshakeFailed), events
-        assert events[0].error.status == status
-        assert events[0].response is not None and events[0].response.status == int(data[9:12])
-        self.assert_ended(conn)
-
-    @pytest.mark.parametrize(
-        ("data", "status"),
-        [
-            pytest.param(b"HTTP/1.1 101\r\nbad\r\n\r\n", 400, id="malformed-header"),
-            pytest.param(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", 400, id="not-http"),
-            pytest.param(b"HTTP/1.1 101 x\r\nX: " + b"a" * 9000, 431, id="head-too-big"),
-        ],
-    )
-    def test_malformed_response(self, data: bytes, status: int) -> None:
-        conn, _ = new_client()
-        conn.data_to_send()
-        events = conn.receive_data(data)
-        assert len(events) == 1 and isinstance(events[0], HandshakeFailed), events
-        assert events[0].error.status == status
-        assert events[0].response is None
-        self.assert_ended(conn)
-
-    @staticmethod
-    def assert_ended(conn: Connection) -> None:
-        assert conn.state is State.CLOSED
-        assert conn.close_transport
-        assert conn.data_to_send() == b""
-        assert conn.receive_data(server_frame(TEXT, b"later")) == []
-        with pytest.raises(InvalidState):
-            conn.send_text("x")
-
-
-class TestClientMisuse:
-    def test_receive_before_send_request(self) -> None:
-        with pytest.raises(InvalidState):
-            Connection(Side.CLIENT).receive_data(b"HTTP/1.1 101 x\r\n\r\n")
-
-    def test_send_request_twice(self) -> None:
-        conn, _ = new_client()
-        with pytest.raises(InvalidState):
-            conn.send_request(ClientHandshake("a"))
-
-    def test_accept_on_client(self) -> None:
-        conn, _ = new_client()
-        request = receive_request(Connection(Side.SERVER), request_head()).request
-        with pytest.raises(InvalidState):
-            conn.accept(request)
