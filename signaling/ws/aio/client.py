@@ -253,10 +253,19 @@ class ClientConnection:
     async def ping(self, data: bytes | None = None) -> asyncio.Future[None]:
         """Send a ping; the returned future completes when its pong arrives.
 
-        Without ``data`` the payload is this connection's next ping number, so concurrent pings never share one.
+        Without ``data`` the payload is this connection's next free ping number, so concurrent pings never share
+        one. A ``data`` whose pong is still awaited raises ValueError: a pong answers every ping with its payload,
+        so two of them could not be told apart.
         """
         p = self._p
-        payload = data if data is not None else str(next(self._ping_ids)).encode()
+        if data is None:
+            payload = str(next(self._ping_ids)).encode()
+            while payload in p.pongs:
+                payload = str(next(self._ping_ids)).encode()
+        elif data in p.pongs:
+            raise ValueError(f"a ping with payload {data!r} is already waiting for its pong")
+        else:
+            payload = data
         fut: asyncio.Future[None] = p.loop.create_future()
         p.pongs[payload] = fut
         try:

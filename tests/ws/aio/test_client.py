@@ -143,6 +143,15 @@ async def test_concurrent_pings_all_resolve(echo_server: WebSocketServer) -> Non
         assert await asyncio.wait_for(ws.recv(), 5) == "after the pings"
 
 
+async def test_a_ping_payload_already_awaited_is_refused_and_numbers_skip_it(echo_server: WebSocketServer) -> None:
+    async with connect(ws_url(echo_server)) as ws:
+        mine = await ws.ping(b"1")  # the payload the first automatic ping would use
+        with pytest.raises(ValueError, match="already waiting"):
+            await ws.ping(b"1")
+        auto = await ws.ping()
+        await asyncio.wait_for(asyncio.gather(mine, auto), 5)
+
+
 async def test_subprotocol_negotiation(start_server) -> None:
     server = await start_server(EchoApp(subprotocols=("chat.v1", "chat.v2")))
     async with connect(ws_url(server), subprotocols=["chat.v2", "chat.v1"]) as ws:
