@@ -14,7 +14,7 @@ import contextlib
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aioice.ice
@@ -298,6 +298,22 @@ async def test_glare_polite_side_replaces_its_connection(
             peer.media.close()
 
 
+@contextlib.asynccontextmanager
+async def serving_peer(client: SignalingClient, url: str, room: str) -> AsyncIterator[Peer]:
+    """A Peer joined to ``room`` through ``client``, serving its signaling until the block ends."""
+    options = PeerOptions(url=url, room=room, fps=10.0)
+    peer = Peer(options, client, LocalMedia(options))
+    welcome = await client.join(room)
+    peer.id, peer.ice_servers = welcome.peer, []
+    task = asyncio.create_task(peer._serve_signals())
+    try:
+        yield peer
+    finally:
+        task.cancel()
+        await peer.shutdown()
+        peer.media.close()
+
+
 async def test_answer_only_peer_gets_a_fallback_offer(
     start_signaling: ServerFactory, loopback_candidates: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -307,12 +323,11 @@ async def test_answer_only_peer_gets_a_fallback_offer(
     monkeypatch.setattr(signaling.clients.peer.link, "FALLBACK_OFFER_S", 0.2)
     server = await start_signaling()
     url = f"ws://127.0.0.1:{server.port}/ws"
-    options = PeerOptions(url=url, room="fallback", fps=10.0)
-    async with SignalingClient.connect(url) as waiting_client, SignalingClient.connect(url) as newcomer:
-        peer = Peer(options, waiting_client, LocalMedia(options))
-        welcome = await waiting_client.join("fallback")
-        peer.id, peer.ice_servers = welcome.peer, []
-        task = asyncio.create_task(peer._serve_signals())
+    async with (
+        SignalingClient.connect(url) as waiting_client,
+        SignalingClient.connect(url) as newcomer,
+        serving_peer(waiting_client, url, "fallback") as peer,
+    ):
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         try:
             await newcomer.join("fallback")
@@ -326,10 +341,7 @@ async def test_answer_only_peer_gets_a_fallback_offer(
             await until(link_connected(link), "connection after the fallback offer")
             assert link.initiator  # it took over the offer
         finally:
-            task.cancel()
             await pc.close()
-            await peer.shutdown()
-            peer.media.close()
 
 
 @pytest.mark.parametrize("close_old", [True, False], ids=["old-closed", "old-still-open"])
@@ -343,12 +355,11 @@ async def test_remote_that_starts_over_gets_a_fresh_connection(
     """
     server = await start_signaling()
     url = f"ws://127.0.0.1:{server.port}/ws"
-    options = PeerOptions(url=url, room="restart", fps=10.0)
-    async with SignalingClient.connect(url) as peer_client, SignalingClient.connect(url) as remote:
-        peer = Peer(options, peer_client, LocalMedia(options))
-        welcome = await peer_client.join("restart")
-        peer.id, peer.ice_servers = welcome.peer, []
-        task = asyncio.create_task(peer._serve_signals())
+    async with (
+        SignalingClient.connect(url) as peer_client,
+        SignalingClient.connect(url) as remote,
+        serving_peer(peer_client, url, "restart") as peer,
+    ):
         pcs: list[RTCPeerConnection] = []
         try:
             await remote.join("restart")
@@ -369,11 +380,8 @@ async def test_remote_that_starts_over_gets_a_fresh_connection(
                 if attempt == 0 and close_old:
                     await pc.close()  # the remote starts over, as a browser does after a failure
         finally:
-            task.cancel()
             for pc in pcs:
                 await pc.close()
-            await peer.shutdown()
-            peer.media.close()
 
 
 def test_test_pattern_survives_a_round_trip_through_vp8() -> None:

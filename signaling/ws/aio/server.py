@@ -303,22 +303,17 @@ class ServerConnection(asyncio.BufferedProtocol):
 
     def send_text(self, text: str) -> None:
         """Queue a text message; silently dropped once the connection is closing (the peer is leaving)."""
-        try:
-            self.conn.send_text(text)
-        except InvalidState:
-            return
-        self._written()
+        self._send(self.conn.send_text, text)
 
     def send_binary(self, data: bytes) -> None:
-        try:
-            self.conn.send_binary(data)
-        except InvalidState:
-            return
-        self._written()
+        self._send(self.conn.send_binary, data)
 
     def ping(self, data: bytes = b"") -> None:
+        self._send(self.conn.send_ping, data)
+
+    def _send(self, send: Callable[[Any], None], payload: str | bytes) -> None:
         try:
-            self.conn.send_ping(data)
+            send(payload)
         except InvalidState:
             return
         self._written()
