@@ -19,31 +19,25 @@ show the median of the runs with the min-max range.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from bench.procstat import run_json, wait_quiet
-from bench.servers import LIBS, LOOPS, spawn_server
+from bench import common
+from bench.procstat import pinned, run_json, wait_quiet
+from bench.servers import LIBS, spawn_server
 
 #: Issue 4's target for our server's CPU per echoed message in the pipelined test, and picows' anchor.
 TARGET_US_PER_MSG = 8.0
 
 
 def run_client(args: Sequence[str], cpu: int | None, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "bench.load_client", *args]
-    if cpu is not None:
-        cmd = ["taskset", "-c", str(cpu), *cmd]
-    return run_json(cmd, timeout, "load client")
+    return run_json(pinned([sys.executable, "-m", "bench.load_client", *args], cpu), timeout, "load client")
 
 
 def measure(port: int, pid: int, window: int, opts: argparse.Namespace, label: str) -> tuple[dict[str, Any], int]:
     """One clean measurement (or the quietest of ``attempts``); returns it and how many attempts it took."""
-    tried: list[dict[str, Any]] = []
     client_args = [
         "echo",
         "--port",
@@ -59,13 +53,13 @@ def measure(port: int, pid: int, window: int, opts: argparse.Namespace, label: s
         "--duration",
         str(opts.duration),
     ]
-    for attempt in range(1, opts.attempts + 1):
+
+    def attempt(_: int) -> dict[str, Any]:
         if opts.quiet_wait:
             wait_quiet(opts.noise_limit, opts.quiet_wait)
         r = run_client(client_args, opts.client_cpu, opts.warmup + opts.duration + 30)
         if r["errors"]:
             raise RuntimeError(f"{label}: the client saw {r['errors']} errors")
-        tried.append(r)
         flag = "" if r["excess_cores"] <= opts.noise_limit else "  (noisy, retry)"
         print(
             f"  {label} window {window:3d}: {r['msgs_per_s']:9,.0f} msgs/s  srv {r['srv_us_per_msg']:6.2f} us/msg"
@@ -73,39 +67,19 @@ def measure(port: int, pid: int, window: int, opts: argparse.Namespace, label: s
             file=sys.stderr,
             flush=True,
         )
-        if r["excess_cores"] <= opts.noise_limit:
-            r["noisy"] = False
-            return r, attempt
-        time.sleep(opts.backoff)
-    best = min(tried, key=lambda x: x["excess_cores"])
-    best["noisy"] = True
-    return best, opts.attempts
+        return r
 
-
-def fmt(values: list[float], spec: str) -> str:
-    if not values:
-        return "-"
-    med = statistics.median(values)
-    lo, hi = min(values), max(values)
-    if len(values) == 1 or f"{lo:{spec}}" == f"{hi:{spec}}":
-        return f"{med:{spec}}"
-    return f"{med:{spec}} ({lo:{spec}}-{hi:{spec}})"
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+    return common.quietest(attempt, opts.attempts, opts.noise_limit, opts.backoff)
 
 
 def report(rows: list[dict[str, Any]], libs: Sequence[str], loops: Sequence[str]) -> str:
     def pick(lib: str, loop: str, window: int, key: str) -> list[float]:
         return [r[key] for r in rows if r["lib"] == lib and r["loop"] == loop and r["window"] == window]
 
-    out = []
-    out.append(
+    out = common.table_head(
         "| server : loop | round trips/s | srv µs/rt | pipelined (window 100) msgs/s | srv cores | srv µs/msg "
         "| client cores | runs (noisy measurements) |"
     )
-    out.append("|---|---|---|---|---|---|---|---|")
     pipe = max((r["window"] for r in rows), default=100)
     for loop in loops:
         for lib in libs:
@@ -115,11 +89,12 @@ def report(rows: list[dict[str, Any]], libs: Sequence[str], loops: Sequence[str]
             noisy = sum(1 for r in rows if r["lib"] == lib and r["loop"] == loop and r["noisy"])
             runs = len(pick(lib, loop, pipe, "msgs_per_s"))
             out.append(
-                f"| {lib} : {loop} | {fmt(rt, ',.0f')} | {fmt(pick(lib, loop, 1, 'srv_us_per_msg'), '.1f')} "
-                f"| {fmt(pick(lib, loop, pipe, 'msgs_per_s'), ',.0f')} "
-                f"| {fmt(pick(lib, loop, pipe, 'srv_cores'), '.2f')} "
-                f"| {fmt(pick(lib, loop, pipe, 'srv_us_per_msg'), '.2f')} "
-                f"| {fmt(pick(lib, loop, pipe, 'cli_cores'), '.2f')} | {runs} ({noisy}) |"
+                f"| {lib} : {loop} | {common.median_range(rt, ',.0f')} "
+                f"| {common.median_range(pick(lib, loop, 1, 'srv_us_per_msg'), '.1f')} "
+                f"| {common.median_range(pick(lib, loop, pipe, 'msgs_per_s'), ',.0f')} "
+                f"| {common.median_range(pick(lib, loop, pipe, 'srv_cores'), '.2f')} "
+                f"| {common.median_range(pick(lib, loop, pipe, 'srv_us_per_msg'), '.2f')} "
+                f"| {common.median_range(pick(lib, loop, pipe, 'cli_cores'), '.2f')} | {runs} ({noisy}) |"
             )
     if "ours" in libs:
         out.append("")
@@ -128,25 +103,24 @@ def report(rows: list[dict[str, Any]], libs: Sequence[str], loops: Sequence[str]
             "srv µs: lower is better for ours."
         )
         out.append("")
-        out.append("| loop | vs | round trips/s | srv µs/rt | pipelined msgs/s | srv µs/msg |")
-        out.append("|---|---|---|---|---|---|")
+        out += common.table_head("| loop | vs | round trips/s | srv µs/rt | pipelined msgs/s | srv µs/msg |")
         for loop in loops:
             for base in libs:
                 if base == "ours":
                     continue
-                cells = []
-                for window, key in (
-                    (1, "msgs_per_s"),
-                    (1, "srv_us_per_msg"),
-                    (pipe, "msgs_per_s"),
-                    (pipe, "srv_us_per_msg"),
-                ):
-                    a, b = median(pick("ours", loop, window, key)), median(pick(base, loop, window, key))
-                    cells.append(f"{a / b:.2f}x" if b == b and b else "-")
+                cells = [
+                    common.ratio_cell(pick("ours", loop, window, key), pick(base, loop, window, key))
+                    for window, key in (
+                        (1, "msgs_per_s"),
+                        (1, "srv_us_per_msg"),
+                        (pipe, "msgs_per_s"),
+                        (pipe, "srv_us_per_msg"),
+                    )
+                ]
                 out.append(f"| {loop} | {base} | " + " | ".join(cells) + " |")
         out.append("")
         for loop in loops:
-            us = median(pick("ours", loop, pipe, "srv_us_per_msg"))
+            us = common.median(pick("ours", loop, pipe, "srv_us_per_msg"))
             verdict = "meets" if us <= TARGET_US_PER_MSG else "MISSES"
             out.append(
                 f"- ours : {loop}: {us:.2f} srv µs/msg pipelined, {verdict} the ≤ {TARGET_US_PER_MSG:g} µs target"
@@ -155,16 +129,14 @@ def report(rows: list[dict[str, Any]], libs: Sequence[str], loops: Sequence[str]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--libs", default="ours,websockets,picows,aiohttp", help=f"comma-separated, from {LIBS}")
-    parser.add_argument("--loops", default="asyncio,uvloop", help="comma-separated, from asyncio,uvloop")
-    parser.add_argument("--runs", type=int, default=3)
+    parser = common.make_parser(__doc__)
+    common.add_libs_loops(parser, LIBS)
+    common.add_runs(parser)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0, help="measured window, seconds")
     parser.add_argument("--size", type=int, default=250)
     parser.add_argument("--window", type=int, default=100, help="messages in flight in the pipelined test")
-    parser.add_argument("--attempts", type=int, default=4, help="tries per measurement while the machine is noisy")
-    parser.add_argument("--noise-limit", type=float, default=0.2, help="max busy cores beyond server + client")
+    common.add_retry_options(parser, attempts=4)
     parser.add_argument("--backoff", type=float, default=2.0, help="seconds to wait before retrying a noisy run")
     parser.add_argument(
         "--quiet-wait",
@@ -178,9 +150,8 @@ def main() -> None:
         default=45.0,
         help="minutes after the start past which every measurement gets one attempt and no quiet wait",
     )
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--json", help="append every measurement as a JSON line to this file")
+    common.add_cpu_pinning(parser)
+    common.add_json_lines(parser)
     parser.add_argument(
         "--summarize",
         nargs="+",
@@ -193,21 +164,14 @@ def main() -> None:
         help="with --summarize: leave out measurements that stayed noisy after every attempt",
     )
     opts = parser.parse_args()
-    libs = [x for x in opts.libs.split(",") if x]
-    loops = [x for x in opts.loops.split(",") if x]
-    for lib in libs:
-        if lib not in LIBS:
-            parser.error(f"unknown lib {lib}")
-    for loop in loops:
-        if loop not in LOOPS:
-            parser.error(f"unknown loop {loop}")
+    libs, loops = common.chosen_libs_loops(parser, opts, LIBS)
     if not (1 <= opts.runs <= 20 and 0 < opts.duration <= 60 and 1 <= opts.attempts <= 10):
         parser.error("runs 1..20, duration 0..60 s, attempts 1..10")
 
     if opts.summarize:
         rows: list[dict[str, Any]] = []
         for path in opts.summarize:
-            rows += [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+            rows += common.read_json_lines(path)
         if opts.drop_noisy:
             rows = [r for r in rows if not r["noisy"]]
         runs = max(sum(1 for r in rows if r["lib"] == lib and r["loop"] == loop) for lib in libs for loop in loops)
@@ -230,8 +194,7 @@ def main() -> None:
                         r.update(lib=lib, loop=loop, run=run, attempts=attempts)
                         rows.append(r)
                         if opts.json:
-                            with open(opts.json, "a") as f:
-                                f.write(json.dumps(r) + "\n")
+                            common.append_json_line(opts.json, r)
     print(
         f"\n{opts.size} B text, one connection, {opts.duration:g} s windows after {opts.warmup:g} s warm-up; "
         f"median (min-max) of {opts.runs} runs; {time.monotonic() - started:.0f} s in all\n"

@@ -12,76 +12,63 @@ RSS counts the server's user-space memory only (kernel socket buffers are not in
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
+import math
 import sys
 import time
 from typing import Any
 
-from bench.bench_echo import fmt, run_client
-from bench.servers import LIBS, LOOPS, raise_nofile_limit, spawn_server
+from bench import common
+from bench.bench_echo import run_client
+from bench.servers import LIBS, raise_nofile_limit, spawn_server
 
 #: Issue 4's target: at most half of websockets' memory per idle connection.
 TARGET_RATIO = 0.5
 
 
 def report(rows: list[dict[str, Any]], libs: list[str], loops: list[str], counts: list[int]) -> str:
-    def pick(lib: str, loop: str, n: int, key: str) -> list[float]:
-        return [r[key] for r in rows if r["lib"] == lib and r["loop"] == loop and r["conns"] == n]
+    def kib(lib: str, loop: str, n: int) -> list[float]:
+        return [r["kib_per_conn"] for r in rows if r["lib"] == lib and r["loop"] == loop and r["conns"] == n]
 
     head = "| server : loop | " + " | ".join(f"KiB/conn @ {n:,}" for n in counts) + " | base RSS MiB |"
     if "websockets" in libs:
         head += " " + " | ".join(f"÷ websockets @ {n:,}" for n in counts) + " |"
-    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    out = common.table_head(head)
     for loop in loops:
         for lib in libs:
-            cells = [fmt(pick(lib, loop, n, "kib_per_conn"), ".1f") for n in counts]
+            cells = [common.median_range(kib(lib, loop, n), ".1f") for n in counts]
             base = [r["rss0_kib"] / 1024 for r in rows if r["lib"] == lib and r["loop"] == loop]
-            line = f"| {lib} : {loop} | " + " | ".join(cells) + f" | {fmt(base, '.0f')} |"
+            line = f"| {lib} : {loop} | " + " | ".join(cells) + f" | {common.median_range(base, '.0f')} |"
             if "websockets" in libs:
-                ratios = []
-                for n in counts:
-                    a, b = pick(lib, loop, n, "kib_per_conn"), pick("websockets", loop, n, "kib_per_conn")
-                    ratios.append(f"{statistics.median(a) / statistics.median(b):.2f}" if a and b else "-")
+                ratios = [common.ratio_cell(kib(lib, loop, n), kib("websockets", loop, n), "") for n in counts]
                 line += " " + " | ".join(ratios) + " |"
             out.append(line)
     if "ours" in libs and "websockets" in libs:
         out.append("")
         for loop in loops:
             for n in counts:
-                a, b = pick("ours", loop, n, "kib_per_conn"), pick("websockets", loop, n, "kib_per_conn")
-                if a and b:
-                    ratio = statistics.median(a) / statistics.median(b)
-                    verdict = "meets" if ratio <= TARGET_RATIO else "MISSES"
+                ours = kib("ours", loop, n)
+                r = common.ratio(ours, kib("websockets", loop, n))
+                if not math.isnan(r):
+                    verdict = "meets" if r <= TARGET_RATIO else "MISSES"
                     out.append(
-                        f"- ours : {loop} @ {n:,}: {statistics.median(a):.1f} KiB/conn = {ratio:.2f} x websockets, "
+                        f"- ours : {loop} @ {n:,}: {common.median(ours):.1f} KiB/conn = {r:.2f} x websockets, "
                         f"{verdict} the <= {TARGET_RATIO:g} x target"
                     )
     return "\n".join(out)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--libs", default="ours,websockets,picows,aiohttp", help=f"comma-separated, from {LIBS}")
-    parser.add_argument("--loops", default="asyncio,uvloop", help="comma-separated, from asyncio,uvloop")
+    parser = common.make_parser(__doc__)
+    common.add_libs_loops(parser, LIBS)
     parser.add_argument("--conns", default="2000,10000", help="comma-separated connection counts")
-    parser.add_argument("--runs", type=int, default=3)
+    common.add_runs(parser)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--hold", type=float, default=2.0, help="seconds idle before the second RSS reading")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--json", help="append every measurement as a JSON line to this file")
+    common.add_cpu_pinning(parser)
+    common.add_json_lines(parser)
     opts = parser.parse_args()
-    libs = [x for x in opts.libs.split(",") if x]
-    loops = [x for x in opts.loops.split(",") if x]
+    libs, loops = common.chosen_libs_loops(parser, opts, LIBS)
     counts = [int(x) for x in opts.conns.split(",") if x]
-    for lib in libs:
-        if lib not in LIBS:
-            parser.error(f"unknown lib {lib}")
-    for loop in loops:
-        if loop not in LOOPS:
-            parser.error(f"unknown loop {loop}")
     if not (1 <= opts.runs <= 20 and all(1 <= n <= 20_000 for n in counts)):
         parser.error("runs 1..20, conns 1..20000")
     limit = raise_nofile_limit(max(counts) + 1024)  # inherited by the server and client processes
@@ -110,8 +97,7 @@ def main() -> None:
                         flush=True,
                     )
                     if opts.json:
-                        with open(opts.json, "a") as f:
-                            f.write(json.dumps(r) + "\n")
+                        common.append_json_line(opts.json, r)
     print(
         f"\nServer RSS growth per idle connection, batches of {opts.batch}, {opts.hold:g} s idle; "
         f"median (min-max) of {opts.runs} runs; {time.monotonic() - started:.0f} s in all\n"

@@ -22,14 +22,11 @@ Every parser's output is checked against the expected messages. A second table t
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib
-import json
 import platform
 import random
 import statistics
-import struct
 import sys
 import time
 from collections import deque
@@ -43,6 +40,7 @@ from websockets.http11 import Request as WsRequest
 from websockets.server import ServerProtocol
 from websockets.version import version as websockets_version
 
+from bench import common
 from signaling.ws import mask as ws_mask
 from signaling.ws.connection import Connection, Side
 from signaling.ws.events import RequestReceived, TextMessage
@@ -106,22 +104,13 @@ def make_text(rng: random.Random, size: int, utf8_share: float = 0.05) -> str:
     return text
 
 
-def frame_header(length: int) -> bytes:
-    """FIN + text opcode, MASK bit, 7/16/64-bit length (the mask key follows)."""
-    if length < 126:
-        return struct.pack("!BB", 0x81, 0x80 | length)
-    if length < 65536:
-        return struct.pack("!BBH", 0x81, 0x80 | 126, length)
-    return struct.pack("!BBQ", 0x81, 0x80 | 127, length)
-
-
 def build_stream(rng: random.Random, size: int, count: int, utf8_share: float = 0.05) -> tuple[list[bytes], list[str]]:
     """The 64 KiB chunks of ``count`` masked text frames, and the texts they carry, in order."""
     # Independent of the code under test when websockets' C mask is there.
     masker = ws_mask.mask_bigint if ws_c_apply_mask is None else ws_c_apply_mask
     pool = [make_text(rng, size, utf8_share) for _ in range(min(POOL, count))]
     encoded = [t.encode("utf-8") for t in pool]
-    header = frame_header(size)
+    header = common.text_frame_header(size)
     parts: list[bytes] = []
     expected: list[str] = []
     for _ in range(count):
@@ -225,7 +214,7 @@ class Result:
     @property
     def spread(self) -> float:
         """Half the max-min spread, relative to the median (the anchors' "±")."""
-        return (max(self.runs) - min(self.runs)) / 2 / self.median
+        return common.relative_spread(self.runs)
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -290,8 +279,7 @@ class MaskResult:
 
     @property
     def spread(self) -> float:
-        med = statistics.median(self.runs)
-        return (max(self.runs) - min(self.runs)) / 2 / med
+        return common.relative_spread(self.runs)
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -351,19 +339,15 @@ def print_tables(results: list[Result], masks: list[MaskResult], names: list[str
     print(header)
     print("-" * len(header))
     by_key = {(r.name, r.size): r for r in results}
-    for name in names:
-        cells = []
-        for size, _ in SIZES:
-            r = by_key.get((name, size))
-            cells.append(f"{r.msgs_per_s:>12,.0f} ({r.mb_per_s:>6,.0f}) ±{r.spread * 100:>3.0f}%" if r else "-")
-        print(f"{name:<18}" + "".join(f"{c:>30}" for c in cells))
+
+    def rows(cell: Callable[[Result], str]) -> None:
+        for name in names:
+            cells = [cell(r) if (r := by_key.get((name, size))) else "-" for size, _ in SIZES]
+            print(f"{name:<18}" + "".join(f"{c:>30}" for c in cells))
+
+    rows(lambda r: f"{r.msgs_per_s:>12,.0f} ({r.mb_per_s:>6,.0f}) ±{r.spread * 100:>3.0f}%")
     print("min-max messages/s over the runs:")
-    for name in names:
-        cells = []
-        for size, _ in SIZES:
-            r = by_key.get((name, size))
-            cells.append(f"{r.messages / max(r.runs):,.0f}-{r.messages / min(r.runs):,.0f}" if r else "-")
-        print(f"{name:<18}" + "".join(f"{c:>30}" for c in cells))
+    rows(lambda r: f"{r.messages / max(r.runs):,.0f}-{r.messages / min(r.runs):,.0f}")
     ratios: dict[str, float] = {}
     if "websockets" in names:
         print()
@@ -404,8 +388,8 @@ def _size_label(size: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per parser and size (median reported)")
+    parser = common.make_parser(__doc__)
+    common.add_runs(parser, 5, "timed runs per parser and size (median reported)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the messages")
     parser.add_argument("--seed", type=int, default=6455)
     parser.add_argument(
@@ -462,9 +446,7 @@ def main(argv: list[str] | None = None) -> None:
             "unmask": [m.as_dict() for m in masks],
             "ratios": ratios,
         }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+        common.write_json(args.json, doc, indent=2)
         print(f"wrote {args.json}")
 
 

@@ -38,19 +38,15 @@ import json
 import os
 import signal
 import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import IO, Any
 
-from bench.procstat import run_json, stop_process, wait_quiet
+from bench import common
+from bench.procstat import pinned, run_json, started, wait_quiet
 
 LIBS = ("ours", "websockets", "websockets-orjson", "picows")
-LOOPS = ("asyncio", "uvloop")
-DEFAULT_SERVERS = tuple(f"{lib}:{loop}" for loop in LOOPS for lib in LIBS)
+DEFAULT_SERVERS = tuple(f"{lib}:{loop}" for loop in common.LOOPS for lib in LIBS)
 #: Issue 5's targets: ours / websockets and ours / picows relay throughput.
 TARGET_VS_WEBSOCKETS = 1.5
 TARGET_VS_PICOWS = 1.0
@@ -113,73 +109,51 @@ def spawn(
     ``cwd``: run ``ours`` from another checkout (``python -m`` imports ``signaling`` from there first).
     """
     port = free_port()
-    cmd = server_command(lib, loop, port, max_seconds)
-    if cpu is not None:
-        cmd = ["taskset", "-c", str(cpu), *cmd]
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, cwd=cwd)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out.seek(0)
-                    raise RuntimeError(f"{lib}:{loop} did not start:\n{out.read()[-2000:]}")
-                time.sleep(0.05)
-            yield proc.pid, port  # taskset execs the interpreter in place: the pid is the server's
-        finally:
-            stop_process(proc)
+
+    def ready(pid: int, out: IO[str]) -> int | None:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return port
+        return None
+
+    cmd = pinned(server_command(lib, loop, port, max_seconds), cpu)
+    with started(cmd, f"{lib}:{loop}", ready, preexec_fn=_die_with_parent, cwd=cwd) as (pid, port):
+        yield pid, port
 
 
 def run_load(args: Sequence[str], cpu: int | None, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "bench.relay_load", *args]
-    if cpu is not None:
-        cmd = ["taskset", "-c", str(cpu), *cmd]
+    cmd = pinned([sys.executable, "-m", "bench.relay_load", *args], cpu)
     return run_json(cmd, timeout, "load generator", preexec_fn=_die_with_parent)
 
 
 def measure(mode: str, port: int, pid: int, opts: argparse.Namespace, prefix: str) -> dict[str, Any]:
     """One measurement, retried while the machine is noisy; the quietest attempt if all are."""
-    common = ["--port", str(port), "--server-pid", str(pid), "--pairs", str(opts.pairs), "--warmup", str(opts.warmup)]
+    shared = ["--port", str(port), "--server-pid", str(pid), "--pairs", str(opts.pairs), "--warmup", str(opts.warmup)]
     if mode == "saturate":
         extra = ["--window", str(opts.window), "--duration", str(opts.duration)]
         wall = opts.warmup + opts.duration
     else:
         extra = ["--rate", str(opts.rate), "--duration", str(opts.rate_duration), "--tick", str(opts.rate_tick)]
         wall = opts.warmup + opts.rate_duration
-    best: dict[str, Any] | None = None
-    for attempt in range(opts.attempts):
+    max_seconds = wall + 60
+
+    def attempt(i: int) -> dict[str, Any]:
         wait_quiet(opts.quiet_limit, opts.quiet_wait, sample=0.5)
-        max_seconds = wall + 60
         res = run_load(
-            [mode, *common, *extra, "--room-prefix", f"{prefix}a{attempt}", "--max-seconds", str(max_seconds)],
+            [mode, *shared, *extra, "--room-prefix", f"{prefix}a{i - 1}", "--max-seconds", str(max_seconds)],
             opts.client_cpu,
             max_seconds + 10,
         )
-        res["attempts"] = attempt + 1
-        if best is None or res["excess_cores"] < best["excess_cores"]:
-            best = res
-        if res["excess_cores"] <= opts.noise_limit:
-            break
-        print(f"  noisy ({res['excess_cores']:.2f} excess cores), again", file=sys.stderr, flush=True)
-    assert best is not None
-    best["noisy"] = best["excess_cores"] > opts.noise_limit
-    return best
+        res["attempts"] = i
+        if res["excess_cores"] > opts.noise_limit:
+            print(f"  noisy ({res['excess_cores']:.2f} excess cores), again", file=sys.stderr, flush=True)
+        return res
+
+    return common.quietest(attempt, opts.attempts, opts.noise_limit)[0]
 
 
-def med(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def span(values: Sequence[float], fmt: str) -> str:
-    """``median (min-max)``; just the value for a single run."""
-    if not values:
-        return "-"
-    m = format(med(values), fmt)
-    if len(values) == 1:
-        return m
-    return f"{m} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+def span(values: Sequence[float], spec: str) -> str:
+    """``median (min-max)``, the range even when it looks empty; just the value for a single run."""
+    return common.median_range(values, spec, collapse=False)
 
 
 def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -209,7 +183,7 @@ def ratios(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """ours:LOOP against each baseline (and each --variant against ours) on the same loop: medians of
     throughput, µs/msg and p99."""
     rows = []
-    for loop in LOOPS:
+    for loop in common.LOOPS:
         ours = summary.get(f"ours:{loop}")
         if ours is None:
             continue
@@ -224,10 +198,10 @@ def ratios(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 {
                     "ours": f"{mine_lib}:{loop}",
                     "baseline": f"{lib}:{loop}",
-                    "throughput": med(mine["msgs_per_s"]) / med(base["msgs_per_s"]),
-                    "cost": med(base["srv_us_per_msg"]) / med(mine["srv_us_per_msg"]),
-                    "p99_sat": (med(mine["p99_ms"]), med(base["p99_ms"])),
-                    "p99_rate": (med(mine["rate_p99_ms"]), med(base["rate_p99_ms"])),
+                    "throughput": common.ratio(mine["msgs_per_s"], base["msgs_per_s"]),
+                    "cost": common.ratio(base["srv_us_per_msg"], mine["srv_us_per_msg"]),
+                    "p99_sat": (common.median(mine["p99_ms"]), common.median(base["p99_ms"])),
+                    "p99_rate": (common.median(mine["rate_p99_ms"]), common.median(base["rate_p99_ms"])),
                 }
             )
     return rows
@@ -244,8 +218,7 @@ def print_tables(summary: dict[str, dict[str, Any]], opts: argparse.Namespace) -
         "| server : loop | delivered msgs/s | p50 ms | p99 ms | @rate p50 ms | @rate p99 ms "
         "| srv cores | srv µs/msg | @rate srv µs/msg | cli cores | noisy | errors |"
     )
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
+    print(*common.table_head(head), sep="\n")
     for name, s in summary.items():
         print(
             f"| {name} | {span(s['msgs_per_s'], ',.0f')} | {span(s['p50_ms'], '.1f')} | {span(s['p99_ms'], '.1f')} "
@@ -255,11 +228,12 @@ def print_tables(summary: dict[str, dict[str, Any]], opts: argparse.Namespace) -
         )
     rows = ratios(summary)
     if rows:
-        print(
-            "\n| ours vs baseline | throughput ratio | target | cost ratio (base µs / ours µs) "
+        print()
+        head = (
+            "| ours vs baseline | throughput ratio | target | cost ratio (base µs / ours µs) "
             "| p99 sat ms (ours vs base) | p99 @rate ms (ours vs base) |"
         )
-        print("|---|---|---|---|---|---|")
+        print(*common.table_head(head), sep="\n")
         for r in rows:
             lib = r["baseline"].split(":")[0]
             target = TARGET_VS_PICOWS if lib == "picows" else TARGET_VS_WEBSOCKETS if lib == "websockets" else None
@@ -275,9 +249,9 @@ def print_tables(summary: dict[str, dict[str, Any]], opts: argparse.Namespace) -
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.make_parser(__doc__)
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS), help="comma-separated LIB:LOOP")
-    parser.add_argument("--runs", type=int, default=3)
+    common.add_runs(parser)
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--rate", type=float, default=20_000.0, help="offered msgs/s of the fixed-rate test")
@@ -291,11 +265,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="pacer period of the fixed-rate test (s): rate x tick messages leave together; 0 spins (evenly spaced)",
     )
     parser.add_argument("--quick", action="store_true", help="1 run, 3 s + 2 s windows, 1 attempt")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
+    common.add_cpu_pinning(parser)
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
-    parser.add_argument("--noise-limit", type=float, default=0.2, help="excess busy cores that make a run noisy")
-    parser.add_argument("--attempts", type=int, default=3, help="tries per measurement while noisy")
+    common.add_retry_options(parser, attempts=3)
     parser.add_argument("--quiet-limit", type=float, default=0.3, help="busy cores to wait below before a run")
     parser.add_argument("--quiet-wait", type=float, default=20.0, help="longest wait for a quiet machine, s")
     parser.add_argument("--json", metavar="PATH", help="write every result and the summary as JSON")
@@ -327,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         variants[label] = os.path.abspath(path)
     for name in names:
         lib, _, loop = name.partition(":")
-        if (lib not in LIBS and lib not in variants) or loop not in LOOPS:
-            parser.error(f"unknown server {name!r}: use LIB:LOOP with LIB in {LIBS} and LOOP in {LOOPS}")
+        if (lib not in LIBS and lib not in variants) or loop not in common.LOOPS:
+            parser.error(f"unknown server {name!r}: use LIB:LOOP with LIB in {LIBS} and LOOP in {common.LOOPS}")
     if not 1 <= opts.runs <= 20:
         parser.error("runs must be 1..20")
 
@@ -352,10 +324,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary = summarize(results)
     print_tables(summary, opts)
     if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump(
-                {"options": vars(opts), "results": results, "summary": summary, "ratios": ratios(summary)}, f, indent=1
-            )
+        doc = {"options": vars(opts), "results": results, "summary": summary, "ratios": ratios(summary)}
+        common.write_json(opts.json, doc, indent=1)
 
 
 if __name__ == "__main__":

@@ -30,15 +30,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import sys
 import time
 from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.procstat import machine_busy_seconds, proc_cpu_seconds, rss_kib
-from bench.servers import loop_factory, raise_nofile_limit
+from bench import common
+from bench.procstat import rss_kib, snapshot, window_figures
+from bench.servers import raise_nofile_limit
 
 
 class EchoLoad(WSListener):
@@ -88,16 +87,6 @@ class EchoLoad(WSListener):
             self.drained.set_result(None)
 
 
-def snapshot(load: EchoLoad, server_pid: int) -> dict[str, float]:
-    return {
-        "t": time.perf_counter(),
-        "count": load.count,
-        "srv": proc_cpu_seconds(server_pid),
-        "cli": time.process_time(),
-        "machine": machine_busy_seconds(),
-    }
-
-
 async def run_echo(args: argparse.Namespace) -> dict[str, Any]:
     payload = (b"0123456789abcdefghijklmnopqrstuvwxyz" * (args.size // 36 + 1))[: args.size]
     url = f"ws://127.0.0.1:{args.port}/echo"
@@ -105,9 +94,9 @@ async def run_echo(args: argparse.Namespace) -> dict[str, Any]:
     assert isinstance(load, EchoLoad)
     load.start()
     await asyncio.sleep(args.warmup)
-    s0 = snapshot(load, args.server_pid)
+    s0 = snapshot(load.count, args.server_pid)
     await asyncio.sleep(args.duration)
-    s1 = snapshot(load, args.server_pid)
+    s1 = snapshot(load.count, args.server_pid)
     load.sending = False
     loop = asyncio.get_running_loop()
     load.drained = loop.create_future()
@@ -121,23 +110,11 @@ async def run_echo(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.wait_for(transport.wait_disconnected(), 3)
     transport.disconnect(graceful=False)
 
-    seconds = s1["t"] - s0["t"]
-    msgs = int(s1["count"] - s0["count"])
-    srv = s1["srv"] - s0["srv"]
-    cli = s1["cli"] - s0["cli"]
-    machine = s1["machine"] - s0["machine"]
     return {
         "mode": "echo",
         "window": args.window,
         "size": args.size,
-        "msgs": msgs,
-        "seconds": seconds,
-        "msgs_per_s": msgs / seconds,
-        "srv_cores": srv / seconds,
-        "srv_us_per_msg": srv / msgs * 1e6 if msgs else float("inf"),
-        "cli_cores": cli / seconds,
-        "machine_cores": machine / seconds,
-        "excess_cores": (machine - srv - cli) / seconds,
+        **window_figures(s0, s1),
         "errors": load.errors + (0 if drained else 1),
     }
 
@@ -199,7 +176,7 @@ async def run_idle(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.make_parser(__doc__)
     sub = parser.add_subparsers(dest="mode", required=True)
     echo = sub.add_parser("echo")
     echo.add_argument("--window", type=int, default=100)
@@ -211,10 +188,8 @@ def main() -> None:
     idle.add_argument("--batch", type=int, default=100)
     idle.add_argument("--hold", type=float, default=2.0)
     for p in (echo, idle):
-        p.add_argument("--port", type=int, required=True)
+        common.add_helper_options(p)
         p.add_argument("--server-pid", type=int, required=True)
-        p.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
-        p.add_argument("--max-seconds", type=float, default=120.0, help="hard bound on the whole run")
     args = parser.parse_args()
     if args.mode == "echo" and not (1 <= args.window <= 10_000 and 1 <= args.size <= 1 << 20):
         parser.error("window must be 1..10000 and size 1..1 MiB")
@@ -222,16 +197,7 @@ def main() -> None:
         if not 1 <= args.conns <= 50_000:
             parser.error("conns must be 1..50000")
         raise_nofile_limit(args.conns + 1024)
-    job = run_echo(args) if args.mode == "echo" else run_idle(args)
-
-    async def bounded() -> dict[str, Any]:
-        return await asyncio.wait_for(job, args.max_seconds)
-
-    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        result = runner.run(bounded())
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    common.run_bounded(run_echo(args) if args.mode == "echo" else run_idle(args), args.loop, args.max_seconds)
 
 
 if __name__ == "__main__":

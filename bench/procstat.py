@@ -1,28 +1,35 @@
 """What every benchmark reads from /proc and does with its subprocesses, in one place.
 
 CPU accounting from the kernel (/proc/PID/stat, /proc/stat), a wait for a quiet machine (these VMs are shared),
-running a helper process that prints one JSON line, and stopping a server process.
+pinning a command to a CPU, running a helper process that prints one JSON line, and starting and stopping a
+server process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any
 
 __all__ = [
     "CLK_TCK",
     "machine_busy_seconds",
+    "pinned",
     "proc_cpu_seconds",
     "rss_kib",
     "run_json",
+    "snapshot",
+    "started",
     "stop_process",
     "wait_quiet",
+    "window_figures",
 ]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -52,6 +59,44 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def snapshot(count: int, server_pid: int | None, **counters: int) -> dict[str, float]:
+    """What a load generator reads at each end of its measured window, all in one loop iteration.
+
+    The time, its message ``count`` and other ``counters``, the server's CPU seconds (0 without a pid), its own
+    CPU seconds and the whole machine's busy seconds.
+    """
+    return {
+        "t": time.perf_counter(),
+        "count": count,
+        **counters,
+        "srv": proc_cpu_seconds(server_pid) if server_pid else 0.0,
+        "cli": time.process_time(),
+        "machine": machine_busy_seconds(),
+    }
+
+
+def window_figures(s0: dict[str, float], s1: dict[str, float]) -> dict[str, float]:
+    """The figures of the window between two snapshots.
+
+    ``excess_cores`` is machine busy cores minus server and client cores: other load on the shared machine.
+    """
+    seconds = s1["t"] - s0["t"]
+    msgs = int(s1["count"] - s0["count"])
+    srv = s1["srv"] - s0["srv"]
+    cli = s1["cli"] - s0["cli"]
+    machine = s1["machine"] - s0["machine"]
+    return {
+        "msgs": msgs,
+        "seconds": seconds,
+        "msgs_per_s": msgs / seconds,
+        "srv_cores": srv / seconds,
+        "srv_us_per_msg": srv / msgs * 1e6 if msgs else float("inf"),
+        "cli_cores": cli / seconds,
+        "machine_cores": machine / seconds,
+        "excess_cores": (machine - srv - cli) / seconds,
+    }
+
+
 def wait_quiet(limit: float, max_wait: float, sample: float = 1.0) -> float:
     """Wait (at most ``max_wait`` s) for a ``sample``-second window with at most ``limit`` busy cores.
 
@@ -65,6 +110,11 @@ def wait_quiet(limit: float, max_wait: float, sample: float = 1.0) -> float:
         if busy <= limit or time.monotonic() > deadline:
             return busy
         print(f"  machine busy ({busy:.2f} cores), waiting", file=sys.stderr, flush=True)
+
+
+def pinned(cmd: Sequence[str], cpu: int | None) -> list[str]:
+    """``cmd`` under ``taskset -c CPU`` (which execs it in place: the pid stays the command's); as is for None."""
+    return ["taskset", "-c", str(cpu), *cmd] if cpu is not None else list(cmd)
 
 
 def run_json(cmd: Sequence[str], timeout: float, what: str, **popen: Any) -> dict[str, Any]:
@@ -85,3 +135,26 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@contextlib.contextmanager
+def started(
+    cmd: Sequence[str], what: str, ready: Callable[[int, IO[str]], int | None], **popen: Any
+) -> Iterator[tuple[int, int]]:
+    """Start a server; yield (pid, port) once ``ready(pid, output)`` gives its port; stop it on leaving the block.
+
+    Its stdout and stderr go to a temporary file (a full pipe could block it), which ``ready`` may read; if the
+    process exits or 20 s pass before it is ready, the tail of that output goes into the error.
+    """
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, **popen)
+        try:
+            deadline = time.monotonic() + 20
+            while (port := ready(proc.pid, out)) is None:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out.seek(0)
+                    raise RuntimeError(f"{what} did not start:\n{out.read()[-2000:]}")
+                time.sleep(0.05)
+            yield proc.pid, port
+        finally:
+            stop_process(proc)

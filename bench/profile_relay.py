@@ -51,7 +51,9 @@ from typing import Any
 
 from websockets.speedups import apply_mask
 
-CANDIDATE_TAIL = " 1 udp 1677729535 203.0.113.45 51234 typ srflx raddr 192.168.1.20 rport 51234 generation 0 ufrag Ab3d"
+from bench import common
+from bench.relay_load import candidate_template
+
 REQUEST = (
     b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -63,15 +65,8 @@ REQUEST = (
 
 def masked_frame(payload: bytes) -> bytes:
     """A client text frame with a fresh random mask."""
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x81, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x81, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x81, 0x80 | 127, n)
     key = random.getrandbits(32).to_bytes(4, "little")
-    return head + key + apply_mask(payload, key)
+    return common.text_frame_header(len(payload)) + key + apply_mask(payload, key)
 
 
 def server_texts(data: bytes) -> list[str]:
@@ -94,13 +89,9 @@ def server_texts(data: bytes) -> list[str]:
 
 
 def candidate_text(to: str, ts: int = 1234567890123456789, size: int = 250) -> str:
-    prefix = '{"type":"candidate","to":"' + to + '","candidate":{"candidate":"candidate:'
-    end = '","sdpMid":"0","sdpMLineIndex":0}}'
-    tail = CANDIDATE_TAIL
-    short = size - (len(prefix) + 19 + len(tail) + len(end))
-    if short > 0:
-        tail += "x" * short
-    return prefix + f"{ts:019d}" + tail + end
+    """The load generator's ``candidate`` message (bench/relay_load.py), with the send time ``ts``."""
+    prefix, suffix = candidate_template(to, size)
+    return (prefix + b"%019d" % ts + suffix).decode()
 
 
 class FakeTransport:
@@ -371,18 +362,17 @@ def main_live(opts: argparse.Namespace) -> None:
         share = count / total
         print(f"| {category} | {share:.1%} | {share * us:.2f} |")
     if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump({"load": result, "samples": dict(counts)}, f, indent=1)
+        common.write_json(opts.json, {"load": result, "samples": dict(counts)}, indent=1)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.make_parser(__doc__)
     sub = parser.add_subparsers(dest="mode", required=True)
     stages = sub.add_parser("stages")
     stages.add_argument("--number", type=int, default=20_000, help="messages per timing repeat")
     stages.add_argument("--batch", default="1,8", help="frames per read for the parse and data_received rows")
     live = sub.add_parser("live")
-    live.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
+    live.add_argument("--loop", choices=common.LOOPS, default="uvloop")
     live.add_argument("--seconds", type=float, default=6.0)
     live.add_argument("--rate-hz", type=int, default=250)
     live.add_argument("--native", action="store_true", help="sample native frames too (uvloop, libc, pydantic)")

@@ -5,7 +5,6 @@ Run: python -m bench.profile_session [--number N]. Prints microseconds per call,
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
@@ -13,6 +12,7 @@ import timeit
 
 import structlog
 
+from bench import common
 from signaling.rooms.hub import InMemoryHub
 from signaling.rooms.session import Session
 
@@ -43,7 +43,7 @@ class ListSink:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = common.make_parser(__doc__)
     parser.add_argument("--number", type=int, default=100_000)
     args = parser.parse_args()
     # Client errors are logged at info; keep the timing loop quiet (and realistic for a production level).

@@ -25,18 +25,15 @@ The server stops on SIGTERM/SIGINT, or by itself after ``--max-seconds``, so no 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import json
-import os
 import secrets
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench import common
+
 LIBS = ("websockets", "websockets-orjson", "picows")
-LOOPS = ("asyncio", "uvloop")
 RELAYED = frozenset(("offer", "answer", "candidate", "message"))
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # what json.dumps(..., separators=...) ends up calling
@@ -135,7 +132,6 @@ async def start_picows(host: str, port: int) -> Callable[[], Awaitable[None]]:
 
     rooms: dict[str, dict[str, Relay]] = {}
     text_type = WSMsgType.TEXT
-    close_type = WSMsgType.CLOSE
 
     class Relay(WSListener):
         __slots__ = ("members", "peer", "room", "transport")
@@ -156,9 +152,7 @@ async def start_picows(host: str, port: int) -> Callable[[], Awaitable[None]]:
 
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             if frame.msg_type != text_type:
-                if frame.msg_type == close_type:
-                    transport.send_close(frame.get_close_code())
-                    transport.disconnect()
+                common.answer_close(transport, frame)
                 return
             msg = _loads(frame.get_payload_as_utf8_text())
             kind = msg.get("type")
@@ -222,32 +216,12 @@ STARTERS: dict[str, Callable[[str, int], Awaitable[Callable[[], Awaitable[None]]
 
 async def serve(lib: str, host: str, port: int, max_seconds: float) -> None:
     close = await STARTERS[lib](host, port)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"READY {os.getpid()} {port}", flush=True)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), max_seconds)
-    with contextlib.suppress(TimeoutError, Exception):  # bounded: a baseline must not keep the bench waiting
-        await asyncio.wait_for(close(), 3.0)
+    await common.serve_until_stopped(port, close, max_seconds)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lib", choices=LIBS, required=True)
-    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--max-seconds", type=float, default=600.0, help="exit by itself after this long")
-    args = parser.parse_args()
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    if args.loop == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(serve(args.lib, args.host, args.port, args.max_seconds))
+    args = common.server_parser(__doc__, LIBS, port_required=True).parse_args()
+    common.run_server(serve(args.lib, args.host, args.port, args.max_seconds), args.loop)
 
 
 if __name__ == "__main__":

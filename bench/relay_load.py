@@ -54,23 +54,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import random
-import struct
-import sys
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from websockets.speedups import apply_mask  # C; a client must mask every frame with a fresh key
 
-from bench.procstat import machine_busy_seconds, proc_cpu_seconds
+from bench import common
+from bench.procstat import snapshot, window_figures
 
 TEXT = WSMsgType.TEXT
-CLOSE = WSMsgType.CLOSE
 _loads = orjson.loads
 _now_ns = time.perf_counter_ns
 _rand32 = random.getrandbits
@@ -89,15 +86,6 @@ def candidate_template(partner: str, size: int) -> tuple[bytes, bytes]:
     if short > 0:
         tail += "x" * short  # a longer ufrag
     return prefix.encode(), (tail + end).encode()
-
-
-def frame_header(size: int) -> bytes:
-    """The first bytes of a masked, final text frame of ``size`` bytes, up to the mask key."""
-    if size < 126:
-        return struct.pack("!BB", 0x81, 0x80 | size)
-    if size < 65536:
-        return struct.pack("!BBH", 0x81, 0x80 | 126, size)
-    return struct.pack("!BBQ", 0x81, 0x80 | 127, size)
 
 
 class Run:
@@ -189,9 +177,7 @@ class Client(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type != TEXT:
-            if frame.msg_type == CLOSE:
-                transport.send_close(frame.get_close_code())
-                transport.disconnect()
+            common.answer_close(transport, frame)
             return
         now = _now_ns()
         run = self.run
@@ -238,18 +224,6 @@ class Client(WSListener):
                 fut.set_exception(ConnectionError("disconnected before pairing"))
 
 
-def snapshot(run: Run, server_pid: int | None) -> dict[str, float]:
-    return {
-        "t": time.perf_counter(),
-        "count": run.delivered,
-        "sent": run.sent,
-        "skipped": run.skipped,
-        "srv": proc_cpu_seconds(server_pid) if server_pid else 0.0,
-        "cli": time.process_time(),
-        "machine": machine_busy_seconds(),
-    }
-
-
 def percentile(sorted_values: Sequence[int], q: float) -> float:
     """Nearest-rank percentile of an ascending sequence (q in 0..100)."""
     if not sorted_values:
@@ -293,7 +267,7 @@ async def open_pairs(args: argparse.Namespace, run: Run) -> list[Client]:
             raise RuntimeError(f"pairing mismatch in {a.room}: {a.peer}/{a.partner_id} vs {b.peer}/{b.partner_id}")
     for c in clients:
         c.prefix, c.suffix = candidate_template(c.partner_id, args.size)
-        c.header = frame_header(len(c.prefix) + TS_DIGITS + len(c.suffix))
+        c.header = common.text_frame_header(len(c.prefix) + TS_DIGITS + len(c.suffix))
     return clients
 
 
@@ -379,11 +353,11 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             pacer = Pacer(run, clients, args.rate, args.cap, args.tick)
             pacer.start()
         await asyncio.sleep(args.warmup)
-        s0 = snapshot(run, args.server_pid)
+        s0 = snapshot(run.delivered, args.server_pid, sent=run.sent, skipped=run.skipped)
         run.recording = True
         await asyncio.sleep(args.duration)
         run.recording = False
-        s1 = snapshot(run, args.server_pid)
+        s1 = snapshot(run.delivered, args.server_pid, sent=run.sent, skipped=run.skipped)
         run.sending = False
         if pacer is not None:
             pacer.stop()
@@ -398,29 +372,18 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             pacer.stop()
         await close_gracefully(clients)
 
-    seconds = s1["t"] - s0["t"]
-    msgs = int(s1["count"] - s0["count"])
-    srv = s1["srv"] - s0["srv"]
-    cli = s1["cli"] - s0["cli"]
-    machine = s1["machine"] - s0["machine"]
+    window = window_figures(s0, s1)
     lat = sorted(run.latencies_ns)
     result: dict[str, Any] = {
         "mode": args.mode,
         "pairs": args.pairs,
         "size": len(clients[0].prefix) + TS_DIGITS + len(clients[0].suffix),
-        "msgs": msgs,
-        "seconds": seconds,
-        "msgs_per_s": msgs / seconds,
-        "sent_per_s": (s1["sent"] - s0["sent"]) / seconds,
+        **window,
+        "sent_per_s": (s1["sent"] - s0["sent"]) / window["seconds"],
         "p50_ms": percentile(lat, 50) / 1e6,
         "p99_ms": percentile(lat, 99) / 1e6,
         "p999_ms": percentile(lat, 99.9) / 1e6,
         "max_ms": (lat[-1] / 1e6) if lat else float("nan"),
-        "srv_cores": srv / seconds,
-        "srv_us_per_msg": srv / msgs * 1e6 if msgs else float("inf"),
-        "cli_cores": cli / seconds,
-        "machine_cores": machine / seconds,
-        "excess_cores": (machine - srv - cli) / seconds,
         "undelivered": undelivered,
         "errors": run.errors + undelivered + gone,
         "first_error": run.first_error,
@@ -434,17 +397,8 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    if name == "uvloop":
-        import uvloop
-
-        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-        return factory
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.make_parser(__doc__)
     sub = parser.add_subparsers(dest="mode", required=True)
     sat = sub.add_parser("saturate", help="closed loop: a window of undelivered messages per sender")
     sat.add_argument("--window", type=int, default=20)
@@ -461,14 +415,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     rate.add_argument("--duration", type=float, default=5.0)
     for p in (sat, rate):
-        p.add_argument("--port", type=int, required=True)
+        common.add_helper_options(p)
         p.add_argument("--path", default="/ws")
         p.add_argument("--server-pid", type=int, default=None, help="whose CPU to sample over the window")
         p.add_argument("--pairs", type=int, default=50)
         p.add_argument("--size", type=int, default=250, help="bytes per candidate message sent")
         p.add_argument("--room-prefix", default="")
         p.add_argument("--warmup", type=float, default=1.0)
-        p.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
         p.add_argument(
             "--send",
             choices=("batch", "picows"),
@@ -476,7 +429,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             help="batch: frames built here (fresh random mask each), one write per client per loop iteration; "
             "picows: transport.send per message (a write syscall each, as the anchors' client did)",
         )
-        p.add_argument("--max-seconds", type=float, default=120.0, help="hard bound on the whole run")
     args = parser.parse_args(argv)
     if not 1 <= args.pairs <= 5000:
         parser.error("pairs must be 1..5000")
@@ -486,15 +438,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("rate must be 1..1e6 msgs/s and tick 0 (spin) or 0.0005..0.1 s")
     if not (0 <= args.warmup <= 60 and 0.1 <= args.duration <= 300):
         parser.error("warmup must be 0..60 s and duration 0.1..300 s")
-
-    async def bounded() -> dict[str, Any]:
-        return await asyncio.wait_for(run_load(args), args.max_seconds)
-
-    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        result = runner.run(bounded())
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    common.run_bounded(run_load(args), args.loop, args.max_seconds)
 
 
 if __name__ == "__main__":

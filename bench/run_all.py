@@ -8,10 +8,11 @@ and take the median of 3 runs); --quick gives rough figures in a few minutes.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from collections.abc import Sequence
+
+from bench import common
 
 
 def plan(quick: bool) -> list[list[str]]:
@@ -26,7 +27,7 @@ def plan(quick: bool) -> list[list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs: rough figures in a few minutes")
     args = parser.parse_args(argv)
     failed = []

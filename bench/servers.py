@@ -19,23 +19,16 @@ It stops on SIGTERM/SIGINT, or by itself after ``--max-seconds`` (600 by default
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
-import os
 import resource
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import IO, Any
 
-from bench.procstat import stop_process
+from bench import common
+from bench.procstat import pinned, started
 
 LIBS = ("ours", "websockets", "picows", "picows-noafn", "aiohttp")
-LOOPS = ("asyncio", "uvloop")
 
 #: An async factory that starts listening and returns (bound port, async closer).
 Starter = Callable[[str, int], Awaitable[tuple[int, Callable[[], Awaitable[None]]]]]
@@ -94,9 +87,8 @@ async def _start_picows(host: str, port: int, use_aiofastnet: bool | None) -> tu
                 transport.send(WSMsgType.TEXT, frame.get_payload_as_utf8_text().encode())
             elif msg_type == WSMsgType.BINARY:
                 transport.send(WSMsgType.BINARY, frame.get_payload_as_bytes())
-            elif msg_type == WSMsgType.CLOSE:
-                transport.send_close(frame.get_close_code())
-                transport.disconnect()
+            else:
+                common.answer_close(transport, frame)
 
     def factory(request: WSUpgradeRequest) -> WSListener:
         return EchoListener()
@@ -157,25 +149,7 @@ STARTERS: dict[str, Starter] = {
 
 async def serve(lib: str, host: str, port: int, max_seconds: float) -> None:
     bound, close = await STARTERS[lib](host, port)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"READY {os.getpid()} {bound}", flush=True)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), max_seconds)
-    # Bounded shutdown: a baseline that waits on its peers must not keep the bench waiting.
-    with contextlib.suppress(TimeoutError, Exception):
-        await asyncio.wait_for(close(), 3.0)
-
-
-def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    if loop == "uvloop":
-        import uvloop
-
-        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-        return factory
-    return None
+    await common.serve_until_stopped(bound, close, max_seconds)
 
 
 @contextlib.contextmanager
@@ -189,39 +163,24 @@ def spawn_server(
     """
     cmd = [sys.executable, "-m", "bench.servers", "--lib", lib, "--loop", loop, "--port", "0"]
     cmd += ["--max-seconds", str(max_seconds), *extra]
-    if cpu is not None:
-        cmd = ["taskset", "-c", str(cpu), *cmd]
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                out.seek(0)
-                for line in out.read().splitlines():
-                    if line.startswith("READY "):
-                        _, pid, port = line.split()
-                        assert int(pid) == proc.pid  # taskset execs the interpreter in place
-                        yield proc.pid, int(port)
-                        return
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out.seek(0)
-                    raise RuntimeError(f"{lib}:{loop} server did not start:\n{out.read()[-2000:]}")
-                time.sleep(0.05)
-        finally:
-            stop_process(proc)
+
+    def ready(pid: int, out: IO[str]) -> int | None:
+        out.seek(0)
+        for line in out.read().splitlines():
+            if line.startswith("READY "):
+                _, ready_pid, port = line.split()
+                assert int(ready_pid) == pid  # taskset execs the interpreter in place
+                return int(port)
+        return None
+
+    with started(pinned(cmd, cpu), f"{lib}:{loop} server", ready) as (pid, port):
+        yield pid, port
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lib", choices=LIBS, required=True)
-    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--max-seconds", type=float, default=600.0, help="exit by itself after this long")
-    args = parser.parse_args()
+    args = common.server_parser(__doc__, LIBS, port_required=False).parse_args()
     raise_nofile_limit()
-    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        runner.run(serve(args.lib, args.host, args.port, args.max_seconds))
+    common.run_server(serve(args.lib, args.host, args.port, args.max_seconds), args.loop)
 
 
 if __name__ == "__main__":
