@@ -299,19 +299,22 @@ async def test_glare_polite_side_replaces_its_connection(
 
 
 @contextlib.asynccontextmanager
-async def serving_peer(client: SignalingClient, url: str, room: str) -> AsyncIterator[Peer]:
-    """A Peer joined to ``room`` through ``client``, serving its signaling until the block ends."""
+async def peer_and_remote(start_signaling: ServerFactory, room: str) -> AsyncIterator[tuple[Peer, SignalingClient]]:
+    """A Peer joined to ``room`` and serving its signaling, and a bare client (the remote) that has not joined yet."""
+    server = await start_signaling()
+    url = f"ws://127.0.0.1:{server.port}/ws"
     options = PeerOptions(url=url, room=room, fps=10.0)
-    peer = Peer(options, client, LocalMedia(options))
-    welcome = await client.join(room)
-    peer.id, peer.ice_servers = welcome.peer, []
-    task = asyncio.create_task(peer._serve_signals())
-    try:
-        yield peer
-    finally:
-        task.cancel()
-        await peer.shutdown()
-        peer.media.close()
+    async with SignalingClient.connect(url) as peer_client, SignalingClient.connect(url) as remote:
+        peer = Peer(options, peer_client, LocalMedia(options))
+        welcome = await peer_client.join(room)
+        peer.id, peer.ice_servers = welcome.peer, []
+        task = asyncio.create_task(peer._serve_signals())
+        try:
+            yield peer, remote
+        finally:
+            task.cancel()
+            await peer.shutdown()
+            peer.media.close()
 
 
 async def test_answer_only_peer_gets_a_fallback_offer(
@@ -321,13 +324,7 @@ async def test_answer_only_peer_gets_a_fallback_offer(
     import signaling.clients.peer.link
 
     monkeypatch.setattr(signaling.clients.peer.link, "FALLBACK_OFFER_S", 0.2)
-    server = await start_signaling()
-    url = f"ws://127.0.0.1:{server.port}/ws"
-    async with (
-        SignalingClient.connect(url) as waiting_client,
-        SignalingClient.connect(url) as newcomer,
-        serving_peer(waiting_client, url, "fallback") as peer,
-    ):
+    async with peer_and_remote(start_signaling, "fallback") as (peer, newcomer):
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         try:
             await newcomer.join("fallback")
@@ -353,13 +350,7 @@ async def test_remote_that_starts_over_gets_a_fresh_connection(
     Browsers do this after a failed link; aiortc cannot renegotiate ICE and DTLS on the old connection.
     Whether the old connection was closed (our side sees it closed) or not (only the fingerprint tells).
     """
-    server = await start_signaling()
-    url = f"ws://127.0.0.1:{server.port}/ws"
-    async with (
-        SignalingClient.connect(url) as peer_client,
-        SignalingClient.connect(url) as remote,
-        serving_peer(peer_client, url, "restart") as peer,
-    ):
+    async with peer_and_remote(start_signaling, "restart") as (peer, remote):
         pcs: list[RTCPeerConnection] = []
         try:
             await remote.join("restart")

@@ -45,6 +45,15 @@ async def both(*waits: Awaitable[object]) -> None:
     await asyncio.gather(*waits)
 
 
+async def call_of_two(new_context: ContextFactory, port: int, room: str) -> tuple[CallPage, CallPage]:
+    """Alice and Bob in ``room``, connected and each playing the other's video."""
+    alice = await open_call(new_context, port, room, "Alice")
+    bob = await open_call(new_context, port, room, "Bob")
+    await both(alice.wait_connected(1), bob.wait_connected(1))
+    await both(alice.wait_video(1), bob.wait_video(1))
+    return alice, bob
+
+
 async def assert_tile_names(page: CallPage, expected: dict[str, str]) -> None:
     """The remote tiles are exactly ``expected`` (peer id -> shown name)."""
     names = await page.page.eval_on_selector_all(
@@ -61,13 +70,7 @@ async def test_two_pages_connect_and_play_each_others_video(
     start_signaling: ServerFactory, new_context: ContextFactory
 ) -> None:
     server = await start_signaling()
-    room = unique_room("two")
-    alice = await open_call(new_context, server.port, room, "Alice")
-    bob = await open_call(new_context, server.port, room, "Bob")
-
-    await both(alice.wait_connected(1), bob.wait_connected(1))
-    await both(alice.wait_video(1), bob.wait_video(1))
-
+    alice, bob = await call_of_two(new_context, server.port, unique_room("two"))
     assert await alice.status() == await bob.status() == "joined"
     await assert_tile_names(alice, {await bob.self_id(): "Bob"})
     await assert_tile_names(bob, {await alice.self_id(): "Alice"})
@@ -139,11 +142,7 @@ async def test_three_pages_form_a_full_mesh(start_signaling: ServerFactory, new_
 
 async def test_reloaded_page_leaves_and_rejoins(start_signaling: ServerFactory, new_context: ContextFactory) -> None:
     server = await start_signaling()
-    room = unique_room("reload")
-    alice = await open_call(new_context, server.port, room, "Alice")
-    bob = await open_call(new_context, server.port, room, "Bob")
-    await both(alice.wait_connected(1), bob.wait_connected(1))
-    await both(alice.wait_video(1), bob.wait_video(1))
+    alice, bob = await call_of_two(new_context, server.port, unique_room("reload"))
     old_bob = await bob.self_id()
 
     await bob.page.reload()

@@ -9,20 +9,8 @@ from collections.abc import Sequence
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from signaling.ws import events as ev
 from signaling.ws.connection import Connection, Side, State
-from signaling.ws.events import (
-    BadRequest,
-    BinaryMessage,
-    CloseReceived,
-    Event,
-    Failed,
-    HandshakeComplete,
-    HandshakeFailed,
-    PingReceived,
-    PongReceived,
-    RequestReceived,
-    TextMessage,
-)
 from signaling.ws.exceptions import HandshakeError
 from signaling.ws.frames import Opcode
 from signaling.ws.handshake import ClientHandshake
@@ -90,10 +78,10 @@ def test_round_trip(side: Side, message: tuple[bool, bytes], data: st.DataObject
         chunks = [wire[i : i + 1] for i in range(len(wire))]
     else:
         chunks = cut(wire, data.draw(split_points(len(wire)), label="chunks"))
-    events: list[Event] = []
+    events: list[ev.Event] = []
     for chunk in chunks:
         events += receiver.receive_data(chunk)
-    expected = TextMessage(payload.decode()) if is_text else BinaryMessage(payload)
+    expected = ev.TextMessage(payload.decode()) if is_text else ev.BinaryMessage(payload)
     assert events == [expected]
     assert receiver.data_to_send() == b""
     assert receiver.state is State.OPEN
@@ -152,10 +140,10 @@ def peer_stream(draw: st.DrawFn, to_client: bool) -> bytes:
     return b"".join(out)
 
 
-def normalized(events: Sequence[Event]) -> list[object]:
+def normalized(events: Sequence[ev.Event]) -> list[object]:
     """Events with Failed reasons dropped: the message may say where the error was seen, the code may not
     change."""
-    return [("Failed", e.code) if isinstance(e, Failed) else e for e in events]
+    return [("Failed", e.code) if isinstance(e, ev.Failed) else e for e in events]
 
 
 class FixedKeyHandshake(ClientHandshake):
@@ -171,12 +159,12 @@ def drive_all(side: Side, chunks: Sequence[bytes], limit: int | None) -> tuple[o
     if side is Side.CLIENT:
         conn.send_request(FixedKeyHandshake())
         conn.data_to_send()
-    events: list[Event] = []
+    events: list[ev.Event] = []
     out = b""
     for chunk in chunks:
         new = conn.receive_data(chunk)
         events += new
-        if new and isinstance(new[-1], RequestReceived):
+        if new and isinstance(new[-1], ev.RequestReceived):
             conn.accept(new[-1].request)
             out += conn.data_to_send()
             events += conn.receive_data(b"")
@@ -208,7 +196,7 @@ def test_split_invariance(side: Side, data: st.DataObject, limit: int | None) ->
 
 # ----------------------------------------------------------------------------------------------- garbage
 
-PEER_EVENTS = (TextMessage, BinaryMessage, PingReceived, PongReceived, CloseReceived, Failed)
+PEER_EVENTS = (ev.TextMessage, ev.BinaryMessage, ev.PingReceived, ev.PongReceived, ev.CloseReceived, ev.Failed)
 
 
 @st.composite
@@ -239,14 +227,14 @@ def test_garbage_never_raises(side: Side, data: st.DataObject, limit: int | None
         garbage = data.draw(junk_frames(to_client=conn.is_client), label="junk frames")
     else:
         garbage = data.draw(st.binary(max_size=1500), label="garbage")
-    events: list[Event] = []
+    events: list[ev.Event] = []
     for chunk in cut(garbage, data.draw(split_points(len(garbage)), label="cuts")):
         events += conn.receive_data(chunk)  # never raises
     assert all(isinstance(e, PEER_EVENTS) for e in events), events
-    ends = [i for i, e in enumerate(events) if isinstance(e, Failed | CloseReceived)]
+    ends = [i for i, e in enumerate(events) if isinstance(e, ev.Failed | ev.CloseReceived)]
     assert ends in ([], [len(events) - 1])
     for e in events:
-        if isinstance(e, Failed):
+        if isinstance(e, ev.Failed):
             assert e.code in (1002, 1007, 1009)
     out = read_frames(conn.data_to_send())  # well-formed output, masked as the side requires
     assert all(f.masked is conn.is_client for f in out)
@@ -286,7 +274,7 @@ def heads(draw: st.DrawFn) -> bytes:
 @given(head=heads(), data=st.data())
 def test_random_request_head(head: bytes, data: st.DataObject) -> None:
     conn = Connection(Side.SERVER, max_head_size=512)
-    events: list[Event] = []
+    events: list[ev.Event] = []
     for chunk in cut(head, data.draw(split_points(len(head)), label="cuts")):
         events += conn.receive_data(chunk)  # never raises
     assert len(events) <= 1
@@ -296,8 +284,8 @@ def test_random_request_head(head: bytes, data: st.DataObject) -> None:
         assert b"\r\n\r\n" not in head[:512]
         return
     event = events[0]
-    assert isinstance(event, BadRequest | RequestReceived)
-    if isinstance(event, BadRequest):
+    assert isinstance(event, ev.BadRequest | ev.RequestReceived)
+    if isinstance(event, ev.BadRequest):
         assert event.error.status in (400, 431, 505)
         assert conn.data_to_send().startswith(f"HTTP/1.1 {event.error.status} ".encode())
         assert conn.state is State.CLOSED and conn.close_transport
@@ -321,6 +309,6 @@ def test_random_response_head(head: bytes) -> None:
     conn.data_to_send()
     events = conn.receive_data(head)  # never raises
     assert len(events) <= 1
-    assert all(isinstance(e, HandshakeFailed | HandshakeComplete) for e in events)
-    if events and isinstance(events[0], HandshakeFailed):
+    assert all(isinstance(e, ev.HandshakeFailed | ev.HandshakeComplete) for e in events)
+    if events and isinstance(events[0], ev.HandshakeFailed):
         assert conn.state is State.CLOSED and conn.close_transport
