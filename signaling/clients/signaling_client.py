@@ -22,7 +22,6 @@ import contextlib
 import itertools
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import pydantic_core
@@ -32,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from signaling.protocol.errors import Ref
 from signaling.protocol.models import ErrorMessage, IceCandidate, IceServer, Pong, ServerMessage, Welcome
 from signaling.protocol.parse import parse_server_message
-from signaling.ws.aio.client import ClientConnection, Opening, until_closed
+from signaling.ws.aio.client import ClientConnection, ClosesOnExit, Opening, until_closed
 from signaling.ws.aio.client import connect as ws_connect
 from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.frames import CloseCode
@@ -89,7 +88,7 @@ class _End:
         self.error = error
 
 
-class SignalingClient:
+class SignalingClient(ClosesOnExit):
     """One signaling session over one WebSocket connection.
 
     Open it with :meth:`connect` (``async with`` closes it), then :meth:`join` a room. Incoming server
@@ -165,14 +164,6 @@ class SignalingClient:
         with contextlib.suppress(ConnectionClosed, OSError):
             while True:
                 await self._ws.recv()
-
-    async def __aenter__(self) -> SignalingClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     @property
     def closed(self) -> bool:

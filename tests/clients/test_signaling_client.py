@@ -8,18 +8,8 @@ from contextlib import AsyncExitStack
 
 import pytest
 
+from signaling import protocol
 from signaling.clients.signaling_client import SignalingClient, SignalingErrorReply, UnexpectedMessage
-from signaling.protocol.models import (
-    ErrorMessage,
-    PeerInfo,
-    PeerJoined,
-    PeerLeft,
-    RelayedAnswer,
-    RelayedCandidate,
-    RelayedMessage,
-    RelayedOffer,
-    Welcome,
-)
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.exceptions import ConnectionClosed
 from tests.helpers.wait import wait_until
@@ -51,7 +41,7 @@ async def joined_pair(connect: ClientFactory, room: str = "r") -> tuple[Signalin
     await a.join(room, name="a")
     await b.join(room, name="b")
     async with asyncio.timeout(STEP):
-        joined = await a.expect(PeerJoined)
+        joined = await a.expect(protocol.PeerJoined)
     assert joined.peer == b.peer_id
     return a, b
 
@@ -59,16 +49,16 @@ async def joined_pair(connect: ClientFactory, room: str = "r") -> tuple[Signalin
 async def test_join_returns_typed_welcome_and_others_get_peer_joined(connect: ClientFactory) -> None:
     a, b = await connect(), await connect()
     wa = await a.join("room-1", name="alice", meta={"role": "host"})
-    assert isinstance(wa, Welcome)
+    assert isinstance(wa, protocol.Welcome)
     assert wa.room == "room-1" and wa.peers == [] and wa.iceServers == []
     assert wa.ref is not None  # join() correlates with id/ref
     assert a.peer_id == wa.peer and a.welcome is wa
 
     wb = await b.join("room-1")
-    assert wb.peers == [PeerInfo(peer=wa.peer, name="alice", meta={"role": "host"})]
+    assert wb.peers == [protocol.PeerInfo(peer=wa.peer, name="alice", meta={"role": "host"})]
     assert wb.peer != wa.peer
     async with asyncio.timeout(STEP):
-        joined = await a.expect(PeerJoined)
+        joined = await a.expect(protocol.PeerJoined)
     assert (joined.peer, joined.name, joined.meta) == (wb.peer, None, None)
 
 
@@ -123,11 +113,11 @@ async def test_relay_between_two_clients_is_typed(connect: ClientFactory) -> Non
     await b.send_answer(a.peer_id, "v=0 answer")
 
     async with asyncio.timeout(STEP):
-        offer = await b.expect(RelayedOffer)
-        cand = await b.expect(RelayedCandidate)
-        end = await b.expect(RelayedCandidate)
-        msg = await b.expect(RelayedMessage)
-        answer = await a.expect(RelayedAnswer)
+        offer = await b.expect(protocol.RelayedOffer)
+        cand = await b.expect(protocol.RelayedCandidate)
+        end = await b.expect(protocol.RelayedCandidate)
+        msg = await b.expect(protocol.RelayedMessage)
+        answer = await a.expect(protocol.RelayedAnswer)
     assert (offer.from_, offer.sdp) == (a.peer_id, "v=0 offer")
     assert cand.from_ == a.peer_id and cand.candidate is not None
     assert dict(cand.candidate) == candidate
@@ -146,9 +136,9 @@ async def test_async_iteration_yields_typed_messages_in_order(connect: ClientFac
     async with asyncio.timeout(STEP):
         async for msg in b:
             got.append(msg)
-            if isinstance(msg, RelayedOffer):
+            if isinstance(msg, protocol.RelayedOffer):
                 break
-    assert [m.data for m in got if isinstance(m, RelayedMessage)] == [0, 1, 2, 3, 4]
+    assert [m.data for m in got if isinstance(m, protocol.RelayedMessage)] == [0, 1, 2, 3, 4]
     assert all(getattr(m, "from_", None) == a.peer_id for m in got)
 
 
@@ -157,13 +147,13 @@ async def test_relay_error_arrives_in_the_stream(connect: ClientFactory) -> None
     await a.send_offer("no-such-peer", "sdp")
     async with asyncio.timeout(STEP):
         err = await a.recv()
-    assert isinstance(err, ErrorMessage)
+    assert isinstance(err, protocol.ErrorMessage)
     assert err.code == "unknown-peer" and err.ref is None
 
     await a.send_message("x", to="no-such-peer")
     with pytest.raises(SignalingErrorReply) as exc:  # expect() turns an unexpected error into the exception
         async with asyncio.timeout(STEP):
-            await a.expect(RelayedMessage)
+            await a.expect(protocol.RelayedMessage)
     assert exc.value.code == "unknown-peer"
 
 
@@ -171,7 +161,7 @@ async def test_send_before_join_is_not_joined(connect: ClientFactory) -> None:
     client = await connect()
     await client.send_message("hello")
     async with asyncio.timeout(STEP):
-        err = await client.expect(ErrorMessage)
+        err = await client.expect(protocol.ErrorMessage)
     assert err.code == "not-joined"
 
 
@@ -180,8 +170,8 @@ async def test_expect_rejects_another_type(connect: ClientFactory) -> None:
     await b.send_message("not an offer")
     with pytest.raises(UnexpectedMessage) as exc:
         async with asyncio.timeout(STEP):
-            await a.expect(RelayedOffer)
-    assert isinstance(exc.value.got, RelayedMessage)
+            await a.expect(protocol.RelayedOffer)
+    assert isinstance(exc.value.got, protocol.RelayedMessage)
 
 
 async def test_ping_waits_for_pong(connect: ClientFactory) -> None:
@@ -197,12 +187,12 @@ async def test_leave_then_rejoin(connect: ClientFactory) -> None:
     await b.leave()
     assert b.welcome is None
     async with asyncio.timeout(STEP):
-        left = await a.expect(PeerLeft)
+        left = await a.expect(protocol.PeerLeft)
     assert left.peer == old_id
     welcome = await b.join("r")
     assert [p.peer for p in welcome.peers] == [a.peer_id]
     async with asyncio.timeout(STEP):
-        assert (await a.expect(PeerJoined)).peer == welcome.peer
+        assert (await a.expect(protocol.PeerJoined)).peer == welcome.peer
 
 
 async def test_disconnect_gives_peer_left_and_frees_the_room(
@@ -213,10 +203,10 @@ async def test_disconnect_gives_peer_left_and_frees_the_room(
     async with SignalingClient.connect(ws_url(signaling_server)) as b:
         await b.join("r")
         async with asyncio.timeout(STEP):
-            await a.expect(PeerJoined)
+            await a.expect(protocol.PeerJoined)
     assert b.closed and b.close_code == 1000
     async with asyncio.timeout(STEP):
-        assert (await a.expect(PeerLeft)).peer == b.peer_id
+        assert (await a.expect(protocol.PeerLeft)).peer == b.peer_id
     await a.close()
     hub = signaling_server.app.hub  # type: ignore[attr-defined]
     # The server handles the close asynchronously, and its hub announces nothing: poll its counters.
@@ -294,5 +284,5 @@ async def test_unread_messages_are_bounded_and_close_does_not_hang(start_signali
         with pytest.raises(ConnectionClosed):
             while True:
                 got.append(await idle.recv())
-        assert isinstance(got[0], PeerJoined)
-        assert [m.data for m in got[1:] if isinstance(m, RelayedMessage)] == list(range(len(got) - 1))
+        assert isinstance(got[0], protocol.PeerJoined)
+        assert [m.data for m in got[1:] if isinstance(m, protocol.RelayedMessage)] == list(range(len(got) - 1))

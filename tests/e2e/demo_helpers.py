@@ -114,6 +114,8 @@ async ({peers, timeoutMs}) => {
 }
 """
 
+_STATUS_IS_JS = "s => document.querySelector('#status')?.dataset.state === s"
+_TILE_GONE_JS = 'id => !document.querySelector(`#tiles .tile[data-peer="${CSS.escape(id)}"]`)'
 _TILES_CONNECTED_JS = """
 ({peers, channel}) => {
   const tiles = [...document.querySelectorAll('#tiles .tile[data-peer]')];
@@ -185,12 +187,7 @@ class CallPage:
     # -- waits --
 
     async def wait_status(self, state: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-        await self._wait_js(
-            f"#status[data-state={state}]",
-            "s => document.querySelector('#status')?.dataset.state === s",
-            state,
-            timeout_s,
-        )
+        await self._wait_js(f"#status[data-state={state}]", _STATUS_IS_JS, state, timeout_s)
 
     async def wait_connected(self, peers: int, *, channel: bool = True, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         """Exactly ``peers`` remote tiles, every one ``data-state=connected`` (and its chat channel open)."""
@@ -198,12 +195,7 @@ class CallPage:
         await self._wait_js(what, _TILES_CONNECTED_JS, {"peers": peers, "channel": channel}, timeout_s)
 
     async def wait_tile_gone(self, peer: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-        await self._wait_js(
-            f"the tile of {peer} removed",
-            'id => !document.querySelector(`#tiles .tile[data-peer="${CSS.escape(id)}"]`)',
-            peer,
-            timeout_s,
-        )
+        await self._wait_js(f"the tile of {peer} removed", _TILE_GONE_JS, peer, timeout_s)
 
     async def wait_video(self, peers: int, timeout_s: float = VIDEO_TIMEOUT_S) -> dict[str, Any]:
         """Every one of ``peers`` remote videos plays: framesDecoded rising and videoWidth > 0. Returns readings."""

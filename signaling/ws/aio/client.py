@@ -14,7 +14,7 @@ import itertools
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, Self, TypeVar, cast
 from urllib.parse import urlsplit
 
 from ..connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
@@ -29,7 +29,7 @@ from ..exceptions import ConnectionClosed, InvalidState
 from ..frames import CloseCode, Opcode
 from ..handshake import ClientHandshake
 
-__all__ = ["QUIET_CLOSE_CODES", "ClientConnection", "Opening", "connect", "until_closed"]
+__all__ = ["QUIET_CLOSE_CODES", "ClientConnection", "ClosesOnExit", "Opening", "connect", "until_closed"]
 
 #: Close codes that end iteration quietly: the peer (or we) closed on purpose, nothing went wrong.
 QUIET_CLOSE_CODES = (CloseCode.NORMAL, CloseCode.GOING_AWAY)
@@ -52,6 +52,21 @@ async def until_closed(recv: Callable[[], Awaitable[T]]) -> AsyncIterator[T]:
             if exc.code in QUIET_CLOSE_CODES:
                 return
             raise
+
+
+class ClosesOnExit:
+    """``async with conn:`` closes ``conn`` at the end of the block, whatever happened in it."""
+
+    async def close(self) -> Any:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
 
 
 class Opening(Generic[C]):
@@ -168,7 +183,7 @@ class _ClientProtocol(asyncio.Protocol):
             self._close_timer = self.loop.call_later(self.close_timeout, transport.abort)
 
 
-class ClientConnection:
+class ClientConnection(ClosesOnExit):
     """An open client WebSocket: ``send``, ``recv``, ``async for``, ``ping``, ``close``."""
 
     def __init__(self, protocol: _ClientProtocol, subprotocol: str | None) -> None:
@@ -290,14 +305,6 @@ class ClientConnection:
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._p.closed)
-
-    async def __aenter__(self) -> ClientConnection:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 def connect(
