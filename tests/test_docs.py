@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from signaling.app.settings import Settings
+from signaling.app.settings import TABLE_BEGIN, TABLE_END, Settings, settings_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +18,14 @@ def test_readme_documents_every_setting(name: str) -> None:
     env = "SIGNALING_" + name.upper()
     assert f"`{flag}" in readme, f"README.md's settings table lacks {flag}"
     assert f"`{env}`" in readme, f"README.md's settings table lacks {env}"
+
+
+def test_readme_settings_table_is_generated_from_the_model() -> None:
+    readme = (ROOT / "README.md").read_text()
+    begin, end = readme.index(TABLE_BEGIN) + len(TABLE_BEGIN), readme.index(TABLE_END)
+    assert readme[begin:end].strip("\n") == settings_table().strip("\n"), (
+        "README.md's settings table is stale: run python -m signaling.app.settings --readme"
+    )
 
 
 def test_readme_starts_with_the_two_commands() -> None:

@@ -10,7 +10,8 @@
  * - test-hooks.js: `window.app` for end-to-end tests
  *
  * URL parameters: `room` (joins at once when valid), `name`, `media=off` (join receive-only without asking
- * for the camera), `token` (sent with join when the server has auth on).
+ * for the camera), `token` (sent with join when the server has auth on), `ice=relay` (TURN relay candidates
+ * only: iceTransportPolicy "relay", to try or test a TURN server).
  *
  * Stable hooks for tests (DOM ids and data attributes, `window.app`): documented at the top of
  * test-hooks.js; keep them when changing the UI.
@@ -41,6 +42,8 @@ const state = {
   videoOff: false,
   selfId: null,
   iceServers: [],
+  /** 'all' | 'relay' (`?ice=relay`). */
+  iceTransportPolicy: 'all',
   welcomes: 0,
   showStats: true,
   chatOpenMobile: false,
@@ -81,6 +84,7 @@ function boot() {
   const mediaParam = params.get('media');
   ui.prepare(name);
   if (token) state.token = token;
+  if (params.get('ice') === 'relay') state.iceTransportPolicy = 'relay';
   session.renderStatus();
   ui.renderRoom();
   if (room && validRoom(room)) {

@@ -46,6 +46,12 @@ export class Mesh {
     client.addEventListener('answer', (e) => this.links.get(e.detail.from)?.handleSignal(e.detail));
     client.addEventListener('candidate', (e) => this.links.get(e.detail.from)?.handleSignal(e.detail));
     client.addEventListener('message', (e) => this._onAppMessage(e.detail));
+    client.addEventListener('ice-servers', (e) => {
+      // Fresh TURN credentials: every link uses them from now on (an ICE restart needs valid ones).
+      this.state.iceServers = e.detail.iceServers;
+      for (const link of this.links.values()) link.setIceServers(e.detail.iceServers);
+      this.log('info', `ice-servers: ${e.detail.iceServers.length} server(s) updated`);
+    });
   }
 
   /** Tells the others (or only `to`) whether our mic/camera are on. */
@@ -64,6 +70,7 @@ export class Mesh {
       initiator,
       localStream: this.media.stream,
       iceServers: this.state.iceServers,
+      iceTransportPolicy: this.state.iceTransportPolicy,
       signaling: this.client,
       log: this.log,
     });

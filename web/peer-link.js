@@ -52,10 +52,11 @@ export class PeerLink extends EventTarget {
    * @param {boolean} o.initiator Whether this side makes the first offer.
    * @param {MediaStream|null} o.localStream Local camera/microphone (may be null or lack a kind).
    * @param {RTCIceServer[]} o.iceServers
+   * @param {RTCIceTransportPolicy} [o.iceTransportPolicy] 'relay' to use TURN relay candidates only.
    * @param {import('./signaling-client.js').SignalingClient} o.signaling
    * @param {(level: string, msg: string, extra?: any) => void} [o.log]
    */
-  constructor({ id, name, meta, selfId, initiator, localStream, iceServers, signaling, log }) {
+  constructor({ id, name, meta, selfId, initiator, localStream, iceServers, iceTransportPolicy, signaling, log }) {
     super();
     this.id = id;
     this.name = name ?? null;
@@ -88,7 +89,7 @@ export class PeerLink extends EventTarget {
     this._prevBytes = null;
     this._timers = { fallback: null, stats: null, channel: null };
 
-    const pc = new RTCPeerConnection({ iceServers: iceServers ?? [] });
+    const pc = new RTCPeerConnection({ iceServers: iceServers ?? [], iceTransportPolicy: iceTransportPolicy ?? 'all' });
     this.pc = pc;
     this._addLocalMedia(localStream, initiator);
     if (initiator) this._attachChannel(pc.createDataChannel(CHAT_LABEL));
@@ -126,6 +127,20 @@ export class PeerLink extends EventTarget {
    * @param {string} text
    * @returns {boolean} Whether it was sent.
    */
+  /**
+   * Uses `iceServers` from now on (fresh TURN credentials from the server's `ice-servers` message), so that an
+   * ICE restart later in a long call still authenticates.
+   * @param {RTCIceServer[]} iceServers
+   */
+  setIceServers(iceServers) {
+    if (this.closed) return;
+    try {
+      this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
+    } catch (err) {
+      this.log('warn', `setConfiguration failed for ${this.id}: ${err?.message ?? err}`);
+    }
+  }
+
   sendChat(text) {
     for (const ch of this.channels) {
       if (ch.readyState === 'open') {

@@ -159,6 +159,8 @@ export function defaultSignalingUrl(location, path = '/ws') {
  * - `offer`, `answer`: `{from, sdp}`.  `candidate`: `{from, candidate}` (`candidate` may be `null`).
  * - `message`: `{from, data}`.
  * - `pong`: `{}`.
+ * - `ice-servers`: `{iceServers}`: fresh ICE servers (TURN credentials expire); apply them with
+ *   `RTCPeerConnection.setConfiguration` so a long call can still restart ICE. {@link iceServers} follows.
  * - `error`: a server error `{code, message, ref?, requestType?}` (`requestType` is the type of the message
  *   whose `id` matches `ref`), or a local one with `local: true` (`transport`, `bad-json`, `pong-timeout`,
  *   `open-timeout`, `join-timeout`, `reconnect-failed`). `fatal: true` when the client stops because of it
@@ -265,7 +267,7 @@ export class SignalingClient extends EventTarget {
     return this._peers;
   }
 
-  /** ICE servers from the last `welcome` (RTCIceServer objects). @type {RTCIceServer[]} */
+  /** ICE servers from the last `welcome` or `ice-servers` update (RTCIceServer objects). @type {RTCIceServer[]} */
   get iceServers() {
     return this._iceServers;
   }
@@ -664,6 +666,10 @@ export class SignalingClient extends EventTarget {
       case 'peer-left':
         this._peers.delete(msg.peer);
         this._emit('peer-left', msg);
+        break;
+      case 'ice-servers':
+        if (Array.isArray(msg.iceServers)) this._iceServers = msg.iceServers;
+        this._emit('ice-servers', msg);
         break;
       case 'offer':
       case 'answer':

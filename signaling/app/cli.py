@@ -5,42 +5,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 import types
 import typing
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 __all__ = ["main"]
 
 
-def _is_bool(annotation: Any) -> bool:
-    return annotation is bool
-
-
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    from pydantic_settings import NoDecode
+
     from .settings import Settings
 
     for name, info in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         default = info.get_default(call_default_factory=True)
-        shown = json.dumps(default) if isinstance(default, list | dict) else default
-        env = "SIGNALING_" + name.upper()
-        help_text = f"{info.description} (default: {shown}; env {env})"
-        if _is_bool(info.annotation):
-            parser.add_argument(
-                flag,
-                dest=name,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
+        if info.annotation is bool:
+            help_text = f"{info.description} (default: {'on' if default else 'off'}; env SIGNALING_{name.upper()})"
+            action = argparse.BooleanOptionalAction
+            parser.add_argument(flag, dest=name, action=action, default=argparse.SUPPRESS, help=help_text)
+            continue
+        comma_list = NoDecode in info.metadata
+        if comma_list:
+            shown: object = ",".join(default) or "none"
+        elif isinstance(default, list | dict):
+            shown = json.dumps(default)
         else:
-            parser.add_argument(
-                flag, dest=name, default=argparse.SUPPRESS, metavar=_metavar(info.annotation), help=help_text
-            )
+            shown = default
+        help_text = f"{info.description} (default: {shown}; env SIGNALING_{name.upper()})"
+        metavar = "A,B,..." if comma_list else _metavar(info.annotation)
+        parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
 
 
 def _metavar(annotation: Any) -> str:
@@ -52,7 +52,40 @@ def _metavar(annotation: Any) -> str:
         return _metavar(args[0]) if args else "VALUE"
     if origin is list:
         return "JSON"
+    if annotation is SecretStr:
+        return "SECRET"
     return getattr(annotation, "__name__", "VALUE").upper()
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``12h`` or ``7d``."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], 0)
+    try:
+        seconds = float(value[:-1] if unit else value) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 3600, 30m, 12h)") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return seconds
+
+
+def _print_token(room: str, ttl: float, name: str | None, secret: str | None) -> int:
+    from signaling.rooms.auth import RoomTokens
+
+    if not secret:
+        print("signaling token: no secret: set SIGNALING_AUTH_SECRET (or pass --secret)", file=sys.stderr)
+        return 2
+    try:
+        tokens = RoomTokens(secret)
+    except ValueError as exc:
+        print(f"signaling token: {exc}", file=sys.stderr)
+        return 2
+    print(tokens.issue(room, ttl, time.time(), name))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_settings_flags(serve)
     sub.add_parser("schema", help="print the JSON Schema of the signaling protocol")
+    token = sub.add_parser(
+        "token",
+        help="print a room token (a JWT signed with the auth secret)",
+        description="Print a room token for clients of a server run with --auth-secret (SIGNALING_AUTH_SECRET).",
+    )
+    token.add_argument("--room", required=True, help="the room, or a prefix ending in * (room-*)")
+    token.add_argument("--ttl", type=_duration, default=3600.0, help="lifetime: 3600, 90s, 30m, 12h or 7d (default 1h)")
+    token.add_argument("--name", help="the peer name the token imposes (a client-sent name is then ignored)")
+    token.add_argument(
+        "--secret",
+        default=None,
+        help="the auth secret (default: SIGNALING_AUTH_SECRET; prefer the variable: arguments show in ps)",
+    )
     # Listed for --help only: main() hands everything after "peer" to the peer's own parser.
     sub.add_parser("peer", help="run a headless aiortc WebRTC peer (signaling peer --help)", add_help=False)
     return parser
@@ -83,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(render_schema())
         return 0
+    if args.command == "token":
+        return _print_token(args.room, args.ttl, args.name, args.secret or os.environ.get("SIGNALING_AUTH_SECRET"))
     from signaling.logs import configure_logging
 
     from .settings import Settings

@@ -34,7 +34,7 @@ class EchoApp:
     def __init__(self, subprotocols: tuple[str, ...] = ()) -> None:
         self.subprotocols = subprotocols
 
-    def handle_request(self, request: Request) -> Response | Upgrade:
+    def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade:
         if is_upgrade_request(request):
             return Upgrade(_Echo, self.subprotocols)
         return Response(

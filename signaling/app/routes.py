@@ -16,7 +16,9 @@ from urllib.parse import unquote
 
 from signaling.ws.http11 import Headers, Request, Response
 
-__all__ = ["StaticFiles", "http_response", "not_found"]
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
+__all__ = ["StaticFiles", "http_response", "not_found", "refused"]
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -114,7 +116,7 @@ def _not_modified(request: Request, etag: str, mtime: float) -> bool:
     if ims is not None:
         try:
             return int(mtime) <= parsedate_to_datetime(ims).timestamp()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a garbage date is no date: send the file
             return False
     return False
 
@@ -125,7 +127,8 @@ def http_response(
     ws_path: str,
     static: StaticFiles | None,
     health: Callable[[], dict[str, object]],
-    metrics: Callable[[], str] | None = None,
+    ready: Callable[[], bool] = lambda: True,
+    metrics: Callable[[], bytes] | None = None,
 ) -> Response:
     """The answer to a request that is not a WebSocket upgrade."""
     path = request.path
@@ -142,14 +145,24 @@ def http_response(
         body = json.dumps(health(), separators=(",", ":")).encode()
         headers = Headers([("Content-Type", "application/json"), ("Cache-Control", "no-store"), *_SECURITY_HEADERS])
         return _head_aware(request, Response(200, headers, body))
+    if path == "/readyz":
+        up = ready()
+        status, text = (200, "ready") if up else (503, "not ready")
+        return _text(status, text, (("Cache-Control", "no-store"),), head=request.method == "HEAD")
     if path == "/metrics" and metrics is not None:
-        headers = Headers([("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")])
-        return _head_aware(request, Response(200, headers, metrics().encode()))
+        headers = Headers([("Content-Type", METRICS_CONTENT_TYPE), ("Cache-Control", "no-store")])
+        return _head_aware(request, Response(200, headers, metrics()))
     if static is not None:
         response = static.response(request)
         if response is not None:
             return response
     return not_found(request)
+
+
+def refused(status: int, text: str, *, retry_after: float | None = None) -> Response:
+    """A refused WebSocket handshake (403, 429...): a plain-text reason, and when to retry if that helps."""
+    extra = (("Retry-After", str(max(1, round(retry_after)))),) if retry_after is not None else ()
+    return _text(status, text, extra)
 
 
 def not_found(request: Request) -> Response:

@@ -1,21 +1,33 @@
 """Settings, from the command line or SIGNALING_* environment variables (command line wins).
 
-One pydantic-settings model is the single list of options: the CLI builds its flags and --help from it, so the
-two can never drift apart.
+One pydantic-settings model is the single list of options: the CLI builds its flags and --help from it, and the
+README's settings table is generated from it (``python -m signaling.app.settings --readme``; a test fails when
+the table is stale), so the three can never drift apart. List settings take comma-separated values.
 """
 
 from __future__ import annotations
 
+import argparse
+import ipaddress
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_WEB_ROOT", "Settings"]
+__all__ = ["DEFAULT_WEB_ROOT", "Settings", "settings_table"]
 
 DEFAULT_WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
+
+#: A list setting written as comma-separated values (``a,b``), in the environment and on the command line.
+CommaList = Annotated[list[str], NoDecode]
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+TABLE_BEGIN = "<!-- settings:begin -->"
+TABLE_END = "<!-- settings:end -->"
 
 
 class Settings(BaseSettings):
@@ -31,21 +43,58 @@ class Settings(BaseSettings):
         2.0, gt=0, description="Seconds between checks of the TLS files for changes (SIGHUP reloads at once)."
     )
     web_root: Path = Field(DEFAULT_WEB_ROOT, description="Folder served as static files at /.")
+    trusted_proxies: CommaList = Field(
+        default_factory=list,
+        description="Reverse proxies (IPs or CIDRs) whose --proxy-header names the real client.",
+    )
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        "x-forwarded-for", description="The header the trusted proxies set: X-Forwarded-For or Forwarded (RFC 7239)."
+    )
+
+    # Access
+    auth_secret: SecretStr | None = Field(
+        None, description="HS256 secret (32+ characters) for room tokens; set, every join needs a token."
+    )
+    auth_max_failures: int = Field(10, ge=1, description="Failed tokens from one address before it is throttled.")
+    auth_failure_window: float = Field(60.0, gt=0, description="Seconds over which failed tokens are counted.")
+    allowed_origins: CommaList = Field(
+        default_factory=list,
+        description="Browser origins allowed besides the server's own (https://app.example); * allows any.",
+    )
 
     # Transport limits and timers
     max_message_size: int = Field(65536, ge=125, description="Largest WebSocket message in bytes (bigger: 1009).")
+    max_fragments: int = Field(1024, ge=1, description="Frames one message may come in (more: 1009).")
+    message_timeout: float = Field(10.0, gt=0, description="Seconds a message may take to arrive whole (1008).")
+    frame_rate: float = Field(
+        1000.0, ge=0, description="Frames/s a connection may send, pings and fragments included (1008). 0: none."
+    )
+    frame_burst: float = Field(4000.0, ge=1, description="Frames a connection may send in a burst.")
     max_connections: int = Field(10000, ge=0, description="Concurrent WebSocket connections (more: 503). 0: none.")
+    max_connections_per_ip: int = Field(
+        64, ge=0, description="Concurrent WebSocket connections from one client address (more: 429). 0: none."
+    )
+    connection_rate_per_ip: float = Field(
+        10.0, ge=0, description="New WebSocket connections per second from one address (more: 429). 0: none."
+    )
+    connection_burst_per_ip: int = Field(30, ge=1, description="New connections one address may open in a burst.")
+    max_handshakes_per_ip: int = Field(
+        16, ge=0, description="Unfinished HTTP requests per TCP peer address (slowloris; more: 429). 0: none."
+    )
     handshake_timeout: float = Field(10.0, gt=0, description="Seconds to complete the HTTP request head.")
     ping_interval: float = Field(20.0, ge=0, description="Seconds between keepalive pings. 0 disables them.")
     ping_timeout: float = Field(20.0, gt=0, description="Seconds to wait for a pong before dropping the peer.")
     idle_timeout: float = Field(0.0, ge=0, description="Close a connection silent this many seconds. 0: never.")
     close_timeout: float = Field(5.0, gt=0, description="Seconds to wait for the close handshake.")
-    write_buffer_high: int = Field(256 * 1024, ge=1024, description="Send buffer (bytes) that pauses reads.")
+    write_buffer_high: int = Field(
+        256 * 1024, ge=1024, description="Send buffer (bytes) that pauses reads from its peer and its senders."
+    )
     write_buffer_low: int = Field(64 * 1024, ge=0, description="Send buffer (bytes) that resumes reads.")
     write_buffer_limit: int = Field(
-        4 * 1024 * 1024,
-        ge=1024,
-        description="Send buffer (bytes) past which a slow peer gets 1008.",
+        4 * 1024 * 1024, ge=1024, description="Send buffer (bytes) past which a slow peer gets 1008."
+    )
+    slow_consumer_timeout: float = Field(
+        10.0, gt=0, description="Seconds a peer may stay over the high mark while others wait on it (1008)."
     )
 
     # Signaling
@@ -53,11 +102,23 @@ class Settings(BaseSettings):
     max_rooms: int = Field(10000, ge=1, description="Rooms in existence at once.")
     join_timeout: float = Field(30.0, gt=0, description="Seconds a connection may stay without joining (1008).")
     rate_limit: float = Field(50.0, gt=0, description="Messages per second a connection may send on average.")
-    rate_burst: int = Field(200, ge=1, description="Messages a connection may send in a burst above the rate.")
+    rate_burst: int = Field(500, ge=1, description="Messages a connection may send in a burst above the rate.")
+    rate_limit_bytes: int = Field(256 * 1024, ge=1, description="Bytes per second a connection may send.")
+    rate_burst_bytes: int = Field(1024 * 1024, ge=1, description="Bytes a connection may send in a burst.")
+    abuse_strikes: int = Field(
+        100, ge=1, description="Refusals beyond the rate after which a connection is closed (1008)."
+    )
     ice_servers: list[dict[str, Any]] = Field(
         default_factory=list,
         description='ICE servers for welcome.iceServers, as JSON: [{"urls": "stun:host:3478"}].',
     )
+    turn_secret: SecretStr | None = Field(
+        None, description="coturn's static-auth-secret: welcome carries TURN credentials made with it."
+    )
+    turn_urls: CommaList = Field(
+        default_factory=list, description="TURN URLs for those credentials (turn:host:3478?transport=udp,...)."
+    )
+    turn_ttl: float = Field(86400.0, ge=1, description="Seconds TURN credentials are valid (refreshed at half-life).")
 
     # Operation
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
@@ -74,6 +135,20 @@ class Settings(BaseSettings):
             return json.loads(value) if value.strip() else []
         return value
 
+    @field_validator("trusted_proxies", "allowed_origins", "turn_urls", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if (self.certfile is None) != (self.keyfile is None):
@@ -82,4 +157,55 @@ class Settings(BaseSettings):
             raise ValueError("path must start with /")
         if self.write_buffer_low > self.write_buffer_high:
             raise ValueError("write_buffer_low must not exceed write_buffer_high")
+        if self.auth_secret is not None and len(self.auth_secret.get_secret_value()) < 32:
+            raise ValueError("auth_secret must be at least 32 characters (e.g. openssl rand -hex 32)")
+        if (self.turn_secret is None) != (not self.turn_urls):
+            raise ValueError("turn_secret and turn_urls go together")
+        if self.rate_burst_bytes < self.max_message_size:
+            raise ValueError("rate_burst_bytes must be at least max_message_size, or big messages could never pass")
         return self
+
+
+def _shown_default(name: str) -> str:
+    info = Settings.model_fields[name]
+    default = info.get_default(call_default_factory=True)
+    if name == "web_root":
+        return "`web/` of the checkout"
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, list):
+        return "`[]`" if name == "ice_servers" else "none"
+    return f"`{default}`"
+
+
+def settings_table() -> str:
+    """The README's table of every setting: flag, environment variable, default, meaning."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        shown = f"`{flag}` / `--no-{flag[2:]}`" if info.annotation is bool else f"`{flag}`"
+        rows.append(f"| {shown} | `SIGNALING_{name.upper()}` | {_shown_default(name)} | {info.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def _readme_with_table(text: str) -> str:
+    start = text.index(TABLE_BEGIN) + len(TABLE_BEGIN)
+    end = text.index(TABLE_END)
+    return text[:start] + "\n" + settings_table() + text[end:]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m signaling.app.settings", description=__doc__)
+    parser.add_argument("--readme", action="store_true", help="rewrite the settings table in README.md")
+    args = parser.parse_args(argv)
+    if args.readme:
+        README.write_text(_readme_with_table(README.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        sys.stdout.write(settings_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

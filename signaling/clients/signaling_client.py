@@ -29,7 +29,15 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from signaling.protocol.errors import Ref
-from signaling.protocol.models import ErrorMessage, IceCandidate, IceServer, Pong, ServerMessage, Welcome
+from signaling.protocol.models import (
+    ErrorMessage,
+    IceCandidate,
+    IceServer,
+    IceServersUpdate,
+    Pong,
+    ServerMessage,
+    Welcome,
+)
 from signaling.protocol.parse import parse_server_message
 from signaling.ws.aio.client import ClientConnection, ClosesOnExit, Opening, until_closed
 from signaling.ws.aio.client import connect as ws_connect
@@ -112,6 +120,7 @@ class SignalingClient(ClosesOnExit):
         self.invalid_messages = 0
         #: Set by a successful :meth:`join`; cleared by :meth:`leave`.
         self.welcome: Welcome | None = None
+        self._ice_update: list[IceServer] | None = None
         self._reader = asyncio.get_running_loop().create_task(self._read(), name="signaling-client-reader")
 
     # ------------------------------------------------------------------ opening and closing
@@ -182,7 +191,10 @@ class SignalingClient(ClosesOnExit):
 
     @property
     def ice_servers(self) -> list[IceServer]:
-        """``welcome.iceServers`` of the current room (empty before joining)."""
+        """The ICE servers to use now: the latest ``ice-servers`` update, else ``welcome.iceServers`` (empty
+        before joining). TURN credentials expire; the server sends fresh ones before they do."""
+        if self._ice_update is not None:
+            return list(self._ice_update)
         return list(self.welcome.iceServers) if self.welcome is not None else []
 
     # ------------------------------------------------------------------ requests with a reply
@@ -209,6 +221,7 @@ class SignalingClient(ClosesOnExit):
                 msg[key] = value
         welcome = await self._request(msg)
         self.welcome = welcome
+        self._ice_update = None
         return welcome
 
     async def ping(self) -> None:
@@ -319,6 +332,8 @@ class SignalingClient(ClosesOnExit):
                     self.invalid_messages += 1
                     log.warning("invalid_server_message", error=str(exc).splitlines()[0])
                     continue
+                if isinstance(msg, IceServersUpdate):
+                    self._ice_update = list(msg.iceServers)  # and queued too: a caller may apply it at once
                 if not self._complete(msg):
                     await self._queue.put(msg)
         except ConnectionClosed as exc:

@@ -20,6 +20,7 @@ __all__ = [
     "PONG_JSON",
     "error_json",
     "ice_servers_json",
+    "ice_servers_update_json",
     "peer_joined_json",
     "peer_left_json",
     "relayed_answer_json",
@@ -71,6 +72,11 @@ def peer_joined_json(peer: str, name: str | None, meta: Mapping[str, Any] | None
 def peer_left_json(peer: str) -> str:
     """``{"type":"peer-left","peer":...}``."""
     return '{"type":"peer-left","peer":"' + peer + '"}'
+
+
+def ice_servers_update_json(ice_servers: str) -> str:
+    """``{"type":"ice-servers","iceServers":[...]}``; ``ice_servers`` is a JSON array from :func:`ice_servers_json`."""
+    return '{"type":"ice-servers","iceServers":' + ice_servers + "}"
 
 
 def ice_servers_json(servers: Iterable[IceServer]) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "ErrorMessage",
     "IceCandidate",
     "IceServer",
+    "IceServersUpdate",
     "Join",
     "Leave",
     "Message",
@@ -312,6 +313,17 @@ class Pong(_ServerMessage):
     type: Literal["pong"]
 
 
+class IceServersUpdate(_ServerMessage):
+    """Fresh ICE servers for the peer connections you open or restart from now on (TURN credentials expire).
+
+    Sent to joined peers before their TURN credentials from `welcome` (or from the previous update) run out;
+    apply with `RTCPeerConnection.setConfiguration`.
+    """
+
+    type: Literal["ice-servers"]
+    iceServers: list[IceServer]
+
+
 class ErrorMessage(_ServerMessage):
     """A client mistake; the connection stays open."""
 
@@ -330,6 +342,7 @@ ServerMessage: TypeAlias = Annotated[
     | RelayedCandidate
     | RelayedMessage
     | Pong
+    | IceServersUpdate
     | ErrorMessage,
     Field(discriminator="type"),
 ]

@@ -1,85 +1,87 @@
-"""Per-connection message rate limit: a token bucket and what the protocol does when it refuses.
+"""Per-connection limits on client messages, counted in messages and in bytes, and what the protocol does when
+they refuse one.
 
-Pure: the caller passes the clock's reading, and gets back either "go on", the ``rate-limited`` reply to send,
-or the verdict that the connection is abusive (the caller closes it).
+Pure: the caller passes the clock's reading, and gets back "go on", the ``rate-limited`` reply to send, or the
+verdict that the connection is abusive (the caller closes it with 1008).
+
+Why these defaults (docs/protocol.md, "Limits"): a peer joining a full room gathers candidates for every other
+peer at once; seven remote peers times dozens of candidates each is several hundred messages within a second,
+so the burst holds 500 messages, while the sustained rate (50/s) is far above what signaling needs once calls
+are set up. Bytes are limited too, because 500 maximal messages would be 32 MB to fan out to a room.
+Abuse is a run of refusals *beyond* the rate: each refusal adds a strike and strikes drain at the message rate,
+so a client a little over the limit only loses messages, while a flood (thousands a second) is closed at once.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Final
+
+import pydantic_core
 
 from signaling.protocol.encode import error_json
 from signaling.protocol.errors import ErrorCode, valid_ref
+from signaling.token_bucket import TokenBucket
 
-__all__ = ["ABUSE_STRIKES", "MessageRateLimit", "TokenBucket"]
+__all__ = ["ABUSE_STRIKES", "REF_SCAN_LIMIT", "MessageRateLimit"]
 
-#: Refused messages in a row after which a flooding connection is treated as abusive (and closed).
+#: Strikes (refusals beyond the rate) after which a connection is judged abusive.
 ABUSE_STRIKES: Final = 100
-
-
-class TokenBucket:
-    """``rate`` messages per second on average, bursts of up to ``burst``.
-
-    ``strikes`` counts refusals in a row; the caller treats a long run of them as persistent abuse.
-    """
-
-    __slots__ = ("_last", "_tokens", "burst", "rate", "strikes")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
-        self._tokens = burst
-        self._last = now
-        self.strikes = 0
-
-    def allow(self, now: float) -> bool:
-        tokens = self._tokens + (now - self._last) * self.rate
-        self._last = now
-        if tokens > self.burst:
-            tokens = self.burst
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            self.strikes = 0
-            return True
-        self._tokens = tokens
-        self.strikes += 1
-        return False
+#: A refused message is parsed only to echo its ``id`` as ``ref``; past this size it is answered without one, so
+#: that refusing a flood never costs more than receiving it.
+REF_SCAN_LIMIT: Final = 16 * 1024
 
 
 class MessageRateLimit:
-    """One connection's limit on client messages.
+    """One connection's limits: ``rate``/``burst`` messages and ``byte_rate``/``byte_burst`` bytes.
 
-    ``admit(now)`` is the fast path, once per message. When it says no, ``refusal(text)`` gives the ``error``
-    reply (``rate-limited``, with the message's ``id`` as ``ref``), or None once ``abuse_strikes`` messages in a
-    row were refused: the caller should then close the connection (1008) instead of answering forever.
+    ``admit(size, now)`` is the fast path, once per message. When it says no, ``refusal(text, now)`` gives the
+    ``rate-limited`` error (with the message's ``id`` as ``ref``), or None once the strikes reach
+    ``abuse_strikes``: the caller should then close the connection instead of answering forever.
     """
 
-    __slots__ = ("_bucket", "abuse_strikes")
+    __slots__ = ("_bytes", "_messages", "_strikes", "_struck_at", "abuse_strikes")
 
-    def __init__(self, rate: float, burst: float, now: float, *, abuse_strikes: int = ABUSE_STRIKES) -> None:
-        self._bucket = TokenBucket(rate, burst, now)
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        byte_rate: float,
+        byte_burst: float,
+        now: float,
+        *,
+        abuse_strikes: int = ABUSE_STRIKES,
+    ) -> None:
+        self._messages = TokenBucket(rate, burst, now)
+        self._bytes = TokenBucket(byte_rate, byte_burst, now)
         self.abuse_strikes = abuse_strikes
+        self._strikes = 0.0
+        self._struck_at = now
 
-    def admit(self, now: float) -> bool:
-        return self._bucket.allow(now)
+    def admit(self, size: int, now: float) -> bool:
+        return self._messages.take(1, now) and self._bytes.take(size, now)
 
-    def refusal(self, text: str) -> str | None:
-        bucket = self._bucket
-        if bucket.strikes >= self.abuse_strikes:
+    @property
+    def strikes(self) -> float:
+        return self._strikes
+
+    def refusal(self, text: str, now: float) -> str | None:
+        rate = self._messages.rate
+        self._strikes = max(0.0, self._strikes - (now - self._struck_at) * rate) + 1.0
+        self._struck_at = now
+        if self._strikes >= self.abuse_strikes:
             return None
         ref = None
-        try:  # the slow path only: find the id so the client can match the error
-            value = json.loads(text)
-        except ValueError:
-            pass
-        else:
+        if len(text) <= REF_SCAN_LIMIT:
+            try:  # pydantic_core, not json: a bounded depth, and a ValueError for anything it cannot read
+                value = pydantic_core.from_json(text)
+            except ValueError:
+                value = None
             if isinstance(value, dict):
                 ref = valid_ref(value.get("id"))
+        messages, data = self._messages, self._bytes
         return error_json(
             ErrorCode.RATE_LIMITED,
-            f"over {bucket.rate:g} messages/s (burst {bucket.burst:g}); message dropped",
+            f"over {messages.rate:g} messages/s (burst {messages.burst:g}) or {data.rate:g} bytes/s "
+            f"(burst {data.burst:g}); message dropped",
             ref,
         )

@@ -33,10 +33,10 @@ of its payload is kept.
 
 from __future__ import annotations
 
-import codecs
 import enum
 from collections.abc import Sequence
 
+from .assembly import MessageAssembly
 from .events import (
     BadRequest,
     BinaryMessage,
@@ -56,9 +56,12 @@ from .handshake import ClientHandshake, build_accept_response, check_request, re
 from .http11 import DEFAULT_MAX_HEAD, HeadParser, Request, Response, parse_request_head, parse_response_head
 from .mask import NUMPY_THRESHOLD, apply_mask, unmask_utf8
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Connection", "Side", "State"]
+__all__ = ["DEFAULT_MAX_FRAGMENTS", "DEFAULT_MAX_MESSAGE_SIZE", "Connection", "Side", "State"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
+#: Frames one message may come in. Each costs a parse and an unmask, so 65,000 one-byte fragments under the size
+#: limit would cost ~100 ms of CPU for one message; real clients send one frame, or a few large ones.
+DEFAULT_MAX_FRAGMENTS = 1024
 
 
 class Side(enum.Enum):
@@ -80,7 +83,6 @@ _CLOSE = Opcode.CLOSE.value
 _PING = Opcode.PING.value
 _PONG = Opcode.PONG.value
 _SIMPLE_B0 = (0x80 | _TEXT, 0x80 | _BINARY)  # first header byte of a final text or binary frame, no reserved bits
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _MAX_REASON = 123
 
 
@@ -100,21 +102,19 @@ class Connection:
         "_eof",
         "_f_fin",
         "_f_mask",
-        "_f_opcode",
         "_f_phase",
         "_f_remaining",
         "_head",
         "_held_close",
-        "_m_decoder",
-        "_m_opcode",
-        "_m_parts",
-        "_m_size",
+        "_message",
         "_out",
         "close_code",
         "close_rcvd",
         "close_reason",
         "close_sent",
+        "frames_streamed",
         "is_client",
+        "max_fragments",
         "max_message_size",
         "request",
         "side",
@@ -128,10 +128,15 @@ class Connection:
         *,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_head_size: int = DEFAULT_MAX_HEAD,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
     ) -> None:
         self.side = side
         self.is_client = side is Side.CLIENT
         self.max_message_size = max_message_size if max_message_size is not None else 1 << 63
+        self.max_fragments = max_fragments
+        #: Frames that took the streaming path (fragments, frames split across reads): what a frame budget counts
+        #: beyond the events, since they produce none.
+        self.frames_streamed = 0
         self.state = State.CONNECTING
         #: The peer's close frame (code, reason), once received.
         self.close_rcvd: tuple[int, str] | None = None
@@ -151,15 +156,12 @@ class Connection:
         self._buf = b""  # unparsed bytes
         # The frame whose payload is being streamed (remaining > 0 while inside it).
         self._f_remaining = 0
-        self._f_opcode = 0
         self._f_fin = True
         self._f_mask = b""
         self._f_phase = 0
         # The message being assembled across frames or streamed pieces (opcode 0: none).
-        self._m_opcode = 0
-        self._m_size = 0
-        self._m_parts: list[bytes] | list[str] = []
-        self._m_decoder: codecs.IncrementalDecoder | None = None
+        #: The message being put together across frames or streamed pieces (None: none).
+        self._message: MessageAssembly | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -175,6 +177,12 @@ class Connection:
     @property
     def is_open(self) -> bool:
         return self.state is State.OPEN
+
+    @property
+    def message_in_progress(self) -> bool:
+        """Whether part of a message is in: a fragmented message or a frame not complete (the owner bounds how
+        long that may last; an unfinished message holds memory)."""
+        return self._message is not None or self._f_remaining != 0
 
     @property
     def close_transport(self) -> bool:
@@ -404,9 +412,9 @@ class Connection:
                 if self._control_frame(opcode, payload, events):
                     return n  # a close frame: whatever follows it is dropped unparsed
                 continue
-            m_opcode = self._m_opcode
+            message = self._message
             if opcode:
-                if m_opcode:
+                if message is not None:
                     raise ProtocolError("new data frame inside a fragmented message")
                 if length > max_size:
                     raise MessageTooBig(f"message of {length} bytes over the {max_size}-byte limit")
@@ -433,18 +441,13 @@ class Connection:
                     else:
                         append(BinaryMessage(bytes(data[start:end])))
                     continue
-                self._m_opcode = opcode
-                self._m_size = 0
-                self._m_parts = []
-                self._m_decoder = _Utf8Decoder() if opcode == _TEXT else None
-            else:
-                if not m_opcode:
-                    raise ProtocolError("continuation frame without a message to continue")
-                if self._m_size + length > max_size:
-                    raise MessageTooBig(f"fragmented message of over {self._m_size + length} bytes, limit {max_size}")
+                message = self._message = MessageAssembly(text=opcode == _TEXT)
+            elif message is None:
+                raise ProtocolError("continuation frame without a message to continue")
+            message.add_frame(length, max_size, self.max_fragments)
+            self.frames_streamed += 1
             # Fragment, or a frame whose payload is not all here yet: stream it.
             self._f_remaining = length
-            self._f_opcode = opcode
             self._f_fin = bool(fin)
             self._f_mask = mask_key
             self._f_phase = 0
@@ -467,35 +470,14 @@ class Connection:
         else:
             chunk = bytes(piece)
         self._f_remaining -= n
-        self._m_size += n
-        decoder = self._m_decoder
-        if decoder is not None:
-            try:
-                text = decoder.decode(chunk, False)
-            except UnicodeDecodeError as exc:
-                raise InvalidUtf8(f"invalid UTF-8 in a text message: {exc.reason}") from None
-            # CPython waits for a third byte after ED A0..BF, though it can only be a surrogate: fail now.
-            pending = decoder.getstate()[0]
-            if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
-                raise InvalidUtf8("invalid UTF-8 in a text message: encoded surrogate")
-            if text:
-                self._m_parts.append(text)  # type: ignore[arg-type]
-        else:
-            self._m_parts.append(chunk)  # type: ignore[arg-type]
+        assert self._message is not None
+        self._message.add(chunk)
 
     def _finish_message(self) -> TextMessage | BinaryMessage:
-        parts = self._m_parts
-        decoder = self._m_decoder
-        self._m_opcode = 0
-        self._m_parts = []
-        self._m_decoder = None
-        if decoder is not None:
-            try:
-                tail = decoder.decode(b"", True)
-            except UnicodeDecodeError:
-                raise InvalidUtf8("text message ends inside a UTF-8 sequence") from None
-            return TextMessage("".join(parts) + tail)  # type: ignore[arg-type]
-        return BinaryMessage(b"".join(parts))  # type: ignore[arg-type]
+        message = self._message
+        assert message is not None
+        self._message = None
+        return message.finish()
 
     def _control_frame(self, opcode: int, payload: bytes, events: list[Event]) -> bool:
         """Handle a ping, pong or close frame; True when it closed the connection."""

@@ -10,6 +10,7 @@ import sys
 import urllib.request
 
 import pytest
+from pydantic_settings import NoDecode
 
 from signaling.app.cli import main
 from signaling.app.settings import Settings
@@ -48,7 +49,12 @@ def test_serve_help_lists_every_setting_with_default_and_env() -> None:
         assert flag in text, flag
         assert f"env SIGNALING_{name.upper()})" in text, name
         default = info.get_default(call_default_factory=True)
-        shown = json.dumps(default) if isinstance(default, list | dict) else str(default)
+        if info.annotation is bool:
+            shown = "on" if default else "off"
+        elif NoDecode in info.metadata:  # a comma-separated list
+            shown = ",".join(default) or "none"
+        else:
+            shown = json.dumps(default) if isinstance(default, list | dict) else str(default)
         assert f"(default: {' '.join(shown.split())};" in text, (name, shown)
         if info.annotation is bool:
             assert "--no-" + name.replace("_", "-") in text, name

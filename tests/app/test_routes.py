@@ -97,7 +97,7 @@ async def test_metrics(server: WebSocketServer) -> None:
     r = await exchange(server.port, get("/metrics"))
     assert r.status == 200
     assert r.header("Content-Type").startswith("text/plain")  # type: ignore[union-attr]
-    assert b"signaling_connections 0\n" in r.body
+    assert b"signaling_connections 0.0\n" in r.body
 
 
 async def test_ws_path_without_upgrade_is_426(server: WebSocketServer) -> None:

@@ -45,8 +45,8 @@ class ScriptedEchoApp(EchoApp):
         self.closes: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self.handlers: list[_Scripted] = []
 
-    def handle_request(self, request: Request) -> Response | Upgrade:
-        decision = super().handle_request(request)
+    def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade:
+        decision = super().handle_request(request, peer)
         if isinstance(decision, Upgrade):
             echo = decision.handler_factory
             return dataclasses.replace(decision, handler_factory=lambda ws: _Scripted(self, ws, echo(ws)))

@@ -12,6 +12,7 @@ from signaling.app.echo import EchoApp
 from signaling.app.process import build_server
 from signaling.app.settings import Settings
 from signaling.app.tls import CertReloader
+from signaling.app.wiring import SignalingApp
 from signaling.ws.aio.server import App, ServerConfig, WebSocketServer
 
 __all__ = ["InProcessServers", "server_url", "ws_url"]
@@ -49,7 +50,10 @@ class InProcessServers:
         ssl_context = None
         if settings.certfile is not None and settings.keyfile is not None:
             ssl_context = CertReloader(settings.certfile, settings.keyfile).context
-        return await self._started(build_server(settings, ssl_context))
+        server = await self._started(build_server(settings, ssl_context))
+        if isinstance(server.app, SignalingApp):
+            server.app.ready = True  # as the process does once it listens
+        return server
 
     async def _started(self, server: WebSocketServer) -> WebSocketServer:
         await server.start()

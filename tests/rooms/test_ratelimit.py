@@ -1,4 +1,4 @@
-"""The per-connection rate limit: the token bucket, the `rate-limited` reply, and the abuse verdict (pure)."""
+"""The per-connection message limits: messages and bytes, the `rate-limited` reply, the abuse verdict (pure)."""
 
 from __future__ import annotations
 
@@ -6,46 +6,24 @@ import json
 
 import pytest
 
-from signaling.rooms.ratelimit import ABUSE_STRIKES, MessageRateLimit, TokenBucket
+from signaling.rooms.ratelimit import ABUSE_STRIKES, REF_SCAN_LIMIT, MessageRateLimit
+
+MESSAGE = "over 5 messages/s (burst 1) or 1000 bytes/s (burst 1000); message dropped"
 
 
-def run(bucket: TokenBucket, times: list[float]) -> str:
-    """``+`` for each message allowed at that time, ``-`` for each refused."""
-    return "".join("+" if bucket.allow(t) else "-" for t in times)
+def limit(
+    rate: float = 5, burst: float = 1, byte_rate: float = 1000, byte_burst: float = 1000, **kw
+) -> MessageRateLimit:
+    return MessageRateLimit(rate, burst, byte_rate, byte_burst, 0.0, **kw)
 
 
-@pytest.mark.parametrize(
-    ("rate", "burst", "times", "expected"),
-    [
-        pytest.param(10, 3, [0, 0, 0, 0], "+++-", id="burst-then-refused"),
-        pytest.param(10, 3, [0, 0, 0, 0.1], "++++", id="one-token-back-after-1/rate"),
-        pytest.param(10, 3, [0, 0, 0, 0.05], "+++-", id="half-a-token-is-not-enough"),
-        pytest.param(10, 3, [0, 0, 0, 100, 100, 100, 100], "++++++-", id="refill-caps-at-burst"),
-        pytest.param(1, 1, [0, 0.5, 1.0, 1.5, 2.0], "+-+-+", id="steady-rate-exactly"),
-        pytest.param(2, 1, [0, 0.1, 0.2, 0.3, 0.6], "+---+", id="refused-messages-spend-nothing"),
-    ],
-)
-def test_token_bucket(rate: float, burst: float, times: list[float], expected: str) -> None:
-    assert run(TokenBucket(rate, burst, now=0.0), times) == expected
-
-
-def test_strikes_count_refusals_in_a_row_and_reset_on_success() -> None:
-    bucket = TokenBucket(1, 1, now=0.0)
-    assert run(bucket, [0, 0, 0, 0]) == "+---"
-    assert bucket.strikes == 3
-    assert bucket.allow(10.0)
-    assert bucket.strikes == 0
-
-
-@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (1, 0.5)])
-def test_bucket_refuses_nonsense_settings(rate: float, burst: float) -> None:
-    with pytest.raises(ValueError):
-        TokenBucket(rate, burst, now=0.0)
-
-
-def refused(limit: MessageRateLimit, text: str) -> str | None:
-    assert not limit.admit(0.0)
-    return limit.refusal(text)
+def test_messages_and_bytes_both_limit() -> None:
+    by_count = limit(rate=1, burst=2, byte_rate=10**6, byte_burst=10**6)
+    assert [by_count.admit(10, 0.0) for _ in range(3)] == [True, True, False]
+    by_size = limit(rate=100, burst=100, byte_rate=100, byte_burst=1000)
+    assert [by_size.admit(400, 0.0) for _ in range(3)] == [True, True, False]
+    assert by_size.admit(200, 0.0)  # what fits in the bytes left still passes
+    assert by_size.admit(100, 1.0)  # 100 bytes a second come back
 
 
 @pytest.mark.parametrize(
@@ -58,36 +36,53 @@ def refused(limit: MessageRateLimit, text: str) -> str | None:
         pytest.param('{"id":"' + "x" * 65 + '"}', None, id="over-long-id"),
         pytest.param("not json", None, id="not-json"),
         pytest.param("[1,2]", None, id="not-an-object"),
+        pytest.param("[" * 5000 + "]" * 5000, None, id="nested-5000-deep"),
+        pytest.param('{"id":1,"pad":"' + "x" * REF_SCAN_LIMIT + '"}', None, id="too-big-to-scan"),
     ],
 )
 def test_refusal_is_a_rate_limited_error_with_the_messages_id(text: str, ref: object) -> None:
-    limit = MessageRateLimit(rate=5, burst=1, now=0.0)
-    assert limit.admit(0.0)
-    reply = refused(limit, text)
+    lim = limit()
+    assert lim.admit(10, 0.0)
+    assert not lim.admit(10, 0.0)
+    reply = lim.refusal(text, 0.0)
     assert reply is not None
-    expected = {"type": "error", "code": "rate-limited", "message": "over 5 messages/s (burst 1); message dropped"}
+    expected: dict[str, object] = {"type": "error", "code": "rate-limited", "message": MESSAGE}
     if ref is not None:
-        expected["ref"] = ref  # type: ignore[assignment]
+        expected["ref"] = ref
     assert json.loads(reply) == expected
 
 
-def test_persistent_abuse_gets_no_reply_but_the_close_verdict() -> None:
-    limit = MessageRateLimit(rate=1, burst=1, now=0.0, abuse_strikes=3)
-    assert limit.admit(0.0)
-    assert [refused(limit, "{}") is None for _ in range(4)] == [False, False, True, True]
+def test_a_flood_is_abuse_at_once() -> None:
+    lim = limit(abuse_strikes=3)
+    assert lim.admit(1, 0.0)
+    verdicts = [lim.refusal("{}", 0.0) is None for _ in range(4)]
+    assert verdicts == [False, False, True, True]
 
 
-def test_a_pause_forgives_the_strikes() -> None:
-    limit = MessageRateLimit(rate=1, burst=1, now=0.0, abuse_strikes=2)
-    assert limit.admit(0.0)
-    assert refused(limit, "{}") is not None
-    assert limit.admit(5.0)  # back under the rate: the run of refusals is over
-    assert refused(limit, "{}") is not None
+def test_a_little_over_the_rate_only_loses_messages() -> None:
+    """Strikes drain at the message rate: 6 messages/s against a limit of 5/s never reaches abuse."""
+    lim = limit(rate=5, burst=1, abuse_strikes=3)
+    refused = 0
+    for i in range(600):  # 100 s at 6 messages/s
+        now = i / 6
+        if not lim.admit(1, now):
+            refused += 1
+            assert lim.refusal("{}", now) is not None
+    assert refused > 50
+
+
+def test_the_old_flood_that_slipped_under_the_strike_count_is_caught() -> None:
+    """2,000 messages/s at 50/s allowed: one in 40 passes, which used to reset the count of refusals in a row."""
+    lim = MessageRateLimit(50, 500, 10**9, 10**9, 0.0)
+    closed_at = None
+    for i in range(20_000):
+        now = i / 2000
+        if not lim.admit(1, now) and lim.refusal("{}", now) is None:
+            closed_at = now
+            break
+    assert closed_at is not None and closed_at < 0.5
 
 
 def test_default_abuse_threshold() -> None:
-    limit = MessageRateLimit(rate=1, burst=1, now=0.0)
-    assert limit.abuse_strikes == ABUSE_STRIKES
-    assert limit.admit(0.0)
-    replies = [refused(limit, "{}") for _ in range(ABUSE_STRIKES)]
-    assert all(r is not None for r in replies[:-1]) and replies[-1] is None
+    lim = MessageRateLimit(1, 1, 10**6, 10**6, 0.0)
+    assert lim.abuse_strikes == ABUSE_STRIKES

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pydantic_core
@@ -13,12 +11,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from signaling.protocol.errors import ErrorCode, SignalingError
-from signaling.protocol.models import CLIENT_MESSAGE_TYPES, IceServer, Join
+from signaling.protocol.errors import ErrorCode
+from signaling.protocol.models import CLIENT_MESSAGE_TYPES, IceServer
 from signaling.protocol.parse import parse_server_message
 from signaling.rooms.hub import HubStats, InMemoryHub
+from signaling.rooms.ice import IceServerList
 from signaling.rooms.session import Session
 from tests.helpers.sinks import RecordingSink
+from tests.rooms.clients import Client, counter_ids, dumps
 
 CAND = {
     "candidate": "candidate:842163049 1 udp 1677729535 203.0.113.45 51234 typ srflx raddr 10.0.0.2 rport 51234",
@@ -27,43 +27,6 @@ CAND = {
     "usernameFragment": "Ab3d",
 }
 SDP = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
-
-
-class Client:
-    """A session and its sink, as the transport would hold them."""
-
-    def __init__(self, hub: InMemoryHub, **kwargs: Any) -> None:
-        self.sink = RecordingSink()
-        self.session = Session(hub, self.sink, **kwargs)
-
-    def send(self, obj: Any) -> list[dict[str, Any]]:
-        """Send one message; return what came back to this client."""
-        self.session.handle_text(obj if isinstance(obj, str) else dumps(obj))
-        return self.sink.take()
-
-    def join(self, room: str = "r", **fields: Any) -> dict[str, Any]:
-        replies = self.send({"type": "join", "room": room, **fields})
-        assert len(replies) == 1 and replies[0]["type"] == "welcome", replies
-        return replies[0]
-
-    @property
-    def peer(self) -> str:
-        assert self.session.peer is not None
-        return self.session.peer
-
-
-def counter_ids() -> Callable[[], str]:
-    numbers = itertools.count()
-    return lambda: f"peer{next(numbers)}"
-
-
-@pytest.fixture
-def hub() -> InMemoryHub:
-    return InMemoryHub(peer_ids=counter_ids())
 
 
 @pytest.fixture
@@ -90,7 +53,7 @@ def test_join_answers_welcome_with_ref_iff_id(hub: InMemoryHub, id_field: dict[s
         IceServer(urls="stun:stun.example.org"),
         IceServer(urls=["turn:t1", "turn:t2"], username="u", credential="c"),
     ]
-    client = Client(hub, ice_servers=ice)
+    client = Client(hub, ice_servers=IceServerList(ice))
     welcome = client.join("room-1", **id_field)
     expected = {
         "type": "welcome",
@@ -392,22 +355,6 @@ def test_room_limit_is_room_full() -> None:
     replies = Client(small).send({"type": "join", "room": "two"})
     assert replies[0]["code"] == "room-full"
     assert "limit of 1 rooms" in replies[0]["message"]
-
-
-def test_authorize_refuses_and_accepts(hub: InMemoryHub) -> None:
-    seen: list[Join] = []
-
-    def authorize(join: Join) -> None:
-        seen.append(join)
-        if join.token != "good":
-            raise SignalingError(ErrorCode.UNAUTHORIZED, "token missing or invalid")
-
-    client = Client(hub, authorize=authorize)
-    replies = client.send({"type": "join", "room": "r", "id": 3})
-    assert replies == [{"type": "error", "code": "unauthorized", "message": "token missing or invalid", "ref": 3}]
-    assert hub.stats() == HubStats(rooms=0, peers=0)
-    assert client.join("r", token="good")["type"] == "welcome"
-    assert [j.token for j in seen] == [None, "good"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -132,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Default: every non-loopback address",
     )
     net.add_argument("--cafile", metavar="PEM", help="CA bundle to verify a wss:// server with")
+    net.add_argument(
+        "--token",
+        help="room token for a server with room tokens on (default: SIGNALING_TOKEN; arguments show in ps)",
+    )
+    net.add_argument(
+        "--relay-only",
+        action="store_true",
+        help="use TURN relay candidates only (iceTransportPolicy relay): needs TURN in welcome.iceServers",
+    )
     run = p.add_argument_group("run")
     run.add_argument("--duration", type=_positive, metavar="S", help="leave and exit after S seconds")
     run.add_argument(
@@ -180,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fps=args.fps,
         tone=args.tone,
         cafile=args.cafile,
+        token=args.token or os.environ.get("SIGNALING_TOKEN"),
+        relay_only=args.relay_only,
     )
     try:
         return asyncio.run(run_peer(options))

@@ -81,8 +81,10 @@ class LinkContext:
 
     #: Our own peer id: it decides who is polite, and names us in hello texts.
     self_id: str
-    #: ``welcome.iceServers``, for every RTCPeerConnection of the link.
+    #: ``welcome.iceServers`` (kept current by ``ice-servers`` updates), for every RTCPeerConnection of the link.
     ice_servers: Sequence[IceServer]
+    #: ``--relay-only``: gather and use TURN relay candidates only (iceTransportPolicy "relay").
+    relay_only: bool
     #: Where each connection gets the tracks it sends.
     media: LocalMedia
     #: How offers, answers and candidates reach the remote peer.
@@ -166,9 +168,12 @@ class Link:
         An answerer's gets its tracks only once the offer is applied (:meth:`_add_tracks_for_offer`): aiortc
         cannot answer when a local track has no m-line in the offer.
         """
-        from aiortc import RTCConfiguration, RTCPeerConnection
+        from aiortc import RTCConfiguration, RTCIceTransportPolicy, RTCPeerConnection
 
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_ice_servers(self.context.ice_servers)))
+        policy = RTCIceTransportPolicy.RELAY if self.context.relay_only else RTCIceTransportPolicy.ALL
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=rtc_ice_servers(self.context.ice_servers), iceTransportPolicy=policy)
+        )
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -352,6 +357,14 @@ class Link:
     async def _trickle(self, pc: RTCPeerConnection) -> None:
         """Send the candidates aiortc put into the SDP as trickled ones too, then end-of-candidates."""
         candidates = sdp_candidates(pc.localDescription.sdp)
+        if not candidates:
+            # aiortc gathers silently: without this line, TURN credentials coturn refuses look like a hang.
+            self.log.error(
+                "no_local_candidates",
+                relay_only=self.context.relay_only,
+                ice_servers=len(self.context.ice_servers),
+                hint="with --relay-only: is a TURN server in welcome.iceServers, and does it accept the credentials?",
+            )
         for init in candidates:
             await self.context.signals.send_candidate(self.remote, init)
         await self.context.signals.send_candidate(self.remote, None)

@@ -26,3 +26,5 @@ class PeerOptions:
     fps: float = 15.0
     tone: float = 440.0
     cafile: str | None = None
+    token: str | None = None
+    relay_only: bool = False

@@ -23,6 +23,7 @@ from signaling.clients.signaling_client import SignalingClient, SignalingErrorRe
 from signaling.protocol.models import (
     ErrorMessage,
     IceServer,
+    IceServersUpdate,
     PeerJoined,
     PeerLeft,
     RelayedAnswer,
@@ -76,6 +77,7 @@ class Peer:
             context = LinkContext(
                 self_id=self.id,
                 ice_servers=self.ice_servers,
+                relay_only=self.options.relay_only,
                 media=self.media,
                 signals=self.client,
                 echo=self.options.echo,
@@ -96,12 +98,14 @@ class Peer:
         """Join, then serve signaling until ``stop`` is set (0) or the signaling connection ends (1)."""
         opts = self.options
         try:
-            welcome = await self.client.join(opts.room, name=opts.name, meta={"agent": "signaling-peer"})
+            welcome = await self.client.join(
+                opts.room, name=opts.name, meta={"agent": "signaling-peer"}, token=opts.token
+            )
         except SignalingErrorReply as exc:
             log.error("join_failed", code=exc.code, message=exc.message)
             return 1
         self.id = welcome.peer
-        self.ice_servers = list(welcome.iceServers)
+        self.ice_servers[:] = welcome.iceServers  # in place: every link reads this list
         log.info(
             "joined",
             self_id=self.id,
@@ -146,6 +150,10 @@ class Peer:
             log.info("links", count=len(self.links))
         elif isinstance(msg, RelayedMessage):
             log.info("signaling_message", peer=msg.from_, data=str(msg.data)[:TEXT_LOG_LIMIT])
+        elif isinstance(msg, IceServersUpdate):
+            # New connections (and replacements) use them; aiortc cannot change a live connection's servers.
+            self.ice_servers[:] = msg.iceServers
+            log.info("ice_servers_updated", ice_servers=len(self.ice_servers))
         elif isinstance(msg, ErrorMessage):
             log.warning("signaling_error", code=str(msg.code), message=msg.message)
 

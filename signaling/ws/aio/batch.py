@@ -41,13 +41,17 @@ class WriteBatch:
     def add(self, conn: Flushable) -> None:
         self._queued.append(conn)
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """End one ``open()``; the outermost flushes the connections written to and returns how many there were."""
         self._depth -= 1
         if self._depth:
-            return
+            return 0
+        flushed = 0
         queued = self._queued
         while queued:
             self._queued = []
+            flushed += len(queued)
             for conn in queued:
                 conn.flush()
             queued = self._queued
+        return flushed

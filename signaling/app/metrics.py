@@ -1,0 +1,111 @@
+"""``GET /metrics``: the process's counts in the Prometheus text format, through prometheus-client.
+
+The hot paths count in plain integers (the transport's TransportStats, the sessions' SessionCounters, the app's
+own); this collector reads them at scrape time, so a relayed message costs a dict increment, not a Prometheus
+call. Process metrics (CPU, memory, open files) come from prometheus-client's own collectors. Every app has its
+own registry, so several servers in one process (the tests) do not mix their counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from signaling.ws.aio.stats import Histogram
+
+if TYPE_CHECKING:
+    from .wiring import SignalingApp
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def _counter(name: str, doc: str, label: str, values: Iterable[tuple[object, int]]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, count in sorted(values, key=lambda kv: str(kv[0])):
+        family.add_metric([str(key)], count)
+    return family
+
+
+def _histogram(name: str, doc: str, histogram: Histogram, *, unit_label: Callable[[float], str]) -> Metric:
+    buckets = [(unit_label(bound), count) for bound, count in histogram.cumulative()]
+    family = HistogramMetricFamily(name, doc)
+    family.add_metric([], buckets, sum_value=histogram.sum)
+    return family
+
+
+class _SignalingCollector(Collector):
+    def __init__(self, app: SignalingApp) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        app = self.app
+        hub = app.hub.stats()
+        yield GaugeMetricFamily("signaling_ready", "1 while the server accepts new clients.", value=int(app.ready))
+        yield GaugeMetricFamily("signaling_connections", "Open signaling WebSocket connections.", value=app.connections)
+        yield GaugeMetricFamily("signaling_rooms", "Rooms with at least one peer.", value=hub.rooms)
+        yield GaugeMetricFamily("signaling_peers", "Peers in rooms.", value=hub.peers)
+        yield CounterMetricFamily(
+            "signaling_messages_received", "Client messages accepted for handling.", value=app.messages
+        )
+        counters = app.counters
+        yield _counter(
+            "signaling_messages_relayed",
+            "Client messages relayed to their room, by type.",
+            "type",
+            counters.relayed.items(),
+        )
+        yield _counter("signaling_errors", "error replies sent to clients, by code.", "code", counters.errors.items())
+        yield CounterMetricFamily(
+            "signaling_rate_limited", "Client messages refused by the rate limit.", value=app.rate_limited
+        )
+        rejections = dict(app.rejections)
+        stats = app.transport_stats
+        if stats is not None:
+            for reason, count in stats.rejections.items():
+                rejections[reason] = rejections.get(reason, 0) + count
+        yield _counter(
+            "signaling_handshake_rejections",
+            "Connections refused before they became WebSockets, by reason.",
+            "reason",
+            rejections.items(),
+        )
+        yield CounterMetricFamily(
+            "signaling_turn_credentials_issued", "TURN credentials handed out.", value=app.turn_credentials_issued
+        )
+        if stats is None:
+            return
+        yield CounterMetricFamily("signaling_handshakes", "WebSocket handshakes accepted.", value=stats.handshakes)
+        yield _counter("signaling_closes", "Closed WebSocket connections, by close code.", "code", stats.closes.items())
+        yield _histogram(
+            "signaling_relay_latency_seconds",
+            "Time to handle one read that wrote to connections: parse, relay, and write to every recipient.",
+            stats.read_seconds,
+            unit_label=lambda b: "+Inf" if b == float("inf") else f"{b:g}",
+        )
+        yield _histogram(
+            "signaling_send_buffer_peak_bytes",
+            "Per closed connection, the largest send buffer it reached (its high-water mark).",
+            stats.send_buffer_peaks,
+            unit_label=lambda b: "+Inf" if b == float("inf") else f"{b:.0f}",
+        )
+
+
+class Metrics:
+    """One app's registry: the signaling collector plus the process, platform and GC collectors."""
+
+    def __init__(self, app: SignalingApp) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_SignalingCollector(app))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,504 @@
+"""One server-side connection: an ``asyncio.BufferedProtocol`` that moves bytes between the socket and the core.
+
+No task per connection: an idle connection costs this object, its core and its transport, nothing else. It
+uses only the core's public surface and the server's (``read_buffer``, ``batch``, ``reader``, ``config``,
+``stats``, and the bookkeeping calls ``add``/``settled``/``upgraded``/``discard``).
+
+Flow control works both ways. A peer that does not read its answers fills its send buffer past the high
+watermark: reading from it pauses until it drains below the low one. And whoever writes to such a peer (a room
+mate relaying to it) pauses too, until it drains: the server slows the sender rather than buffering for the
+slow receiver. A receiver that stays over the watermark for ``slow_consumer_timeout`` seconds while others wait on
+it, or whose backlog passes ``write_buffer_limit``, is a slow consumer and is closed with 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import structlog
+
+from signaling.token_bucket import TokenBucket
+
+from ..connection import Connection, Side, State
+from ..events import BadRequest, BinaryMessage, CloseReceived, Failed, PongReceived, RequestReceived, TextMessage
+from ..exceptions import HandshakeError, InvalidState
+from ..frames import CloseCode
+from ..http11 import Request, Response
+from .interface import WebSocketHandler
+
+if TYPE_CHECKING:
+    from .server import WebSocketServer
+
+__all__ = ["LINGER_QUIET", "ServerConnection"]
+
+log = structlog.get_logger("signaling.ws")
+
+_ids = itertools.count(1)
+#: Seconds of silence from a TLS peer, after our last bytes, before the connection is closed.
+LINGER_QUIET = 0.2
+
+
+class ServerConnection(asyncio.BufferedProtocol):
+    """One client connection. Also the handle the application sends through (``send_text``, ``close``...)."""
+
+    __slots__ = (
+        "_close_timer",
+        "_ending",
+        "_frames",
+        "_frames_seen",
+        "_queued",
+        "_quiet_timer",
+        "_reading_paused",
+        "_server",
+        "_waiters",
+        "_waiting_on",
+        "_write_paused_at",
+        "active",
+        "client_address",
+        "conn",
+        "handler",
+        "id",
+        "last_message",
+        "last_received",
+        "message_started",
+        "opened_at",
+        "peak_buffer",
+        "ping_sent_at",
+        "remote",
+        "transport",
+        "upgraded",
+    )
+
+    def __init__(self, server: WebSocketServer) -> None:
+        self._server = server
+        cfg = server.config
+        self.conn = Connection(
+            Side.SERVER,
+            max_message_size=cfg.max_message_size,
+            max_head_size=cfg.max_head_size,
+            max_fragments=cfg.max_fragments,
+        )
+        self.id = next(_ids)
+        self.transport: asyncio.Transport | None = None
+        self.handler: WebSocketHandler | None = None
+        self.remote: tuple[Any, ...] | None = None
+        #: The address logs name: the TCP peer's host, unless the application knows the real client (a reverse
+        #: proxy's X-Forwarded-For) and sets it.
+        self.client_address = "-"
+        self.opened_at = 0.0
+        self.last_received = 0.0
+        #: Set by each received message, folded into last_message by the sweep (no clock read per message).
+        self.active = False
+        self.last_message = 0.0
+        self.ping_sent_at = 0.0
+        #: When the sweep first saw a message in progress (0: none is).
+        self.message_started = 0.0
+        #: The largest send backlog this connection reached (bytes).
+        self.peak_buffer = 0
+        self.upgraded = False
+        self._queued = False  # in the server's write batch
+        self._ending = False
+        self._quiet_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._reading_paused = False
+        #: When our send buffer passed the high watermark (0: it is below).
+        self._write_paused_at = 0.0
+        #: Connections whose send buffer we wait on, and the connections that wait on ours (None: none).
+        self._waiting_on: set[ServerConnection] | None = None
+        self._waiters: set[ServerConnection] | None = None
+        self._frames: TokenBucket | None = None
+        self._frames_seen = 0
+
+    # ------------------------------------------------------------ asyncio.BufferedProtocol
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._server.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Copied out at once: the next read, on any connection, reuses the buffer.
+        self.data_received(self._server.read_buffer[:nbytes].tobytes())
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self.transport = transport
+        server = self._server
+        cfg = server.config
+        transport.set_write_buffer_limits(high=cfg.write_buffer_high, low=cfg.write_buffer_low)
+        self.remote = transport.get_extra_info("peername")
+        if self.remote:
+            self.client_address = str(self.remote[0])
+        self.opened_at = self.last_received = self.last_message = server.loop.time()
+        refusal = server.add(self)
+        if refusal is not None:
+            log.warning("connection_refused", conn=self.id, client=self.client_address, status=refusal.status)
+            self.conn.reject(refusal)
+            self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        if self._quiet_timer is not None:
+            self._linger()  # the peer is still sending: keep draining
+            return
+        server = self._server
+        batch = server.batch
+        conn = self.conn
+        started = server.loop.time()
+        batch.open()
+        server.reader = self
+        try:
+            events = conn.receive_data(data)
+            if self._frames is not None and not self._frames_allowed(len(events), started):
+                return
+            self._handle_events(events)
+        finally:
+            relayed = batch.close()  # the flushes see who is writing: a writer to a slow peer is made to wait
+            server.reader = None
+        self.flush()  # what the core queued by itself: the 101, pongs, close answers
+        if relayed:
+            server.stats.read_seconds.observe(server.loop.time() - started)
+
+    def _frames_allowed(self, events: int, now: float) -> bool:
+        """Charge this read's frames (events, plus fragments that made none) to the frame budget."""
+        streamed = self.conn.frames_streamed
+        frames = events + streamed - self._frames_seen
+        self._frames_seen = streamed
+        assert self._frames is not None
+        if self._frames.take(frames, now):
+            return True
+        cfg = self._server.config
+        log.warning("frame_flood", conn=self.id, client=self.client_address, rate=cfg.frame_rate)
+        self.fail(CloseCode.POLICY_VIOLATION, f"over {cfg.frame_rate:g} frames/s (burst {cfg.frame_burst:g})")
+        return False
+
+    def eof_received(self) -> bool | None:
+        self.conn.receive_eof()
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._close_timer, self._quiet_timer):
+            if timer is not None:
+                timer.cancel()
+        self._close_timer = self._quiet_timer = None
+        self._release_waits()
+        server = self._server
+        server.discard(self)
+        conn = self.conn
+        conn.receive_eof()  # no-op when already closed
+        if self.upgraded:
+            server.stats.closes[conn.close_exc.code] += 1
+            server.stats.send_buffer_peaks.observe(self.peak_buffer)
+        handler = self.handler
+        if handler is not None:
+            self.handler = None
+            closed = conn.close_exc
+            try:
+                handler.on_close(closed.code, closed.reason)
+            except Exception:
+                log.exception("handler_error", conn=self.id, where="on_close")
+
+    # ------------------------------------------------------------ flow control
+
+    def pause_writing(self) -> None:
+        # The peer reads slower than we write: stop reading its requests, and make writers to it wait.
+        self._write_paused_at = self._server.loop.time()
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused_at = 0.0
+        self._update_reading()
+        waiters, self._waiters = self._waiters, None
+        for writer in waiters or ():
+            writer._stop_waiting_on(self)
+
+    def _wait_on(self, target: ServerConnection) -> None:
+        """Stop reading from this connection until ``target``'s send buffer drains (it relays to a slow peer)."""
+        if self._waiting_on is None:
+            self._waiting_on = set()
+        self._waiting_on.add(target)
+        if target._waiters is None:
+            target._waiters = set()
+        target._waiters.add(self)
+        self._update_reading()
+
+    def _stop_waiting_on(self, target: ServerConnection) -> None:
+        if self._waiting_on is not None:
+            self._waiting_on.discard(target)
+            if not self._waiting_on:
+                self._waiting_on = None
+        self._update_reading()
+
+    def _release_waits(self) -> None:
+        for target in self._waiting_on or ():
+            if target._waiters is not None:
+                target._waiters.discard(self)
+        self._waiting_on = None
+        waiters, self._waiters = self._waiters, None
+        for writer in waiters or ():
+            writer._stop_waiting_on(self)
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or self._ending:
+            return
+        hold = bool(self._write_paused_at) or self._waiting_on is not None
+        if hold and not self._reading_paused:
+            self._reading_paused = True
+            transport.pause_reading()
+        elif not hold and self._reading_paused and not transport.is_closing():
+            self._reading_paused = False
+            transport.resume_reading()
+
+    # ------------------------------------------------------------ events
+
+    def _handle_events(self, events: list[Any]) -> None:
+        # Dispatch on ``type(ev) is``: cheaper per message than isinstance, at the cost of untyped ``ev``.
+        handler = self.handler
+        for ev in events:
+            cls = type(ev)
+            if cls is TextMessage or cls is BinaryMessage:
+                self.active = True
+                if handler is not None:
+                    try:
+                        if cls is TextMessage:
+                            handler.on_text(ev.data)
+                        else:
+                            handler.on_binary(ev.data)
+                    except Exception:
+                        self._handler_failed("on_text" if cls is TextMessage else "on_binary")
+                        return
+            elif cls is RequestReceived:
+                self._route(ev.request)
+                handler = self.handler
+            elif cls is PongReceived:
+                self.ping_sent_at = 0.0
+            elif cls is CloseReceived:
+                log.debug("close_received", conn=self.id, code=ev.code, reason=ev.reason)
+            elif cls is Failed:
+                log.info("protocol_error", conn=self.id, client=self.client_address, code=ev.code, reason=ev.reason)
+            elif cls is BadRequest:
+                error = ev.error
+                log.info("bad_request", conn=self.id, client=self.client_address, status=error.status)
+                self._server.stats.rejections["bad_request"] += 1
+                self._server.settled(self)
+        if events:
+            self.last_received = self._server.loop.time()
+
+    def _route(self, request: Request) -> None:
+        server = self._server
+        try:
+            self._answer(request)
+        finally:
+            server.settled(self)
+
+    def _answer(self, request: Request) -> None:
+        server = self._server
+        try:
+            decision = server.app.handle_request(request, self.remote)
+        except Exception:
+            log.exception("app_error", conn=self.id, where="handle_request")
+            server.stats.rejections["internal"] += 1
+            self.conn.reject(HandshakeError(500, "internal error"))
+            return
+        if isinstance(decision, Response):
+            if "Connection" not in decision.headers:
+                decision.headers.add("Connection", "close")
+            self.conn.send_response(decision)
+            return
+        if server.full:
+            server.stats.rejections["server_full"] += 1
+            self.conn.reject(
+                HandshakeError(503, "server is at its connection limit, try again later", [("Retry-After", "5")])
+            )
+            log.warning("connection_limit", conn=self.id, limit=server.config.max_connections)
+            return
+        try:
+            self.conn.accept(request, decision.subprotocols, decision.extra_headers)
+        except HandshakeError as exc:
+            server.stats.rejections["bad_handshake"] += 1
+            log.info("handshake_rejected", conn=self.id, client=self.client_address, status=exc.status)
+            return
+        self.upgraded = True
+        server.upgraded(self)
+        cfg = server.config
+        if cfg.frame_rate:
+            self._frames = TokenBucket(cfg.frame_rate, cfg.frame_burst, server.loop.time())
+        try:
+            self.handler = decision.handler_factory(self)
+        except Exception:
+            self._handler_failed("handler_factory")
+            return
+        # Frames a client pipelined behind its request are parsed now.
+        self._handle_events(self.conn.receive_data(b""))
+
+    def _handler_failed(self, where: str) -> None:
+        log.exception("handler_error", conn=self.id, where=where)
+        self.fail(CloseCode.INTERNAL_ERROR, "internal server error")
+
+    # ------------------------------------------------------------ sending (the application's API)
+
+    @property
+    def request(self) -> Request | None:
+        return self.conn.request
+
+    @property
+    def is_open(self) -> bool:
+        return self.conn.state is State.OPEN
+
+    def send_text(self, text: str) -> None:
+        """Queue a text message; silently dropped once the connection is closing (the peer is leaving)."""
+        self._send(self.conn.send_text, text)
+
+    def send_binary(self, data: bytes) -> None:
+        self._send(self.conn.send_binary, data)
+
+    def ping(self, data: bytes = b"") -> None:
+        self._send(self.conn.send_ping, data)
+
+    def _send(self, send: Callable[[Any], None], payload: str | bytes) -> None:
+        try:
+            send(payload)
+        except InvalidState:
+            return
+        batch = self._server.batch
+        if not batch.active:
+            self.flush()
+        elif not self._queued:
+            self._queued = True
+            batch.add(self)
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start the close handshake; the TCP connection is aborted if the peer does not answer in time."""
+        try:
+            self.conn.send_close(code, reason)
+        except InvalidState:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.flush()
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Close with ``code`` and drop TCP without waiting for the peer's answer."""
+        self.conn.fail(code, reason)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the core has queued, then end TCP or arm the close timer as the core's state says."""
+        self._queued = False
+        transport = self.transport
+        if transport is None:
+            return
+        conn = self.conn
+        data = conn.data_to_send()
+        if data:
+            backlog = transport.get_write_buffer_size()  # what the peer has not read yet
+            transport.write(data)
+            if backlog > self.peak_buffer:
+                self.peak_buffer = backlog
+            if backlog > self._server.config.write_buffer_limit and not conn.close_transport:
+                self._slow_consumer("send buffer limit exceeded")
+                return
+            if self._write_paused_at:
+                writer = self._server.reader
+                if writer is not None and writer is not self:
+                    writer._wait_on(self)  # it relays to us faster than our peer reads: slow it down
+        if conn.close_transport:
+            self._end_transport(transport)
+        elif conn.close_expected:
+            self._arm_close_timer()
+
+    def _slow_consumer(self, why: str) -> None:
+        """1008 for a peer that does not read: it must not grow our memory nor hold up the peers writing to it.
+        Its close frame sits behind its own backlog, so it likely sees only the TCP connection drop."""
+        transport = self.transport
+        assert transport is not None
+        log.info("slow_consumer", conn=self.id, client=self.client_address, buffered=transport.get_write_buffer_size())
+        self._release_waits()
+        self.conn.fail(CloseCode.POLICY_VIOLATION, f"slow consumer: {why}")
+        transport.write(self.conn.data_to_send())
+        self._end_transport(transport)
+
+    def _end_transport(self, transport: asyncio.Transport) -> None:
+        """Close TCP the way HTTP servers do: send FIN after the last bytes, then read and drop until the peer's
+        EOF (bounded by close_timeout). Closing at once while the peer's bytes sit unread (the rest of an
+        oversize message, a request body) makes the kernel send RST, which destroys our close frame or error
+        response before the peer reads it."""
+        if self._ending or transport.is_closing():
+            return
+        self._ending = True
+        self._arm_close_timer()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            # TLS cannot half-close: keep reading until the peer has been quiet for a moment (it has read our
+            # close frame and sent what it had), then close with nothing left unread.
+            self._linger()
+
+    def _linger(self) -> None:
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+        transport = self.transport
+        if transport is not None:
+            self._quiet_timer = self._server.loop.call_later(LINGER_QUIET, transport.close)
+
+    def _arm_close_timer(self) -> None:
+        """Bound every ending: a peer that neither answers nor reads is aborted after close_timeout."""
+        if self._close_timer is None and self.transport is not None:
+            self._close_timer = self._server.loop.call_later(self._server.config.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self._close_timer = None
+        if self.transport is not None:
+            log.info("close_timeout", conn=self.id, client=self.client_address)
+            self.transport.abort()
+
+    # ------------------------------------------------------------ periodic checks
+
+    def tick(self, now: float) -> None:
+        """The periodic sweep's visit: deadlines (handshake, unfinished message, slow consumer), idle timeout,
+        keepalive ping and its timeout."""
+        cfg = self._server.config
+        conn = self.conn
+        state = conn.state
+        if state is State.CONNECTING:
+            if now - self.opened_at > cfg.handshake_timeout and conn.request is None:
+                log.info("handshake_timeout", conn=self.id, client=self.client_address)
+                self._server.stats.rejections["timeout"] += 1
+                conn.reject(HandshakeError(408, "request timeout"))
+                self._server.settled(self)
+                self.flush()
+            return
+        if state is not State.OPEN:
+            return
+        if conn.message_in_progress:
+            if not self.message_started or self.active:  # a message finished since: time the next one
+                self.message_started = now
+            elif now - self.message_started > cfg.message_timeout:
+                log.info("message_timeout", conn=self.id, client=self.client_address)
+                self.fail(CloseCode.POLICY_VIOLATION, f"message not finished within {cfg.message_timeout:g} s")
+                return
+        else:
+            self.message_started = 0.0
+        if self._write_paused_at and self._waiters and now - self._write_paused_at > cfg.slow_consumer_timeout:
+            self._slow_consumer(f"did not read for {cfg.slow_consumer_timeout:g} s while others wrote to it")
+            return
+        if self.active:
+            self.active = False
+            self.last_message = now
+        # Idle means no message: pongs answered to our keepalive pings keep a connection alive, not busy.
+        if cfg.idle_timeout and now - self.last_message > cfg.idle_timeout:
+            log.info("idle_timeout", conn=self.id, client=self.client_address)
+            self.close(CloseCode.GOING_AWAY, "idle timeout")
+            return
+        if cfg.ping_interval:
+            if self.ping_sent_at:
+                if now - self.ping_sent_at > cfg.ping_timeout:
+                    log.info("keepalive_timeout", conn=self.id, client=self.client_address)
+                    self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            elif now - max(self.last_received, self.opened_at) >= cfg.ping_interval:
+                self.ping_sent_at = now
+                self.ping()
