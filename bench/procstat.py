@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,11 +21,14 @@ from typing import IO, Any
 
 __all__ = [
     "CLK_TCK",
+    "free_port",
     "machine_busy_seconds",
     "pinned",
+    "port_ready",
     "proc_cpu_seconds",
     "rss_kib",
     "run_json",
+    "server_env",
     "snapshot",
     "started",
     "stop_process",
@@ -158,3 +162,26 @@ def started(
             yield proc.pid, port
         finally:
             stop_process(proc)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now on ``host`` (the server binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_ready(port: int, host: str = "127.0.0.1") -> Callable[[int, IO[str]], int | None]:
+    """A ``started`` readiness check for a server that listens on a known port: ready once it accepts."""
+
+    def ready(pid: int, out: IO[str]) -> int | None:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            return port if sock.connect_ex((host, port)) == 0 else None
+
+    return ready
+
+
+def server_env() -> dict[str, str]:
+    """This environment without SIGNALING_* variables: a server under test runs on its defaults."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SIGNALING_")}

@@ -45,3 +45,27 @@ def test_readme_starts_with_the_two_commands() -> None:
 def test_architecture_names_every_module(module: str) -> None:
     text = (ROOT / "docs" / "architecture.md").read_text()
     assert Path(module).name + ".py" in text, f"docs/architecture.md does not say where {module}.py fits"
+
+
+def test_the_grafana_dashboard_queries_metrics_the_server_exports() -> None:
+    import json
+    import re
+
+    from signaling.app.settings import Settings as _Settings
+    from signaling.app.wiring import SignalingApp
+    from signaling.ws.aio.stats import TransportStats
+
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    app = SignalingApp(_Settings(turn_secret="x", turn_urls="turn:h"))
+    app.transport_stats = TransportStats()
+    exported = app.metrics.render().decode()
+    suffixes = {"counter": ("", "_total"), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    names = {
+        name + suffix
+        for name, kind in re.findall(r"^# TYPE ([a-z_]+) ([a-z]+)$", exported, re.MULTILINE)
+        for suffix in suffixes.get(kind, ("",))
+    }
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used = set(re.findall(r"\b((?:signaling|process)_[a-z_]+)", target["expr"]))
+            assert used <= names, (panel["title"], used - names)

@@ -247,6 +247,7 @@ class SignalingApp:
             "uptime_s": round(self.clock() - self.started, 3),
             "ready": self.ready,
             "connections": self.connections,
+            "tasks": len(asyncio.all_tasks()),
             "rooms": stats.rooms,
             "peers": stats.peers,
         }

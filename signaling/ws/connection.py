@@ -115,6 +115,7 @@ class Connection:
         "frames_streamed",
         "is_client",
         "max_fragments",
+        "max_frames_per_read",
         "max_message_size",
         "request",
         "side",
@@ -129,11 +130,15 @@ class Connection:
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_head_size: int = DEFAULT_MAX_HEAD,
         max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+        max_frames_per_read: int = 1 << 62,
     ) -> None:
         self.side = side
         self.is_client = side is Side.CLIENT
         self.max_message_size = max_message_size if max_message_size is not None else 1 << 63
         self.max_fragments = max_fragments
+        #: Control frames and fragments one ``receive_data`` call may parse: they make no message for a rate
+        #: limit to see, and a 256 KiB read holds 40,000 of them (the owner sets this to its frame burst).
+        self.max_frames_per_read = max_frames_per_read
         #: Frames that took the streaming path (fragments, frames split across reads): what a frame budget counts
         #: beyond the events, since they produce none.
         self.frames_streamed = 0
@@ -357,6 +362,7 @@ class Connection:
         mask_bit = 0 if is_client else 0x80  # 5.1: what the peer's frames must carry
         max_size = self.max_message_size
         append = events.append
+        budget = self.max_frames_per_read  # control frames and streamed frames this call may still parse
         while True:
             if self._f_remaining:
                 take = min(n - pos, self._f_remaining)
@@ -409,6 +415,9 @@ class Connection:
                 if mask_key:
                     payload = apply_mask(payload, mask_key)
                 pos = end
+                budget -= 1
+                if budget < 0:
+                    raise ProtocolError(f"over {self.max_frames_per_read} control frames in one read", 1008)
                 if self._control_frame(opcode, payload, events):
                     return n  # a close frame: whatever follows it is dropped unparsed
                 continue
@@ -446,6 +455,9 @@ class Connection:
                 raise ProtocolError("continuation frame without a message to continue")
             message.add_frame(length, max_size, self.max_fragments)
             self.frames_streamed += 1
+            budget -= 1
+            if budget < 0:
+                raise ProtocolError(f"over {self.max_frames_per_read} fragments in one read", 1008)
             # Fragment, or a frame whose payload is not all here yet: stream it.
             self._f_remaining = length
             self._f_fin = bool(fin)

@@ -68,3 +68,19 @@ def test_an_unfinished_message_holds_little_more_than_its_size(opcode: Opcode) -
     end = conn.receive_data(peer_frame(conn, Opcode.CONT, b"!"))
     expected = "a" * (count + 1) + "!"
     assert end == [TextMessage(expected) if opcode == Opcode.TEXT else BinaryMessage(expected.encode())]
+
+
+def test_control_frames_per_read_are_capped_before_the_rest_is_parsed() -> None:
+    conn = after_handshake(Side.SERVER, max_frames_per_read=10)
+    pings = b"".join(peer_frame(conn, Opcode.PING, b"p") for _ in range(11))
+    events = conn.receive_data(pings + peer_frame(conn, Opcode.TEXT, b"never seen"))
+    assert len(events) == 11  # ten pings, then the failure
+    assert events[-1].code == 1008  # type: ignore[union-attr]
+    assert not any(isinstance(e, TextMessage) for e in events)
+
+
+def test_the_cap_is_per_read() -> None:
+    conn = after_handshake(Side.SERVER, max_frames_per_read=10)
+    for _ in range(5):
+        pings = b"".join(peer_frame(conn, Opcode.PING, b"p") for _ in range(10))
+        assert len(conn.receive_data(pings)) == 10

@@ -80,6 +80,7 @@ class ServerConnection(asyncio.BufferedProtocol):
             max_message_size=cfg.max_message_size,
             max_head_size=cfg.max_head_size,
             max_fragments=cfg.max_fragments,
+            max_frames_per_read=int(cfg.frame_burst) if cfg.frame_rate else 1 << 62,
         )
         self.id = next(_ids)
         self.transport: asyncio.Transport | None = None
@@ -255,10 +256,14 @@ class ServerConnection(asyncio.BufferedProtocol):
     def _handle_events(self, events: list[Any]) -> None:
         # Dispatch on ``type(ev) is``: cheaper per message than isinstance, at the cost of untyped ``ev``.
         handler = self.handler
+        conn = self.conn
+        was_open = conn.state is State.OPEN
         for ev in events:
             cls = type(ev)
             if cls is TextMessage or cls is BinaryMessage:
                 self.active = True
+                if was_open and conn.state is not State.OPEN:
+                    continue  # the handler closed it during this read: what followed is not for it
                 if handler is not None:
                     try:
                         if cls is TextMessage:

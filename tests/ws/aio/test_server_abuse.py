@@ -13,7 +13,7 @@ import struct
 import pytest
 
 from signaling.app.echo import EchoApp
-from signaling.ws.frames import Opcode
+from signaling.ws.frames import Opcode, encode_frame
 from tests.helpers.apps import ScriptedEchoApp
 from tests.helpers.wait import hold, wait_until
 from tests.ws.aio.helpers import RawClient, held_connections, read_all, server_side
@@ -60,15 +60,39 @@ async def test_a_slow_but_steady_message_stream_is_not_an_unfinished_message(sta
         assert await asyncio.wait_for(client.read_data(), 5) == b"next ."
 
 
-@pytest.mark.parametrize("opcode", [Opcode.PING, Opcode.CONT], ids=["ping-flood", "empty-fragment-flood"])
-async def test_a_frame_flood_is_closed_with_1008(start_server, opcode: Opcode) -> None:
+@pytest.mark.parametrize("opcode", [Opcode.PING, Opcode.CONT], ids=["pings", "empty-fragments"])
+async def test_a_burst_of_frames_in_one_read_is_closed_with_1008(start_server, opcode: Opcode) -> None:
+    """Over the burst within one read: refused before the rest of the read is parsed (40,000 fit in 256 KiB)."""
     server = await start_server(EchoApp(), frame_rate=100, frame_burst=200, max_fragments=10**6)
     client = await RawClient.open(server.port)
     if opcode == Opcode.CONT:
         client.send(Opcode.TEXT, b"", fin=False)
-    for _ in range(1000):
-        client.send(opcode, b"", fin=opcode != Opcode.CONT)
+    client.writer.write(b"".join(encode_frame(opcode, b"", fin=opcode != Opcode.CONT, mask=True) for _ in range(1000)))
     frame, _ = await asyncio.wait_for(client.read_until_close(), 5)
+    assert close_code(frame.payload) == 1008
+    assert b"over 200 " in frame.payload and b"in one read" in frame.payload
+
+
+@pytest.mark.parametrize("opcode", [Opcode.PING, Opcode.CONT], ids=["pings", "empty-fragments"])
+async def test_a_steady_frame_flood_is_closed_with_1008(start_server, opcode: Opcode) -> None:
+    """Small batches in separate reads, each under the per-read cap, still run out the frame budget."""
+    server = await start_server(EchoApp(), frame_rate=100, frame_burst=200, max_fragments=10**6)
+    client = await RawClient.open(server.port)
+    if opcode == Opcode.CONT:
+        client.send(Opcode.TEXT, b"", fin=False)
+    batch = b"".join(encode_frame(opcode, b"", fin=opcode != Opcode.CONT, mask=True) for _ in range(50))
+
+    async def flood() -> None:
+        for _ in range(200):
+            client.writer.write(batch)
+            await client.writer.drain()
+            await hold(0.01, why="separate reads: a steady flood, not one burst")
+
+    flooding = asyncio.create_task(flood())
+    try:
+        frame, _ = await asyncio.wait_for(client.read_until_close(), 5)
+    finally:
+        flooding.cancel()
     assert close_code(frame.payload) == 1008
     assert b"over 100 frames/s (burst 200)" in frame.payload
 
