@@ -56,7 +56,7 @@ def test_the_grafana_dashboard_queries_metrics_the_server_exports() -> None:
     from signaling.ws.aio.stats import TransportStats
 
     dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
-    app = SignalingApp(_Settings(turn_secret="x", turn_urls="turn:h"))
+    app = SignalingApp(_Settings.model_validate({"turn_secret": "x", "turn_urls": "turn:h"}))
     app.transport_stats = TransportStats()
     exported = app.metrics.render().decode()
     suffixes = {"counter": ("", "_total"), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}

@@ -161,7 +161,7 @@ class Settings(BaseSettings):
             raise ValueError("auth_secret must be at least 32 characters (e.g. openssl rand -hex 32)")
         if (self.turn_secret is None) != (not self.turn_urls):
             raise ValueError("turn_secret and turn_urls go together")
-        if self.rate_burst_bytes < self.max_message_size:
+        if self.rate_burst_bytes < self.max_message_size and not self.echo:
             raise ValueError("rate_burst_bytes must be at least max_message_size, or big messages could never pass")
         return self
 

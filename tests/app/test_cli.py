@@ -173,3 +173,20 @@ async def test_ice_servers_and_loop_from_flags() -> None:
 def test_schema_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     assert "$defs" in json.loads(capsys.readouterr().out)
+
+
+def test_token_command_prints_a_token_the_server_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from signaling.rooms.auth import RoomTokens
+
+    secret = "t" * 40
+    env = {"SIGNALING_AUTH_SECRET": secret}
+    result = run_cli("token", "--room", "team-*", "--ttl", "2h", "--name", "Ada", env=env)
+    assert result.returncode == 0, result.stderr
+    grant = RoomTokens(secret).verify(result.stdout.strip(), "team-blue", time.time())
+    assert grant.name == "Ada" and grant.expires_at - time.time() > 7000
+    refused = run_cli("token", "--room", "r", env={"SIGNALING_AUTH_SECRET": ""})
+    assert refused.returncode == 2 and "no secret" in refused.stderr
+    bad = run_cli("token", "--room", "r", "--ttl", "soon", env=env)
+    assert bad.returncode == 2 and "not a duration" in bad.stderr

@@ -40,6 +40,8 @@ async def test_server_logs_are_json_lines_bound_to_conn_peer_room_without_sdp() 
     joined = [line for line in lines if line["event"] == "joined"]
     assert {(j["peer"], j["room"]) for j in joined} == {(a.peer, "logroom"), (b.peer, "logroom")}
     assert all(isinstance(j["conn"], int) for j in joined)
+    about_connections = [line for line in lines if "conn" in line and line["event"] != "close_received"]
+    assert about_connections and all(line["client"] == "127.0.0.1" for line in about_connections)
     error = next(line for line in lines if line["event"] == "client error")
     assert error["peer"] == a.peer and error["room"] == "logroom" and error["code"] == "unknown-peer"
     # SDP and candidates carry IP addresses: never at info.

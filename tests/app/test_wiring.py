@@ -4,6 +4,7 @@ as a whole (rate limit, abuse, binary messages, the join deadline), beyond what 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -256,3 +257,49 @@ async def test_fresh_turn_credentials_reach_a_joined_peer_before_expiry(start_si
         assert fresh["urls"] == first["urls"] and fresh["username"] != first["username"]
         expiry, peer = fresh["username"].split(":")
         assert peer == welcome["peer"] and int(expiry) >= time.time() + 1
+
+
+async def test_a_trickle_ice_storm_in_a_full_room_is_not_rate_limited(start_signaling: ServerFactory) -> None:
+    """The defaults let a newcomer in a full room (7 others) send an offer and 60 candidates to each at once."""
+    server = await start_signaling()
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    async with contextlib.AsyncExitStack() as stack:
+        others = [await stack.enter_async_context(connect(url)) for _ in range(7)]
+        for ws in others:
+            assert (await join(ws))["type"] == "welcome"
+        newcomer = await stack.enter_async_context(connect(url))
+        welcome = await join(newcomer)
+        listed = welcome["peers"]
+        assert isinstance(listed, list)
+        peers = [p["peer"] for p in listed]
+        assert len(peers) == 7
+        candidate = {
+            "candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host",
+            "sdpMid": "0",
+            "sdpMLineIndex": 0,
+        }
+        burst = []
+        for peer in peers:
+            burst.append({"type": "offer", "to": peer, "sdp": "v=0\r\n" + "a=x\r\n" * 200})
+            burst += [{"type": "candidate", "to": peer, "candidate": candidate}] * 60
+        for message in burst:
+            await newcomer.send(json.dumps(message))
+        await newcomer.send(json.dumps({"type": "ping", "id": "after"}))
+        assert await recv_json(newcomer) == {"type": "pong"}  # and no rate-limited error before it
+        for ws in others:
+            got: list[dict[str, object]] = []
+            while len(got) < 61:
+                msg = await recv_json(ws)
+                if msg["type"] in ("offer", "candidate"):
+                    got.append(msg)
+            assert got[0]["type"] == "offer"
+
+
+async def test_a_deeply_nested_refused_message_is_answered_not_a_crash(start_signaling: ServerFactory) -> None:
+    server = await start_signaling(rate_limit=1, rate_burst=1)
+    async with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        await ws.send("[" * 5000 + "]" * 5000)
+        assert await recv_json(ws) == {"type": "pong"}
+        assert (await recv_json(ws))["code"] == "rate-limited"
+        assert ws.close_code is None
