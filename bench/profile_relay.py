@@ -151,7 +151,16 @@ async def run_stages(opts: argparse.Namespace) -> list[tuple[str, float]]:
 
     configure_logging("info", "json", stream=io.StringIO())  # production level; per message it logs nothing
     settings = Settings.model_validate(
-        {"rate_limit": 1_000_000, "rate_burst": 1_000_000, "room_max_peers": 8, "max_rooms": 100_000}
+        {
+            "rate_limit": 1_000_000,
+            "rate_burst": 1_000_000,
+            "rate_limit_bytes": 10**9,
+            "rate_burst_bytes": 10**9,
+            "frame_rate": 10**9,
+            "frame_burst": 10**9,
+            "room_max_peers": 8,
+            "max_rooms": 100_000,
+        }
     )
     app = SignalingApp(settings)
     server = WebSocketServer(app, transport_config(settings))

@@ -51,7 +51,11 @@ async def start_ours(host: str, port: int) -> tuple[int, Callable[[], Awaitable[
 
     # Production logging at warning level, to stderr: the hot path logs nothing, but no stray line can block.
     configure_logging("warning", "json", stream=sys.stderr)
-    server = WebSocketServer(EchoApp(), ServerConfig(host=host, port=port, max_connections=0))
+    # As the baselines: no policy limits, but the frame budget is still checked (at a rate never reached).
+    config = ServerConfig(
+        host=host, port=port, max_connections=0, max_handshakes_per_ip=0, frame_rate=1e9, frame_burst=1e9
+    )
+    server = WebSocketServer(EchoApp(), config)
     await server.start()
 
     async def close() -> None:
