@@ -10,7 +10,7 @@ real HTTP request, joins them to one room, and then times, per 250-byte ``candid
 repeats of ``--number`` messages each):
 
 - each stage alone: frame parse (``Connection.receive_data`` of a batch of masked frames), pydantic
-  ``validate_json``, the relayed JSON, ``hub.send`` to a sink that does nothing, the send framing
+  ``validate_json``, the relayed JSON, the room lookup and ``bus.deliver`` to a sink that does nothing, the send framing
   (``Connection.send_text`` + ``data_to_send``);
 - ``Session.handle_text`` with the real sink (everything from the text to the partner's queued frame);
 - ``ServerConnection.data_received`` of a batch of ``--batch`` frames: everything the server does per message
@@ -142,11 +142,13 @@ def best_us(fn: Callable[[], object], per_call: int, number: int) -> float:
 async def run_stages(opts: argparse.Namespace) -> list[tuple[str, float]]:
     from signaling.app.process import transport_config
     from signaling.app.settings import Settings
-    from signaling.app.wiring import SignalingApp
+    from signaling.app.wiring import SignalingApp, run_inline
     from signaling.logs import configure_logging
     from signaling.protocol.encode import relayed_candidate_json
     from signaling.protocol.parse import parse_client_message
-    from signaling.rooms.hub import InMemoryHub
+    from signaling.rooms.bus import LocalBus
+    from signaling.rooms.directory import InMemoryDirectory
+    from signaling.rooms.peers import Member
     from signaling.ws.aio.server import ServerConnection, WebSocketServer
 
     configure_logging("info", "json", stream=io.StringIO())  # production level; per message it logs nothing
@@ -204,15 +206,22 @@ async def run_stages(opts: argparse.Namespace) -> list[tuple[str, float]]:
     )
     out = relayed_candidate_json(peer_a, msg.candidate)
 
-    # 4. hub.send to a sink that does nothing.
+    # 4. The room lookup and the bus, to a sink that does nothing.
     class NullSink:
         def deliver(self, text: str) -> None:
             pass
 
-    hub = InMemoryHub()
-    x = hub.join(NullSink(), "r").peer
-    y = hub.join(NullSink(), "r").peer
-    results.append(("hub.send (lookups, NullSink.deliver)", best_us(lambda: hub.send(x, y, out), 1, n)))
+        def taken_over(self) -> None:
+            pass
+
+    directory, bus = InMemoryDirectory(), LocalBus()
+    for _ in range(2):
+        peer = Member(directory.new_peer_id(), "r", None, None, directory.node, False)
+        run_inline(directory.join(peer))
+        bus.attach(peer.peer, NullSink())
+    room = directory.members("r")
+    target = room[peer.peer]
+    results.append(("room lookup + bus.deliver (NullSink)", best_us(lambda: bus.deliver(room[target.peer], out), 1, n)))
     # 5. Send framing on b's connection, drained every 8 messages.
     conn_b = b.conn
 
@@ -263,14 +272,17 @@ CATEGORIES: dict[str, str] = {
     "apply_mask": "frame parse + unmask + UTF-8",
     "ServerConnection.data_received": "transport glue (data_received, events)",
     "ServerConnection._handle_events": "transport glue (data_received, events)",
-    "_PeerConnection.on_text": "on_text + rate limiter",
+    "SessionSocket.on_text": "on_text + rate limiter",
+    "MessageRateLimit.admit": "on_text + rate limiter",
     "TokenBucket.allow": "on_text + rate limiter",
     "Session.handle_text": "session dispatch",
-    "Session._relay_candidate": "session dispatch",
+    "Session._send": "session dispatch",
     "parse_client_message": "pydantic validate_json",
     "relayed_candidate_json": "relayed JSON (to_json + concat)",
-    "InMemoryHub.send": "hub.send",
-    "_PeerConnection.deliver": "deliver -> send_text glue",
+    "LocalBus.deliver": "bus.deliver",
+    "LocalBus._to_sink": "bus.deliver",
+    "MessageBus._to_sink": "bus.deliver",
+    "SessionSocket.deliver": "deliver -> send_text glue",
     "ServerConnection.send_text": "deliver -> send_text glue",
     "ServerConnection._written": "deliver -> send_text glue",
     "Connection.send_text": "send framing (encode + header)",

@@ -13,7 +13,9 @@ import timeit
 import structlog
 
 from bench import common
-from signaling.rooms.hub import InMemoryHub
+from signaling.app.wiring import run_inline
+from signaling.rooms.bus import LocalBus
+from signaling.rooms.directory import InMemoryDirectory
 from signaling.rooms.session import Session
 
 CANDIDATE = {
@@ -41,6 +43,9 @@ class ListSink:
     def deliver(self, text: str) -> None:
         self.last = text
 
+    def taken_over(self) -> None:
+        pass
+
 
 def main() -> None:
     parser = common.make_parser(__doc__)
@@ -49,11 +54,13 @@ def main() -> None:
     # Client errors are logged at info; keep the timing loop quiet (and realistic for a production level).
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
-    hub = InMemoryHub()
+    directory, bus = InMemoryDirectory(), LocalBus()
     sinks = [ListSink() for _ in range(4)]
-    sessions = [Session(hub, sink) for sink in sinks]
+    sessions = [Session(directory, bus, sink) for sink in sinks]
     for session in sessions:
-        session.handle_text('{"type":"join","room":"bench"}')
+        step = session.handle_text('{"type":"join","room":"bench"}')
+        assert step is not None
+        run_inline(step)
     a, b = sessions[0], sessions[1]
     assert b.peer is not None
     to = b.peer

@@ -46,7 +46,7 @@ class _SignalingCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         app = self.app
-        hub = app.hub.stats()
+        hub = app.directory.stats()
         yield GaugeMetricFamily("signaling_ready", "1 while the server accepts new clients.", value=int(app.ready))
         yield GaugeMetricFamily("signaling_connections", "Open signaling WebSocket connections.", value=app.connections)
         yield GaugeMetricFamily("signaling_rooms", "Rooms with at least one peer.", value=hub.rooms)

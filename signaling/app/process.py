@@ -105,7 +105,7 @@ async def _watch_certificates(reloader: CertReloader, period: float) -> None:
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (or cancellation), then close every connection with 1001 and return."""
+    """Serve until SIGTERM/SIGINT (or cancellation), then drain (close every connection with 1001) and return."""
     reloader = None
     if settings.certfile is not None and settings.keyfile is not None:
         reloader = CertReloader(settings.certfile, settings.keyfile)
@@ -121,6 +121,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     if reloader is not None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+    if app is not None:
+        await app.start()
     await server.start()
     watcher = None
     if reloader is not None:
@@ -139,12 +141,11 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     try:
         await stop.wait()
     finally:
-        if app is not None:
-            app.ready = False  # /readyz turns 503 first, so a balancer stops sending new clients
-            app.close()
         if watcher is not None:
             watcher.cancel()
         log.info("shutting_down", connections=len(server.connections))
+        if app is not None:
+            await app.shutdown(server)  # /readyz turns 503 at once, so a balancer stops sending new clients
         await server.close()
         log.info("stopped")
 

@@ -119,6 +119,24 @@ class Settings(BaseSettings):
         default_factory=list, description="TURN URLs for those credentials (turn:host:3478?transport=udp,...)."
     )
     turn_ttl: float = Field(86400.0, ge=1, description="Seconds TURN credentials are valid (refreshed at half-life).")
+    resume_grace: float = Field(
+        30.0, ge=0, description="Seconds a resumable session outlives a dropped connection. 0: resume off."
+    )
+    resume_buffer: int = Field(512, ge=1, description="Messages kept per resumable session for its replay.")
+    resume_buffer_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Bytes kept per resumable session (the oldest go first)."
+    )
+
+    # Cluster
+    redis_url: SecretStr | None = Field(
+        None, description="Redis (redis://host:6379/0): processes on one Redis share rooms. Unset: one process."
+    )
+    redis_prefix: str = Field(
+        "signaling", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Key prefix: clusters sharing one Redis differ."
+    )
+    node_ttl: float = Field(
+        10.0, ge=1, description="Seconds without a heartbeat after which a node counts as dead (its peers leave)."
+    )
 
     # Operation
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")

@@ -92,6 +92,7 @@ def welcome_json(
     ice_servers: str,
     *,
     resume: str | None = None,
+    resumed: bool | None = None,
     ref: Ref | None = None,
 ) -> str:
     """``welcome``; ``ice_servers`` is the pre-rendered JSON array from :func:`ice_servers_json`."""
@@ -100,6 +101,8 @@ def welcome_json(
     tail = ""
     if resume is not None:
         tail += ',"resume":' + _quote(resume)
+    if resumed is not None:
+        tail += ',"resumed":' + ("true" if resumed else "false")
     if ref is not None:
         tail += ',"ref":' + _dumps(ref)
     return head + ',"peers":' + _dumps(listed) + ',"iceServers":' + ice_servers + tail + "}"

@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_PEER = "unknown-peer"
     UNAUTHORIZED = "unauthorized"
     RATE_LIMITED = "rate-limited"
+    UNAVAILABLE = "unavailable"
 
 
 #: Longest string ``id`` a client may send; the server echoes it back as ``ref``.

@@ -156,7 +156,13 @@ class Join(_ClientMessage):
     name: PeerName | None = None
     meta: Meta | None = Field(default=None, description="A JSON object of at most 1 KiB serialized.")
     token: str | None = None
-    resume: str | None = None
+    resumable: bool | None = Field(
+        default=None, description="Ask for a resumable session: `welcome` then carries a `resume` token."
+    )
+    resume: str | None = Field(default=None, description="The `resume` token of the session to resume.")
+    last_seq: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="With `resume`: the highest `seq` the client has processed (0 when none)."
+    )
 
 
 class Leave(_ClientMessage):
@@ -256,6 +262,7 @@ class Welcome(_ServerMessage):
     peers: list[PeerInfo]
     iceServers: list[IceServer]
     resume: str | SkipJsonSchema[None] = _omitted()
+    resumed: bool | SkipJsonSchema[None] = _omitted()
     ref: Ref | SkipJsonSchema[None] = _omitted()
 
 
@@ -266,6 +273,7 @@ class PeerJoined(_ServerMessage):
     peer: PeerId
     name: str | None
     meta: dict[str, Any] | None
+    seq: int | SkipJsonSchema[None] = _omitted()
 
 
 class PeerLeft(_ServerMessage):
@@ -273,6 +281,7 @@ class PeerLeft(_ServerMessage):
 
     type: Literal["peer-left"]
     peer: PeerId
+    seq: int | SkipJsonSchema[None] = _omitted()
 
 
 class RelayedOffer(_ServerMessage):
@@ -281,6 +290,7 @@ class RelayedOffer(_ServerMessage):
     type: Literal["offer"]
     from_: PeerId = Field(alias="from")
     sdp: str
+    seq: int | SkipJsonSchema[None] = _omitted()
 
 
 class RelayedAnswer(_ServerMessage):
@@ -289,6 +299,7 @@ class RelayedAnswer(_ServerMessage):
     type: Literal["answer"]
     from_: PeerId = Field(alias="from")
     sdp: str
+    seq: int | SkipJsonSchema[None] = _omitted()
 
 
 class RelayedCandidate(_ServerMessage):
@@ -297,6 +308,7 @@ class RelayedCandidate(_ServerMessage):
     type: Literal["candidate"]
     from_: PeerId = Field(alias="from")
     candidate: IceCandidate | None
+    seq: int | SkipJsonSchema[None] = _omitted()
 
 
 class RelayedMessage(_ServerMessage):
@@ -305,6 +317,7 @@ class RelayedMessage(_ServerMessage):
     type: Literal["message"]
     from_: PeerId = Field(alias="from")
     data: Any = Field(description="Any JSON value.")
+    seq: int | SkipJsonSchema[None] = _omitted()
 
 
 class Pong(_ServerMessage):

@@ -1,20 +1,23 @@
-"""One connection's signaling state: parse, check the join rules, relay, and answer mistakes with ``error``.
+"""One connection's signaling state: parse, check the join rules, relay, resume, and answer mistakes with ``error``.
 
-A :class:`Session` is fed whole text messages and writes server texts to its :class:`~signaling.hub.PeerSink`;
-it never touches a socket. Client mistakes never raise out of :meth:`Session.handle_text`: each becomes one
-``error`` message and the connection stays open. Anything else that raises is a bug, for the transport to turn
-into close code 1011 (then it calls :meth:`Session.close`).
+A :class:`Session` is fed whole text messages and writes server texts to its sink through the bus; it never
+touches a socket. Client mistakes never raise out of it: each becomes one ``error`` message and the connection
+stays open. Anything else that raises is a bug, for the transport to turn into close code 1011.
 
-The relay is the hot path: one ``validate_json`` per message, one serialization per message (a broadcast
-hands the same ``str`` to every peer), and no logging at info level, which also keeps SDP and candidates out
-of logs.
+Relaying is the hot path and never waits: one ``validate_json`` per message, one serialization per message (a
+broadcast hands the same ``str`` to every peer), a lookup in this process's view of the room, and ``deliver``.
+What needs the shared room state (join, resume, leave, the end of a connection) may wait on the directory, so
+``handle_text`` hands it back as a coroutine: the driver runs it before the connection's next message (inline
+when the backends never wait, as the in-memory ones; as a task with the connection's later messages queued
+otherwise).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any
 
 import structlog
 
@@ -23,37 +26,30 @@ from signaling.protocol.encode import (
     error_json,
     ice_servers_update_json,
     peer_joined_json,
+    peer_left_json,
     relayed_answer_json,
     relayed_candidate_json,
     relayed_message_json,
     relayed_offer_json,
     welcome_json,
 )
-from signaling.protocol.errors import ErrorCode, SignalingError
-from signaling.protocol.models import Join, Message, NonFiniteNumber
+from signaling.protocol.errors import ErrorCode, SignalingError, shorten
+from signaling.protocol.models import ClientMessage, Join, Message, NonFiniteNumber
 from signaling.protocol.parse import non_finite_error, parse_client_message
 
-from .hub import Hub, Logger, PeerSink
+from .auth import AddressGuard
+from .bus import MessageBus
+from .directory import Departure, RoomDirectory
 from .ice import IceServerList
+from .peers import Logger, Member, PeerSink, new_resume_token, token_digest
 
-__all__ = ["Authorize", "Session", "SessionCounters"]
+__all__ = ["Authorize", "Session", "SessionCounters", "announce", "end_expired", "fan_out"]
 
-#: Checks a join before the hub sees it: returns the name the grant imposes (None: the client's own name stands)
-#: or raises SignalingError("unauthorized", ...) to refuse.
+#: Checks a join before the directory sees it: returns the name the grant imposes (None: the client's own name
+#: stands) or raises SignalingError("unauthorized", ...) to refuse.
 Authorize = Callable[[Join], str | None]
-
-
-class SessionCounters:
-    """Counts shared by every session of a process, read by /metrics; plain ints, cheap on the relay path."""
-
-    __slots__ = ("errors", "relayed")
-
-    def __init__(self) -> None:
-        #: Client messages relayed to their room, by type (offer, answer, candidate, message).
-        self.relayed: Counter[str] = Counter()
-        #: ``error`` replies sent, by code.
-        self.errors: Counter[str] = Counter()
-
+#: What ``handle_text`` hands back when the message needs the shared state: run it before the next message.
+Step = Coroutine[Any, Any, None]
 
 #: How the not-joined error names each message that needs a room.
 _NEEDS_ROOM = {
@@ -63,41 +59,88 @@ _NEEDS_ROOM = {
     "message": "a message",
     "leave": "leave",
 }
+#: The close code with which a client ends a resumable session at once (any other drop starts the grace).
+NORMAL_CLOSURE = 1000
+
+
+class SessionCounters:
+    """Counts shared by every session of a process, read by /metrics; plain ints, cheap on the relay path."""
+
+    __slots__ = ("errors", "relayed", "resumed")
+
+    def __init__(self) -> None:
+        #: Client messages relayed to their room, by type (offer, answer, candidate, message).
+        self.relayed: Counter[str] = Counter()
+        #: ``error`` replies sent, by code.
+        self.errors: Counter[str] = Counter()
+        #: Resume attempts, by outcome (resumed, fresh).
+        self.resumed: Counter[str] = Counter()
+
+
+def fan_out(bus: MessageBus, members: Iterable[Member], skip: str, text: str) -> None:
+    """``text`` to every member but ``skip``. A copy of the members: a delivery may re-enter and change them."""
+    for member in list(members):
+        if member.peer != skip:
+            bus.deliver(member, text)
+
+
+def announce(bus: MessageBus, departures: Iterable[Departure]) -> None:
+    """Tell the others in each room that its member left (``peer-left``)."""
+    for gone in departures:
+        fan_out(bus, gone.others, gone.member.peer, peer_left_json(gone.member.peer))
+
+
+async def end_expired(directory: RoomDirectory, bus: MessageBus, now: float) -> int:
+    """End the sessions that ended without their connection saying so (a grace ran out; with several nodes, a
+    node died): the others get ``peer-left``. Returns how many ended."""
+    ended = await directory.expired(now)
+    for gone in ended:
+        await bus.forget(gone.member.peer)
+    announce(bus, ended)
+    return len(ended)
 
 
 class Session:
     """The domain state of one client connection.
 
     Args:
-        hub: the rooms and relay shared by all sessions.
-        sink: this connection; receives every text meant for this client.
+        directory: who is in which room (shared by all sessions, possibly across processes).
+        bus: hands texts to members; this connection receives through it once joined.
+        sink: this connection.
         ice_servers: what ``welcome`` (and later ``ice-servers``) hands the client.
-        logger: a structlog-style logger, already bound with connection context if the caller has any;
-            joins, leaves and client errors are logged at info with ``peer`` and ``room``.
-        authorize: called with each ``join`` before the hub (see :data:`Authorize`).
-        clock: the wall clock (Unix seconds): TURN credentials expire at a date coturn checks.
+        logger: a structlog-style logger, already bound with connection context if the caller has any.
+        authorize: called with each ``join`` before the directory (see :data:`Authorize`).
+        clock: the wall clock (Unix seconds): TURN credentials and grace periods end at a date every node shares.
         counters: where relayed messages and errors are counted.
+        resume_grace: seconds a resumable session outlives a drop; 0 turns resume off.
+        resume_throttle: this client address's failed resume tokens: past its limit, tokens are not looked up.
     """
 
     __slots__ = (
         "_announced",
         "_authorize",
         "_base_log",
+        "_bus",
         "_clock",
         "_closed",
         "_counters",
-        "_hub",
+        "_directory",
+        "_grace",
         "_ice_refresh_at",
         "_ice_servers",
+        "_lease",
         "_log",
-        "_peer",
-        "_room",
+        "_member",
+        "_members",
+        "_moved",
         "_sink",
+        "_throttle",
     )
 
     def __init__(
         self,
-        hub: Hub,
+        directory: RoomDirectory,
+        bus: MessageBus,
         sink: PeerSink,
         *,
         ice_servers: IceServerList | None = None,
@@ -105,8 +148,11 @@ class Session:
         authorize: Authorize | None = None,
         clock: Callable[[], float] = time.time,
         counters: SessionCounters | None = None,
+        resume_grace: float = 0.0,
+        resume_throttle: AddressGuard | None = None,
     ) -> None:
-        self._hub = hub
+        self._directory = directory
+        self._bus = bus
         self._sink = sink
         self._ice_servers = ice_servers if ice_servers is not None else IceServerList()
         self._ice_refresh_at: float | None = None
@@ -115,66 +161,93 @@ class Session:
         self._authorize = authorize
         self._clock = clock
         self._counters = counters if counters is not None else SessionCounters()
-        self._peer: str | None = None
-        self._room: str | None = None
+        self._grace = resume_grace
+        self._throttle = resume_throttle
+        self._member: Member | None = None
+        self._lease: str | None = None  # the digest of this session's resume token
+        self._members: Mapping[str, Member] = {}  # this process's view of the room, while joined
+        self._moved = False  # resumed on another connection: this one must not end the session
         self._announced = False  # whether the others got peer-joined (and so should get peer-left)
         self._closed = False
 
     @property
     def peer(self) -> str | None:
         """This client's peer id while joined."""
-        return self._peer
+        return self._member.peer if self._member is not None else None
 
     @property
     def room(self) -> str | None:
         """The room this client is in while joined."""
-        return self._room
+        return self._member.room if self._member is not None else None
 
     @property
     def joined(self) -> bool:
-        return self._peer is not None
+        return self._member is not None
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def handle_text(self, text: str) -> None:
-        """Handle one client text message; answers go to the sink, client mistakes become ``error``."""
+    # ------------------------------------------------------------------ messages
+
+    def handle_text(self, text: str) -> Step | None:
+        """Handle one client text message; answers go to the sink, client mistakes become ``error``.
+
+        Returns a coroutine for what needs the shared state (join, leave): the driver runs it before the next
+        message of this connection.
+        """
         if self._closed:
-            return
+            return None
         msg = None
         try:
             msg = parse_client_message(text)
             if msg.type == "join":
-                self._join(msg)
-                return
+                return self._answering(msg, self._join(msg))
             if msg.type == "ping":
                 self._sink.deliver(PONG_JSON)
-                return
-            peer = self._peer
-            if peer is None:
+                return None
+            member = self._member
+            if member is None:
                 raise SignalingError(ErrorCode.NOT_JOINED, f"join a room before sending {_NEEDS_ROOM[msg.type]}")
+            peer = member.peer
             # Most frequent first: a call setup trickles many candidates.
             kind = msg.type
             if msg.type == "candidate":
-                self._hub.send(peer, msg.to, relayed_candidate_json(peer, msg.candidate))
+                self._send(msg.to, relayed_candidate_json(peer, msg.candidate))
             elif msg.type == "offer":
-                self._hub.send(peer, msg.to, relayed_offer_json(peer, msg.sdp))
+                self._send(msg.to, relayed_offer_json(peer, msg.sdp))
             elif msg.type == "answer":
-                self._hub.send(peer, msg.to, relayed_answer_json(peer, msg.sdp))
+                self._send(msg.to, relayed_answer_json(peer, msg.sdp))
             elif msg.type == "message":
                 self._relay_message(peer, msg, text)
             else:
-                self._leave("leave")
-                return
+                return self._answering(msg, self._end("leave"))
             self._counters.relayed[kind] += 1
         except SignalingError as exc:
-            ref = exc.ref
-            if ref is None and msg is not None and exc.code is not ErrorCode.BAD_JSON:
-                ref = msg.id  # errors raised past parsing (hub, join rules) answer the message's id
-            self._counters.errors[exc.code.value] += 1
-            self._log.info("client error", code=exc.code.value, detail=exc.message)
-            self._sink.deliver(error_json(exc.code, exc.message, ref))
+            self._refuse(exc, msg)
+        return None
+
+    def _refuse(self, exc: SignalingError, msg: ClientMessage | None) -> None:
+        ref = exc.ref
+        if ref is None and msg is not None and exc.code is not ErrorCode.BAD_JSON:
+            ref = msg.id  # errors raised past parsing (directory, join rules) answer the message's id
+        self._counters.errors[exc.code.value] += 1
+        self._log.info("client error", code=exc.code.value, detail=exc.message)
+        self._sink.deliver(error_json(exc.code, exc.message, ref))
+
+    async def _answering(self, msg: ClientMessage, step: Step) -> None:
+        try:
+            await step
+        except SignalingError as exc:
+            self._refuse(exc, msg)
+
+    def _send(self, to: str, text: str) -> None:
+        target = self._members.get(to)
+        if target is None:
+            raise SignalingError(
+                ErrorCode.UNKNOWN_PEER, f"no peer {shorten(to)!r} in your room; it may have left (watch peer-left)"
+            )
+        self._bus.deliver(target, text)
 
     def _relay_message(self, peer: str, msg: Message, text: str) -> None:
         try:
@@ -182,61 +255,152 @@ class Session:
         except NonFiniteNumber:
             raise non_finite_error(text, "data", msg.id) from None
         if msg.to is None:
-            self._hub.broadcast(peer, out)
+            fan_out(self._bus, self._members.values(), peer, out)
         else:
-            self._hub.send(peer, msg.to, out)
+            self._send(msg.to, out)
 
-    def _join(self, msg: Join) -> None:
-        if self._peer is not None:
+    # ------------------------------------------------------------------ join and resume
+
+    async def _join(self, msg: Join) -> None:
+        if self._member is not None:
             raise SignalingError(
-                ErrorCode.ALREADY_JOINED, f"already in room {self._room!r}; send leave before joining another"
+                ErrorCode.ALREADY_JOINED, f"already in room {self._member.room!r}; send leave before joining another"
             )
         name = msg.name
         if self._authorize is not None:
             imposed = self._authorize(msg)
             if imposed is not None:
                 name = imposed  # the token's name wins over the one the client sent
-        joined = self._hub.join(self._sink, msg.room, name, msg.meta)
-        peer = joined.peer
-        self._peer = peer
-        self._room = joined.room
-        self._log = self._base_log.bind(peer=peer, room=joined.room)
-        self._log.info("joined", peers=len(joined.peers))
-        ice = self._ice_servers.for_peer(peer, self._clock())
-        self._ice_refresh_at = ice.refresh_at
-        self._sink.deliver(welcome_json(peer, joined.room, joined.peers, ice.json, ref=msg.id))
-        if self._peer != peer:  # the sink closed the connection while taking the welcome: never announced
+        resumed: bool | None = None
+        if msg.resume is not None and self._grace > 0:
+            if await self._resume(msg):
+                self._counters.resumed["resumed"] += 1
+                return
+            self._counters.resumed["fresh"] += 1
+            resumed = False
+        resumable = bool(msg.resumable or msg.resume is not None) and self._grace > 0
+        member = Member(self._directory.new_peer_id(), msg.room, name, msg.meta, self._directory.node, resumable)
+        token = new_resume_token() if resumable else None
+        lease = token_digest(token) if token is not None else None
+        already = await self._directory.join(member, lease)
+        if resumable:
+            await self._bus.keep(member.peer)
+        self._enter(member, lease)
+        self._log.info("joined", peers=len(already), resumable=resumable)
+        ice = self._ice(member.peer)
+        entries = [m.entry for m in already]
+        self._sink.deliver(
+            welcome_json(member.peer, member.room, entries, ice, resume=token, resumed=resumed, ref=msg.id)
+        )
+        if not self._still(member):  # the sink closed the connection while taking the welcome: never announced
             return
         self._announced = True
-        self._hub.broadcast(peer, peer_joined_json(peer, name, msg.meta))
+        fan_out(self._bus, already, member.peer, peer_joined_json(member.peer, name, msg.meta))
+
+    async def _resume(self, msg: Join) -> bool:
+        """Resume the session of ``msg.resume`` if it is live, in this room, and can be replayed from
+        ``msg.last_seq``. When not, a live session of that token ends first (the others see it leave)."""
+        assert msg.resume is not None
+        throttle = self._throttle
+        if throttle is not None and throttle.blocked():
+            self._log.info("resume_throttled")
+            return False
+        token = new_resume_token()
+        lease = token_digest(token)
+        claimed = await self._directory.claim(token_digest(msg.resume), lease, self._clock())
+        if claimed is None:
+            if throttle is not None:
+                throttle.failed()
+            return False
+        member, previous_node = claimed
+        self._bus.take_over(member.peer, previous_node)  # its old connection, if open, closes (4001), not leaving
+        self._enter(member, lease, attach=False)
+        self._announced = True  # the others know it: if it ends now, they get peer-left
+        if member.room != msg.room:
+            self._log.info("resume_other_room", room=msg.room)
+            await self._end("resumed into another room")
+            return False
+        ice = self._ice(member.peer)
+        others = [m.entry for m in self._members.values() if m.peer != member.peer]
+        welcome = welcome_json(member.peer, member.room, others, ice, resume=token, resumed=True, ref=msg.id)
+        if await self._bus.resume(member.peer, self._sink, msg.last_seq or 0, welcome):
+            self._log.info("resumed", last_seq=msg.last_seq or 0)
+            return True
+        self._log.info("resume_gap", last_seq=msg.last_seq or 0)
+        await self._end("resume gap")
+        return False
+
+    def _still(self, member: Member) -> bool:
+        """Whether this session is still ``member`` (a delivery may close the connection and re-enter)."""
+        return self._member is member
+
+    def _enter(self, member: Member, lease: str | None, *, attach: bool = True) -> None:
+        self._member = member
+        self._lease = lease
+        self._members = self._directory.members(member.room)
+        if attach:
+            self._bus.attach(member.peer, self._sink)
+        self._log = self._base_log.bind(peer=member.peer, room=member.room)
+
+    def _ice(self, peer: str) -> str:
+        ice = self._ice_servers.for_peer(peer, self._clock())
+        self._ice_refresh_at = ice.refresh_at
+        return ice.json
 
     def refresh_ice_servers(self, now: float) -> bool:
         """Send fresh ``ice-servers`` when this peer's TURN credentials are due for renewal; True if it did."""
         due = self._ice_refresh_at
-        peer = self._peer
-        if due is None or peer is None or now < due or self._closed:
+        member = self._member
+        if due is None or member is None or now < due or self._closed:
             return False
-        ice = self._ice_servers.for_peer(peer, now)
+        ice = self._ice_servers.for_peer(member.peer, now)
         self._ice_refresh_at = ice.refresh_at
         self._sink.deliver(ice_servers_update_json(ice.json))
         self._log.info("ice_servers_refreshed")
         return True
 
-    def _leave(self, reason: str) -> None:
-        peer = self._peer
-        assert peer is not None
-        self._peer = None
-        self._room = None
+    # ------------------------------------------------------------------ leaving
+
+    async def _end(self, reason: str) -> None:
+        """Leave the room now: the others get ``peer-left``, a resumable session's token dies."""
+        member = self._member
+        if member is None:
+            raise SignalingError(ErrorCode.NOT_JOINED, "join a room before sending leave")
+        self._member = None
+        self._members = {}
         self._ice_refresh_at = None
-        self._hub.leave(peer, notify=self._announced)
-        self._announced = False
+        self._bus.detach(member.peer, self._sink)
+        announced, self._announced = self._announced, False
+        lease, self._lease = self._lease, None
+        gone = await self._directory.leave(member.peer, lease)
+        if gone is not None:
+            if member.resumable:
+                await self._bus.forget(member.peer)
+            if announced:
+                fan_out(self._bus, gone.others, member.peer, peer_left_json(member.peer))
         self._log.info("left", reason=reason)
         self._log = self._base_log
 
-    def close(self) -> None:
-        """The connection is gone: leave the room if in one. Idempotent; later texts are ignored."""
+    def moved(self) -> None:
+        """The session was resumed on another connection: this one ends without touching it."""
+        self._moved = True
+        self._member = None
+        self._lease = None
+        self._members = {}
+
+    async def close(self, code: int = 1006) -> None:
+        """The connection is gone (``code``: the close code it ended with). A resumable session dropped by
+        anything but the client's own 1000 close stays in its room for the grace period; otherwise it leaves.
+        Idempotent; later texts are ignored."""
         if self._closed:
             return
         self._closed = True
-        if self._peer is not None:
-            self._leave("closed")
+        member = self._member
+        if member is None or self._moved:
+            return
+        if member.resumable and code != NORMAL_CLOSURE and self._lease is not None:
+            self._bus.detach(member.peer, self._sink)
+            await self._directory.release(member.peer, self._lease, self._clock() + self._grace)
+            self._log.info("grace", seconds=self._grace, code=code)
+            return
+        await self._end("closed")

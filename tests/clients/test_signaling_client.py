@@ -208,12 +208,12 @@ async def test_disconnect_gives_peer_left_and_frees_the_room(
     async with asyncio.timeout(STEP):
         assert (await a.expect(protocol.PeerLeft)).peer == b.peer_id
     await a.close()
-    hub = signaling_server.app.hub  # type: ignore[attr-defined]
-    # The server handles the close asynchronously, and its hub announces nothing: poll its counters.
+    directory = signaling_server.app.directory  # type: ignore[attr-defined]
+    # The server handles the close asynchronously, and its directory announces nothing: poll its counters.
     await wait_until(
-        lambda: (hub.stats().peers, hub.stats().rooms) == (0, 0),
+        lambda: (directory.stats().peers, directory.stats().rooms) == (0, 0),
         timeout=STEP,
-        message=lambda: f"the room was not freed: {hub.stats()}",
+        message=lambda: f"the room was not freed: {directory.stats()}",
     )
 
 

@@ -50,7 +50,10 @@ class InProcessServers:
         ssl_context = None
         if settings.certfile is not None and settings.keyfile is not None:
             ssl_context = CertReloader(settings.certfile, settings.keyfile).context
-        server = await self._started(build_server(settings, ssl_context))
+        server = build_server(settings, ssl_context)
+        if isinstance(server.app, SignalingApp):
+            await server.app.start()
+        await self._started(server)
         if isinstance(server.app, SignalingApp):
             server.app.ready = True  # as the process does once it listens
         return server
@@ -62,5 +65,7 @@ class InProcessServers:
 
     async def close(self) -> None:
         for server in self.servers:
+            if isinstance(server.app, SignalingApp):
+                await server.app.shutdown(server)
             await server.close()
         self.servers.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -9,13 +10,23 @@ __all__ = ["RecordingSink"]
 
 
 class RecordingSink:
-    """Keeps every text delivered, in order."""
+    """Keeps every text delivered, in order; ``received`` awaits deliveries from a backend that takes time."""
 
     def __init__(self) -> None:
         self.texts: list[str] = []
+        #: Set when the domain closed this connection because its session was resumed on another one.
+        self.was_taken_over = False
+        self._changed: asyncio.Event | None = None
 
     def deliver(self, text: str) -> None:
         self.texts.append(text)
+        if self._changed is not None:
+            self._changed.set()
+
+    def taken_over(self) -> None:
+        self.was_taken_over = True
+        if self._changed is not None:
+            self._changed.set()
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -26,3 +37,21 @@ class RecordingSink:
         out = self.messages
         self.texts.clear()
         return out
+
+    async def received(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+        """Wait until ``count`` messages are here, then take them (and fail if more than ``count`` came)."""
+        async with asyncio.timeout(timeout):
+            while len(self.texts) < count:
+                await self._change()
+        out = self.take()
+        assert len(out) == count, out
+        return out
+
+    async def until_taken_over(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while not self.was_taken_over:
+                await self._change()
+
+    async def _change(self) -> None:
+        self._changed = changed = asyncio.Event()
+        await changed.wait()

@@ -1,5 +1,5 @@
 """Fixtures of the domain tests."""
 
-from tests.rooms.clients import hub
+from tests.rooms.clients import rooms
 
-__all__ = ["hub"]
+__all__ = ["rooms"]

@@ -14,11 +14,10 @@ from structlog.testing import capture_logs
 from signaling.protocol.errors import ErrorCode
 from signaling.protocol.models import CLIENT_MESSAGE_TYPES, IceServer
 from signaling.protocol.parse import parse_server_message
-from signaling.rooms.hub import HubStats, InMemoryHub
 from signaling.rooms.ice import IceServerList
 from signaling.rooms.session import Session
 from tests.helpers.sinks import RecordingSink
-from tests.rooms.clients import Client, counter_ids, dumps
+from tests.rooms.clients import Client, RoomCounts, Rooms, dumps, run
 
 CAND = {
     "candidate": "candidate:842163049 1 udp 1677729535 203.0.113.45 51234 typ srflx raddr 10.0.0.2 rport 51234",
@@ -30,9 +29,9 @@ SDP = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 
 @pytest.fixture
-def room(hub: InMemoryHub) -> tuple[Client, Client, Client, Client]:
+def room(rooms: Rooms) -> tuple[Client, Client, Client, Client]:
     """a, b and c in room "r"; d in room "other"; all sinks emptied."""
-    a, b, c, d = (Client(hub) for _ in range(4))
+    a, b, c, d = (Client(rooms) for _ in range(4))
     for client in (a, b, c):
         client.join("r")
     d.join("other")
@@ -48,12 +47,12 @@ def room(hub: InMemoryHub) -> tuple[Client, Client, Client, Client]:
 @pytest.mark.parametrize(
     ("id_field", "ref"), [({}, None), ({"id": "j1"}, "j1"), ({"id": 0}, 0)], ids=["no-id", "str", "int-0"]
 )
-def test_join_answers_welcome_with_ref_iff_id(hub: InMemoryHub, id_field: dict[str, Any], ref: Any) -> None:
+def test_join_answers_welcome_with_ref_iff_id(rooms: Rooms, id_field: dict[str, Any], ref: Any) -> None:
     ice = [
         IceServer(urls="stun:stun.example.org"),
         IceServer(urls=["turn:t1", "turn:t2"], username="u", credential="c"),
     ]
-    client = Client(hub, ice_servers=IceServerList(ice))
+    client = Client(rooms, ice_servers=IceServerList(ice))
     welcome = client.join("room-1", **id_field)
     expected = {
         "type": "welcome",
@@ -71,8 +70,8 @@ def test_join_answers_welcome_with_ref_iff_id(hub: InMemoryHub, id_field: dict[s
     assert client.session.joined and client.session.room == "room-1"
 
 
-def test_welcome_lists_peers_already_there_and_others_get_peer_joined(hub: InMemoryHub) -> None:
-    a, b, c = Client(hub), Client(hub), Client(hub)
+def test_welcome_lists_peers_already_there_and_others_get_peer_joined(rooms: Rooms) -> None:
+    a, b, c = Client(rooms), Client(rooms), Client(rooms)
     a.join(name="alice", meta={"cam": True})
     b.join()
     a.sink.take()
@@ -87,7 +86,7 @@ def test_welcome_lists_peers_already_there_and_others_get_peer_joined(hub: InMem
     assert c.sink.take() == []  # not told about itself
 
 
-def test_welcome_comes_before_anything_else_for_the_newcomer(hub: InMemoryHub) -> None:
+def test_welcome_comes_before_anything_else_for_the_newcomer(rooms: Rooms) -> None:
     """A peer reacting to peer-joined at once must find the newcomer already welcomed."""
     sessions: list[Session] = []
 
@@ -96,17 +95,17 @@ def test_welcome_comes_before_anything_else_for_the_newcomer(hub: InMemoryHub) -
             super().deliver(text)
             message = json.loads(text)
             if message["type"] == "peer-joined":
-                sessions[0].handle_text(dumps({"type": "offer", "to": message["peer"], "sdp": SDP}))
+                run(sessions[0].handle_text(dumps({"type": "offer", "to": message["peer"], "sdp": SDP})))
 
-    sessions.append(Session(hub, Reacting()))
-    sessions[0].handle_text('{"type":"join","room":"r"}')
-    a = Client(hub)
-    a.session.handle_text('{"type":"join","room":"r"}')
+    sessions.append(Session(rooms.directory, rooms.bus, Reacting()))
+    run(sessions[0].handle_text('{"type":"join","room":"r"}'))
+    a = Client(rooms)
+    run(a.session.handle_text('{"type":"join","room":"r"}'))
     assert [m["type"] for m in a.sink.messages] == ["welcome", "offer"]
 
 
-def test_peer_left_on_leave_and_on_close(hub: InMemoryHub) -> None:
-    a, b, c = Client(hub), Client(hub), Client(hub)
+def test_peer_left_on_leave_and_on_close(rooms: Rooms) -> None:
+    a, b, c = Client(rooms), Client(rooms), Client(rooms)
     for client in (a, b, c):
         client.join()
     for client in (a, b, c):
@@ -117,15 +116,15 @@ def test_peer_left_on_leave_and_on_close(hub: InMemoryHub) -> None:
     assert b.sink.take() == [{"type": "peer-left", "peer": a_peer}]
     assert c.sink.take() == [{"type": "peer-left", "peer": a_peer}]
     b_peer = b.peer
-    b.session.close()
+    b.close()
     assert c.sink.take() == [{"type": "peer-left", "peer": b_peer}]
-    assert hub.stats() == HubStats(rooms=1, peers=1)
-    c.session.close()
-    assert hub.stats() == HubStats(rooms=0, peers=0)  # the room vanished
+    assert rooms.stats() == RoomCounts(rooms=1, peers=1)
+    c.close()
+    assert rooms.stats() == RoomCounts(rooms=0, peers=0)  # the room vanished
 
 
-def test_join_again_after_leave_gets_a_new_id(hub: InMemoryHub) -> None:
-    a, b = Client(hub), Client(hub)
+def test_join_again_after_leave_gets_a_new_id(rooms: Rooms) -> None:
+    a, b = Client(rooms), Client(rooms)
     first = a.join()["peer"]
     b.join()
     a.send({"type": "leave"})
@@ -134,13 +133,13 @@ def test_join_again_after_leave_gets_a_new_id(hub: InMemoryHub) -> None:
     assert welcome["peers"] == [{"peer": b.peer, "name": None, "meta": None}]
 
 
-def test_join_another_room_after_leave(hub: InMemoryHub) -> None:
-    a = Client(hub)
+def test_join_another_room_after_leave(rooms: Rooms) -> None:
+    a = Client(rooms)
     a.join("one")
     a.send({"type": "leave"})
     a.join("two")
     assert a.session.room == "two"
-    assert hub.stats() == HubStats(rooms=1, peers=1)
+    assert rooms.stats() == RoomCounts(rooms=1, peers=1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -227,8 +226,8 @@ def test_a_peer_reaches_only_its_own_room(room: tuple[Client, ...]) -> None:
 
 
 @pytest.mark.parametrize("joined", [False, True], ids=["before-join", "joined"])
-def test_ping_pong(hub: InMemoryHub, joined: bool) -> None:
-    client = Client(hub)
+def test_ping_pong(rooms: Rooms, joined: bool) -> None:
+    client = Client(rooms)
     if joined:
         client.join()
     assert client.send({"type": "ping"}) == [{"type": "pong"}]
@@ -314,8 +313,8 @@ def with_id(message: Any, id_value: Any) -> str:
 
 @pytest.mark.parametrize("id_value", [None, "e-1", 12], ids=["no-id", "str-id", "int-id"])
 @pytest.mark.parametrize(("joined", "message", "code", "fragment"), [r[1:] for r in ERRORS], ids=[r[0] for r in ERRORS])
-def test_errors(hub: InMemoryHub, joined: bool, message: Any, code: ErrorCode, fragment: str, id_value: Any) -> None:
-    client, other = Client(hub), Client(hub)
+def test_errors(rooms: Rooms, joined: bool, message: Any, code: ErrorCode, fragment: str, id_value: Any) -> None:
+    client, other = Client(rooms), Client(rooms)
     other.join()
     if joined:
         client.join()
@@ -340,7 +339,7 @@ def test_errors(hub: InMemoryHub, joined: bool, message: Any, code: ErrorCode, f
 
 
 def test_room_full() -> None:
-    small = InMemoryHub(max_peers_per_room=1)
+    small = Rooms(max_peers_per_room=1)
     Client(small).join()
     late = Client(small)
     replies = late.send({"type": "join", "room": "r", "id": "j"})
@@ -350,7 +349,7 @@ def test_room_full() -> None:
 
 
 def test_room_limit_is_room_full() -> None:
-    small = InMemoryHub(max_rooms=1)
+    small = Rooms(max_rooms=1)
     Client(small).join("one")
     replies = Client(small).send({"type": "join", "room": "two"})
     assert replies[0]["code"] == "room-full"
@@ -364,22 +363,22 @@ def test_room_limit_is_room_full() -> None:
 def test_close_is_idempotent_and_later_texts_are_ignored(room: tuple[Client, ...]) -> None:
     a, b, _, _ = room
     a_peer = a.peer
-    a.session.close()
-    a.session.close()
+    a.close()
+    a.close()
     assert a.session.closed and not a.session.joined
     assert b.sink.take() == [{"type": "peer-left", "peer": a_peer}]
     assert a.send({"type": "ping"}) == []
     assert a.send({"type": "join", "room": "r"}) == []
 
 
-def test_close_before_join(hub: InMemoryHub) -> None:
-    client = Client(hub)
-    client.session.close()
-    assert hub.stats() == HubStats(rooms=0, peers=0)
+def test_close_before_join(rooms: Rooms) -> None:
+    client = Client(rooms)
+    client.close()
+    assert rooms.stats() == RoomCounts(rooms=0, peers=0)
 
 
-def test_sink_that_closes_while_taking_the_welcome(hub: InMemoryHub) -> None:
-    other = Client(hub)
+def test_sink_that_closes_while_taking_the_welcome(rooms: Rooms) -> None:
+    other = Client(rooms)
     other.join()
     other.sink.take()
 
@@ -388,30 +387,30 @@ def test_sink_that_closes_while_taking_the_welcome(hub: InMemoryHub) -> None:
 
         def deliver(self, text: str) -> None:
             super().deliver(text)
-            self.session.close()
+            run(self.session.close())
 
     sink = Closing()
-    sink.session = Session(hub, sink)
-    sink.session.handle_text('{"type":"join","room":"r"}')
+    sink.session = Session(rooms.directory, rooms.bus, sink)
+    run(sink.session.handle_text('{"type":"join","room":"r"}'))
     assert [m["type"] for m in sink.messages] == ["welcome"]
     assert other.sink.take() == []  # never announced (no peer-joined), so no peer-left either
-    assert hub.stats() == HubStats(rooms=1, peers=1)
+    assert rooms.stats() == RoomCounts(rooms=1, peers=1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # logging
 
 
-def test_logs_joins_leaves_and_errors_at_info_without_payloads(hub: InMemoryHub) -> None:
+def test_logs_joins_leaves_and_errors_at_info_without_payloads(rooms: Rooms) -> None:
     with capture_logs() as logs:
-        a, b = Client(hub), Client(hub)
+        a, b = Client(rooms), Client(rooms)
         a.join("r", name="alice")
         b.join("r")
         a.send({"type": "offer", "to": b.peer, "sdp": SDP})
         a.send({"type": "candidate", "to": b.peer, "candidate": CAND})
         a.send({"type": "candidate", "to": "nobody", "candidate": CAND})
         a.send({"type": "leave"})
-        b.session.close()
+        b.close()
     events = [(e["event"], e["log_level"], e.get("peer"), e.get("room")) for e in logs]
     assert events == [
         ("joined", "info", "peer0", "r"),
@@ -493,15 +492,15 @@ TEXTS = (
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(joined_first=st.booleans(), texts=st.lists(TEXTS, min_size=1, max_size=8))
 def test_any_text_yields_only_valid_server_messages(joined_first: bool, texts: list[str]) -> None:
-    hub = InMemoryHub(peer_ids=counter_ids(), max_rooms=2, max_peers_per_room=3)
-    other = Client(hub)
+    rooms = Rooms(max_rooms=2, max_peers_per_room=3)
+    other = Client(rooms)
     other.join("r")
     other.sink.take()
-    fuzzed = Client(hub)
+    fuzzed = Client(rooms)
     if joined_first:
         texts = ['{"type":"join","room":"r"}', *texts]
     for text in texts:
-        fuzzed.session.handle_text(text)  # must never raise
+        run(fuzzed.session.handle_text(text))  # must never raise
         for sink in (fuzzed.sink, other.sink):
             for out in sink.texts:
                 out.encode("utf-8")  # the transport can send it
@@ -511,5 +510,5 @@ def test_any_text_yields_only_valid_server_messages(joined_first: bool, texts: l
                 assert message.type != "error" or message.code in ErrorCode
                 event(message.type if message.type != "error" else f"error {message.code}")
             sink.texts.clear()
-    fuzzed.session.close()
-    assert hub.stats() == HubStats(rooms=1, peers=1)
+    fuzzed.close()
+    assert rooms.stats() == RoomCounts(rooms=1, peers=1)

@@ -165,6 +165,15 @@ class WebSocketServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        await self.close_connections(code, reason)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def close_connections(self, code: int, reason: str) -> None:
+        """Close every connection (WebSockets with ``code``), still listening; wait (bounded) for the handshakes.
+
+        A draining server does this first: the application can still refuse newcomers with a reason.
+        """
         self._all_closed = asyncio.Event()
         for c in list(self.connections):
             if c.conn.state is State.OPEN:
@@ -178,8 +187,6 @@ class WebSocketServer:
                 for c in list(self.connections):
                     if c.transport is not None:
                         c.transport.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
 
     async def serve_forever(self) -> None:
         assert self._server is not None

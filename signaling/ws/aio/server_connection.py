@@ -45,6 +45,7 @@ class ServerConnection(asyncio.BufferedProtocol):
     """One client connection. Also the handle the application sends through (``send_text``, ``close``...)."""
 
     __slots__ = (
+        "_app_hold",
         "_close_timer",
         "_ending",
         "_frames",
@@ -105,6 +106,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         self._quiet_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
+        self._app_hold = False
         #: When our send buffer passed the high watermark (0: it is below).
         self._write_paused_at = 0.0
         #: Connections whose send buffer we wait on, and the connections that wait on ours (None: none).
@@ -239,11 +241,20 @@ class ServerConnection(asyncio.BufferedProtocol):
         for writer in waiters or ():
             writer._stop_waiting_on(self)
 
+    def pause_reading(self) -> None:
+        """The application holds reading (it has queued enough of this connection's messages)."""
+        self._app_hold = True
+        self._update_reading()
+
+    def resume_reading(self) -> None:
+        self._app_hold = False
+        self._update_reading()
+
     def _update_reading(self) -> None:
         transport = self.transport
         if transport is None or self._ending:
             return
-        hold = bool(self._write_paused_at) or self._waiting_on is not None
+        hold = bool(self._write_paused_at) or self._waiting_on is not None or self._app_hold
         if hold and not self._reading_paused:
             self._reading_paused = True
             transport.pause_reading()

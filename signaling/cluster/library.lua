@@ -1,0 +1,271 @@
+#!lua name=signaling_rooms_1
+-- The shared room state of a signaling cluster, changed only here, atomically: one Redis function per change.
+-- signaling/cluster/schema.py documents the keys and channels; every function takes the key prefix first.
+--
+-- Every membership change bumps P:version and is published on P:members as "room|version|change", so that
+-- each node's view of its rooms (a snapshot plus the changes after it) never misses one or applies one twice.
+
+local function member_fields(P, peer)
+  return redis.call('HMGET', P .. ':m:' .. peer, 'j', 'node', 'res')
+end
+
+-- The members of a room, in join order: j, node, res for each.
+local function members_of(P, room)
+  local out = {}
+  for _, peer in ipairs(redis.call('ZRANGE', P .. ':r:' .. room, 0, -1)) do
+    local f = member_fields(P, peer)
+    out[#out + 1] = f[1]
+    out[#out + 1] = f[2]
+    out[#out + 1] = f[3]
+  end
+  return out
+end
+
+local function publish_change(P, room, change)
+  local version = redis.call('INCR', P .. ':version')
+  if redis.call('EXISTS', P .. ':r:' .. room) == 1 then
+    redis.call('HSET', P .. ':rooms', room, version)
+  else
+    redis.call('HDEL', P .. ':rooms', room)
+  end
+  redis.call('PUBLISH', P .. ':members', room .. '|' .. version .. '|' .. change)
+  return version
+end
+
+-- Remove a member; returns {room, j, node, res, <the members left: j, node, res...>} or nil.
+local function remove(P, peer)
+  local key = P .. ':m:' .. peer
+  local f = redis.call('HMGET', key, 'room', 'j', 'node', 'res', 'lease')
+  if not f[1] then
+    return nil
+  end
+  local room = f[1]
+  redis.call('ZREM', P .. ':r:' .. room, peer)
+  if f[3] and f[3] ~= '' then
+    redis.call('SREM', P .. ':n:' .. f[3], peer)
+  end
+  if f[5] and f[5] ~= '' then
+    redis.call('HDEL', P .. ':leases', f[5])
+  end
+  redis.call('ZREM', P .. ':graces', peer)
+  redis.call('SREM', P .. ':peers', peer)
+  redis.call('DEL', key, P .. ':k:' .. peer)
+  publish_change(P, room, 'l|' .. peer)
+  local out = {room, f[2], f[3], f[4]}
+  for _, x in ipairs(members_of(P, room)) do
+    out[#out + 1] = x
+  end
+  return out
+end
+
+-- The members connected to a node that is gone: resumable ones get a grace period (they may resume on another
+-- node), the others leave. Returns the departures.
+local function orphan(P, node, grace_until)
+  local gone = {}
+  for _, peer in ipairs(redis.call('SMEMBERS', P .. ':n:' .. node)) do
+    local key = P .. ':m:' .. peer
+    local f = redis.call('HMGET', key, 'res', 'lease')
+    if grace_until > 0 and f[1] == '1' and f[2] and f[2] ~= '' then
+      redis.call('ZADD', P .. ':graces', 'NX', grace_until, peer)
+      redis.call('HSET', key, 'node', '')
+    else
+      local departure = remove(P, peer)
+      if departure then
+        gone[#gone + 1] = departure
+      end
+    end
+  end
+  redis.call('DEL', P .. ':n:' .. node)
+  redis.call('HDEL', P .. ':nodes', node)
+  redis.call('DEL', P .. ':alive:' .. node)
+  return gone
+end
+
+-- P, node, ttl_ms, now: a node starts.
+redis.register_function('signaling_register', function(_, a)
+  local P, node = a[1], a[2]
+  redis.call('HSET', P .. ':nodes', node, a[4])
+  redis.call('SET', P .. ':alive:' .. node, '1', 'PX', a[3])
+  return 1
+end)
+
+-- P, node, ttl_ms: a node is alive. 0 when it was declared dead meanwhile; else {1, rooms, peers, nodes}.
+redis.register_function('signaling_beat', function(_, a)
+  local P, node = a[1], a[2]
+  if redis.call('HEXISTS', P .. ':nodes', node) == 0 then
+    return 0
+  end
+  redis.call('SET', P .. ':alive:' .. node, '1', 'PX', a[3])
+  return {1, redis.call('HLEN', P .. ':rooms'), redis.call('SCARD', P .. ':peers'), redis.call('HLEN', P .. ':nodes')}
+end)
+
+-- P, node, grace_until: a node stops (its resumable sessions may resume elsewhere). Returns the departures.
+redis.register_function('signaling_retire', function(_, a)
+  return orphan(a[1], a[2], tonumber(a[3]))
+end)
+
+-- P, room: the room's members and the version they reflect.
+redis.register_function('signaling_snapshot', function(_, a)
+  local P = a[1]
+  local out = {tonumber(redis.call('GET', P .. ':version') or '0')}
+  for _, x in ipairs(members_of(P, a[2])) do
+    out[#out + 1] = x
+  end
+  return out
+end)
+
+-- P, peer, room, j, node, res, lease, max_peers, max_rooms: join within the limits.
+-- Returns {'ok', <members already there: j, node, res...>}, or {'room-full'}, {'server-full'}, {'taken'}.
+redis.register_function('signaling_join', function(_, a)
+  local P, peer, room, node, lease = a[1], a[2], a[3], a[5], a[7]
+  local room_key = P .. ':r:' .. room
+  local count = redis.call('ZCARD', room_key)
+  if count == 0 then
+    if redis.call('HLEN', P .. ':rooms') >= tonumber(a[9]) then
+      return {'server-full'}
+    end
+  elseif count >= tonumber(a[8]) then
+    return {'room-full'}
+  end
+  local key = P .. ':m:' .. peer
+  if redis.call('EXISTS', key) == 1 then
+    return {'taken'}
+  end
+  local out = {'ok'}
+  for _, x in ipairs(members_of(P, room)) do
+    out[#out + 1] = x
+  end
+  redis.call('ZADD', room_key, redis.call('INCR', P .. ':order'), peer)
+  redis.call('HSET', key, 'room', room, 'j', a[4], 'node', node, 'res', a[6], 'lease', lease, 'seq', 0, 'kb', 0)
+  if lease ~= '' then
+    redis.call('HSET', P .. ':leases', lease, peer)
+  end
+  redis.call('SADD', P .. ':n:' .. node, peer)
+  redis.call('SADD', P .. ':peers', peer)
+  publish_change(P, room, 'j|' .. node .. '|' .. a[6] .. '|' .. a[4])
+  return out
+end)
+
+-- P, peer, lease ('' for any): leave. Returns the departure or nil.
+redis.register_function('signaling_leave', function(_, a)
+  local P, peer, lease = a[1], a[2], a[3]
+  if lease ~= '' and redis.call('HGET', P .. ':m:' .. peer, 'lease') ~= lease then
+    return nil
+  end
+  return remove(P, peer)
+end)
+
+-- P, peer, lease, until: the connection of a resumable session is gone; its grace runs until `until`.
+redis.register_function('signaling_release', function(_, a)
+  local P, peer = a[1], a[2]
+  local key = P .. ':m:' .. peer
+  local f = redis.call('HMGET', key, 'lease', 'node')
+  if f[1] ~= a[3] then
+    return 0
+  end
+  redis.call('ZADD', P .. ':graces', a[4], peer)
+  if f[2] and f[2] ~= '' then
+    redis.call('SREM', P .. ':n:' .. f[2], peer)
+  end
+  redis.call('HSET', key, 'node', '')
+  return 1
+end)
+
+-- P, digest, new_digest, node, now: resume the session of a live lease on `node`.
+-- Returns {peer, room, j, res, previous node} or nil.
+redis.register_function('signaling_claim', function(_, a)
+  local P, digest, node = a[1], a[2], a[4]
+  local peer = redis.call('HGET', P .. ':leases', digest)
+  if not peer then
+    return nil
+  end
+  local until_ = redis.call('ZSCORE', P .. ':graces', peer)
+  if until_ and tonumber(until_) <= tonumber(a[5]) then
+    return nil
+  end
+  local key = P .. ':m:' .. peer
+  local f = redis.call('HMGET', key, 'room', 'j', 'res', 'node')
+  redis.call('HDEL', P .. ':leases', digest)
+  redis.call('HSET', P .. ':leases', a[3], peer)
+  redis.call('HSET', key, 'lease', a[3], 'node', node)
+  redis.call('ZREM', P .. ':graces', peer)
+  local previous = f[4] or ''
+  if previous ~= '' then
+    redis.call('SREM', P .. ':n:' .. previous, peer)
+  end
+  redis.call('SADD', P .. ':n:' .. node, peer)
+  publish_change(P, f[1], 'n|' .. peer .. '|' .. node)
+  return {peer, f[1], f[2], f[3], previous}
+end)
+
+-- P, now, grace_until, limit: end what ended without its connection saying so: the members of nodes whose
+-- heartbeat stopped, and sessions whose grace ran out. Returns the departures (at most `limit` expiries a call).
+redis.register_function('signaling_sweep', function(_, a)
+  local P, now = a[1], tonumber(a[2])
+  local gone = {}
+  for _, node in ipairs(redis.call('HKEYS', P .. ':nodes')) do
+    if redis.call('EXISTS', P .. ':alive:' .. node) == 0 then
+      for _, departure in ipairs(orphan(P, node, tonumber(a[3]))) do
+        gone[#gone + 1] = departure
+      end
+    end
+  end
+  local due = redis.call('ZRANGEBYSCORE', P .. ':graces', '-inf', now, 'LIMIT', 0, tonumber(a[4]))
+  for _, peer in ipairs(due) do
+    local departure = remove(P, peer)
+    if departure then
+      gone[#gone + 1] = departure
+    else
+      redis.call('ZREM', P .. ':graces', peer)
+    end
+  end
+  return gone
+end)
+
+-- P, peer, head, tail, max_count, max_bytes: number a room message for a resumable peer, keep it (within the
+-- bounds), and publish it to the node its connection is on, if any. Returns its seq, or 0 if the peer is gone.
+redis.register_function('signaling_deliver', function(_, a)
+  local P, peer = a[1], a[2]
+  local key = P .. ':m:' .. peer
+  if redis.call('HEXISTS', key, 'seq') == 0 then
+    return 0
+  end
+  local seq = redis.call('HINCRBY', key, 'seq', 1)
+  local text = a[3] .. seq .. a[4]
+  local kept = P .. ':k:' .. peer
+  local count = redis.call('RPUSH', kept, text)
+  local bytes = redis.call('HINCRBY', key, 'kb', #text)
+  local max_count, max_bytes = tonumber(a[5]), tonumber(a[6])
+  while count > max_count or (bytes > max_bytes and count > 1) do
+    bytes = redis.call('HINCRBY', key, 'kb', -#redis.call('LPOP', kept))
+    count = count - 1
+  end
+  local node = redis.call('HGET', key, 'node')
+  if node and node ~= '' then
+    redis.call('PUBLISH', P .. ':node:' .. node, 's|' .. peer .. '|' .. seq .. '|' .. text)
+  end
+  return seq
+end)
+
+-- P, peer, last_seq: the kept messages after last_seq: {'ok', texts...}, or {'gap'} when they no longer reach
+-- back that far (or last_seq is past the last one sent).
+redis.register_function('signaling_kept', function(_, a)
+  local P, peer, last = a[1], a[2], tonumber(a[3])
+  local seq = tonumber(redis.call('HGET', P .. ':m:' .. peer, 'seq'))
+  if not seq or last < 0 or last > seq then
+    return {'gap'}
+  end
+  if last == seq then
+    return {'ok'}
+  end
+  local kept = P .. ':k:' .. peer
+  local first = seq - redis.call('LLEN', kept) + 1
+  if first > last + 1 then
+    return {'gap'}
+  end
+  local out = {'ok'}
+  for _, text in ipairs(redis.call('LRANGE', kept, last + 1 - first, -1)) do
+    out[#out + 1] = text
+  end
+  return out
+end)

@@ -1,0 +1,215 @@
+"""A node's connections to Redis: one ordered stream of commands, and the subscription to its channels.
+
+Every command this node sends goes through one outbox, in the order it was issued, pipelined in batches: a
+relay (not awaited) and a join or leave (awaited) issued after it are executed by Redis in that order, so what
+one peer sends reaches every other peer in order, membership changes included. The subscription (the
+membership changes of every room, and this node's own channel) is read by one task.
+
+Any failure of either connection means the link is lost: it calls ``on_lost`` once and stops; the node then
+closes its clients and builds a new link when Redis answers again (node.py). redis-py's own retries are off,
+since a silent reconnect would lose what was published meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import Callable
+from typing import Any, Final
+
+import redis.asyncio as redis
+import structlog
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+from redis.retry import Retry
+
+from .schema import LIBRARY, Names
+
+__all__ = ["RedisLink", "Unavailable"]
+
+log = structlog.get_logger("signaling.cluster")
+
+#: Commands sent in one pipeline at most: large enough to carry a burst, small enough to keep replies flowing.
+BATCH: Final = 512
+
+Command = tuple[Any, ...]
+
+
+class Unavailable(Exception):
+    """Redis cannot be reached (or the link to it was lost): the cluster's state cannot be read or changed."""
+
+
+class RedisLink:
+    """The connections of one node (``node``) to the Redis at ``url``.
+
+    Args:
+        on_change: called with each membership change published on the cluster's members channel.
+        on_delivery: called with each payload published on this node's channel.
+        on_lost: called once, with the reason, when the link fails.
+        outbox_limit: commands waiting for Redis past which the link counts as lost (Redis is not keeping up).
+        timeout: seconds to connect, and for a reply.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        names: Names,
+        node: str,
+        *,
+        on_change: Callable[[str], None],
+        on_delivery: Callable[[str], None],
+        on_lost: Callable[[str], None],
+        outbox_limit: int = 100_000,
+        timeout: float = 5.0,
+    ) -> None:
+        self.names = names
+        self.node = node
+        self._client = redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._pubsub = self._client.pubsub()
+        self._on_change = on_change
+        self._on_delivery = on_delivery
+        self._on_lost = on_lost
+        self._outbox: collections.deque[tuple[Command, asyncio.Future[Any] | None]] = collections.deque()
+        self._outbox_limit = outbox_limit
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.up = False
+        self._lost_reason: str | None = None
+
+    async def open(self) -> None:
+        """Connect, load the function library, subscribe, and start the writer and the reader.
+
+        Raises:
+            Unavailable: Redis did not answer (the link is then closed).
+        """
+        try:
+            await self._client.function_load(LIBRARY, replace=True)
+            await self._pubsub.subscribe(self.names.members_channel, self.names.node_channel(self.node))
+            # Both subscriptions confirmed before anything is published to them.
+            confirmed = 0
+            while confirmed < 2:
+                message = await self._pubsub.get_message(timeout=None)
+                if message is not None and message["type"] == "subscribe":
+                    confirmed += 1
+        except (RedisError, OSError) as exc:
+            await self.close()
+            raise Unavailable(f"redis: {exc}") from exc
+        self.up = True
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._write()), loop.create_task(self._read())]
+
+    async def close(self) -> None:
+        self.up = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self._fail_outbox()
+        for closing in (self._pubsub.aclose, self._client.aclose):
+            with contextlib.suppress(RedisError, OSError):
+                await closing()
+
+    # ------------------------------------------------------------------ commands
+
+    def send(self, *command: Any) -> None:
+        """Queue ``command`` behind the ones issued before it; its reply is not awaited (an error is logged)."""
+        self._queue(command, None)
+
+    async def call(self, *command: Any) -> Any:
+        """Queue ``command`` behind the ones issued before it and return its reply.
+
+        Raises:
+            Unavailable: the link is down or was lost meanwhile.
+            ResponseError: Redis refused the command (a bug here, or a library of another version).
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue(command, future)
+        return await future
+
+    def fcall(self, function: str, *args: Any) -> None:
+        """Call a function of library.lua (the key prefix goes first), not awaiting it."""
+        self.send("FCALL", function, 0, self.names.prefix, *args)
+
+    async def fcall_result(self, function: str, *args: Any) -> Any:
+        """Call a function of library.lua and return its reply."""
+        return await self.call("FCALL", function, 0, self.names.prefix, *args)
+
+    def _queue(self, command: Command, future: asyncio.Future[Any] | None) -> None:
+        if not self.up:
+            if future is not None:
+                future.set_exception(Unavailable(self._lost_reason or "redis is not connected"))
+            return
+        self._outbox.append((command, future))
+        if len(self._outbox) > self._outbox_limit:
+            self.fail(f"{len(self._outbox)} commands waiting: redis is not keeping up")
+            return
+        self._wake.set()
+
+    async def _write(self) -> None:
+        outbox = self._outbox
+        while True:
+            if not outbox:
+                self._wake.clear()
+                await self._wake.wait()
+            batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
+            pipe = self._client.pipeline(transaction=False)
+            for command, _ in batch:
+                pipe.execute_command(*command)
+            try:
+                replies = await pipe.execute(raise_on_error=False)
+            except (RedisError, OSError) as exc:
+                for _, future in batch:
+                    if future is not None and not future.done():
+                        future.set_exception(Unavailable(f"redis: {exc}"))
+                self.fail(f"redis: {exc}")
+                return
+            for (command, future), reply in zip(batch, replies, strict=True):
+                if future is not None:
+                    if not future.done():
+                        if isinstance(reply, Exception):
+                            future.set_exception(reply)
+                        else:
+                            future.set_result(reply)
+                elif isinstance(reply, ResponseError):
+                    log.error("redis_command_failed", command=str(command[:2]), error=str(reply))
+
+    def _fail_outbox(self) -> None:
+        while self._outbox:
+            _, future = self._outbox.popleft()
+            if future is not None and not future.done():
+                future.set_exception(Unavailable(self._lost_reason or "redis link closed"))
+
+    # ------------------------------------------------------------------ subscription
+
+    async def _read(self) -> None:
+        members = self.names.members_channel
+        try:
+            while True:
+                message = await self._pubsub.get_message(timeout=None)
+                if message is None or message["type"] != "message":
+                    continue
+                handle = self._on_change if message["channel"] == members else self._on_delivery
+                try:
+                    handle(message["data"])
+                except Exception:  # a bad payload or a bug must not stop the subscription of every client
+                    log.exception("redis_message_failed", channel=message["channel"])
+        except (RedisError, OSError) as exc:
+            self.fail(f"redis subscription: {exc}")
+
+    def fail(self, reason: str) -> None:
+        """The link is lost (or must be given up): fail what waits, and tell the node once."""
+        if not self.up:
+            return
+        self.up = False
+        self._lost_reason = reason
+        self._fail_outbox()
+        self._on_lost(reason)

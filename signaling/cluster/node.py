@@ -1,0 +1,197 @@
+"""One server process in a cluster: its link to Redis, its heartbeat, and what happens when Redis goes away.
+
+A node registers under a fresh id and renews a heartbeat key that expires after ``node_ttl`` seconds: when a
+node dies without a word (SIGKILL, a lost host), the others' sweep finds its heartbeat gone and ends its
+members' sessions (the resumable ones after their grace, so that they may resume on another node).
+
+When the link to Redis fails, the node cannot keep its rooms true: it reports not ready, its clients are closed
+(``on_lost``) so that they reconnect elsewhere or later, and it tries again every second. Once Redis answers it
+registers under a new id (the old one's leftovers are swept like a dead node's) and is ready again
+(``on_restored``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+
+import structlog
+
+from signaling.rooms.session import announce
+
+from .bus import RedisBus
+from .directory import RedisDirectory
+from .link import RedisLink, Unavailable
+from .schema import Names
+
+__all__ = ["ClusterNode", "new_node_id"]
+
+log = structlog.get_logger("signaling.cluster")
+
+#: Seconds between attempts to reach Redis again.
+RETRY_PERIOD = 1.0
+
+
+def new_node_id() -> str:
+    """Readable in logs and metrics (host and pid), unique across restarts (a random suffix)."""
+    host = socket.gethostname().replace("|", "-") or "node"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class ClusterNode:
+    """The Redis-backed directory and bus of this process, and their link's life.
+
+    Args:
+        url: the Redis URL (``redis://host:port/db``, ``rediss://`` for TLS, ``unix://`` for a socket).
+        prefix: the key prefix, so that several clusters may share one Redis.
+        node_ttl: seconds without a heartbeat after which this node counts as dead.
+        on_lost: called when the link fails: close the clients, report not ready.
+        on_restored: called when it works again.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        directory: RedisDirectory,
+        bus: RedisBus,
+        *,
+        prefix: str = "signaling",
+        node_ttl: float = 10.0,
+        on_lost: Callable[[str], None],
+        on_restored: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = url
+        self.names = Names(prefix)
+        self.node_ttl = node_ttl
+        self.directory = directory
+        self.bus = bus
+        self._on_lost = on_lost
+        self._on_restored = on_restored
+        self._clock = clock
+        self._link: RedisLink | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._stopping = False
+        #: Why the link is down (None while up).
+        self.down_reason: str | None = "not started"
+
+    @property
+    def up(self) -> bool:
+        return self._link is not None and self._link.up
+
+    @property
+    def node(self) -> str:
+        return self._link.node if self._link is not None else ""
+
+    async def start(self) -> None:
+        """Connect and register, or (Redis not answering) keep trying in the background: the server runs, not
+        ready, until it can."""
+        try:
+            await self._connect()
+        except Unavailable as exc:
+            self._lost(str(exc))
+
+    async def _connect(self) -> None:
+        link = RedisLink(
+            self.url,
+            self.names,
+            new_node_id(),
+            on_change=self.directory.on_change,
+            on_delivery=self.bus.on_delivery,
+            on_lost=self._lost,
+        )
+        await link.open()
+        try:
+            await link.fcall_result("signaling_register", link.node, self._ttl_ms, self._clock())
+        except Unavailable:
+            await link.close()
+            raise
+        self._link = link
+        self.directory.attach(link)
+        self.bus.attach_link(link)
+        self.down_reason = None
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat(link))
+        log.info("cluster_joined", node=link.node, redis=self.names.prefix)
+
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.node_ttl * 1000))
+
+    async def _beat(self, link: RedisLink) -> None:
+        """Renew the heartbeat at a third of its lifetime, and read the cluster's counts on the way."""
+        period = self.node_ttl / 3
+        while await self.settle(link):
+            await asyncio.sleep(period)
+
+    async def settle(self, link: RedisLink | None = None) -> bool:
+        """One heartbeat, which also brings the cluster's counts up to date; False when the link is lost."""
+        link = link or self._link
+        if link is None or not link.up:
+            return False
+        try:
+            reply = await link.fcall_result("signaling_beat", link.node, self._ttl_ms)
+        except Unavailable:
+            return False  # on_lost was called
+        if reply == 0:
+            link.fail("this node missed its heartbeats and was declared dead")
+            return False
+        stats = self.directory.cluster
+        _, stats.rooms, stats.peers, stats.nodes = (int(x) for x in reply)
+        return True
+
+    def _lost(self, reason: str) -> None:
+        self.down_reason = reason
+        link, self._link = self._link, None
+        self.directory.detach()
+        self.bus.detach_link()
+        log.error("cluster_lost", node=link.node if link else None, reason=reason)
+        self._on_lost(reason)
+        if not self._stopping and (self._recovery is None or self._recovery.done()):
+            self._recovery = asyncio.get_running_loop().create_task(self._recover(link))
+
+    async def _recover(self, lost: RedisLink | None) -> None:
+        if lost is not None:
+            await lost.close()
+        while not self._stopping:
+            await asyncio.sleep(RETRY_PERIOD)
+            try:
+                await self._connect()
+            except Unavailable as exc:
+                self.down_reason = str(exc)
+                continue
+            log.info("cluster_restored", node=self.node)
+            self._on_restored()
+            return
+
+    async def stop(self) -> None:
+        """Leave the cluster: members still here leave (the resumable ones keep their grace, to resume on another
+        node), and the node is unregistered at once rather than after its heartbeat expires."""
+        self._stopping = True
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
+        link = self._link
+        if link is None:
+            return
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        try:
+            departures = await self.directory.retire(self._clock())
+            announce(self.bus, departures)
+            await link.call("PING")  # everything queued before it is through
+        except Unavailable:
+            pass
+        self._link = None
+        self.directory.detach()
+        self.bus.detach_link()
+        await link.close()
+        log.info("cluster_left", node=link.node)

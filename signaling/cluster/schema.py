@@ -1,0 +1,132 @@
+"""What a cluster keeps in Redis and says on its channels: the one place that names them in Python.
+
+library.lua, the Redis functions that change the state, uses the same names. With the prefix P (default
+``signaling``):
+
+==========================  ====================================================================================
+``P:m:<peer>``              hash: a member: ``room``, ``j`` (its peer/name/meta JSON), ``node`` (where its
+                            connection is; empty in a grace period), ``res`` (resumable: 1/0), ``lease`` (its
+                            resume token's digest), ``seq`` (last number given), ``kb`` (bytes kept)
+``P:k:<peer>``              list: the numbered messages kept for a resumable member
+``P:r:<room>``              sorted set: the members of a room, scored in join order
+``P:rooms``                 hash: room -> version of its last change (its length is the number of rooms)
+``P:peers``                 set: every member
+``P:leases``                hash: resume token digest -> peer
+``P:graces``                sorted set: members in a grace period, scored by its end (Unix seconds)
+``P:nodes``                 hash: node -> when it registered
+``P:alive:<node>``          a node's heartbeat: a key that expires unless renewed
+``P:n:<node>``              set: the members whose connection is on a node
+``P:order``, ``P:version``  counters: join order, and the version of membership changes
+==========================  ====================================================================================
+
+Channels: ``P:members`` carries every membership change as ``room|version|change``; ``P:node:<node>`` carries
+what a node must hand to its connections (see :func:`parse_delivery`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Final, Literal
+
+from signaling.rooms.peers import Member
+
+__all__ = [
+    "LIBRARY",
+    "Change",
+    "Delivery",
+    "Names",
+    "entry_json",
+    "member_from",
+    "parse_change",
+    "parse_delivery",
+    "plain_delivery",
+    "takeover_delivery",
+]
+
+#: The Redis function library (library.lua): loaded by every node at start, replacing an older copy.
+LIBRARY: Final = resources.files(__package__).joinpath("library.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """The keys and channels of one cluster (the prefix separates several clusters on one Redis)."""
+
+    prefix: str
+
+    @property
+    def members_channel(self) -> str:
+        return self.prefix + ":members"
+
+    def node_channel(self, node: str) -> str:
+        return self.prefix + ":node:" + node
+
+
+def entry_json(member: Member) -> str:
+    """The ``j`` field of a member: what ``welcome`` and ``peer-joined`` say of it."""
+    return json.dumps({"peer": member.peer, "name": member.name, "meta": member.meta}, separators=(",", ":"))
+
+
+def member_from(room: str, j: str, node: str, resumable: str) -> Member:
+    """A member as library.lua returns it (``j``, ``node``, ``res``)."""
+    entry = json.loads(j)
+    return Member(entry["peer"], room, entry["name"], entry["meta"], node, resumable == "1")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A membership change: ``join`` (``member``), ``leave`` (``peer``) or ``move`` (``peer`` to ``node``)."""
+
+    room: str
+    version: int
+    kind: Literal["join", "leave", "move"]
+    peer: str
+    node: str = ""
+    member: Member | None = None
+
+
+def parse_change(payload: str) -> Change:
+    room, version, rest = payload.split("|", 2)
+    kind, _, rest = rest.partition("|")
+    if kind == "j":
+        node, resumable, j = rest.split("|", 2)
+        member = member_from(room, j, node, resumable)
+        return Change(room, int(version), "join", member.peer, node, member)
+    if kind == "l":
+        return Change(room, int(version), "leave", rest)
+    if kind == "n":
+        peer, node = rest.split("|", 1)
+        return Change(room, int(version), "move", peer, node)
+    raise ValueError(f"unknown membership change {payload[:80]!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a node's channel carries: a text for a peer (``seq`` > 0 when numbered), or a takeover (no text)."""
+
+    peer: str
+    text: str | None
+    seq: int = 0
+
+
+def plain_delivery(peer: str, text: str) -> str:
+    return "d|" + peer + "|" + text
+
+
+def takeover_delivery(peer: str) -> str:
+    return "t|" + peer
+
+
+def parse_delivery(payload: str) -> Delivery:
+    """``d|peer|text``, ``s|peer|seq|text`` (numbered, by library.lua's ``signaling_deliver``) or ``t|peer``."""
+    kind = payload[:2]
+    if kind == "d|":
+        peer, text = payload[2:].split("|", 1)
+        return Delivery(peer, text)
+    if kind == "s|":
+        peer, seq, text = payload[2:].split("|", 2)
+        return Delivery(peer, text, int(seq))
+    if kind == "t|":
+        return Delivery(payload[2:], None)
+    raise ValueError(f"unknown delivery {payload[:80]!r}")

@@ -1,0 +1,213 @@
+"""Who is in which room, within the limits, and the leases of resumable sessions: the room directory.
+
+``RoomDirectory`` is the interface; ``InMemoryDirectory`` serves one process, and signaling/cluster/ has the
+Redis one for several. What needs the shared state (join within the limits, leave, the leases) is a coroutine;
+what the relay needs per message (the members of a room) is a plain lookup in the view this
+process keeps, so relaying costs no round trip.
+
+A lease is what a resumable session holds while its peer is in the room: connected, or in its grace period
+after a drop (then the others see nothing, and messages to it are kept). Resuming claims the lease with its token
+(stored as a digest) and rotates the token; a lease whose grace runs out ends its membership, and the member is handed,
+once, to whoever asks for ``expired`` leases, to tell the others.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from signaling.protocol.errors import ErrorCode, SignalingError
+
+from .peers import Member, new_peer_id
+
+__all__ = [
+    "DEFAULT_MAX_PEERS_PER_ROOM",
+    "DEFAULT_MAX_ROOMS",
+    "Departure",
+    "DirectoryStats",
+    "InMemoryDirectory",
+    "RoomDirectory",
+    "room_full",
+    "server_full",
+]
+
+DEFAULT_MAX_PEERS_PER_ROOM: Final = 64
+DEFAULT_MAX_ROOMS: Final = 10_000
+
+
+def room_full(room: str, limit: int) -> SignalingError:
+    return SignalingError(ErrorCode.ROOM_FULL, f"room {room!r} is full ({limit} peers); try another room or later")
+
+
+def server_full(room: str, limit: int) -> SignalingError:
+    return SignalingError(
+        ErrorCode.ROOM_FULL,
+        f"the server has reached its limit of {limit} rooms, so room {room!r} cannot be created; "
+        "join an existing room or try again later",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Departure:
+    """A member gone from its room, and the members still there: the ones to tell (``peer-left``)."""
+
+    member: Member
+    others: list[Member]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryStats:
+    """Counts for /healthz and /metrics: of every node (``rooms``, ``peers``, ``nodes``) and of this one
+    (``local_peers``: connected here)."""
+
+    rooms: int
+    peers: int
+    local_peers: int
+    nodes: int = 1
+
+
+class RoomDirectory(ABC):
+    """Rooms, their members and the leases of resumable sessions."""
+
+    #: This process's id: members whose connection is here carry it as ``node``.
+    node: str
+
+    @abstractmethod
+    def new_peer_id(self) -> str:
+        """An unguessable peer id not in use."""
+
+    @abstractmethod
+    async def join(self, member: Member, lease: str | None = None) -> list[Member]:
+        """Add ``member`` to its room within the limits; return the members already there, in join order.
+
+        ``lease`` is the token digest of a resumable session (None for a plain one).
+
+        Raises:
+            SignalingError: ``room-full`` (the room's peer limit, or the server's room limit for a new room).
+        """
+
+    @abstractmethod
+    async def leave(self, peer: str, lease: str | None = None) -> Departure | None:
+        """Remove ``peer`` (and its lease); None if it was not in a room.
+
+        ``lease`` is the token digest the caller holds: a session since resumed elsewhere (its lease rotated) is
+        not removed by the connection it left behind.
+        """
+
+    @abstractmethod
+    def members(self, room: str) -> Mapping[str, Member]:
+        """The members of ``room`` in join order, as this process knows them (empty when it has none)."""
+
+    @abstractmethod
+    async def release(self, peer: str, lease: str, until: float) -> None:
+        """``peer``'s connection is gone: its lease ``lease`` is in its grace period until ``until`` (unless the
+        session was resumed meanwhile and holds another lease)."""
+
+    @abstractmethod
+    async def claim(self, digest: str, new_digest: str, now: float) -> tuple[Member, str] | None:
+        """Resume: the member holding the live lease of token ``digest``, now on this node under the new token
+        ``new_digest``, with the node its connection was on ("" in its grace period, when it has none); None
+        when there is no such lease (an unknown, used-up or expired token)."""
+
+    @abstractmethod
+    async def expired(self, now: float) -> list[Departure]:
+        """Members whose grace ran out by ``now``, removed from their rooms: each is handed to one caller only,
+        who tells the others (``peer-left``) and drops what was kept for it."""
+
+    @abstractmethod
+    def stats(self) -> DirectoryStats: ...
+
+
+class InMemoryDirectory(RoomDirectory):
+    """The directory of a single process: dicts, no locks (one event loop owns it)."""
+
+    def __init__(
+        self,
+        *,
+        max_peers_per_room: int = DEFAULT_MAX_PEERS_PER_ROOM,
+        max_rooms: int = DEFAULT_MAX_ROOMS,
+        node: str = "local",
+        peer_ids: Callable[[], str] = new_peer_id,
+    ) -> None:
+        if max_peers_per_room < 1 or max_rooms < 1:
+            raise ValueError("max_peers_per_room and max_rooms must be at least 1")
+        self.max_peers_per_room = max_peers_per_room
+        self.max_rooms = max_rooms
+        self.node = node
+        self._new_id = peer_ids
+        self._rooms: dict[str, dict[str, Member]] = {}
+        self._peers: dict[str, Member] = {}
+        self._leases: dict[str, str] = {}  # token digest -> peer
+        self._lease_of: dict[str, str] = {}  # peer -> token digest
+        self._grace: dict[str, float] = {}  # peer -> end of its grace period
+
+    def new_peer_id(self) -> str:
+        for _ in range(16):
+            peer = self._new_id()
+            if peer not in self._peers:
+                return peer
+        raise RuntimeError("the peer id generator keeps returning ids in use")
+
+    async def join(self, member: Member, lease: str | None = None) -> list[Member]:
+        members = self._rooms.get(member.room)
+        if members is None:
+            if len(self._rooms) >= self.max_rooms:
+                raise server_full(member.room, self.max_rooms)
+            members = self._rooms[member.room] = {}
+        elif len(members) >= self.max_peers_per_room:
+            raise room_full(member.room, self.max_peers_per_room)
+        already = list(members.values())
+        members[member.peer] = member
+        self._peers[member.peer] = member
+        if lease is not None:
+            self._leases[lease] = member.peer
+            self._lease_of[member.peer] = lease
+        return already
+
+    async def leave(self, peer: str, lease: str | None = None) -> Departure | None:
+        return self._leave(peer, lease)
+
+    def _leave(self, peer: str, lease: str | None) -> Departure | None:
+        member = self._peers.get(peer)
+        if member is None or (lease is not None and self._lease_of.get(peer) != lease):
+            return None
+        del self._peers[peer]
+        members = self._rooms[member.room]
+        del members[peer]
+        if not members:
+            del self._rooms[member.room]
+        digest = self._lease_of.pop(peer, None)
+        if digest is not None:
+            del self._leases[digest]
+        self._grace.pop(peer, None)
+        return Departure(member, list(members.values()))
+
+    def members(self, room: str) -> Mapping[str, Member]:
+        return self._rooms.get(room) or {}
+
+    async def release(self, peer: str, lease: str, until: float) -> None:
+        if self._lease_of.get(peer) == lease:
+            self._grace[peer] = until
+            self._peers[peer].node = ""  # connected nowhere
+
+    async def claim(self, digest: str, new_digest: str, now: float) -> tuple[Member, str] | None:
+        peer = self._leases.get(digest)
+        member = self._peers.get(peer) if peer is not None else None
+        if member is None or self._grace.get(member.peer, now + 1) <= now:
+            return None  # unknown, used up, or its grace over (the next sweep ends it)
+        del self._leases[digest]
+        self._leases[new_digest] = member.peer
+        self._lease_of[member.peer] = new_digest
+        self._grace.pop(member.peer, None)
+        previous, member.node = member.node, self.node
+        return member, previous
+
+    async def expired(self, now: float) -> list[Departure]:
+        due = [peer for peer, until in self._grace.items() if until <= now]
+        return [gone for peer in due if (gone := self._leave(peer, None)) is not None]
+
+    def stats(self) -> DirectoryStats:
+        connected = len(self._peers) - len(self._grace)
+        return DirectoryStats(rooms=len(self._rooms), peers=len(self._peers), local_peers=connected)

@@ -1,0 +1,29 @@
+"""The Redis directory and bus against the backend contract (tests/rooms/contract.py), on a real redis-server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from signaling.cluster.node import ClusterNode
+from tests.cluster.nodes import Nodes
+from tests.rooms.contract import Backend, BusContract, DirectoryContract
+
+
+@pytest.fixture
+def backend(nodes: Nodes) -> Backend:
+    async def make(**limits: Any) -> ClusterNode:
+        node = await nodes.start(**limits)
+        assert node.up, node.down_reason
+        return node
+
+    return make
+
+
+class TestRedisDirectory(DirectoryContract):
+    pass
+
+
+class TestRedisBus(BusContract):
+    pass
