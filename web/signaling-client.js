@@ -3,8 +3,14 @@
  * @file A dependency-free browser client for the signaling protocol v1 (see docs/protocol.md).
  *
  * It owns one WebSocket, joins one room, keeps the connection alive with `ping`, reconnects with
- * exponential backoff and jitter, re-joins after every reconnect, and turns server messages into
- * typed DOM events. It knows nothing about RTCPeerConnection: it only carries SDP and candidates.
+ * exponential backoff and jitter, and turns server messages into typed DOM events. It knows nothing about
+ * RTCPeerConnection: it only carries SDP and candidates.
+ *
+ * Session resume (docs/protocol.md, "Session resume"): the client joins `resumable`, tracks the `seq` of room
+ * messages, and after a drop re-joins with its `resume` token and `last_seq`. A server that still holds the
+ * session answers `welcome` with `resumed: true` and replays what was missed: same peer id, the others saw
+ * nothing, so calls go on. Otherwise the answer is a fresh session (`resumed: false`, a new peer id). Given a
+ * list of URLs (several server nodes), it moves to the next one at each reconnect.
  *
  * ```js
  * import { SignalingClient, defaultSignalingUrl } from './signaling-client.js';
@@ -20,10 +26,11 @@
  *   going away (1001), server errors (1011), a normal close the client did not ask for (1000), and a missed
  *   `pong` (the client closes the socket itself with 4000 and reconnects).
  * - It does NOT reconnect after `close()` (deliberate), nor after the close codes in
- *   `options.fatalCloseCodes`, by default 1002, 1003, 1007, 1008 and 1009. Those mean that the server
- *   judged this client's own behaviour (protocol violation, binary data, invalid UTF-8, policy such as a
- *   slow consumer or abuse, a message too big); reconnecting would only repeat it, and hammering a server
- *   that has applied a policy close is exactly what the policy is there to stop.
+ *   `options.fatalCloseCodes`, by default 1002, 1003, 1007, 1008, 1009 and 4001. The first five mean that the
+ *   server judged this client's own behaviour (protocol violation, binary data, invalid UTF-8, policy such as
+ *   a slow consumer or abuse, a message too big); reconnecting would only repeat it, and hammering a server
+ *   that has applied a policy close is exactly what the policy is there to stop. 4001 means that this
+ *   session was resumed on another connection (another tab or client holding the token): this one is over.
  * - A failed `join` (for example `room-full`, `unauthorized`, `invalid-message`) ends the join: an `error`
  *   event with `fatal: true`, and the state becomes `left` with the socket still open, so `join()` can be called
  *   again (with another room or token). Exception: a failed re-join after a reconnect is retried with
@@ -58,7 +65,7 @@ export const ClientState = Object.freeze({
 export const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Close codes after which the client does not reconnect by default. */
-export const DEFAULT_FATAL_CLOSE_CODES = Object.freeze([1002, 1003, 1007, 1008, 1009]);
+export const DEFAULT_FATAL_CLOSE_CODES = Object.freeze([1002, 1003, 1007, 1008, 1009, 4001]);
 
 /** Join error codes that are retried with backoff when they answer a re-join after a reconnect. */
 const RETRYABLE_REJOIN_ERRORS = new Set(['room-full', 'rate-limited']);
@@ -113,8 +120,9 @@ export function defaultSignalingUrl(location, path = '/ws') {
  * @property {string} [name] Display name (<= 64 chars) sent with `join`.
  * @property {object} [meta] Free JSON object (<= 1 KiB serialized) sent with `join`.
  * @property {string} [token] Auth token sent with `join` (when the server has auth on).
- * @property {boolean} [resume=true] Send the `resume` token from the last `welcome` when re-joining, so a server
- *   that supports it can restore the same peer id.
+ * @property {boolean} [resume=true] Join `resumable`, and after a drop re-join with the `resume` token and
+ *   `last_seq`, so that a server that still holds the session restores it (same peer id, missed messages
+ *   replayed). `false`: every reconnect is a fresh join.
  * @property {ReconnectOptions|false} [reconnect] Backoff settings, or `false` to never reconnect.
  * @property {number} [pingInterval=20000] ms between keepalive pings; 0 disables them.
  * @property {number} [pongTimeout=10000] ms to wait for any message after a ping before reconnecting.
@@ -143,8 +151,8 @@ export function defaultSignalingUrl(location, path = '/ws') {
  * @property {string|number} [ref]
  * @property {boolean} reconnected Added by the client: true when this welcome follows a lost connection
  *   (a re-join after a reconnect), false for the first join and for `join()` after `leave()`.
- * @property {boolean} resumed Added by the client: true when the peer id is the same as before the reconnect
- *   (the server restored the session; peers did not see this client leave).
+ * @property {boolean} resumed The server restored the session after a reconnect (same peer id; the peers did
+ *   not see this client leave, and the messages it missed follow this welcome).
  * @property {string|null} previousPeer Added by the client: the peer id of the previous session, if any.
  */
 
@@ -173,7 +181,8 @@ export function defaultSignalingUrl(location, path = '/ws') {
  */
 export class SignalingClient extends EventTarget {
   /**
-   * @param {string} url The WebSocket URL, for example `defaultSignalingUrl(location)`.
+   * @param {string|string[]} url The WebSocket URL, for example `defaultSignalingUrl(location)`; or several
+   *   (server nodes): the client starts with the first and moves to the next one at each reconnect.
    * @param {SignalingClientOptions} [options]
    */
   constructor(url, options = {}) {
@@ -181,8 +190,12 @@ export class SignalingClient extends EventTarget {
     if (options.room !== undefined && !ROOM_PATTERN.test(options.room)) {
       throw new TypeError(`invalid room name ${JSON.stringify(options.room)}: use 1-64 of [A-Za-z0-9_-]`);
     }
-    /** The WebSocket URL. @type {string} */
-    this.url = url;
+    const urls = Array.isArray(url) ? [...url] : [url];
+    if (urls.length === 0) throw new TypeError('no signaling URL given');
+    /** The WebSocket URLs, in the order they are tried. @type {string[]} */
+    this.urls = urls;
+    /** The WebSocket URL in use (or next to be tried). @type {string} */
+    this.url = urls[0];
     const rc = options.reconnect === false ? null : (options.reconnect ?? {});
     /** @private */
     this._opts = {
@@ -225,6 +238,8 @@ export class SignalingClient extends EventTarget {
     this._iceServers = [];
     /** @private @type {string|null} */
     this._resumeToken = null;
+    /** @private the highest `seq` handled in this session (0: none) */
+    this._lastSeq = 0;
     /** @private @type {Map<string, PeerInfo>} */
     this._peers = new Map();
     /** @private */
@@ -324,6 +339,7 @@ export class SignalingClient extends EventTarget {
     this._resetRoomState();
     // A deliberate close ends the session: the next connect() is a fresh join, not a resume.
     this._resumeToken = null;
+    this._lastSeq = 0;
     this._lastPeerId = null;
     this._lostSession = false;
     this._rejectAll('closed', 'the signaling client was closed');
@@ -379,6 +395,7 @@ export class SignalingClient extends EventTarget {
     const sent = wasJoined ? this.send({ type: 'leave' }) !== null : false;
     this._resetRoomState();
     this._resumeToken = null;
+    this._lastSeq = 0;
     this._lastPeerId = null;
     this._lostSession = false;
     if (this.connected) this._setState(ClientState.LEFT);
@@ -620,7 +637,13 @@ export class SignalingClient extends EventTarget {
     if (this._opts.name !== undefined && this._opts.name !== null && this._opts.name !== '') msg.name = this._opts.name;
     if (this._opts.meta !== undefined && this._opts.meta !== null) msg.meta = this._opts.meta;
     if (this._opts.token !== undefined && this._opts.token !== null) msg.token = this._opts.token;
-    if (this._opts.resume && this._resumeToken) msg.resume = this._resumeToken;
+    if (this._opts.resume) {
+      msg.resumable = true;
+      if (this._resumeToken) {
+        msg.resume = this._resumeToken;
+        msg.last_seq = this._lastSeq;
+      }
+    }
     const id = this._newId();
     this._joinId = id;
     this._setState(ClientState.JOINING);
@@ -650,6 +673,11 @@ export class SignalingClient extends EventTarget {
       return;
     }
     if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
+    if (typeof msg.seq === 'number') {
+      // A room message of a resumable session: a resume may replay one already handled; handle each once.
+      if (msg.seq <= this._lastSeq) return;
+      this._lastSeq = msg.seq;
+    }
     this._emit('raw', msg);
 
     switch (msg.type) {
@@ -710,7 +738,9 @@ export class SignalingClient extends EventTarget {
     this._lastPeerId = msg.peer;
     this._room = msg.room;
     this._iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
-    if (typeof msg.resume === 'string') this._resumeToken = msg.resume;
+    this._resumeToken = typeof msg.resume === 'string' ? msg.resume : null;
+    const resumed = msg.resumed === true;
+    if (!resumed) this._lastSeq = 0; // a new session numbers its messages from 1
     this._peers = new Map();
     for (const p of Array.isArray(msg.peers) ? msg.peers : []) {
       this._peers.set(p.peer, { peer: p.peer, name: p.name ?? null, meta: p.meta ?? null });
@@ -720,7 +750,7 @@ export class SignalingClient extends EventTarget {
       ...msg,
       peers: Array.isArray(msg.peers) ? msg.peers : [],
       reconnected,
-      resumed: reconnected && previousPeer === msg.peer,
+      resumed,
       previousPeer,
     };
     this._lastWelcome = detail;
@@ -825,6 +855,8 @@ export class SignalingClient extends EventTarget {
     }
     const delay = this._backoff(this._attempt);
     this._attempt += 1;
+    // Several nodes: the next one (a resumable session may resume on any of them).
+    this.url = this.urls[(this.urls.indexOf(this.url) + 1) % this.urls.length];
     this._setState(ClientState.RECONNECTING);
     this._emit('reconnecting', { attempt: this._attempt, delay });
     this._timers.reconnect = setTimeout(() => {

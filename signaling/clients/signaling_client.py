@@ -12,6 +12,13 @@ A background task reads the socket, parses each message with the protocol's pyda
 completes the request waiting for it (``welcome``/``error`` carrying the ``ref`` of a ``join``, ``pong`` for
 ``ping``) or queues it for iteration. The queue is bounded: when the application stops reading, the reader
 stops too, and TCP flow control (not memory) absorbs a fast server.
+
+Session resume (docs/protocol.md): the client joins ``resumable`` and tracks the ``seq`` of room messages. When
+the connection drops (not after :meth:`close`, nor after a close code that judged this client, see
+``NO_RESUME_CODES``), the reader reconnects, to the next URL when given several, and re-joins with its resume
+token and ``last_seq``: the stream goes on with what was missed, each message once, behind a ``Welcome`` that
+says whether the session was resumed (same peer id) or is a fresh one (``resumed`` false, a new peer id).
+Sends made meanwhile wait for the new connection.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import collections
 import contextlib
 import itertools
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import pydantic_core
@@ -41,7 +48,7 @@ from signaling.protocol.models import (
 from signaling.protocol.parse import parse_server_message
 from signaling.ws.aio.client import ClientConnection, ClosesOnExit, Opening, until_closed
 from signaling.ws.aio.client import connect as ws_connect
-from signaling.ws.exceptions import ConnectionClosed
+from signaling.ws.exceptions import ConnectionClosed, HandshakeError
 from signaling.ws.frames import CloseCode
 
 __all__ = ["SignalingClient", "SignalingClientError", "SignalingErrorReply", "UnexpectedMessage"]
@@ -50,6 +57,12 @@ log = structlog.get_logger("signaling.client")
 
 #: Parsed messages waiting for the application before the reader stops reading the socket.
 QUEUE_SIZE: Final = 256
+#: Close codes after which the client does not resume: the server judged this client's own behaviour (a
+#: protocol violation, binary or invalid UTF-8 data, a policy such as abuse, a message too big), or the session
+#: was resumed on another connection (4001). The browser client (web/signaling-client.js) uses the same list.
+NO_RESUME_CODES: Final = frozenset({1000, 1002, 1003, 1007, 1008, 1009, 4001})
+#: Seconds between reconnection attempts at first, and at most (doubling in between).
+RETRY_FIRST, RETRY_MAX = 0.05, 1.0
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -107,10 +120,34 @@ class SignalingClient(ClosesOnExit):
     connection is closed, sends and requests raise ConnectionClosed (it carries the close code).
     """
 
-    def __init__(self, ws: ClientConnection, *, reply_timeout: float | None = 10.0) -> None:
+    def __init__(
+        self,
+        ws: ClientConnection,
+        *,
+        reply_timeout: float | None = 10.0,
+        urls: Sequence[str] = (),
+        reconnect: Callable[[str], Awaitable[ClientConnection]] | None = None,
+        resume: bool = True,
+        resume_timeout: float = 30.0,
+        keepalive: float | None = 20.0,
+    ) -> None:
         self._ws = ws
         #: Seconds :meth:`join` and :meth:`ping` wait for their answer (None: no limit).
         self.reply_timeout = reply_timeout
+        #: Whether joins are resumable and a dropped connection is resumed (needs ``reconnect``).
+        self.resume = resume and reconnect is not None
+        #: Seconds to try to get the session back after a drop before giving up (the server's grace is 30 s).
+        self.resume_timeout = resume_timeout
+        self._urls = list(urls)
+        self._url_index = 0
+        self._reconnect = reconnect
+        self._keepalive = keepalive
+        self._join: dict[str, Any] | None = None  # the last join, to resume it
+        self._last_seq = 0
+        self._closing = False
+        #: Connections replaced after a drop (each a resume attempt that succeeded, resumed or not).
+        self.reconnects = 0
+        self._swapped = asyncio.Event()
         self._ids = itertools.count(1)
         self._pending: dict[Ref, asyncio.Future[Welcome]] = {}
         self._pings: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -121,30 +158,62 @@ class SignalingClient(ClosesOnExit):
         #: Set by a successful :meth:`join`; cleared by :meth:`leave`.
         self.welcome: Welcome | None = None
         self._ice_update: list[IceServer] | None = None
-        self._reader = asyncio.get_running_loop().create_task(self._read(), name="signaling-client-reader")
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read(), name="signaling-client-reader")
+        self._pinger = loop.create_task(self._keep_alive(), name="signaling-client-keepalive") if keepalive else None
 
     # ------------------------------------------------------------------ opening and closing
 
     @classmethod
     def connect(
         cls,
-        url: str,
+        url: str | Sequence[str],
         *,
         ssl: ssl_module.SSLContext | bool | None = None,
         open_timeout: float = 10.0,
         reply_timeout: float | None = 10.0,
         max_message_size: int | None = 1 << 20,
+        resume: bool = True,
+        resume_timeout: float = 30.0,
+        keepalive: float | None = 20.0,
     ) -> Opening[SignalingClient]:
         """Connect to ``ws://host:port/ws`` (or ``wss://``; ``ssl`` may be an SSLContext for a private CA).
 
-        Use as ``async with SignalingClient.connect(url) as client`` (closes on exit) or
-        ``client = await SignalingClient.connect(url)`` (call :meth:`close` yourself). ``reply_timeout``
-        bounds the wait of :meth:`join` and :meth:`ping` for their answer.
+        ``url`` may be a list (several server nodes): the first that answers is used, and after a drop the
+        client moves on to the next. Use as ``async with SignalingClient.connect(url) as client`` (closes on
+        exit) or ``client = await SignalingClient.connect(url)`` (call :meth:`close` yourself).
+        ``reply_timeout`` bounds the wait of :meth:`join` and :meth:`ping` for their answer; ``resume`` (see the
+        module docstring) gets the session back after a drop, trying for ``resume_timeout`` seconds; every
+        ``keepalive`` seconds a ping checks that the connection is alive (no pong within as long: a drop).
         """
-        opening = ws_connect(url, ssl=ssl, open_timeout=open_timeout, max_message_size=max_message_size)
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("no URL given")
+
+        def open_ws(target: str) -> Awaitable[ClientConnection]:
+            return ws_connect(target, ssl=ssl, open_timeout=open_timeout, max_message_size=max_message_size)
 
         async def open_client() -> SignalingClient:
-            return cls(await opening, reply_timeout=reply_timeout)
+            error: BaseException | None = None
+            for index, target in enumerate(urls):
+                try:
+                    ws = await open_ws(target)
+                except (OSError, HandshakeError, TimeoutError) as exc:
+                    error = exc
+                    continue
+                client = cls(
+                    ws,
+                    reply_timeout=reply_timeout,
+                    urls=urls,
+                    reconnect=open_ws,
+                    resume=resume,
+                    resume_timeout=resume_timeout,
+                    keepalive=keepalive,
+                )
+                client._url_index = index
+                return client
+            assert error is not None
+            raise error
 
         return Opening(open_client)
 
@@ -155,6 +224,9 @@ class SignalingClient(ClosesOnExit):
         reader is stopped first and the socket drained during the close handshake: a reader blocked on a full
         queue would otherwise leave the transport paused, unable to read the server's close frame.
         """
+        self._closing = True
+        if self._pinger is not None:
+            self._pinger.cancel()
         if not self._reader.done():
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -206,9 +278,11 @@ class SignalingClient(ClosesOnExit):
         meta: Mapping[str, Any] | None = None,
         token: str | None = None,
         *,
-        resume: str | None = None,
+        resumable: bool | None = None,
     ) -> Welcome:
         """Join ``room`` and return the ``welcome`` (our peer id, the peers already there, iceServers).
+
+        ``resumable`` (by default the client's ``resume``) asks for a session that survives a drop.
 
         Raises:
             SignalingErrorReply: the server refused (``room-full``, ``unauthorized``, ``invalid-message``...).
@@ -216,13 +290,21 @@ class SignalingClient(ClosesOnExit):
             TimeoutError: no answer within ``reply_timeout`` seconds.
         """
         msg: dict[str, Any] = {"type": "join", "room": room}
-        for key, value in (("name", name), ("meta", meta), ("token", token), ("resume", resume)):
+        for key, value in (("name", name), ("meta", meta), ("token", token)):
             if value is not None:
                 msg[key] = value
+        if self.resume if resumable is None else resumable:
+            msg["resumable"] = True
         welcome = await self._request(msg)
+        self._joined(welcome, {k: v for k, v in msg.items() if k != "id"})
+        return welcome
+
+    def _joined(self, welcome: Welcome, join: dict[str, Any]) -> None:
         self.welcome = welcome
         self._ice_update = None
-        return welcome
+        self._join = join if welcome.resume is not None else None
+        if not welcome.resumed:
+            self._last_seq = 0  # a new session numbers its messages from 1
 
     async def ping(self) -> None:
         """Send a protocol-level ``ping`` and wait (up to ``reply_timeout``) for its ``pong``.
@@ -257,12 +339,30 @@ class SignalingClient(ClosesOnExit):
     # ------------------------------------------------------------------ fire-and-forget sends
 
     async def send_json(self, message: Mapping[str, Any]) -> None:
-        """Send any JSON object as is (no local validation: the server is the authority)."""
-        await self._ws.send(pydantic_core.to_json(message).decode())
+        """Send any JSON object as is (no local validation: the server is the authority).
+
+        While a dropped connection is being resumed, waits for the new one.
+        """
+        text = pydantic_core.to_json(message).decode()
+        while True:
+            ws = self._ws
+            try:
+                await ws.send(text)
+                return
+            except ConnectionClosed:
+                if self._join is None or self._closing or self._end is not None:
+                    raise
+                # The reader is resuming (or is about to): send on the connection it gets, or fail with it.
+                while self._ws is ws and self._end is None:
+                    self._swapped.clear()
+                    await self._swapped.wait()
+                if self._end is not None:
+                    raise self._closed_error() from None
 
     async def leave(self) -> None:
         """Leave the room (the others get ``peer-left``); the connection may :meth:`join` again."""
         self.welcome = None
+        self._join = None  # the session ends: nothing to resume
         await self.send_json({"type": "leave"})
 
     async def send_offer(self, to: str, sdp: str) -> None:
@@ -325,13 +425,24 @@ class SignalingClient(ClosesOnExit):
         error: BaseException | None = None
         try:
             while True:
-                raw = await self._ws.recv()  # not ``async for``: its quiet end on 1000/1001 would lose the code
+                try:
+                    raw = await self._ws.recv()  # not ``async for``: its quiet end on 1000/1001 loses the code
+                except ConnectionClosed as exc:
+                    if not self._resumable(exc):
+                        raise
+                    await self._resume(exc)
+                    continue
                 try:
                     msg = parse_server_message(raw)
                 except ValidationError as exc:
                     self.invalid_messages += 1
                     log.warning("invalid_server_message", error=str(exc).splitlines()[0])
                     continue
+                seq = getattr(msg, "seq", None)
+                if seq is not None:
+                    if seq <= self._last_seq:
+                        continue  # replayed by a resume, and already handled
+                    self._last_seq = seq
                 if isinstance(msg, IceServersUpdate):
                     self._ice_update = list(msg.iceServers)  # and queued too: a caller may apply it at once
                 if not self._complete(msg):
@@ -345,9 +456,83 @@ class SignalingClient(ClosesOnExit):
             if error is None:  # cancelled
                 error = ConnectionClosed(CloseCode.NORMAL, "closed by the client")
             self._end = _End(error)
+            self._swapped.set()
             self._fail_pending(error)
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait(self._end)  # when full, recv() finds self._end once it has drained it
+
+    # ------------------------------------------------------------------ resume
+
+    def _resumable(self, closed: ConnectionClosed) -> bool:
+        return self.resume and self._join is not None and not self._closing and closed.code not in NO_RESUME_CODES
+
+    async def _resume(self, closed: ConnectionClosed) -> None:
+        """Get the session back on a new connection (the next URL first), retrying for ``resume_timeout``.
+
+        Raises:
+            ConnectionClosed: ``closed``, when every attempt failed.
+        """
+        assert self._join is not None and self._reconnect is not None
+        self._fail_pending(closed)  # the requests of the old connection have no answer coming
+        log.info("signaling_resuming", code=closed.code, reason=closed.reason)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.resume_timeout
+        delay = RETRY_FIRST
+        while True:
+            self._url_index = (self._url_index + 1) % len(self._urls)
+            try:
+                ws = await self._reconnect(self._urls[self._url_index])
+            except (OSError, HandshakeError, TimeoutError, ConnectionClosed) as exc:
+                log.info("signaling_resume_failed", url=self._urls[self._url_index], error=str(exc))
+            else:
+                try:
+                    welcome = await self._rejoin(ws)
+                except (OSError, TimeoutError, ValueError, ConnectionClosed, SignalingClientError) as exc:
+                    log.info("signaling_resume_failed", url=self._urls[self._url_index], error=str(exc))
+                    with contextlib.suppress(ConnectionClosed, OSError):
+                        await ws.close()
+                else:
+                    self._ws = ws
+                    self.reconnects += 1
+                    self._swapped.set()
+                    await self._queue.put(welcome)  # the application learns of it: resumed, or a fresh session
+                    return
+            if loop.time() + delay > deadline:
+                raise closed
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _rejoin(self, ws: ClientConnection) -> Welcome:
+        """Join again on ``ws`` with the resume token; the answer is its first message."""
+        assert self._join is not None and self.welcome is not None
+        msg = {**self._join, "resume": self.welcome.resume, "last_seq": self._last_seq, "id": next(self._ids)}
+        await ws.send(pydantic_core.to_json(msg).decode())
+        async with asyncio.timeout(self.reply_timeout):
+            reply = parse_server_message(await ws.recv())
+        if isinstance(reply, ErrorMessage):
+            raise SignalingErrorReply.from_message(reply)
+        if not isinstance(reply, Welcome):
+            raise SignalingClientError(f"expected welcome, got {reply!r}")
+        self._joined(reply, self._join)
+        log.info("signaling_resumed" if reply.resumed else "signaling_rejoined", peer=reply.peer)
+        return reply
+
+    async def _keep_alive(self) -> None:
+        """Ping every ``keepalive`` seconds; a connection that answers none within as long is dropped (resumed
+        if it can be): a half-open TCP connection would otherwise never end."""
+        assert self._keepalive is not None
+        while True:
+            await asyncio.sleep(self._keepalive)
+            ws = self._ws
+            try:
+                pong = await ws.ping()
+                await asyncio.wait_for(pong, self._keepalive)
+            except TimeoutError:
+                log.info("signaling_keepalive_timeout")
+                ws.abort()
+            except ConnectionClosed:
+                if self._end is not None:
+                    return
 
     def _complete(self, msg: ServerMessage) -> bool:
         """Hand ``msg`` to the request waiting for it; False when it belongs to the stream."""

@@ -231,7 +231,7 @@ async def test_recv_after_close_raises_and_iteration_ends(connect: ClientFactory
 
 async def test_server_shutdown_ends_iteration_and_fails_pending_requests(start_signaling: ServerFactory) -> None:
     server = await start_signaling()
-    async with SignalingClient.connect(ws_url(server)) as client:
+    async with SignalingClient.connect(ws_url(server), resume=False) as client:  # tests/clients/test_resume.py
         await client.join("r")
 
         reading = asyncio.Event()

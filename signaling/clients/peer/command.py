@@ -87,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--url", required=True, help="signaling WebSocket URL, e.g. ws://127.0.0.1:8765/ws")
+    p.add_argument(
+        "--url",
+        required=True,
+        help="signaling WebSocket URL, e.g. ws://127.0.0.1:8765/ws; several comma-separated (server nodes): "
+        "after a drop the session resumes on the next",
+    )
     p.add_argument("--room", required=True, help="room to join (1-64 of A-Z a-z 0-9 _ -)")
     p.add_argument("--name", default="aiortc-peer", help="display name sent with join (default: %(default)s)")
     media = p.add_argument_group("media")

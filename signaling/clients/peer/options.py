@@ -28,3 +28,8 @@ class PeerOptions:
     cafile: str | None = None
     token: str | None = None
     relay_only: bool = False
+
+    @property
+    def urls(self) -> list[str]:
+        """``url`` may list several nodes, comma-separated."""
+        return [part.strip() for part in self.url.split(",") if part.strip()]

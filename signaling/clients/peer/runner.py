@@ -31,6 +31,7 @@ from signaling.protocol.models import (
     RelayedMessage,
     RelayedOffer,
     ServerMessage,
+    Welcome,
 )
 from signaling.ws.exceptions import ConnectionClosed, WebSocketError
 
@@ -104,17 +105,7 @@ class Peer:
         except SignalingErrorReply as exc:
             log.error("join_failed", code=exc.code, message=exc.message)
             return 1
-        self.id = welcome.peer
-        self.ice_servers[:] = welcome.iceServers  # in place: every link reads this list
-        log.info(
-            "joined",
-            self_id=self.id,
-            room=welcome.room,
-            peers=[p.peer for p in welcome.peers],
-            ice_servers=len(self.ice_servers),
-        )
-        for info in welcome.peers:
-            self.link(info.peer, initiator=True)  # we are the newcomer: we offer
+        self._enter(welcome)
         signals = asyncio.create_task(self._serve_signals(), name="signals")
         stopper = asyncio.create_task(stop.wait(), name="stop")
         try:
@@ -133,12 +124,43 @@ class Peer:
             log.error("signaling_closed", code=self.client.close_code)
         return 1
 
+    def _enter(self, welcome: Welcome) -> None:
+        self.id = welcome.peer
+        self.ice_servers[:] = welcome.iceServers  # in place: every link reads this list
+        log.info(
+            "joined",
+            self_id=self.id,
+            room=welcome.room,
+            peers=[p.peer for p in welcome.peers],
+            ice_servers=len(self.ice_servers),
+            resumable=welcome.resume is not None,
+        )
+        for info in welcome.peers:
+            self.link(info.peer, initiator=True)  # we are the newcomer: we offer
+
+    async def _reconnected(self, welcome: Welcome) -> None:
+        """The signaling connection dropped and came back. Resumed: the media never stopped, the links go on
+        (what was missed is replayed next). A fresh session: the others saw us leave, so start over."""
+        if welcome.resumed:
+            log.info("signaling_resumed", self_id=welcome.peer, links=len(self.links))
+            self.ice_servers[:] = welcome.iceServers
+            listed = {info.peer for info in welcome.peers}
+            for remote in [r for r in self.links if r not in listed]:
+                await self.drop(remote)  # left while we were away, with its peer-left lost with the grace
+            return
+        log.info("signaling_rejoined", self_id=welcome.peer, previous=self.id)
+        for remote in list(self.links):
+            await self.drop(remote)
+        self._enter(welcome)
+
     async def _serve_signals(self) -> None:
         async for msg in self.client:
             await self._dispatch(msg)
 
     async def _dispatch(self, msg: ServerMessage) -> None:
-        if isinstance(msg, RelayedOffer | RelayedAnswer | RelayedCandidate):
+        if isinstance(msg, Welcome):
+            await self._reconnected(msg)
+        elif isinstance(msg, RelayedOffer | RelayedAnswer | RelayedCandidate):
             # An offer can come before peer-joined only from a peer we have not heard of yet: it starts.
             self.link(msg.from_, initiator=False).handle(msg)
         elif isinstance(msg, PeerJoined):
@@ -188,7 +210,7 @@ async def run_peer(options: PeerOptions) -> int:
         return 2
     try:
         ssl_context = ssl.create_default_context(cafile=options.cafile) if options.cafile else None
-        client = await SignalingClient.connect(options.url, ssl=ssl_context)
+        client = await SignalingClient.connect(options.urls, ssl=ssl_context)
     except (OSError, TimeoutError, WebSocketError, ValueError) as exc:
         log.error("connect_failed", url=options.url, error=f"{type(exc).__name__}: {exc}")
         media.close()

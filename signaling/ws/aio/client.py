@@ -306,6 +306,11 @@ class ClientConnection(ClosesOnExit):
     async def wait_closed(self) -> None:
         await asyncio.shield(self._p.closed)
 
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a close handshake: for a link found dead (no pong)."""
+        if self._p.transport is not None:
+            self._p.transport.abort()
+
 
 def connect(
     url: str,
