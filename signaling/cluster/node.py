@@ -126,7 +126,9 @@ class ClusterNode:
     async def _beat(self, link: RedisLink) -> None:
         """Renew the heartbeat at a third of its lifetime, and read the cluster's counts on the way."""
         period = self.node_ttl / 3
-        while await self.settle(link):
+        while True:
+            if not await self.settle(link):
+                return
             await asyncio.sleep(period)
 
     async def settle(self, link: RedisLink | None = None) -> bool:

@@ -13,7 +13,7 @@ import pytest
 
 from signaling.app.wiring import DRAINING, TAKEN_OVER, SignalingApp
 from signaling.clients.signaling_client import SignalingClient
-from signaling.protocol.models import PeerLeft, RelayedMessage, Welcome
+from signaling.protocol.models import RelayedMessage, Welcome
 from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.exceptions import ConnectionClosed, HandshakeError
