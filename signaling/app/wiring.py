@@ -52,8 +52,8 @@ T = TypeVar("T")
 TAKEN_OVER = 4001
 #: Why clients are closed (1001) when the server stops: they may resume on another node, or here after a restart.
 DRAINING = "server draining: reconnect to continue"
-#: The close code and reason when the cluster's Redis is lost (1013 Try Again Later, from the IANA registry).
-TRY_AGAIN_LATER = 1013
+#: Why clients are closed (1011) when the cluster's Redis is lost: 1013 (Try Again Later) would say it better, but
+#: it is a later IANA registration that RFC 6455 endpoints (and the transport here) treat as invalid.
 CLUSTER_LOST = "the room service is unavailable: reconnect in a moment"
 
 
@@ -309,7 +309,7 @@ class SignalingApp:
     def _cluster_lost(self, reason: str) -> None:
         """The rooms can no longer be kept true across nodes: close every client; they come back when it works."""
         for socket in list(self.sockets):
-            socket.ws.close(TRY_AGAIN_LATER, CLUSTER_LOST)
+            socket.ws.close(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
 
     async def shutdown(self, server: WebSocketServer) -> None:
         """Drain: /readyz turns 503 and new clients are refused, every client is closed with 1001 (a resumable
