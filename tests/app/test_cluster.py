@@ -4,12 +4,9 @@ killed (SIGKILL) or drained (SIGTERM), and Redis going away and coming back."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,18 +15,14 @@ from signaling.protocol.models import PeerJoined, PeerLeft, RelayedMessage, Welc
 from signaling.ws.aio.client import connect
 from signaling.ws.exceptions import ConnectionClosed
 from tests.conftest import redis_url
+from tests.helpers.cluster import NODE_TTL, cluster, ws
 from tests.helpers.redis import READY, redis_argv
-from tests.helpers.server_process import ServerProcess, async_running_process, async_running_server
+from tests.helpers.server_process import ServerProcess, async_running_process
 from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
 STEP = 10.0
-NODE_TTL = 2.0
-
-
-def ws(node: ServerProcess) -> str:
-    return node.url + "/ws"
 
 
 async def http_get(node: ServerProcess, path: str) -> tuple[int, bytes]:
@@ -40,21 +33,6 @@ async def http_get(node: ServerProcess, path: str) -> tuple[int, bytes]:
     writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
-
-
-@contextlib.asynccontextmanager
-async def cluster(
-    count: int, settings: dict[str, str], *extra: str, **options: Any
-) -> AsyncIterator[list[ServerProcess]]:
-    """``count`` nodes of one cluster; the block's end stops them (SIGTERM: a drain)."""
-    args = ["--redis-url", settings["redis_url"], "--redis-prefix", settings["redis_prefix"]]
-    args += ["--node-ttl", str(NODE_TTL), "--log-level", "info", *extra]
-    async with contextlib.AsyncExitStack() as stack:
-        nodes = [
-            await stack.enter_async_context(async_running_server(*args, name=f"node{i + 1}", **options))
-            for i in range(count)
-        ]
-        yield nodes
 
 
 async def test_three_nodes_share_a_room_and_relay_in_order(redis_settings: dict[str, str]) -> None:
@@ -103,26 +81,27 @@ async def cluster_view(node: ServerProcess) -> bool:
 
 
 async def test_a_killed_nodes_peers_leave_within_the_node_ttl(redis_settings: dict[str, str]) -> None:
-    async with cluster(3, redis_settings, ok_returncodes=(0, -signal.SIGTERM, -signal.SIGKILL), must_stay_up=False) as nodes:
-        async with (
-            SignalingClient.connect(ws(nodes[0])) as a,
-            SignalingClient.connect(ws(nodes[1]), resume=False) as b,
-            SignalingClient.connect(ws(nodes[2])) as c,
-        ):
-            await a.join("r")
-            wb = await b.join("r")
-            await c.join("r")
-            async with asyncio.timeout(STEP):
-                await a.expect(PeerJoined)
-                await a.expect(PeerJoined)
-            loop = asyncio.get_running_loop()
-            killed = loop.time()
-            nodes[1].proc.send_signal(signal.SIGKILL)
-            # The bound: the heartbeat's lifetime, plus a sweep period (1 s), plus delivery.
-            async with asyncio.timeout(NODE_TTL + 2.0):
-                assert (await a.expect(PeerLeft)).peer == wb.peer
-                assert (await c.expect(PeerLeft)).peer == wb.peer
-            print(f"peer-left {loop.time() - killed:.2f} s after SIGKILL (node ttl {NODE_TTL} s)")
+    killable = {"ok_returncodes": (0, -signal.SIGTERM, -signal.SIGKILL), "must_stay_up": False}
+    async with (
+        cluster(3, redis_settings, **killable) as nodes,
+        SignalingClient.connect(ws(nodes[0])) as a,
+        SignalingClient.connect(ws(nodes[1]), resume=False) as b,
+        SignalingClient.connect(ws(nodes[2])) as c,
+    ):
+        await a.join("r")
+        wb = await b.join("r")
+        await c.join("r")
+        async with asyncio.timeout(STEP):
+            await a.expect(PeerJoined)
+            await a.expect(PeerJoined)
+        loop = asyncio.get_running_loop()
+        killed = loop.time()
+        nodes[1].proc.send_signal(signal.SIGKILL)
+        # The bound: the heartbeat's lifetime, plus a sweep period (1 s), plus delivery.
+        async with asyncio.timeout(NODE_TTL + 2.0):
+            assert (await a.expect(PeerLeft)).peer == wb.peer
+            assert (await c.expect(PeerLeft)).peer == wb.peer
+        print(f"peer-left {loop.time() - killed:.2f} s after SIGKILL (node ttl {NODE_TTL} s)")
 
 
 async def test_a_drained_nodes_clients_resume_on_another_and_lose_nothing(redis_settings: dict[str, str]) -> None:

@@ -142,13 +142,13 @@ class Peer:
         """The signaling connection dropped and came back. Resumed: the media never stopped, the links go on
         (what was missed is replayed next). A fresh session: the others saw us leave, so start over."""
         if welcome.resumed:
-            log.info("signaling_resumed", self_id=welcome.peer, links=len(self.links))
+            log.info("session_resumed", self_id=welcome.peer, links=len(self.links))
             self.ice_servers[:] = welcome.iceServers
             listed = {info.peer for info in welcome.peers}
             for remote in [r for r in self.links if r not in listed]:
-                await self.drop(remote)  # left while we were away, with its peer-left lost with the grace
+                await self.drop(remote)  # gone while we were away (its peer-left is in the replay too)
             return
-        log.info("signaling_rejoined", self_id=welcome.peer, previous=self.id)
+        log.info("session_restarted", self_id=welcome.peer, previous=self.id)
         for remote in list(self.links):
             await self.drop(remote)
         self._enter(welcome)
