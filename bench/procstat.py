@@ -63,38 +63,49 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def snapshot(count: int, server_pid: int | None, **counters: int) -> dict[str, float]:
+def snapshot(count: int, server_pid: int | Sequence[int] | None, **counters: int) -> dict[str, float]:
     """What a load generator reads at each end of its measured window, all in one loop iteration.
 
-    The time, its message ``count`` and other ``counters``, the server's CPU seconds (0 without a pid), its own
-    CPU seconds and the whole machine's busy seconds.
+    The time, its message ``count`` and other ``counters``, the server's CPU seconds (0 without a pid; the sum
+    when the server side is several processes, each also as ``srv:<pid>``), its own CPU seconds and the whole
+    machine's busy seconds.
     """
+    pids = [] if server_pid is None else [server_pid] if isinstance(server_pid, int) else list(server_pid)
+    each = {f"srv:{pid}": proc_cpu_seconds(pid) for pid in pids}
     return {
         "t": time.perf_counter(),
         "count": count,
         **counters,
-        "srv": proc_cpu_seconds(server_pid) if server_pid else 0.0,
+        **each,
+        "srv": sum(each.values()),
         "cli": time.process_time(),
         "machine": machine_busy_seconds(),
     }
 
 
-def window_figures(s0: dict[str, float], s1: dict[str, float]) -> dict[str, float]:
+def window_figures(s0: dict[str, float], s1: dict[str, float]) -> dict[str, Any]:
     """The figures of the window between two snapshots.
 
     ``excess_cores`` is machine busy cores minus server and client cores: other load on the shared machine.
+    ``srv_us_per_msg_each`` gives each server process's part when there are several.
     """
     seconds = s1["t"] - s0["t"]
     msgs = int(s1["count"] - s0["count"])
     srv = s1["srv"] - s0["srv"]
     cli = s1["cli"] - s0["cli"]
     machine = s1["machine"] - s0["machine"]
+    each = {
+        key.split(":", 1)[1]: (s1[key] - s0[key]) / msgs * 1e6 if msgs else float("inf")
+        for key in s0
+        if key.startswith("srv:")
+    }
     return {
         "msgs": msgs,
         "seconds": seconds,
         "msgs_per_s": msgs / seconds,
         "srv_cores": srv / seconds,
         "srv_us_per_msg": srv / msgs * 1e6 if msgs else float("inf"),
+        "srv_us_per_msg_each": each,
         "cli_cores": cli / seconds,
         "machine_cores": machine / seconds,
         "excess_cores": (machine - srv - cli) / seconds,

@@ -10,8 +10,9 @@ Run (normally from bench/bench_relay.py, pinned with ``taskset -c 1``):
 The client is picows on uvloop, callback-style (no await per message), with orjson, as in
 ../shared/perf-anchors.md section 3. It opens 2P WebSocket connections to ``ws://127.0.0.1:PORT/ws``; pair i
 joins room ``pair<i>`` (``--room-prefix`` goes in front), first A, then B, so A learns B's id from
-``peer-joined`` and B learns A's from ``welcome.peers``. Then every client sends ``candidate`` messages of
-``--size`` bytes (250 by default) to its partner:
+``peer-joined`` and B learns A's from ``welcome.peers``. With ``--port-b`` every B connects there instead (the
+other node of a cluster), so that every message crosses from one node to the other. Then every client sends
+``candidate`` messages of ``--size`` bytes (250 by default) to its partner:
 
     {"type":"candidate","to":ID,"candidate":{"candidate":"candidate:<19-digit send time in ns> 1 udp ...",
      "sdpMid":"0","sdpMLineIndex":0}}
@@ -234,22 +235,24 @@ def percentile(sorted_values: Sequence[int], q: float) -> float:
 
 async def open_pairs(args: argparse.Namespace, run: Run) -> list[Client]:
     """Connect 2P clients, join A then B of each pair, and wait until every client knows its partner."""
-    url = f"ws://127.0.0.1:{args.port}{args.path}"
+    urls = [f"ws://127.0.0.1:{port}{args.path}" for port in (args.port, args.port_b or args.port)]
     rooms = [f"{args.room_prefix}pair{i}" for i in range(args.pairs)]
 
-    async def connect(room: str) -> Client:
+    async def connect(index: int) -> Client:
+        room = rooms[index // 2]
+
         def factory() -> Client:
             return Client(run, room)
 
-        _, client = await ws_connect(factory, url, websocket_handshake_timeout=10)
+        _, client = await ws_connect(factory, urls[index % 2], websocket_handshake_timeout=10)
         assert isinstance(client, Client)
         return client
 
     clients: list[Client] = []
     try:
         for start in range(0, 2 * args.pairs, 200):  # bounded concurrency of handshakes
-            batch = [rooms[i // 2] for i in range(start, min(start + 200, 2 * args.pairs))]
-            clients += await asyncio.wait_for(asyncio.gather(*(connect(r) for r in batch)), 30)
+            batch = range(start, min(start + 200, 2 * args.pairs))
+            clients += await asyncio.wait_for(asyncio.gather(*(connect(i) for i in batch)), 30)
         first, second = clients[0::2], clients[1::2]
         for c in first:
             c.join()
@@ -417,7 +420,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     for p in (sat, rate):
         common.add_helper_options(p)
         p.add_argument("--path", default="/ws")
-        p.add_argument("--server-pid", type=int, default=None, help="whose CPU to sample over the window")
+        p.add_argument(
+            "--server-pid",
+            type=int,
+            action="append",
+            help="whose CPU to sample over the window (repeat for a server side of several processes)",
+        )
+        p.add_argument(
+            "--port-b",
+            type=int,
+            default=None,
+            help="where the second client of each pair connects (another node of a cluster); default --port",
+        )
         p.add_argument("--pairs", type=int, default=50)
         p.add_argument("--size", type=int, default=250, help="bytes per candidate message sent")
         p.add_argument("--room-prefix", default="")

@@ -46,11 +46,28 @@ class _SignalingCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         app = self.app
-        hub = app.directory.stats()
-        yield GaugeMetricFamily("signaling_ready", "1 while the server accepts new clients.", value=int(app.ready))
+        rooms = app.directory.stats()
+        ready = int(app.ready and app.accepting)
+        yield GaugeMetricFamily("signaling_ready", "1 while the server accepts new clients.", value=ready)
         yield GaugeMetricFamily("signaling_connections", "Open signaling WebSocket connections.", value=app.connections)
-        yield GaugeMetricFamily("signaling_rooms", "Rooms with at least one peer.", value=hub.rooms)
-        yield GaugeMetricFamily("signaling_peers", "Peers in rooms.", value=hub.peers)
+        yield GaugeMetricFamily("signaling_rooms", "Rooms with at least one peer (of the cluster).", value=rooms.rooms)
+        yield GaugeMetricFamily("signaling_peers", "Peers in rooms (of the cluster).", value=rooms.peers)
+        yield GaugeMetricFamily(
+            "signaling_local_peers", "Peers in rooms whose connection is on this node.", value=rooms.local_peers
+        )
+        if app.cluster is not None:
+            yield GaugeMetricFamily("signaling_cluster_nodes", "Nodes alive in the cluster.", value=rooms.nodes)
+            yield GaugeMetricFamily(
+                "signaling_cluster_up",
+                "1 while this node's link to the cluster's Redis works.",
+                value=int(app.cluster.up),
+            )
+        yield _counter(
+            "signaling_resumes",
+            "Resume attempts, by outcome (resumed; fresh: the token could not be honoured).",
+            "outcome",
+            app.counters.resumed.items(),
+        )
         yield CounterMetricFamily(
             "signaling_messages_received", "Client messages accepted for handling.", value=app.messages
         )

@@ -17,7 +17,7 @@ from signaling.rooms.peers import Member, PeerSink
 
 from .directory import unavailable
 from .link import RedisLink, Unavailable
-from .schema import parse_delivery, plain_delivery, takeover_delivery
+from .schema import RECORD_SEPARATOR, parse_delivery, plain_delivery, takeover_delivery
 
 __all__ = ["RedisBus"]
 
@@ -49,11 +49,11 @@ class RedisBus(MessageBus):
         if target.resumable:
             if link is not None:
                 head, tail = numbering(text)
-                link.fcall("signaling_deliver", target.peer, head, tail, self.kept_count, self.kept_bytes)
+                link.keep(target.peer, head, tail, self.kept_count, self.kept_bytes)
         elif target.node == self.node:
             self._to_sink(target.peer, text)
         elif link is not None:
-            link.send("PUBLISH", link.names.node_channel(target.node), plain_delivery(target.peer, text))
+            link.publish(link.names.node_channel(target.node), plain_delivery(target.peer, text))
 
     def take_over(self, peer: str, node: str) -> None:
         if node == self.node:
@@ -61,23 +61,24 @@ class RedisBus(MessageBus):
             if sink is not None:
                 sink.taken_over()
         elif node and self._link is not None:
-            self._link.send("PUBLISH", self._link.names.node_channel(node), takeover_delivery(peer))
+            self._link.publish(self._link.names.node_channel(node), takeover_delivery(peer))
 
     # ------------------------------------------------------------------ receiving
 
     def on_delivery(self, payload: str) -> None:
-        delivery = parse_delivery(payload)
-        peer = delivery.peer
-        if delivery.text is None:
-            sink = self.sinks.pop(peer, None)
-            if sink is not None:
-                sink.taken_over()
-            return
-        held = self._resuming.get(peer)
-        if held is not None:
-            held.append((delivery.seq, delivery.text))
-        else:
-            self._to_sink(peer, delivery.text)
+        for record in payload.split(RECORD_SEPARATOR):
+            delivery = parse_delivery(record)
+            peer = delivery.peer
+            if delivery.text is None:
+                sink = self.sinks.pop(peer, None)
+                if sink is not None:
+                    sink.taken_over()
+                continue
+            held = self._resuming.get(peer)
+            if held is not None:
+                held.append((delivery.seq, delivery.text))
+            else:
+                self._to_sink(peer, delivery.text)
 
     # ------------------------------------------------------------------ kept messages
 
@@ -89,7 +90,7 @@ class RedisBus(MessageBus):
         if link is None:
             raise unavailable()
         try:
-            reply = await link.fcall_result("signaling_kept", peer, last_seq)
+            reply = await link.fcall("signaling_kept", peer, last_seq)
         except Unavailable:
             raise unavailable() from None
         return list(reply[1:]) if reply[0] == "ok" else None

@@ -176,7 +176,7 @@ class RedisDirectory(RoomDirectory):
         view = self._views[room] = RoomView()
         view.holds += 1
         try:
-            reply = await self._linked().fcall_result("signaling_snapshot", room)
+            reply = await self._linked().fcall("signaling_snapshot", room)
         except (Unavailable, SignalingError) as exc:
             if self._views.get(room) is view:
                 del self._views[room]
@@ -220,7 +220,7 @@ class RedisDirectory(RoomDirectory):
     async def join(self, member: Member, lease: str | None = None) -> list[Member]:
         view = await self._watch(member.room)
         try:
-            reply = await self._linked().fcall_result(
+            reply = await self._linked().fcall(
                 "signaling_join",
                 member.peer,
                 member.room,
@@ -249,7 +249,7 @@ class RedisDirectory(RoomDirectory):
 
     async def leave(self, peer: str, lease: str | None = None) -> Departure | None:
         try:
-            reply = await self._linked().fcall_result("signaling_leave", peer, lease or "")
+            reply = await self._linked().fcall("signaling_leave", peer, lease or "")
         except (Unavailable, SignalingError):
             return None  # the link is lost: this node's members are ended by the others' sweep
         if reply is None:
@@ -265,12 +265,12 @@ class RedisDirectory(RoomDirectory):
     async def release(self, peer: str, lease: str, until: float) -> None:
         # If the link is lost, the others' sweep gives this node's resumable members their grace.
         with contextlib.suppress(Unavailable, SignalingError):
-            if await self._linked().fcall_result("signaling_release", peer, lease, until):
+            if await self._linked().fcall("signaling_release", peer, lease, until):
                 self._disconnected(peer)
 
     async def claim(self, digest: str, new_digest: str, now: float) -> tuple[Member, str] | None:
         try:
-            reply = await self._linked().fcall_result("signaling_claim", digest, new_digest, self.node, now)
+            reply = await self._linked().fcall("signaling_claim", digest, new_digest, self.node, now)
         except Unavailable:
             raise unavailable() from None
         if reply is None:
@@ -287,7 +287,7 @@ class RedisDirectory(RoomDirectory):
     async def expired(self, now: float) -> list[Departure]:
         until = now + self.grace if self.grace > 0 else 0
         try:
-            reply = await self._linked().fcall_result("signaling_sweep", now, until, SWEEP_LIMIT)
+            reply = await self._linked().fcall("signaling_sweep", now, until, SWEEP_LIMIT)
         except (Unavailable, SignalingError):
             return []
         departures = departures_from(reply)
@@ -298,7 +298,7 @@ class RedisDirectory(RoomDirectory):
     async def retire(self, now: float) -> list[Departure]:
         """This node stops: its members leave, its resumable ones after their grace (they may resume elsewhere)."""
         until = now + self.grace if self.grace > 0 else 0
-        reply = await self._linked().fcall_result("signaling_retire", self.node, until)
+        reply = await self._linked().fcall("signaling_retire", self.node, until)
         self._views.clear()
         self._where.clear()
         return departures_from(reply)

@@ -222,29 +222,41 @@ redis.register_function('signaling_sweep', function(_, a)
   return gone
 end)
 
--- P, peer, head, tail, max_count, max_bytes: number a room message for a resumable peer, keep it (within the
--- bounds), and publish it to the node its connection is on, if any. Returns its seq, or 0 if the peer is gone.
+-- P, max_count, max_bytes, then (peer, head, tail) for each text: number a room message for a resumable peer,
+-- keep it (within the bounds), and publish it to the node its connection is on, if any (one message per node,
+-- records joined by newlines). A peer gone meanwhile is skipped.
 redis.register_function('signaling_deliver', function(_, a)
-  local P, peer = a[1], a[2]
-  local key = P .. ':m:' .. peer
-  if redis.call('HEXISTS', key, 'seq') == 0 then
-    return 0
+  local P, max_count, max_bytes = a[1], tonumber(a[2]), tonumber(a[3])
+  local out, order = {}, {}
+  for i = 4, #a, 3 do
+    local peer = a[i]
+    local key = P .. ':m:' .. peer
+    if redis.call('HEXISTS', key, 'seq') == 1 then
+      local seq = redis.call('HINCRBY', key, 'seq', 1)
+      local text = a[i + 1] .. seq .. a[i + 2]
+      local kept = P .. ':k:' .. peer
+      local count = redis.call('RPUSH', kept, text)
+      local bytes = redis.call('HINCRBY', key, 'kb', #text)
+      while count > max_count or (bytes > max_bytes and count > 1) do
+        bytes = redis.call('HINCRBY', key, 'kb', -#redis.call('LPOP', kept))
+        count = count - 1
+      end
+      local node = redis.call('HGET', key, 'node')
+      if node and node ~= '' then
+        local records = out[node]
+        if not records then
+          records = {}
+          out[node] = records
+          order[#order + 1] = node
+        end
+        records[#records + 1] = 's|' .. peer .. '|' .. seq .. '|' .. text
+      end
+    end
   end
-  local seq = redis.call('HINCRBY', key, 'seq', 1)
-  local text = a[3] .. seq .. a[4]
-  local kept = P .. ':k:' .. peer
-  local count = redis.call('RPUSH', kept, text)
-  local bytes = redis.call('HINCRBY', key, 'kb', #text)
-  local max_count, max_bytes = tonumber(a[5]), tonumber(a[6])
-  while count > max_count or (bytes > max_bytes and count > 1) do
-    bytes = redis.call('HINCRBY', key, 'kb', -#redis.call('LPOP', kept))
-    count = count - 1
+  for _, node in ipairs(order) do
+    redis.call('PUBLISH', P .. ':node:' .. node, table.concat(out[node], '\n'))
   end
-  local node = redis.call('HGET', key, 'node')
-  if node and node ~= '' then
-    redis.call('PUBLISH', P .. ':node:' .. node, 's|' .. peer .. '|' .. seq .. '|' .. text)
-  end
-  return seq
+  return #order
 end)
 
 -- P, peer, last_seq: the kept messages after last_seq: {'ok', texts...}, or {'gap'} when they no longer reach

@@ -2,8 +2,11 @@
 
 Every command this node sends goes through one outbox, in the order it was issued, pipelined in batches: a
 relay (not awaited) and a join or leave (awaited) issued after it are executed by Redis in that order, so what
-one peer sends reaches every other peer in order, membership changes included. The subscription (the
-membership changes of every room, and this node's own channel) is read by one task.
+one peer sends reaches every other peer in order, membership changes included. Texts for one node that follow
+each other in the outbox travel as one PUBLISH (records joined by newlines), and texts for resumable members
+as one call of ``signaling_deliver``: under load a round trip carries hundreds of messages, and Redis and the
+receiving node handle one message for all of them. The subscription (the membership changes of every room,
+and this node's own channel) is read by one task.
 
 Any failure of either connection means the link is lost: it calls ``on_lost`` once and stops; the node then
 closes its clients and builds a new link when Redis answers again (node.py). redis-py's own retries are off,
@@ -24,7 +27,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
-from .schema import LIBRARY, Names
+from .schema import LIBRARY, RECORD_SEPARATOR, Names
 
 __all__ = ["RedisLink", "Unavailable"]
 
@@ -32,8 +35,41 @@ log = structlog.get_logger("signaling.cluster")
 
 #: Commands sent in one pipeline at most: large enough to carry a burst, small enough to keep replies flowing.
 BATCH: Final = 512
+#: Texts carried by one PUBLISH or one ``signaling_deliver`` call at most.
+MERGE: Final = 256
 
 Command = tuple[Any, ...]
+
+
+class _Publish:
+    """A PUBLISH still in the outbox, to which texts for the same channel are added."""
+
+    __slots__ = ("channel", "records")
+
+    def __init__(self, channel: str, record: str) -> None:
+        self.channel = channel
+        self.records = [record]
+
+    def command(self) -> Command:
+        return ("PUBLISH", self.channel, RECORD_SEPARATOR.join(self.records))
+
+
+class _Keep:
+    """A ``signaling_deliver`` call still in the outbox, to which more texts for resumable members are added."""
+
+    __slots__ = ("args", "bounds", "count", "prefix")
+
+    def __init__(self, prefix: str, bounds: tuple[int, int], peer: str, head: str, tail: str) -> None:
+        self.prefix = prefix
+        self.bounds = bounds
+        self.args = [peer, head, tail]
+        self.count = 1
+
+    def command(self) -> Command:
+        return ("FCALL", "signaling_deliver", 0, self.prefix, *self.bounds, *self.args)
+
+
+Entry = Command | _Publish | _Keep
 
 
 class Unavailable(Exception):
@@ -76,7 +112,7 @@ class RedisLink:
         self._on_change = on_change
         self._on_delivery = on_delivery
         self._on_lost = on_lost
-        self._outbox: collections.deque[tuple[Command, asyncio.Future[Any] | None]] = collections.deque()
+        self._outbox: collections.deque[tuple[Entry, asyncio.Future[Any] | None]] = collections.deque()
         self._outbox_limit = outbox_limit
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -120,10 +156,6 @@ class RedisLink:
 
     # ------------------------------------------------------------------ commands
 
-    def send(self, *command: Any) -> None:
-        """Queue ``command`` behind the ones issued before it; its reply is not awaited (an error is logged)."""
-        self._queue(command, None)
-
     async def call(self, *command: Any) -> Any:
         """Queue ``command`` behind the ones issued before it and return its reply.
 
@@ -135,15 +167,32 @@ class RedisLink:
         self._queue(command, future)
         return await future
 
-    def fcall(self, function: str, *args: Any) -> None:
-        """Call a function of library.lua (the key prefix goes first), not awaiting it."""
-        self.send("FCALL", function, 0, self.names.prefix, *args)
-
-    async def fcall_result(self, function: str, *args: Any) -> Any:
+    async def fcall(self, function: str, *args: Any) -> Any:
         """Call a function of library.lua and return its reply."""
         return await self.call("FCALL", function, 0, self.names.prefix, *args)
 
-    def _queue(self, command: Command, future: asyncio.Future[Any] | None) -> None:
+    def publish(self, channel: str, record: str) -> None:
+        """Publish ``record`` on ``channel``, together with the records for it queued just before."""
+        outbox = self._outbox
+        if outbox:
+            last = outbox[-1][0]
+            if type(last) is _Publish and last.channel == channel and len(last.records) < MERGE:
+                last.records.append(record)
+                return
+        self._queue(_Publish(channel, record), None)
+
+    def keep(self, peer: str, head: str, tail: str, max_count: int, max_bytes: int) -> None:
+        """``signaling_deliver`` one text to a resumable member, with the texts queued just before."""
+        outbox = self._outbox
+        if outbox:
+            last = outbox[-1][0]
+            if type(last) is _Keep and last.bounds == (max_count, max_bytes) and last.count < MERGE:
+                last.args += (peer, head, tail)
+                last.count += 1
+                return
+        self._queue(_Keep(self.names.prefix, (max_count, max_bytes), peer, head, tail), None)
+
+    def _queue(self, command: Entry, future: asyncio.Future[Any] | None) -> None:
         if not self.up:
             if future is not None:
                 future.set_exception(Unavailable(self._lost_reason or "redis is not connected"))
@@ -162,8 +211,8 @@ class RedisLink:
                 await self._wake.wait()
             batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
             pipe = self._client.pipeline(transaction=False)
-            for command, _ in batch:
-                pipe.execute_command(*command)
+            for entry, _ in batch:
+                pipe.execute_command(*(entry if type(entry) is tuple else entry.command()))  # type: ignore[union-attr]
             try:
                 replies = await pipe.execute(raise_on_error=False)
             except (RedisError, OSError) as exc:
@@ -172,7 +221,7 @@ class RedisLink:
                         future.set_exception(Unavailable(f"redis: {exc}"))
                 self.fail(f"redis: {exc}")
                 return
-            for (command, future), reply in zip(batch, replies, strict=True):
+            for (entry, future), reply in zip(batch, replies, strict=True):
                 if future is not None:
                     if not future.done():
                         if isinstance(reply, Exception):
@@ -180,7 +229,8 @@ class RedisLink:
                         else:
                             future.set_result(reply)
                 elif isinstance(reply, ResponseError):
-                    log.error("redis_command_failed", command=str(command[:2]), error=str(reply))
+                    name = entry[:2] if type(entry) is tuple else type(entry).__name__
+                    log.error("redis_command_failed", command=str(name), error=str(reply))
 
     def _fail_outbox(self) -> None:
         while self._outbox:

@@ -108,7 +108,7 @@ class ClusterNode:
         )
         await link.open()
         try:
-            await link.fcall_result("signaling_register", link.node, self._ttl_ms, self._clock())
+            await link.fcall("signaling_register", link.node, self._ttl_ms, self._clock())
         except Unavailable:
             await link.close()
             raise
@@ -137,7 +137,7 @@ class ClusterNode:
         if link is None or not link.up:
             return False
         try:
-            reply = await link.fcall_result("signaling_beat", link.node, self._ttl_ms)
+            reply = await link.fcall("signaling_beat", link.node, self._ttl_ms)
         except Unavailable:
             return False  # on_lost was called
         if reply == 0:

@@ -20,7 +20,7 @@ library.lua, the Redis functions that change the state, uses the same names. Wit
 ==========================  ====================================================================================
 
 Channels: ``P:members`` carries every membership change as ``room|version|change``; ``P:node:<node>`` carries
-what a node must hand to its connections (see :func:`parse_delivery`).
+what a node must hand to its connections: records (see :func:`parse_delivery`) separated by newlines.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from signaling.rooms.peers import Member
 
 __all__ = [
     "LIBRARY",
+    "RECORD_SEPARATOR",
     "Change",
     "Delivery",
     "Names",
@@ -44,6 +45,10 @@ __all__ = [
     "plain_delivery",
     "takeover_delivery",
 ]
+
+#: Between the records of one message on a node's channel: a JSON text never holds a raw newline (control
+#: characters are escaped inside strings), so neither does a record.
+RECORD_SEPARATOR: Final = "\n"
 
 #: The Redis function library (library.lua): loaded by every node at start, replacing an older copy.
 LIBRARY: Final = resources.files(__package__).joinpath("library.lua").read_text(encoding="utf-8")

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from signaling.clients.signaling_client import SignalingClient
 from signaling.protocol.models import PeerJoined, PeerLeft, RelayedMessage, Welcome
@@ -67,6 +68,15 @@ async def test_three_nodes_share_a_room_and_relay_in_order(redis_settings: dict[
         await wait_until(
             lambda: cluster_view(nodes[0]), timeout=STEP, message="the cluster's counts did not reach node 1"
         )
+        status, body = await http_get(nodes[0], "/metrics")
+        samples = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+            if not sample.labels
+        }
+        assert status == 200 and samples["signaling_cluster_nodes"] == 3 and samples["signaling_cluster_up"] == 1
+        assert (samples["signaling_peers"], samples["signaling_local_peers"]) == (3, 1)
 
 
 async def cluster_view(node: ServerProcess) -> bool:
