@@ -212,7 +212,7 @@ def ratios(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if ours is None:
             continue
         pairs = [("ours", lib) for lib in LIBS[1:]]
-        pairs += [(name.split(":")[0], "ours") for name in summary if name.split(":")[0] not in LIBS]
+        pairs += sorted({(name.split(":")[0], "ours") for name in summary if name.split(":")[0] not in LIBS})
         for mine_lib, lib in pairs:
             mine = summary.get(f"{mine_lib}:{loop}")
             base = summary.get(f"{lib}:{loop}")

@@ -85,7 +85,12 @@ class LocalBus(MessageBus):
             kept = self._kept.get(target.peer)
             if kept is not None:
                 text = kept.add(text)
-        self._to_sink(target.peer, text)
+        sink = self.sinks.get(target.peer)  # _to_sink inlined: the relay's hot path
+        if sink is not None:
+            try:
+                sink.deliver(text)
+            except Exception:
+                self._log.error("deliver failed", peer=target.peer, exc_info=True)
 
     async def keep(self, peer: str) -> None:
         self._kept[peer] = KeptMessages(self.kept_count, self.kept_bytes)

@@ -13,6 +13,7 @@ from signaling.cluster.node import ClusterNode
 from signaling.protocol.errors import ErrorCode, SignalingError
 from signaling.rooms.peers import Member
 from tests.cluster.nodes import Nodes
+from tests.helpers.ports import free_port
 from tests.helpers.redis import READY, redis_argv
 from tests.helpers.server_process import async_running_process
 from tests.helpers.sinks import RecordingSink
@@ -154,5 +155,19 @@ async def test_losing_redis_makes_the_node_unavailable_until_it_comes_back(nodes
     async with async_running_process(redis_argv(tmp_path), name="redis-back", port=port, ready_log=READY):
         await asyncio.wait_for(nodes.restored[node].wait(), STEP)
         assert node.up and node.node != first_id  # a new id: the old one's leftovers are swept as a dead node's
+        await joined(node)
+        await node.stop()
+
+
+async def test_a_node_started_before_redis_is_unavailable_until_redis_answers(nodes: Nodes, tmp_path: Path) -> None:
+    port = free_port()
+    nodes.url = f"redis://127.0.0.1:{port}/0"
+    node = await nodes.start()
+    assert node.down_reason is not None and node.node == ""
+    with pytest.raises(SignalingError) as refused:
+        await node.directory.join(member(node.directory))
+    assert refused.value.code is ErrorCode.UNAVAILABLE
+    async with async_running_process(redis_argv(tmp_path), name="redis-late", port=port, ready_log=READY):
+        await asyncio.wait_for(nodes.restored[node].wait(), STEP)
         await joined(node)
         await node.stop()

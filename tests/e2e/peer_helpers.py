@@ -203,7 +203,8 @@ async def _drop_client(url: str, room: str) -> None:
 
     restrict_host_addresses(["127.0.0.1"])
     pcs: list[RTCPeerConnection] = []
-    async with SignalingClient.connect(url) as client:
+    # Not resumable: its drop must end its session at once (a resumable one would get the grace period).
+    async with SignalingClient.connect(url, resume=False) as client:
         welcome = await client.join(room, name="dropper")
         targets = [p.peer for p in welcome.peers]
         for target in targets:

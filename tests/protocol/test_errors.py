@@ -12,7 +12,7 @@ from signaling.protocol.errors import MAX_ID_LENGTH, ErrorCode, SignalingError, 
 # Error codes
 
 
-def test_error_codes_are_the_contracts() -> None:
+def test_error_codes_are_the_contracts_and_its_extensions() -> None:
     assert [code.value for code in ErrorCode] == [
         "bad-json",
         "invalid-message",
@@ -23,6 +23,7 @@ def test_error_codes_are_the_contracts() -> None:
         "unknown-peer",
         "unauthorized",
         "rate-limited",
+        "unavailable",  # extension (docs/protocol.md): cluster mode, its Redis unreachable
     ]
 
 

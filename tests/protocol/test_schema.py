@@ -65,11 +65,11 @@ def test_schema_covers_the_whole_protocol() -> None:
 @pytest.mark.parametrize(
     ("model", "required", "optional"),
     [
-        ("Join", {"type", "room"}, {"id", "name", "meta", "token", "resume"}),
+        ("Join", {"type", "room"}, {"id", "name", "meta", "token", "resumable", "resume", "last_seq"}),
         ("Candidate", {"type", "to", "candidate"}, {"id"}),
         ("Message", {"type", "data"}, {"id", "to"}),
-        ("Welcome", {"type", "peer", "room", "peers", "iceServers"}, {"resume", "ref"}),
-        ("RelayedOffer", {"type", "from", "sdp"}, set()),
+        ("Welcome", {"type", "peer", "room", "peers", "iceServers"}, {"resume", "resumed", "ref"}),
+        ("RelayedOffer", {"type", "from", "sdp"}, {"seq"}),
         ("ErrorMessage", {"type", "code", "message"}, {"ref"}),
         ("IceCandidate", {"candidate", "sdpMid", "sdpMLineIndex"}, {"usernameFragment"}),
         ("IceServer", {"urls"}, {"username", "credential"}),

@@ -28,6 +28,7 @@ from ..exceptions import HandshakeError, InvalidState
 from ..frames import CloseCode
 from ..http11 import Request, Response
 from .interface import WebSocketHandler
+from .stats import READ_SAMPLE
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -152,28 +153,30 @@ class ServerConnection(asyncio.BufferedProtocol):
         server.reader = self
         try:
             events = conn.receive_data(data)
-            if self._frames is not None and not self._frames_allowed(len(events), started):
-                return
+            budget = self._frames
+            if budget is not None:
+                # This read's frames (events, plus fragments that made none) against the frame budget.
+                streamed = conn.frames_streamed
+                frames = len(events) + streamed - self._frames_seen
+                self._frames_seen = streamed
+                if not budget.take(frames, started):
+                    self._frame_flood()
+                    return
             self._handle_events(events)
         finally:
             relayed = batch.close()  # the flushes see who is writing: a writer to a slow peer is made to wait
             server.reader = None
         self.flush()  # what the core queued by itself: the 101, pongs, close answers
         if relayed:
-            server.stats.read_seconds.observe(server.loop.time() - started)
+            stats = server.stats
+            stats.reads += 1
+            if stats.reads % READ_SAMPLE == 1:  # the first read, then one in READ_SAMPLE
+                stats.read_seconds.observe(server.loop.time() - started, READ_SAMPLE)
 
-    def _frames_allowed(self, events: int, now: float) -> bool:
-        """Charge this read's frames (events, plus fragments that made none) to the frame budget."""
-        streamed = self.conn.frames_streamed
-        frames = events + streamed - self._frames_seen
-        self._frames_seen = streamed
-        assert self._frames is not None
-        if self._frames.take(frames, now):
-            return True
+    def _frame_flood(self) -> None:
         cfg = self._server.config
         log.warning("frame_flood", conn=self.id, client=self.client_address, rate=cfg.frame_rate)
         self.fail(CloseCode.POLICY_VIOLATION, f"over {cfg.frame_rate:g} frames/s (burst {cfg.frame_burst:g})")
-        return False
 
     def eof_received(self) -> bool | None:
         self.conn.receive_eof()
@@ -364,7 +367,16 @@ class ServerConnection(asyncio.BufferedProtocol):
 
     def send_text(self, text: str) -> None:
         """Queue a text message; silently dropped once the connection is closing (the peer is leaving)."""
-        self._send(self.conn.send_text, text)
+        # _send inlined: this is the relay's hot path, once per message per recipient.
+        try:
+            self.conn.send_text(text)
+        except InvalidState:
+            return
+        if not self._server.batch.active:
+            self.flush()
+        elif not self._queued:
+            self._queued = True
+            self._server.batch.add(self)
 
     def send_binary(self, data: bytes) -> None:
         self._send(self.conn.send_binary, data)
@@ -410,15 +422,18 @@ class ServerConnection(asyncio.BufferedProtocol):
         if data:
             backlog = transport.get_write_buffer_size()  # what the peer has not read yet
             transport.write(data)
-            if backlog > self.peak_buffer:
-                self.peak_buffer = backlog
-            if backlog > self._server.config.write_buffer_limit and not conn.close_transport:
-                self._slow_consumer("send buffer limit exceeded")
-                return
+            if backlog:  # the usual case is none: a reading peer leaves nothing behind
+                if backlog > self.peak_buffer:
+                    self.peak_buffer = backlog
+                if backlog > self._server.config.write_buffer_limit and not conn.close_transport:
+                    self._slow_consumer("send buffer limit exceeded")
+                    return
             if self._write_paused_at:
                 writer = self._server.reader
                 if writer is not None and writer is not self:
                     writer._wait_on(self)  # it relays to us faster than our peer reads: slow it down
+        if conn.state is State.OPEN:
+            return
         if conn.close_transport:
             self._end_transport(transport)
         elif conn.close_expected:

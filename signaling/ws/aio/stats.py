@@ -9,8 +9,14 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
+from typing import Final
 
-__all__ = ["Histogram", "TransportStats"]
+__all__ = ["READ_SAMPLE", "Histogram", "TransportStats"]
+
+
+#: The relay's read latency is timed on one read in this many (weighted so): a clock reading and a bucket search
+#: per read are a measurable share of a 6 µs relay, and a sample of the reads gives the same distribution.
+READ_SAMPLE: Final = 8
 
 
 class Histogram:
@@ -23,9 +29,10 @@ class Histogram:
         self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
         self.sum = 0.0
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
+    def observe(self, value: float, weight: int = 1) -> None:
+        """Count ``value`` (``weight`` times: one observation standing for that many, when sampling)."""
+        self.counts[bisect_left(self.bounds, value)] += weight
+        self.sum += value * weight
 
     def cumulative(self) -> list[tuple[float, int]]:
         """``(upper bound, observations <= it)`` pairs, ending with ``(inf, total)``."""
@@ -40,7 +47,7 @@ class Histogram:
 class TransportStats:
     """Counts of one server's transport since it started."""
 
-    __slots__ = ("closes", "handshakes", "read_seconds", "rejections", "send_buffer_peaks")
+    __slots__ = ("closes", "handshakes", "read_seconds", "reads", "rejections", "send_buffer_peaks")
 
     def __init__(self) -> None:
         #: WebSocket handshakes accepted.
@@ -49,8 +56,10 @@ class TransportStats:
         self.rejections: Counter[str] = Counter()
         #: Closed WebSocket connections by the close code the application saw.
         self.closes: Counter[int] = Counter()
+        #: Reads that wrote to connections (the relay's reads).
+        self.reads = 0
         #: Time to handle one read: parse, hand every message to the application (the relay), flush what it
-        #: wrote to every connection.
+        #: wrote to every connection. One read in READ_SAMPLE is timed, standing for all of them.
         self.read_seconds = Histogram((0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25))
         #: Per connection, at its end: the largest send buffer (bytes not yet taken by the kernel) it reached.
         self.send_buffer_peaks = Histogram((1024, 16384, 65536, 262144, 1048576, 4194304, 16777216))
