@@ -43,7 +43,7 @@ def node_command(port: int, redis_url: str | None) -> list[str]:
     cmd += ["--rate-limit", "1000000", "--rate-burst", "1000000", "--room-max-peers", "8", "--max-rooms", "100000"]
     cmd += LIFTED_LIMITS
     if redis_url is not None:
-        cmd += ["--redis-url", redis_url, "--redis-prefix", f"bench{port}"]
+        cmd += ["--redis-url", redis_url]
     return cmd
 
 
@@ -164,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate-duration", type=float, default=5.0)
     parser.add_argument("--quick", action="store_true", help="1 run, 3 s + 2 s windows, 1 attempt")
     common.add_cpu_pinning(parser)
+    parser.add_argument("--no-pin", action="store_true", help="let the scheduler place every process")
     common.add_retry_options(parser, attempts=3)
     parser.add_argument("--quiet-limit", type=float, default=0.3)
     parser.add_argument("--quiet-wait", type=float, default=20.0)
@@ -171,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.runs, opts.duration, opts.rate_duration, opts.attempts = 1, 3.0, 2.0, 1
+    if opts.no_pin:
+        opts.server_cpu = opts.client_cpu = None
     setups = [s.strip() for s in opts.setups.split(",") if s.strip()]
     unknown = set(setups) - set(SETUPS)
     if unknown:

@@ -94,7 +94,7 @@ def build_server(
         return WebSocketServer(EchoApp(), config)
     app = SignalingApp(settings)
     server = WebSocketServer(app, config)
-    app.transport_stats = server.stats
+    app.use_transport(server)
     return server
 
 

@@ -266,7 +266,7 @@ class SignalingApp:
         self.counters = SessionCounters()
         #: Requests this app refused before they became WebSockets, by reason (the transport counts its own).
         self.rejections: Counter[str] = Counter()
-        #: Set by the process to the transport server's stats, for /metrics.
+        #: The transport server's stats, for /metrics (``use_transport``).
         self.transport_stats: TransportStats | None = None
         self.metrics = Metrics(self)
         self._refresh: asyncio.TimerHandle | None = None
@@ -320,6 +320,11 @@ class SignalingApp:
         await self.drain()
         if self.cluster is not None:
             await self.cluster.stop()
+
+    def use_transport(self, server: WebSocketServer) -> None:
+        """The process's transport server: its counts for /metrics, its write batch for texts from other nodes."""
+        self.transport_stats = server.stats
+        self.bus.batching = server.batch
 
     def resume_guard(self, client: str) -> AddressGuard:
         """The resume-token throttle of one client address (bad tokens count like bad room tokens)."""

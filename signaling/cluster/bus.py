@@ -66,6 +66,17 @@ class RedisBus(MessageBus):
     # ------------------------------------------------------------------ receiving
 
     def on_delivery(self, payload: str) -> None:
+        batching = self.batching
+        if batching is None:
+            self._hand_out(payload)
+            return
+        batching.open()  # one write per connection for the whole message, however many texts it carries
+        try:
+            self._hand_out(payload)
+        finally:
+            batching.close()
+
+    def _hand_out(self, payload: str) -> None:
         for record in payload.split(RECORD_SEPARATOR):
             delivery = parse_delivery(record)
             peer = delivery.peer

@@ -11,13 +11,22 @@ or not, so that a resume can replay it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Protocol
 
 import structlog
 
 from .kept import DEFAULT_KEPT_BYTES, DEFAULT_KEPT_COUNT, KeptMessages
 from .peers import Logger, Member, PeerSink
 
-__all__ = ["LocalBus", "MessageBus"]
+__all__ = ["LocalBus", "MessageBus", "WriteBatching"]
+
+
+class WriteBatching(Protocol):
+    """The transport's write coalescing, for texts that arrive outside a client's read (from another node):
+    between ``open()`` and ``close()``, each connection written to flushes once."""
+
+    def open(self) -> None: ...
+    def close(self) -> int: ...
 
 
 class MessageBus(ABC):
@@ -28,6 +37,8 @@ class MessageBus(ABC):
         self.kept_bytes = kept_bytes
         #: This process's connections, by peer id.
         self.sinks: dict[str, PeerSink] = {}
+        #: Set by the process: the transport's write batch, for deliveries made outside a client's read.
+        self.batching: WriteBatching | None = None
         self._log: Logger = structlog.get_logger("signaling.bus")
 
     def attach(self, peer: str, sink: PeerSink) -> None:
