@@ -1,14 +1,16 @@
 """A node's connections to Redis: one ordered stream of commands, and the subscription to its channels.
 
-Every command this node sends goes through one outbox, in the order it was issued, pipelined in batches: a
-relay (not awaited) and a join or leave (awaited) issued after it are executed by Redis in that order, so what
-one peer sends reaches every other peer in order, membership changes included. Texts for one node that follow
-each other in the outbox travel as one PUBLISH (records joined by newlines), and texts for resumable members
-as one call of ``signaling_deliver``: under load a round trip carries hundreds of messages, and Redis and the
-receiving node handle one message for all of them. The subscription (the membership changes of every room,
+Every command this node sends goes through one outbox, in the order it was issued, on one connection: a relay
+(not awaited) and a join or leave (awaited) issued after it are executed by Redis in that order, so what one peer
+sends reaches every other peer in order, membership changes included. The writer sends what has queued as soon
+as it can, without waiting for the replies to what it sent before (a second task reads them, in order): a
+message's latency is one trip to Redis, not a trip plus the wait for the previous batch's replies. Texts for
+one node that follow each other in the outbox travel as one PUBLISH (records joined by newlines), and texts for
+resumable members as one call of ``signaling_deliver``: under load a write carries hundreds of messages, and
+Redis and the receiving node handle one message for all of them. The subscription (the membership changes of every room,
 and this node's own channel) is read by one task.
 
-Any failure of either connection means the link is lost: it calls ``on_lost`` once and stops; the node then
+Any failure of a connection means the link is lost: it calls ``on_lost`` once and stops; the node then
 closes its clients and builds a new link when Redis answers again (node.py). redis-py's own retries are off,
 since a silent reconnect would lose what was published meanwhile.
 """
@@ -23,6 +25,7 @@ from typing import Any, Final
 
 import redis.asyncio as redis
 import structlog
+from redis.asyncio.connection import Connection
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
@@ -115,6 +118,10 @@ class RedisLink:
         self._outbox: collections.deque[tuple[Entry, asyncio.Future[Any] | None]] = collections.deque()
         self._outbox_limit = outbox_limit
         self._wake = asyncio.Event()
+        #: Sent, waiting for its reply, in order: what the command was (for logs) and who waits for it.
+        self._sent: collections.deque[tuple[str, asyncio.Future[Any] | None]] = collections.deque()
+        self._sent_wake = asyncio.Event()
+        self._conn: Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.up = False
         self._lost_reason: str | None = None
@@ -127,6 +134,8 @@ class RedisLink:
         """
         try:
             await self._client.function_load(LIBRARY, replace=True)
+            # The outbox's own connection: commands stream out on it, their replies come back in order.
+            self._conn = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
             await self._pubsub.subscribe(self.names.members_channel, self.names.node_channel(self.node))
             # Both subscriptions confirmed before anything is published to them.
             confirmed = 0
@@ -139,7 +148,11 @@ class RedisLink:
             raise Unavailable(f"redis: {exc}") from exc
         self.up = True
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._write()), loop.create_task(self._read())]
+        self._tasks = [
+            loop.create_task(self._write()),
+            loop.create_task(self._replies()),
+            loop.create_task(self._read()),
+        ]
 
     async def close(self) -> None:
         self.up = False
@@ -150,6 +163,10 @@ class RedisLink:
                 await task
         self._tasks = []
         self._fail_outbox()
+        if self._conn is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._conn.disconnect()
+            self._conn = None
         for closing in (self._pubsub.aclose, self._client.aclose):
             with contextlib.suppress(RedisError, OSError):
                 await closing()
@@ -198,45 +215,62 @@ class RedisLink:
                 future.set_exception(Unavailable(self._lost_reason or "redis is not connected"))
             return
         self._outbox.append((command, future))
-        if len(self._outbox) > self._outbox_limit:
-            self.fail(f"{len(self._outbox)} commands waiting: redis is not keeping up")
+        if len(self._outbox) + len(self._sent) > self._outbox_limit:
+            self.fail(f"{len(self._outbox) + len(self._sent)} commands waiting: redis is not keeping up")
             return
         self._wake.set()
 
     async def _write(self) -> None:
-        outbox = self._outbox
+        outbox, sent, conn = self._outbox, self._sent, self._conn
+        assert conn is not None
         while True:
             if not outbox:
                 self._wake.clear()
                 await self._wake.wait()
             batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
-            pipe = self._client.pipeline(transaction=False)
-            for entry, _ in batch:
-                pipe.execute_command(*(entry if type(entry) is tuple else entry.command()))  # type: ignore[union-attr]
+            commands = [entry if type(entry) is tuple else entry.command() for entry, _ in batch]  # type: ignore[union-attr]
+            for (_, future), command in zip(batch, commands, strict=True):
+                sent.append((str(command[:2]), future))
+            self._sent_wake.set()
             try:
-                replies = await pipe.execute(raise_on_error=False)
+                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             except (RedisError, OSError) as exc:
-                for _, future in batch:
-                    if future is not None and not future.done():
-                        future.set_exception(Unavailable(f"redis: {exc}"))
                 self.fail(f"redis: {exc}")
                 return
-            for (entry, future), reply in zip(batch, replies, strict=True):
-                if future is not None:
-                    if not future.done():
-                        if isinstance(reply, Exception):
-                            future.set_exception(reply)
-                        else:
-                            future.set_result(reply)
-                elif isinstance(reply, ResponseError):
-                    name = entry[:2] if type(entry) is tuple else type(entry).__name__
-                    log.error("redis_command_failed", command=str(name), error=str(reply))
+
+    async def _replies(self) -> None:
+        """Read the replies to what the writer sent, in order, and hand each to whoever waits for it."""
+        sent, conn = self._sent, self._conn
+        assert conn is not None
+        while True:
+            if not sent:
+                self._sent_wake.clear()
+                await self._sent_wake.wait()
+                continue
+            try:
+                reply: Any = await conn.read_response()
+            except ResponseError as exc:
+                reply = exc
+            except (RedisError, OSError) as exc:
+                self.fail(f"redis: {exc}")
+                return
+            command, future = sent.popleft()
+            if future is not None:
+                if not future.done():
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+            elif isinstance(reply, ResponseError):
+                log.error("redis_command_failed", command=command, error=str(reply))
 
     def _fail_outbox(self) -> None:
-        while self._outbox:
-            _, future = self._outbox.popleft()
-            if future is not None and not future.done():
-                future.set_exception(Unavailable(self._lost_reason or "redis link closed"))
+        error = Unavailable(self._lost_reason or "redis link closed")
+        for queue in (self._sent, self._outbox):
+            while queue:
+                future = queue.popleft()[1]
+                if future is not None and not future.done():
+                    future.set_exception(error)
 
     # ------------------------------------------------------------------ subscription
 
