@@ -22,8 +22,19 @@ def plan(quick: bool) -> list[list[str]]:
             ["bench.bench_echo", "--runs", "1", "--duration", "2"],
             ["bench.bench_idle", "--runs", "1", "--conns", "2000"],
             ["bench.bench_relay", "--quick"],
+            ["bench.bench_cluster", "--quick"],
+            ["bench.bench_abuse", "--quick"],
+            ["bench.bench_load", "both", "--conns", "2000", "--churn-clients", "200", "--seconds", "10"],
         ]
-    return [["bench.bench_parse"], ["bench.bench_echo"], ["bench.bench_idle"], ["bench.bench_relay"]]
+    return [
+        ["bench.bench_parse"],
+        ["bench.bench_echo"],
+        ["bench.bench_idle"],
+        ["bench.bench_relay"],
+        ["bench.bench_cluster"],
+        ["bench.bench_abuse"],
+        ["bench.bench_load"],
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
