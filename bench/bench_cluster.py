@@ -15,10 +15,11 @@ limits lifted as in bench_relay. Three set-ups, interleaved run by run:
 
 Every server-side process (the nodes and redis-server) is pinned to CPU 0, so each set-up has the same one core
 and throughput compares what a message costs the server side in all; ``µs/msg`` is split per process (node 1,
-node 2, redis), the figure that tells what a bigger cluster, one core per process, could carry. For each: the
-saturated throughput (a window of 20 undelivered messages per sender) and its p99, then p50/p99 at a fixed
-offered load that every set-up sustains (``--rate``, 20,000 msgs/s by default, as in bench_relay). Targets (issue 11): two nodes'
-p99 at the fixed load within 2x one node's, and their throughput at least 0.5x.
+node 2, redis), the figure that tells what a bigger cluster, one core per process, could carry. ``--no-pin``
+lets the scheduler place every process instead (the deployment case: no process waits for another's core).
+For each: the saturated throughput (a window of 20 undelivered messages per sender) and its p99, then p50/p99
+at a fixed offered load that every set-up sustains (``--rate``, 20,000 msgs/s by default, as in bench_relay).
+Targets (issue 11): two nodes' p99 at the fixed load within 2x one node's, and their throughput at least 0.5x.
 """
 
 from __future__ import annotations
