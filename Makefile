@@ -16,15 +16,24 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.run-installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e '.[fast,peer]'
+# requirements.lock pins the server's run-time packages (the Docker image installs exactly these): the venv too.
+$(VENV)/.run-installed: pyproject.toml requirements.lock | $(VENV)/bin/python
+	$(BIN)/pip install -q -c requirements.lock -e '.[fast,peer]'
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e '.[fast,peer,test,bench]'
+$(VENV)/.test-installed: pyproject.toml requirements.lock | $(VENV)/bin/python
+	$(BIN)/pip install -q -c requirements.lock -e '.[fast,peer,test,bench]'
 	touch $(VENV)/.run-installed $@
 
-test-deps: system-deps $(VENV)/.test-installed autobahn-env
+# The image's packages, fetched while there is a network: tests/test_deploy.py installs them offline (the suite
+# runs in a namespace with loopback only), the way the Dockerfile does, with Debian's python3 (3.11.2, whose
+# redis also wants async-timeout: the image's 3.11.7 does not).
+WHEELHOUSE := .tools/wheelhouse
+$(WHEELHOUSE)/.complete: requirements.lock | $(VENV)/bin/python
+	$(BIN)/pip download -q --only-binary=:all: -d $(WHEELHOUSE) -r requirements.lock 'setuptools>=68' 'async-timeout>=4.0.3'
+	touch $@
+
+test-deps: system-deps $(VENV)/.test-installed autobahn-env $(WHEELHOUSE)/.complete
 
 system-deps:
 	bash scripts/install-system-packages.sh
@@ -34,8 +43,8 @@ autobahn-env:
 
 # ruff, then the import contracts of pyproject.toml ([tool.importlinter]): imports only go down the layers.
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check signaling tests bench
-	$(BIN)/ruff format --check signaling tests bench
+	$(BIN)/ruff check signaling tests bench scripts
+	$(BIN)/ruff format --check signaling tests bench scripts
 	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.test-installed

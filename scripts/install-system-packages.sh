@@ -8,8 +8,12 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have chromium || need+=(chromium)
 have turnserver || need+=(coturn)
 have redis-server || need+=(redis-server)
+have nginx || need+=(nginx-light)           # `nginx -t` checks the reverse-proxy example (deploy/nginx/)
+have docker-compose || need+=(docker-compose)  # `docker-compose config -q` checks docker-compose.yml (no engine)
 have ip || need+=(iproute2)
 have unshare || need+=(util-linux)
+# Debian's own python3 makes the venvs: `make` (when it is the python3 on PATH) and the Dockerfile-steps test.
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -eq 0 ]; then

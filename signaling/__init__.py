@@ -1,3 +1,3 @@
 """A WebRTC signaling server on a hand-written RFC 6455 transport."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

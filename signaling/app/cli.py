@@ -88,8 +88,40 @@ def _print_token(room: str, ttl: float, name: str | None, secret: str | None) ->
     return 0
 
 
+def _health(url: str | None, timeout: float) -> int:
+    """Exit 0 when the server answers GET /healthz with 200: the container's HEALTHCHECK, without curl."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    if url is None:
+        from .settings import Settings
+
+        settings = Settings(**{})  # SIGNALING_* of the environment: the server's own address
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+        host = f"[{host}]" if ":" in host else host
+        scheme = "https" if settings.certfile is not None else "http"
+        url = f"{scheme}://{host}:{settings.port}/healthz"
+    context = None
+    if url.startswith("https:"):
+        # The server checks itself: its own certificate need not name the address it is reached at here.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+            ok = response.status == 200
+    except (OSError, urllib.error.URLError) as exc:
+        print(f"signaling health: {url}: {exc}", file=sys.stderr)
+        return 1
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from signaling import __version__
+
     parser = argparse.ArgumentParser(prog="signaling", description="WebRTC signaling server.")
+    parser.add_argument("--version", action="version", version=f"signaling {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(
         "serve",
@@ -111,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the auth secret (default: SIGNALING_AUTH_SECRET; prefer the variable: arguments show in ps)",
     )
+    health = sub.add_parser(
+        "health",
+        help="exit 0 if the server on this host answers /healthz (a container's HEALTHCHECK)",
+        description="GET /healthz of the server configured by the SIGNALING_* variables (or --url); exit 0 on 200.",
+    )
+    health.add_argument("--url", help="the URL to check instead, e.g. http://127.0.0.1:8765/healthz")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)")
     # Listed for --help only: main() hands everything after "peer" to the peer's own parser.
     sub.add_parser("peer", help="run a headless aiortc WebRTC peer (signaling peer --help)", add_help=False)
     return parser
@@ -129,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(render_schema())
         return 0
+    if args.command == "health":
+        return _health(args.url, args.timeout)
     if args.command == "token":
         return _print_token(args.room, args.ttl, args.name, args.secret or os.environ.get("SIGNALING_AUTH_SECRET"))
     from signaling.logs import configure_logging

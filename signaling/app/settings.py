@@ -31,7 +31,10 @@ TABLE_END = "<!-- settings:end -->"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SIGNALING_", extra="ignore", validate_default=True)
+    # An empty variable counts as unset (SIGNALING_AUTH_SECRET= in an env file: no room tokens), as operators expect.
+    model_config = SettingsConfigDict(
+        env_prefix="SIGNALING_", extra="ignore", validate_default=True, env_ignore_empty=True
+    )
 
     # Listening
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 or :: for every interface).")

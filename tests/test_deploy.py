@@ -1,0 +1,273 @@
+"""The deployment files, checked without a Docker engine (none can run here: README, "Docker and compose").
+
+- hadolint passes on the Dockerfile; docker-compose 1.29 validates docker-compose.yml (both profiles); nginx
+  accepts both reverse-proxy examples (``nginx -t``).
+- The compose file, the Dockerfile, .env.example and the settings model agree: every SIGNALING_* variable is a
+  setting, ports and the TURN secret are wired the same way everywhere, the health check is one command.
+- The Dockerfile's build and run steps, carried out in a fresh virtual environment the way the image runs them
+  (as its non-root user), give a server that answers the health check and drains on SIGTERM.
+- requirements.lock is the run-time closure of pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from signaling import __version__
+from signaling.app.settings import Settings
+from tests.helpers.certs import make_cert
+from tests.helpers.dockerfile import Stage, parse_dockerfile
+from tests.helpers.ports import free_port
+from tests.helpers.server_process import running_process
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+NGINX = ROOT / "deploy" / "nginx"
+BIN = Path(sys.executable).parent
+#: The image's packages, downloaded by `make test-deps` (the suite has no network): pip installs from there.
+WHEELHOUSE = ROOT / ".tools" / "wheelhouse"
+SETTING_VARS = {f"SIGNALING_{name.upper()}" for name in Settings.model_fields}
+#: The image's user: the Dockerfile creates it and runs as it.
+UID = 10001
+
+
+def env_example() -> dict[str, str]:
+    out = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key] = value
+    return out
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+def stages() -> tuple[Stage, Stage]:
+    _, found = parse_dockerfile(DOCKERFILE)
+    assert [s.name for s in found] == ["build", None], "a build stage, then the run stage"
+    return found[0], found[1]
+
+
+# ---------------------------------------------------------------------------------------------- linters
+
+
+def test_hadolint_passes() -> None:
+    done = subprocess.run(
+        [str(BIN / "hadolint"), "-t", "warning", "--no-color", str(DOCKERFILE)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("profile", [None, "cluster"])
+def test_compose_file_validates(profile: str | None) -> None:
+    argv = ["docker-compose", "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE)]
+    argv += ["--profile", profile] if profile else []
+    done = subprocess.run([*argv, "config", "-q"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("conf", ["signaling.conf", "cluster.conf"])
+def test_nginx_accepts_the_reverse_proxy_examples(conf: str, tmp_path: Path) -> None:
+    """``nginx -t`` on the example inside a minimal main configuration. The certificate paths point to a
+    throwaway certificate, and the compose service names to loopback: nginx resolves upstream names when it
+    loads a configuration, and there is no DNS here."""
+    cert = make_cert(tmp_path / "certs", "signaling.example.org")
+    text = (NGINX / conf).read_text()
+    text = re.sub(r"ssl_certificate /\S+;", f"ssl_certificate {cert.certfile};", text)
+    text = re.sub(r"ssl_certificate_key /\S+;", f"ssl_certificate_key {cert.keyfile};", text)
+    text = re.sub(r"server signaling-[ab]:", "server 127.0.0.1:", text)
+    (tmp_path / "site.conf").write_text(text)
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  include {tmp_path}/site.conf;\n}}\n"
+    )
+    done = subprocess.run(
+        ["nginx", "-t", "-q", "-e", str(tmp_path / "error.log"), "-p", str(tmp_path), "-c", str(main)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr + (tmp_path / "error.log").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- agreement
+
+
+def test_every_signaling_variable_is_a_setting() -> None:
+    _, run = stages()
+    services = compose()["services"]
+    used = {name for name in run.env if name.startswith("SIGNALING_")}
+    for service in services.values():
+        used |= {name for name in service.get("environment") or {} if name.startswith("SIGNALING_")}
+    used |= {name for name in env_example() if name.startswith("SIGNALING_")}
+    assert used and used <= SETTING_VARS, f"not settings: {sorted(used - SETTING_VARS)}"
+
+
+def test_ports_health_check_user_and_version_agree() -> None:
+    _, run = stages()
+    port = run.env["SIGNALING_PORT"]
+    assert run.one("EXPOSE").text == port == str(Settings.model_fields["port"].default)
+    assert run.env["SIGNALING_HOST"] == "0.0.0.0"  # reachable from outside the container
+    assert run.one("USER").text == f"{UID}:{UID}"
+    assert f"--uid {UID}" in run.all("RUN")[0].text
+    assert run.one("ENTRYPOINT").exec_form == ["signaling", "serve"]  # exec form: SIGTERM reaches the server
+    health = run.one("HEALTHCHECK").exec_form
+    services = compose()["services"]
+    nodes = {name: s for name, s in services.items() if s.get("image", "").startswith("signaling:")}
+    assert set(nodes) == {"signaling", "signaling-a", "signaling-b"}
+    for name, node in nodes.items():
+        assert node["image"] == f"signaling:{__version__}", name
+        assert node["healthcheck"]["test"] == ["CMD", *health], name
+    assert services["signaling"]["ports"] == [f"{port}:{port}"]
+
+
+def test_the_turn_secret_and_ports_are_wired_the_same_way() -> None:
+    services = compose()["services"]
+    coturn = services["coturn"]["command"]
+    flags = dict(arg.lstrip("-").split("=", 1) for arg in coturn if "=" in arg)
+    assert "use-auth-secret" in [a.lstrip("-") for a in coturn]
+    node_env = services["signaling"]["environment"]
+    # One variable feeds both: the server's TURN credentials are what coturn checks.
+    secret_var = re.fullmatch(r"\$\{(\w+)(:[?-].*)?\}", flags["static-auth-secret"])
+    assert secret_var and secret_var.group(1) == "SIGNALING_TURN_SECRET"
+    assert node_env["SIGNALING_TURN_SECRET"].startswith("${SIGNALING_TURN_SECRET")
+    listening = flags["listening-port"]
+    for url in node_env["SIGNALING_TURN_URLS"].split(","):
+        assert re.fullmatch(rf"turn:\$\{{TURN_HOST:-localhost\}}:{listening}\?transport=(udp|tcp)", url), url
+    assert f"{listening}:{listening}/udp" in services["coturn"]["ports"]
+    relays = f"{flags['min-port']}-{flags['max-port']}"
+    assert f"{relays}:{relays}/udp" in services["coturn"]["ports"]
+
+
+def test_the_env_example_holds_every_variable_and_no_secret() -> None:
+    example = env_example()
+    referenced = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text()))
+    assert referenced == set(example), (referenced - set(example), set(example) - referenced)
+    for key, value in example.items():
+        if "SECRET" in key:
+            assert value == "" or value.startswith("change-me"), f"{key}: a real-looking secret in .env.example"
+    assert ".env\n" in (ROOT / ".gitignore").read_text()
+
+
+def test_the_cluster_proxy_is_the_address_its_nodes_trust() -> None:
+    services = compose()["services"]
+    proxy = services["proxy"]["networks"]["signaling"]["ipv4_address"]
+    for name in ("signaling-a", "signaling-b"):
+        assert services[name]["environment"]["SIGNALING_TRUSTED_PROXIES"] == proxy
+        assert f"server {name}:8765" in (NGINX / "cluster.conf").read_text()
+
+
+def test_the_lock_is_the_closure_of_pyproject() -> None:
+    lock = ROOT / "scripts" / "lock_requirements.py"
+    done = subprocess.run([sys.executable, str(lock), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------------------------------------- the image's steps
+
+
+@pytest.fixture
+def image_root() -> Iterator[Path]:
+    """A directory standing for the image's file system (world-readable: the image's user reads it)."""
+    root = Path(tempfile.mkdtemp(prefix="signaling-image-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def in_image(root: Path, text: str) -> str:
+    """Paths of the image (/opt/signaling, /src) under ``root``; ``python`` is Debian's python3 (the same minor
+    version as the base image's, and one the image's user may run: pyenv's lives in /root)."""
+    text = text.replace("/opt/signaling", f"{root}/opt/signaling").replace("/src", f"{root}/src")
+    return re.sub(r"^python ", "/usr/bin/python3 ", text)
+
+
+def test_the_images_steps_give_a_server_that_answers_its_health_check(image_root: Path) -> None:
+    assert (WHEELHOUSE / ".complete").exists(), (
+        "no wheelhouse: run `make test-deps` (it downloads the image's packages)"
+    )
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(WHEELHOUSE)}
+    build, run = stages()
+    # The build stage: WORKDIR, COPY from the context, RUN, in order.
+    workdir = image_root
+    for step in build.instructions:
+        if step.keyword == "WORKDIR":
+            workdir = Path(in_image(image_root, step.text))
+            workdir.mkdir(parents=True, exist_ok=True)
+        elif step.keyword == "COPY":
+            *sources, dest = step.text.split()
+            for source in sources:
+                into = dest.endswith("/") or dest == "."
+                copy(ROOT / source, workdir / (Path(source).name if into else dest))
+        elif step.keyword == "RUN":
+            done = subprocess.run(
+                in_image(image_root, step.text),
+                shell=True,
+                cwd=workdir,
+                env={**os.environ, **build.env, **offline},
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert done.returncode == 0, f"{step.text}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    # The run stage: COPY --from=build (already in place: same paths) and from the context; the user exists.
+    for step in run.all("COPY"):
+        if not step.text.startswith("--from="):
+            source, dest = step.text.split()
+            copy(ROOT / source, Path(in_image(image_root, dest)))
+    env: dict[str, str | None] = {
+        key: in_image(image_root, value).replace("$PATH", os.environ["PATH"]) for key, value in run.env.items()
+    }
+    env["SIGNALING_HOST"] = "127.0.0.1"  # tests listen on loopback only; the image listens on 0.0.0.0
+    env["SIGNALING_PORT"] = str(free_port())
+    as_user = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--"]
+    command, *args = run.one("ENTRYPOINT").exec_form
+    program = shutil.which(command, path=env["PATH"])
+    assert program is not None and program.startswith(str(image_root)), program
+    with running_process(
+        [*as_user, program, *args],
+        name="image-entrypoint",
+        port=int(str(env["SIGNALING_PORT"])),
+        env=env,
+        env_drop_prefixes=("SIGNALING_",),  # only what the image sets
+        cwd="/",
+        ok_returncodes=(0,),
+    ) as server:
+        health = run.one("HEALTHCHECK").exec_form
+        done = subprocess.run(
+            [*as_user, *health],
+            env={k: v for k, v in {**os.environ, **env}.items() if v is not None},
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        assert '"event": "listening"' in server.log_text()  # JSON logs, as SIGNALING_LOG_FORMAT says
+    assert '"event": "stopped"' in server.log_text()  # SIGTERM: the drain ran to its end, exit status 0
+
+
+def copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    else:
+        shutil.copy2(source, target)
