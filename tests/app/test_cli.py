@@ -190,3 +190,19 @@ def test_token_command_prints_a_token_the_server_accepts(capsys: pytest.CaptureF
     assert refused.returncode == 2 and "no secret" in refused.stderr
     bad = run_cli("token", "--room", "r", "--ttl", "soon", env=env)
     assert bad.returncode == 2 and "not a duration" in bad.stderr
+
+
+def test_health_command_checks_the_server_its_variables_name() -> None:
+    with running_server() as srv:
+        assert run_cli("health", env={"SIGNALING_PORT": str(srv.port)}).returncode == 0
+        assert run_cli("health", "--url", f"http://127.0.0.1:{srv.port}/healthz").returncode == 0
+    nobody = run_cli("health", env={"SIGNALING_PORT": str(free_port())})
+    assert nobody.returncode == 1 and "signaling health: http://127.0.0.1:" in nobody.stderr
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    from signaling import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"signaling {__version__}"
