@@ -30,7 +30,7 @@ $(VENV)/.test-installed: pyproject.toml requirements.lock | $(VENV)/bin/python
 # redis also wants async-timeout: the image's 3.11.7 does not).
 WHEELHOUSE := .tools/wheelhouse
 $(WHEELHOUSE)/.complete: requirements.lock | $(VENV)/bin/python
-	$(BIN)/pip download -q --only-binary=:all: -d $(WHEELHOUSE) -r requirements.lock 'setuptools>=68' 'async-timeout>=4.0.3'
+	$(BIN)/pip download -q --only-binary=:all: -d $(WHEELHOUSE) -r requirements.lock 'setuptools>=77' 'async-timeout>=4.0.3'
 	touch $@
 
 test-deps: system-deps $(VENV)/.test-installed autobahn-env $(WHEELHOUSE)/.complete
