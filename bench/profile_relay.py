@@ -280,7 +280,6 @@ CATEGORIES: dict[str, str] = {
     "parse_client_message": "pydantic validate_json",
     "relayed_candidate_json": "relayed JSON (to_json + concat)",
     "LocalBus.deliver": "bus.deliver",
-    "LocalBus._to_sink": "bus.deliver",
     "MessageBus._to_sink": "bus.deliver",
     "SessionSocket.deliver": "deliver -> send_text glue",
     "ServerConnection.send_text": "deliver -> send_text glue",
