@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /** @file Room and display names: room-name check, name clean-up, initials and the "Guest xxxx" fallback. */
-import { ROOM_PATTERN } from './signaling-client.js';
+import { ROOM_PATTERN } from './protocol.js';
 
 export function validRoom(room) {
   return typeof room === 'string' && ROOM_PATTERN.test(room);

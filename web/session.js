@@ -5,6 +5,7 @@
  */
 import { SignalingClient, ClientState, defaultSignalingUrl } from './signaling-client.js';
 import { cleanName, validRoom } from './names.js';
+import { END_SESSION_CLOSE_CODE } from './protocol.js';
 
 const ERROR_TEXT = {
   'room-full': 'This room is full. Try again later or pick another room.',
@@ -107,7 +108,7 @@ export class CallSession {
     window.addEventListener('online', () => this.client?.reconnectNow());
     window.addEventListener('pagehide', () => {
       // Leave promptly so the others see peer-left now rather than after a timeout.
-      this.client?.close(1000, 'page closed');
+      this.client?.close(END_SESSION_CLOSE_CODE, 'page closed');
       this.mesh.closeAll();
     });
     window.addEventListener('pageshow', (ev) => {

@@ -26,7 +26,8 @@
  *   going away (1001), server errors (1011), a normal close the client did not ask for (1000), and a missed
  *   `pong` (the client closes the socket itself with 4000 and reconnects).
  * - It does NOT reconnect after `close()` (deliberate), nor after the close codes in
- *   `options.fatalCloseCodes`, by default 1002, 1003, 1007, 1008, 1009 and 4001. The first five mean that the
+ *   `options.fatalCloseCodes`, by default the protocol's `FINAL_CLOSE_CODES` (./protocol.js, generated from the
+ *   server's own list): 1002, 1003, 1007, 1008, 1009 and 4001. The first five mean that the
  *   server judged this client's own behaviour (protocol violation, binary data, invalid UTF-8, policy such as
  *   a slow consumer or abuse, a message too big); reconnecting would only repeat it, and hammering a server
  *   that has applied a policy close is exactly what the policy is there to stop. 4001 means that this
@@ -38,6 +39,8 @@
  *   previous connection until the server notices it is gone.
  * - After `leave()` the connection stays open and, if it drops, reconnects without re-joining.
  */
+
+import { END_SESSION_CLOSE_CODE, FINAL_CLOSE_CODES, ROOM_PATTERN } from './protocol.js';
 
 /**
  * Connection states, in the order a healthy client goes through them.
@@ -61,11 +64,10 @@ export const ClientState = Object.freeze({
   CLOSED: 'closed',
 });
 
-/** Room names accepted by the protocol: 1..64 characters of `[A-Za-z0-9_-]`. */
-export const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export { ROOM_PATTERN };
 
 /** Close codes after which the client does not reconnect by default. */
-export const DEFAULT_FATAL_CLOSE_CODES = Object.freeze([1002, 1003, 1007, 1008, 1009, 4001]);
+export const DEFAULT_FATAL_CLOSE_CODES = FINAL_CLOSE_CODES;
 
 /** Join error codes that are retried with backoff when they answer a re-join after a reconnect. */
 const RETRYABLE_REJOIN_ERRORS = new Set(['room-full', 'rate-limited']);
@@ -116,7 +118,7 @@ export function defaultSignalingUrl(location, path = '/ws') {
 
 /**
  * @typedef {object} SignalingClientOptions
- * @property {string} [room] The room to join on connect (`[A-Za-z0-9_-]{1,64}`). Without it, call `join()`.
+ * @property {string} [room] The room to join on connect (matching `ROOM_PATTERN`). Without it, call `join()`.
  * @property {string} [name] Display name (<= 64 chars) sent with `join`.
  * @property {object} [meta] Free JSON object (<= 1 KiB serialized) sent with `join`.
  * @property {string} [token] Auth token sent with `join` (when the server has auth on).
@@ -129,7 +131,7 @@ export function defaultSignalingUrl(location, path = '/ws') {
  * @property {number} [openTimeout=10000] ms to wait for the WebSocket to open before retrying.
  * @property {number} [joinTimeout=10000] ms to wait for `welcome` after `join` before retrying.
  * @property {number} [requestTimeout=10000] default timeout of `request()` in ms.
- * @property {number[]} [fatalCloseCodes] Close codes that stop reconnecting (default 1002, 1003, 1007, 1008, 1009).
+ * @property {number[]} [fatalCloseCodes] Close codes that stop reconnecting (default `FINAL_CLOSE_CODES`).
  * @property {typeof WebSocket} [WebSocket] WebSocket constructor to use (defaults to `globalThis.WebSocket`).
  */
 
@@ -323,10 +325,11 @@ export class SignalingClient extends EventTarget {
   /**
    * Closes the connection for good (no reconnect). Sends `leave` first if in a room, so the others see
    * `peer-left` immediately. Pending requests reject with code `closed`.
-   * @param {number} [code=1000] WebSocket close code (1000 or 3000-4999).
+   * @param {number} [code=END_SESSION_CLOSE_CODE] WebSocket close code (1000, which ends the session at once
+   *   on the server, or 3000-4999).
    * @param {string} [reason='']
    */
-  close(code = 1000, reason = '') {
+  close(code = END_SESSION_CLOSE_CODE, reason = '') {
     const ws = this._ws;
     this._clearTimers();
     this._ws = null;

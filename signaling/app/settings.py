@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from signaling.protocol import facts
+
 __all__ = ["DEFAULT_WEB_ROOT", "Settings", "settings_table"]
 
 DEFAULT_WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
@@ -66,7 +68,9 @@ class Settings(BaseSettings):
     )
 
     # Transport limits and timers
-    max_message_size: int = Field(65536, ge=125, description="Largest WebSocket message in bytes (bigger: 1009).")
+    max_message_size: int = Field(
+        facts.DEFAULT_MAX_MESSAGE_SIZE, ge=125, description="Largest WebSocket message in bytes (bigger: 1009)."
+    )
     max_fragments: int = Field(1024, ge=1, description="Frames one message may come in (more: 1009).")
     message_timeout: float = Field(10.0, gt=0, description="Seconds a message may take to arrive whole (1008).")
     frame_rate: float = Field(
@@ -101,8 +105,8 @@ class Settings(BaseSettings):
     )
 
     # Signaling
-    room_max_peers: int = Field(8, ge=1, description="Peers per room (more: room-full).")
-    max_rooms: int = Field(10000, ge=1, description="Rooms in existence at once.")
+    room_max_peers: int = Field(facts.DEFAULT_ROOM_MAX_PEERS, ge=1, description="Peers per room (more: room-full).")
+    max_rooms: int = Field(facts.DEFAULT_MAX_ROOMS, ge=1, description="Rooms in existence at once.")
     join_timeout: float = Field(30.0, gt=0, description="Seconds a connection may stay without joining (1008).")
     rate_limit: float = Field(50.0, gt=0, description="Messages per second a connection may send on average.")
     rate_burst: int = Field(500, ge=1, description="Messages a connection may send in a burst above the rate.")
@@ -123,11 +127,17 @@ class Settings(BaseSettings):
     )
     turn_ttl: float = Field(86400.0, ge=1, description="Seconds TURN credentials are valid (refreshed at half-life).")
     resume_grace: float = Field(
-        30.0, ge=0, description="Seconds a resumable session outlives a dropped connection. 0: resume off."
+        facts.DEFAULT_RESUME_GRACE,
+        ge=0,
+        description="Seconds a resumable session outlives a dropped connection. 0: resume off.",
     )
-    resume_buffer: int = Field(512, ge=1, description="Messages kept per resumable session for its replay.")
+    resume_buffer: int = Field(
+        facts.DEFAULT_RESUME_BUFFER, ge=1, description="Messages kept per resumable session for its replay."
+    )
     resume_buffer_bytes: int = Field(
-        1024 * 1024, ge=1024, description="Bytes kept per resumable session (the oldest go first)."
+        facts.DEFAULT_RESUME_BUFFER_BYTES,
+        ge=1024,
+        description="Bytes kept per resumable session (the oldest go first).",
     )
 
     # Cluster

@@ -14,11 +14,11 @@ completes the request waiting for it (``welcome``/``error`` carrying the ``ref``
 stops too, and TCP flow control (not memory) absorbs a fast server.
 
 Session resume (docs/protocol.md): the client joins ``resumable`` and tracks the ``seq`` of room messages. When
-the connection drops (not after :meth:`close`, nor after a close code that judged this client, see
-``NO_RESUME_CODES``), the reader reconnects, to the next URL when given several, and re-joins with its resume
-token and ``last_seq``: the stream goes on with what was missed, each message once, behind a ``Welcome`` that
-says whether the session was resumed (same peer id) or is a fresh one (``resumed`` false, a new peer id).
-Sends made meanwhile wait for the new connection.
+the connection drops (not after :meth:`close`, nor after a close code in the protocol's ``FINAL_CLOSE_CODES``:
+one that judged this client, or 4001, the session taken over), the reader reconnects, to the next URL when
+given several, and re-joins with its resume token and ``last_seq``: the stream goes on with what was missed,
+each message once, behind a ``Welcome`` that says whether the session was resumed (same peer id) or is a fresh
+one (``resumed`` false, a new peer id). Sends made meanwhile wait for the new connection.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from signaling.protocol.errors import Ref
+from signaling.protocol.facts import END_SESSION_CLOSE_CODE, FINAL_CLOSE_CODES
 from signaling.protocol.models import (
     ErrorMessage,
     IceCandidate,
@@ -57,10 +58,6 @@ log = structlog.get_logger("signaling.client")
 
 #: Parsed messages waiting for the application before the reader stops reading the socket.
 QUEUE_SIZE: Final = 256
-#: Close codes after which the client does not resume: the server judged this client's own behaviour (a
-#: protocol violation, binary or invalid UTF-8 data, a policy such as abuse, a message too big), or the session
-#: was resumed on another connection (4001). The browser client (web/signaling-client.js) uses the same list.
-NO_RESUME_CODES: Final = frozenset({1000, 1002, 1003, 1007, 1008, 1009, 4001})
 #: Seconds between reconnection attempts at first, and at most (doubling in between).
 RETRY_FIRST, RETRY_MAX = 0.05, 1.0
 
@@ -234,12 +231,12 @@ class SignalingClient(ClosesOnExit):
         drain = asyncio.get_running_loop().create_task(self._discard_rest())
         try:
             with contextlib.suppress(ConnectionClosed, OSError):
-                await self._ws.close()
+                await self._ws.close(END_SESSION_CLOSE_CODE)  # the session ends: no grace, no resume
         finally:
             drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drain
-        self._fail_pending(ConnectionClosed(CloseCode.NORMAL, "closed by the client"))
+        self._fail_pending(ConnectionClosed(END_SESSION_CLOSE_CODE, "closed by the client"))
 
     async def _discard_rest(self) -> None:
         with contextlib.suppress(ConnectionClosed, OSError):
@@ -454,7 +451,7 @@ class SignalingClient(ClosesOnExit):
         finally:
             # Also on cancellation (close() with a full queue): recv() must not wait for a reader that is gone.
             if error is None:  # cancelled
-                error = ConnectionClosed(CloseCode.NORMAL, "closed by the client")
+                error = ConnectionClosed(END_SESSION_CLOSE_CODE, "closed by the client")
             self._end = _End(error)
             self._swapped.set()
             self._fail_pending(error)
@@ -464,7 +461,7 @@ class SignalingClient(ClosesOnExit):
     # ------------------------------------------------------------------ resume
 
     def _resumable(self, closed: ConnectionClosed) -> bool:
-        return self.resume and self._join is not None and not self._closing and closed.code not in NO_RESUME_CODES
+        return self.resume and self._join is not None and not self._closing and closed.code not in FINAL_CLOSE_CODES
 
     async def _resume(self, closed: ConnectionClosed) -> None:
         """Get the session back on a new connection (the next URL first), retrying for ``resume_timeout``.

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring as _quote
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import pydantic_core
 
 from .errors import ErrorCode, Ref
-from .models import IceCandidate, IceServer, PeerEntry, dump_json_value
+from .models import IceCandidate, IceServer, dump_json_value
 
 __all__ = [
     "PONG_JSON",
+    "Listed",
     "error_json",
     "ice_servers_json",
     "ice_servers_update_json",
+    "peer_entry_json",
     "peer_joined_json",
     "peer_left_json",
     "relayed_answer_json",
@@ -31,6 +33,17 @@ __all__ = [
 ]
 
 PONG_JSON: Final = '{"type":"pong"}'
+
+
+class Listed(Protocol):
+    """A peer as ``welcome`` lists it and ``peer-joined`` announces it (the room layer's members are such)."""
+
+    @property
+    def peer(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def meta(self) -> Mapping[str, Any] | None: ...
 
 
 def _dumps(value: Any) -> str:
@@ -64,9 +77,14 @@ def relayed_message_json(sender: str, data: Any) -> str:
     return '{"type":"message","from":"' + sender + '","data":' + dump_json_value(data) + "}"
 
 
-def peer_joined_json(peer: str, name: str | None, meta: Mapping[str, Any] | None) -> str:
-    """``{"type":"peer-joined","peer":...,"name":...,"meta":...}``; name and meta are null when not given."""
-    return _dumps({"type": "peer-joined", "peer": peer, "name": name, "meta": meta})
+def peer_entry_json(peer: Listed) -> str:
+    """``{"peer":...,"name":...,"meta":...}``: one entry of ``welcome.peers``; name and meta are null when not given."""
+    return _dumps({"peer": peer.peer, "name": peer.name, "meta": peer.meta})
+
+
+def peer_joined_json(peer: Listed) -> str:
+    """``{"type":"peer-joined","peer":...,"name":...,"meta":...}``."""
+    return '{"type":"peer-joined",' + peer_entry_json(peer)[1:]
 
 
 def peer_left_json(peer: str) -> str:
@@ -88,7 +106,7 @@ def ice_servers_json(servers: Iterable[IceServer]) -> str:
 def welcome_json(
     peer: str,
     room: str,
-    peers: Iterable[PeerEntry],
+    peers: Iterable[Listed],
     ice_servers: str,
     *,
     resume: str | None = None,
@@ -96,7 +114,7 @@ def welcome_json(
     ref: Ref | None = None,
 ) -> str:
     """``welcome``; ``ice_servers`` is the pre-rendered JSON array from :func:`ice_servers_json`."""
-    listed = [{"peer": p.peer, "name": p.name, "meta": p.meta} for p in peers]
+    listed = "[" + ",".join(peer_entry_json(p) for p in peers) + "]"
     head = '{"type":"welcome","peer":"' + peer + '","room":' + _quote(room)
     tail = ""
     if resume is not None:
@@ -105,7 +123,7 @@ def welcome_json(
         tail += ',"resumed":' + ("true" if resumed else "false")
     if ref is not None:
         tail += ',"ref":' + _dumps(ref)
-    return head + ',"peers":' + _dumps(listed) + ',"iceServers":' + ice_servers + tail + "}"
+    return head + ',"peers":' + listed + ',"iceServers":' + ice_servers + tail + "}"
 
 
 def error_json(code: ErrorCode | str, message: str, ref: Ref | None = None) -> str:

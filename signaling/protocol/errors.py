@@ -7,9 +7,10 @@ the connection instead; keeping the two apart means a schema error can never tur
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final
 
-__all__ = ["MAX_ID_LENGTH", "ErrorCode", "Ref", "SignalingError", "shorten", "valid_ref"]
+from .facts import MAX_ID_LENGTH
+
+__all__ = ["ErrorCode", "Ref", "SignalingError", "shorten", "valid_ref"]
 
 
 class ErrorCode(StrEnum):
@@ -26,9 +27,6 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate-limited"
     UNAVAILABLE = "unavailable"
 
-
-#: Longest string ``id`` a client may send; the server echoes it back as ``ref``.
-MAX_ID_LENGTH: Final = 64
 
 # The client's ``id`` echoed back: a string of at most MAX_ID_LENGTH characters or an integer.
 Ref = str | int

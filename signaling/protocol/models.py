@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 import typing
-from collections.abc import Mapping
-from typing import Annotated, Any, Final, Literal, NamedTuple, NotRequired, TypeAlias
+from typing import Annotated, Any, Final, Literal, NotRequired, TypeAlias
 
 import pydantic_core
 from pydantic import (
@@ -26,15 +25,13 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from .errors import MAX_ID_LENGTH, ErrorCode, Ref
+from .errors import ErrorCode, Ref
+from .facts import MAX_ID_LENGTH, MAX_META_BYTES, MAX_NAME_LENGTH, ROOM_PATTERN
 
 __all__ = [
     "CLIENT_ADAPTER",
     "CLIENT_MESSAGE_TYPES",
-    "MAX_META_BYTES",
-    "MAX_NAME_LENGTH",
     "PROTOCOL_VERSION",
-    "ROOM_PATTERN",
     "SERVER_ADAPTER",
     "SERVER_MESSAGE_TYPES",
     "Answer",
@@ -49,7 +46,6 @@ __all__ = [
     "Message",
     "NonFiniteNumber",
     "Offer",
-    "PeerEntry",
     "PeerInfo",
     "PeerJoined",
     "PeerLeft",
@@ -64,9 +60,6 @@ __all__ = [
     "dump_json_value",
 ]
 
-ROOM_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
-MAX_NAME_LENGTH: Final = 64
-MAX_META_BYTES: Final = 1024
 PROTOCOL_VERSION: Final = 1
 
 # ----------------------------------------------------------------------------------------------------
@@ -370,11 +363,3 @@ def _type_tags(union: Any) -> tuple[str, ...]:
 
 CLIENT_MESSAGE_TYPES: Final = _type_tags(ClientMessage)
 SERVER_MESSAGE_TYPES: Final = _type_tags(ServerMessage)
-
-
-class PeerEntry(NamedTuple):
-    """A peer as listed in ``welcome`` and announced by ``peer-joined``."""
-
-    peer: str
-    name: str | None
-    meta: Mapping[str, Any] | None

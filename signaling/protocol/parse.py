@@ -12,7 +12,8 @@ from typing import Any, Final
 import pydantic_core
 from pydantic import ValidationError
 
-from .errors import MAX_ID_LENGTH, ErrorCode, Ref, SignalingError, shorten, valid_ref
+from .errors import ErrorCode, Ref, SignalingError, shorten, valid_ref
+from .facts import MAX_ID_LENGTH
 from .models import CLIENT_ADAPTER, CLIENT_MESSAGE_TYPES, SERVER_ADAPTER, ClientMessage, ServerMessage
 
 __all__ = ["non_finite_error", "parse_client_message", "parse_server_message"]

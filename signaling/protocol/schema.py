@@ -1,9 +1,11 @@
-"""The protocol's JSON Schema, generated from the models; rendered into docs/ and checked against them.
+"""The files generated from the protocol's source: its JSON Schema (from the models) and web/protocol.js (from
+facts.py, for the browser client); rendered into the checkout and checked against their sources.
 
-The schema is generated, never hand-edited: docs/protocol.schema.json holds it, and docs/protocol.md embeds the
-same text between the marker comments. tests/test_schema.py fails on drift and names the command that fixes it:
+They are generated, never hand-edited: docs/protocol.schema.json holds the schema, docs/protocol.md embeds the
+same text between the marker comments, and web/protocol.js holds the facts. tests/protocol/test_schema.py fails
+on drift and names the command that fixes it:
 
-    python -m signaling.protocol.schema --write     # regenerate both files
+    python -m signaling.protocol.schema --write     # regenerate the three files
     python -m signaling.protocol.schema --check     # exit 1 on drift
     python -m signaling.protocol.schema             # print the schema
 """
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from .facts import render_js
 from .models import CLIENT_ADAPTER, PROTOCOL_VERSION, SERVER_ADAPTER
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "SCHEMA_END",
     "check",
     "default_docs_dir",
+    "default_web_dir",
     "embed_schema",
     "extract_schema",
     "main",
@@ -38,6 +42,7 @@ SCHEMA_END: Final = "<!-- schema:end -->"
 REGENERATE: Final = "python -m signaling.protocol.schema --write"
 MARKDOWN_NAME: Final = "protocol.md"
 SCHEMA_NAME: Final = "protocol.schema.json"
+JS_NAME: Final = "protocol.js"
 
 
 def protocol_json_schema() -> dict[str, Any]:
@@ -108,10 +113,19 @@ def default_docs_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "docs"
 
 
-def check(docs_dir: Path) -> list[str]:
-    """Describe every way the committed docs differ from the models; empty when they agree."""
+def default_web_dir() -> Path:
+    """web/ of the source checkout this module was imported from."""
+    return Path(__file__).resolve().parents[2] / "web"
+
+
+def check(docs_dir: Path, web_dir: Path | None = None) -> list[str]:
+    """Describe every way the committed files differ from their sources; empty when they agree."""
     expected = render_schema()
     problems: list[str] = []
+    if web_dir is not None:
+        js_path = web_dir / JS_NAME
+        if not js_path.exists() or js_path.read_text(encoding="utf-8") != render_js():
+            problems.append(f"{js_path} differs from what signaling/protocol/facts.py generates")
     schema_path = docs_dir / SCHEMA_NAME
     if not schema_path.exists():
         problems.append(f"{schema_path} is missing")
@@ -131,10 +145,15 @@ def check(docs_dir: Path) -> list[str]:
     return problems
 
 
-def write(docs_dir: Path) -> list[Path]:
-    """Regenerate both files (protocol.md must already hold the markers); return the files that changed."""
+def write(docs_dir: Path, web_dir: Path | None = None) -> list[Path]:
+    """Regenerate the files (protocol.md must already hold the markers); return the files that changed."""
     expected = render_schema()
     changed: list[Path] = []
+    if web_dir is not None:
+        js_path = web_dir / JS_NAME
+        if not js_path.exists() or js_path.read_text(encoding="utf-8") != render_js():
+            js_path.write_text(render_js(), encoding="utf-8")
+            changed.append(js_path)
     schema_path = docs_dir / SCHEMA_NAME
     if not schema_path.exists() or schema_path.read_text(encoding="utf-8") != expected:
         schema_path.write_text(expected, encoding="utf-8")
@@ -154,17 +173,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Render or check the protocol JSON Schema in docs/.",
     )
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write", action="store_true", help="regenerate docs/protocol.schema.json and .md")
-    action.add_argument("--check", action="store_true", help="exit 1 if the committed docs have drifted")
+    action.add_argument(
+        "--write", action="store_true", help="regenerate docs/protocol.schema.json, docs/protocol.md, web/protocol.js"
+    )
+    action.add_argument("--check", action="store_true", help="exit 1 if the committed files have drifted")
     parser.add_argument("--docs", type=Path, default=None, help="the docs directory (default: the checkout's)")
+    parser.add_argument("--web", type=Path, default=None, help="the web directory (default: the checkout's)")
     args = parser.parse_args(argv)
     docs_dir: Path = args.docs if args.docs is not None else default_docs_dir()
+    web_dir: Path = args.web if args.web is not None else default_web_dir()
     if args.write:
-        for path in write(docs_dir):
+        for path in write(docs_dir, web_dir):
             print(f"wrote {path}")
         return 0
     if args.check:
-        problems = check(docs_dir)
+        problems = check(docs_dir, web_dir)
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:

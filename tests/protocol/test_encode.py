@@ -21,7 +21,7 @@ from signaling.protocol.encode import (
     welcome_json,
 )
 from signaling.protocol.errors import ErrorCode
-from signaling.protocol.models import IceServer, NonFiniteNumber, PeerEntry
+from signaling.protocol.models import IceServer, NonFiniteNumber, PeerInfo
 from signaling.protocol.parse import parse_server_message
 from tests.protocol.samples import CAND, CAND_UFRAG_NULL
 
@@ -33,12 +33,12 @@ SERIALIZED: list[tuple[str, str, dict[str, Any]]] = [
     ("peer-left", peer_left_json("P1"), {"type": "peer-left", "peer": "P1"}),
     (
         "peer-joined-bare",
-        peer_joined_json("P1", None, None),
+        peer_joined_json(PeerInfo(peer="P1", name=None, meta=None)),
         {"type": "peer-joined", "peer": "P1", "name": None, "meta": None},
     ),
     (
         "peer-joined-full",
-        peer_joined_json("P1", "név", {"a": [1, {"b": None}]}),
+        peer_joined_json(PeerInfo(peer="P1", name="név", meta={"a": [1, {"b": None}]})),
         {"type": "peer-joined", "peer": "P1", "name": "név", "meta": {"a": [1, {"b": None}]}},
     ),
     ("offer", relayed_offer_json("P1", 'v=0\r\n"q"'), {"type": "offer", "from": "P1", "sdp": 'v=0\r\n"q"'}),
@@ -77,7 +77,7 @@ SERIALIZED: list[tuple[str, str, dict[str, Any]]] = [
         welcome_json(
             "P2",
             "room",
-            [PeerEntry("P1", "a", {"k": 1}), PeerEntry("P3", None, None)],
+            [PeerInfo(peer="P1", name="a", meta={"k": 1}), PeerInfo(peer="P3", name=None, meta=None)],
             ice_servers_json([IceServer(urls="stun:s"), IceServer(urls=["turn:t"], username="u", credential="c")]),
             resume="tok",
             ref=5,

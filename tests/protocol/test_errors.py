@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from signaling.protocol.errors import MAX_ID_LENGTH, ErrorCode, SignalingError, shorten, valid_ref
+from signaling.protocol.errors import ErrorCode, SignalingError, shorten, valid_ref
+from signaling.protocol.facts import MAX_ID_LENGTH
 
 # ---------------------------------------------------------------------------------------------------------------
 # Error codes

@@ -1,4 +1,5 @@
-"""The committed JSON Schema (docs/protocol.schema.json and the block in docs/protocol.md) matches the models."""
+"""The committed generated files match their sources: the JSON Schema (docs/protocol.schema.json and the block in
+docs/protocol.md) the models, and web/protocol.js the protocol's facts."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from signaling.protocol.errors import ErrorCode
+from signaling.protocol.facts import FINAL_CLOSE_CODES, ROOM_PATTERN, render_js
 from signaling.protocol.models import CLIENT_MESSAGE_TYPES, SERVER_MESSAGE_TYPES
 from signaling.protocol.schema import (
+    JS_NAME,
     MARKDOWN_NAME,
     REGENERATE,
     SCHEMA_BEGIN,
@@ -18,6 +21,7 @@ from signaling.protocol.schema import (
     SCHEMA_NAME,
     check,
     default_docs_dir,
+    default_web_dir,
     embed_schema,
     extract_schema,
     main,
@@ -26,6 +30,7 @@ from signaling.protocol.schema import (
 )
 
 DOCS = default_docs_dir()
+WEB = default_web_dir()
 
 
 def test_committed_schema_file_matches_the_models() -> None:
@@ -38,8 +43,26 @@ def test_schema_block_in_protocol_md_matches_the_models() -> None:
     assert embedded == render_schema(), f"the schema block in docs/{MARKDOWN_NAME} is stale; run: {REGENERATE}"
 
 
+def test_committed_protocol_js_matches_the_facts() -> None:
+    committed = (WEB / JS_NAME).read_text(encoding="utf-8")
+    assert committed == render_js(), f"web/{JS_NAME} is stale; run: {REGENERATE}"
+
+
+def test_no_browser_module_writes_a_protocol_fact_again() -> None:
+    """The browser client and the demo page take the facts from web/protocol.js, never from a copy."""
+    copies = {
+        "the room pattern": ROOM_PATTERN.strip("^$"),
+        "the final close codes": ", ".join(str(code) for code in FINAL_CLOSE_CODES),
+    }
+    for module in sorted(WEB.glob("*.js")):
+        if module.name != JS_NAME:
+            source = module.read_text(encoding="utf-8")
+            for fact, literal in copies.items():
+                assert literal not in source, f"web/{module.name} writes {fact} again: import it from ./{JS_NAME}"
+
+
 def test_check_reports_no_drift() -> None:
-    assert check(DOCS) == []
+    assert check(DOCS, WEB) == []
 
 
 def test_rendering_is_deterministic() -> None:
@@ -112,14 +135,21 @@ def test_bad_markers(markdown: str) -> None:
         embed_schema(markdown, "{}\n")
 
 
-def test_cli_check_fails_on_drift_and_write_repairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("stale", [SCHEMA_NAME, JS_NAME])
+def test_cli_check_fails_on_drift_and_write_repairs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stale: str
+) -> None:
     shutil.copy(DOCS / MARKDOWN_NAME, tmp_path / MARKDOWN_NAME)
-    (tmp_path / SCHEMA_NAME).write_text("{}\n", encoding="utf-8")
-    assert main(["--check", "--docs", str(tmp_path)]) == 1
+    (tmp_path / SCHEMA_NAME).write_text(render_schema(), encoding="utf-8")
+    (tmp_path / JS_NAME).write_text(render_js(), encoding="utf-8")
+    (tmp_path / stale).write_text("{}\n", encoding="utf-8")
+    where = ["--docs", str(tmp_path), "--web", str(tmp_path)]
+    assert main(["--check", *where]) == 1
     assert REGENERATE in capsys.readouterr().err
-    assert main(["--write", "--docs", str(tmp_path)]) == 0
-    assert main(["--check", "--docs", str(tmp_path)]) == 0
+    assert main(["--write", *where]) == 0
+    assert main(["--check", *where]) == 0
     assert (tmp_path / SCHEMA_NAME).read_text(encoding="utf-8") == render_schema()
+    assert (tmp_path / JS_NAME).read_text(encoding="utf-8") == render_js()
 
 
 def test_cli_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:

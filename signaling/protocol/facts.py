@@ -1,0 +1,104 @@
+"""The protocol's facts that the server and every client must agree on, each written once, here.
+
+The Python side imports them; the browser client reads web/protocol.js, which is generated from this module
+(``python -m signaling.protocol.schema --write``) and checked for drift by the tests, like the JSON Schema.
+The server's settings take their defaults from here, and so do the room layer's classes, so that an
+``InMemoryDirectory()`` in a test behaves as the server does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_ROOMS",
+    "DEFAULT_RESUME_BUFFER",
+    "DEFAULT_RESUME_BUFFER_BYTES",
+    "DEFAULT_RESUME_GRACE",
+    "DEFAULT_ROOM_MAX_PEERS",
+    "END_SESSION_CLOSE_CODE",
+    "FINAL_CLOSE_CODES",
+    "MAX_ID_LENGTH",
+    "MAX_META_BYTES",
+    "MAX_NAME_LENGTH",
+    "ROOM_PATTERN",
+    "TAKEN_OVER_CLOSE_CODE",
+    "render_js",
+]
+
+# ---------------------------------------------------------------------------------------------- fields
+
+#: Room names: 1 to 64 characters of ``[A-Za-z0-9_-]``.
+ROOM_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+#: Longest ``name`` of a peer.
+MAX_NAME_LENGTH: Final = 64
+#: Largest ``meta`` of a peer, in bytes of compact UTF-8 JSON.
+MAX_META_BYTES: Final = 1024
+#: Longest string ``id`` a client may send; the server echoes it back as ``ref``.
+MAX_ID_LENGTH: Final = 64
+
+# ---------------------------------------------------------------------------------------------- sessions
+
+#: A close that the client itself starts with this code ends its session at once, as ``leave`` does (no grace).
+#: Any other end of a connection, every close the server started included, is a drop: a resumable session
+#: outlives it for the grace period.
+END_SESSION_CLOSE_CODE: Final = 1000
+#: The server closes a connection with this code when its session was resumed on another connection.
+TAKEN_OVER_CLOSE_CODE: Final = 4001
+#: Close codes after which a client neither resumes nor reconnects by itself: the server judged the client's own
+#: behaviour (1002 a protocol violation, 1003 binary data, 1007 invalid UTF-8, 1008 a policy such as abuse or a
+#: slow consumer, 1009 a message too big), or the session went on on another connection (4001). After any other
+#: (1001 drain, 1006 drop, 1011 server error, a 1000 the client did not start) the clients resume.
+FINAL_CLOSE_CODES: Final = (1002, 1003, 1007, 1008, 1009, TAKEN_OVER_CLOSE_CODE)
+
+# ---------------------------------------------------------------------------------------------- defaults
+
+#: Largest WebSocket message, in bytes (bigger: close 1009).
+DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024
+#: Peers in one room (more: ``room-full``).
+DEFAULT_ROOM_MAX_PEERS: Final = 8
+#: Rooms in existence at once (a new one beyond: ``room-full``).
+DEFAULT_MAX_ROOMS: Final = 10_000
+#: Seconds a resumable session outlives a dropped connection.
+DEFAULT_RESUME_GRACE: Final = 30.0
+#: Room messages kept per resumable session for its replay, and their byte bound.
+DEFAULT_RESUME_BUFFER: Final = 512
+DEFAULT_RESUME_BUFFER_BYTES: Final = 1024 * 1024
+
+
+def render_js() -> str:
+    """web/protocol.js: the facts a browser client needs, as an ES module."""
+    pattern = ROOM_PATTERN.replace("/", r"\/")
+    codes = ", ".join(str(code) for code in FINAL_CLOSE_CODES)
+    return f"""\
+// SPDX-License-Identifier: MIT
+// Generated from signaling/protocol/facts.py by `python -m signaling.protocol.schema --write`: do not edit.
+/** @file The facts of the signaling protocol that the server and its clients share (docs/protocol.md). */
+
+/** Room names accepted by the protocol. */
+export const ROOM_PATTERN = /{pattern}/;
+/** Longest `name` of a peer. */
+export const MAX_NAME_LENGTH = {MAX_NAME_LENGTH};
+/** Largest `meta` of a peer, in bytes of compact UTF-8 JSON. */
+export const MAX_META_BYTES = {MAX_META_BYTES};
+/** Longest string `id` of a request. */
+export const MAX_ID_LENGTH = {MAX_ID_LENGTH};
+/** A close the client starts with this code ends its session at once (no resume). */
+export const END_SESSION_CLOSE_CODE = {END_SESSION_CLOSE_CODE};
+/** The session of this connection was resumed on another connection. */
+export const TAKEN_OVER_CLOSE_CODE = {TAKEN_OVER_CLOSE_CODE};
+/** Close codes after which a client neither resumes nor reconnects by itself. */
+export const FINAL_CLOSE_CODES = Object.freeze([{codes}]);
+/** The server's default limits, for messages that explain them. */
+export const DEFAULTS = Object.freeze({json.dumps(_js_defaults(), separators=(", ", ": "))});
+"""
+
+
+def _js_defaults() -> dict[str, float | int]:
+    return {
+        "maxMessageSize": DEFAULT_MAX_MESSAGE_SIZE,
+        "roomMaxPeers": DEFAULT_ROOM_MAX_PEERS,
+        "resumeGrace": DEFAULT_RESUME_GRACE,
+    }
