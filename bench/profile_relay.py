@@ -10,7 +10,7 @@ real HTTP request, joins them to one room, and then times, per 250-byte ``candid
 repeats of ``--number`` messages each):
 
 - each stage alone: frame parse (``Connection.receive_data`` of a batch of masked frames), pydantic
-  ``validate_json``, the relayed JSON, the room lookup and ``bus.deliver`` to a sink that does nothing, the send framing
+  ``validate_json``, the relayed JSON, the room lookup and ``router.send`` to a sink that does nothing, the send framing
   (``Connection.send_text`` + ``data_to_send``);
 - ``Session.handle_text`` with the real sink (everything from the text to the partner's queued frame);
 - ``ServerConnection.data_received`` of a batch of ``--batch`` frames: everything the server does per message
@@ -142,12 +142,12 @@ def best_us(fn: Callable[[], object], per_call: int, number: int) -> float:
 async def run_stages(opts: argparse.Namespace) -> list[tuple[str, float]]:
     from signaling.app.process import transport_config
     from signaling.app.settings import Settings
-    from signaling.app.wiring import SignalingApp, run_inline
+    from signaling.app.wiring import SignalingApp
     from signaling.logs import configure_logging
     from signaling.protocol.encode import relayed_candidate_json
     from signaling.protocol.parse import parse_client_message
-    from signaling.rooms.bus import LocalBus
-    from signaling.rooms.directory import InMemoryDirectory
+    from signaling.rooms.backends import in_memory
+    from signaling.rooms.driver import run_inline
     from signaling.rooms.peers import Member
     from signaling.ws.aio.server import ServerConnection, WebSocketServer
 
@@ -214,14 +214,15 @@ async def run_stages(opts: argparse.Namespace) -> list[tuple[str, float]]:
         def taken_over(self) -> None:
             pass
 
-    directory, bus = InMemoryDirectory(), LocalBus()
+    backends = in_memory()
+    directory, router = backends.directory, backends.router
     for _ in range(2):
         peer = Member(directory.new_peer_id(), "r", None, None, directory.node, False)
         run_inline(directory.join(peer))
-        bus.attach(peer.peer, NullSink())
+        backends.deliveries.attach(peer.peer, NullSink())
     room = directory.members("r")
     target = room[peer.peer]
-    results.append(("room lookup + bus.deliver (NullSink)", best_us(lambda: bus.deliver(room[target.peer], out), 1, n)))
+    results.append(("room lookup + router.send (NullSink)", best_us(lambda: router.send(room[target.peer], out), 1, n)))
     # 5. Send framing on b's connection, drained every 8 messages.
     conn_b = b.conn
 
@@ -279,8 +280,8 @@ CATEGORIES: dict[str, str] = {
     "Session._send": "session dispatch",
     "parse_client_message": "pydantic validate_json",
     "relayed_candidate_json": "relayed JSON (to_json + concat)",
-    "LocalBus.deliver": "bus.deliver",
-    "MessageBus._to_sink": "bus.deliver",
+    "LocalRouter.send": "router.send",
+    "SessionDriver.feed": "session dispatch",
     "SessionSocket.deliver": "deliver -> send_text glue",
     "ServerConnection.send_text": "deliver -> send_text glue",
     "ServerConnection._written": "deliver -> send_text glue",

@@ -13,9 +13,8 @@ import timeit
 import structlog
 
 from bench import common
-from signaling.app.wiring import run_inline
-from signaling.rooms.bus import LocalBus
-from signaling.rooms.directory import InMemoryDirectory
+from signaling.rooms.backends import in_memory
+from signaling.rooms.driver import run_inline
 from signaling.rooms.session import Session
 
 CANDIDATE = {
@@ -54,9 +53,9 @@ def main() -> None:
     # Client errors are logged at info; keep the timing loop quiet (and realistic for a production level).
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
-    directory, bus = InMemoryDirectory(), LocalBus()
+    backends = in_memory()
     sinks = [ListSink() for _ in range(4)]
-    sessions = [Session(directory, bus, sink) for sink in sinks]
+    sessions = [Session(backends, sink) for sink in sinks]
     for session in sessions:
         step = session.handle_text('{"type":"join","room":"bench"}')
         assert step is not None

@@ -7,38 +7,43 @@ process keeps, so relaying costs no round trip.
 
 A lease is what a resumable session holds while its peer is in the room: connected, or in its grace period
 after a drop (then the others see nothing, and messages to it are kept). Resuming claims the lease with its token
-(stored as a digest) and rotates the token; a lease whose grace runs out ends its membership, and the member is handed,
-once, to whoever asks for ``expired`` leases, to tell the others.
+(stored as a digest) and rotates the token; when a later step of the resume fails, ``unclaim`` gives the lease
+back to the old token, so that the client can try again with the token it has. A lease whose grace runs out ends
+its membership, and the member is handed, once, to whoever asks for ``expired`` leases, to tell the others.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar
 
 from signaling.protocol.errors import ErrorCode, SignalingError
+from signaling.protocol.facts import DEFAULT_MAX_ROOMS, DEFAULT_ROOM_MAX_PEERS
 
-from .peers import Member, new_peer_id
+from .peers import LiveMembers, Member, new_peer_id
 
 __all__ = [
-    "DEFAULT_MAX_PEERS_PER_ROOM",
-    "DEFAULT_MAX_ROOMS",
     "Departure",
     "DirectoryStats",
     "InMemoryDirectory",
     "RoomDirectory",
     "room_full",
     "server_full",
+    "unavailable",
 ]
-
-DEFAULT_MAX_PEERS_PER_ROOM: Final = 64
-DEFAULT_MAX_ROOMS: Final = 10_000
 
 
 def room_full(room: str, limit: int) -> SignalingError:
     return SignalingError(ErrorCode.ROOM_FULL, f"room {room!r} is full ({limit} peers); try another room or later")
+
+
+def unavailable() -> SignalingError:
+    """What a step that needs the shared room state answers when its store cannot be reached (or refused it)."""
+    return SignalingError(
+        ErrorCode.UNAVAILABLE, "the room service is unavailable (its Redis cannot be reached); try again shortly"
+    )
 
 
 def server_full(room: str, limit: int) -> SignalingError:
@@ -69,10 +74,18 @@ class DirectoryStats:
 
 
 class RoomDirectory(ABC):
-    """Rooms, their members and the leases of resumable sessions."""
+    """Rooms, their members and the leases of resumable sessions.
+
+    ``join`` and ``claim`` raise SignalingError ``unavailable`` when the shared state cannot be reached or
+    changed: then nothing was changed, or what was done is undone. ``leave``, ``release`` and ``unclaim`` end or
+    undo something and never raise: what cannot be done at once is done later, and a departure it causes comes
+    out of ``expired`` then.
+    """
 
     #: This process's id: members whose connection is here carry it as ``node``.
     node: str
+    #: Whether the coroutines may wait (a round trip): then a session's steps run as tasks rather than inline.
+    waits: ClassVar[bool]
 
     @abstractmethod
     def new_peer_id(self) -> str:
@@ -97,8 +110,9 @@ class RoomDirectory(ABC):
         """
 
     @abstractmethod
-    def members(self, room: str) -> Mapping[str, Member]:
-        """The members of ``room`` in join order, as this process knows them (empty when it has none)."""
+    def members(self, room: str) -> LiveMembers:
+        """The members of ``room`` in join order, as this process knows them: a live view (empty when it has
+        none: then a later join here does not update it; take it after joining)."""
 
     @abstractmethod
     async def release(self, peer: str, lease: str, until: float) -> None:
@@ -112,6 +126,11 @@ class RoomDirectory(ABC):
         when there is no such lease (an unknown, used-up or expired token)."""
 
     @abstractmethod
+    async def unclaim(self, peer: str, digest: str, previous: str, until: float) -> None:
+        """Undo a claim whose resume could not be completed: the lease of ``peer``, still held by ``digest``,
+        goes back to the token ``previous`` in a grace period until ``until`` (the client retries with it)."""
+
+    @abstractmethod
     async def expired(self, now: float) -> list[Departure]:
         """Members whose grace ran out by ``now``, removed from their rooms: each is handed to one caller only,
         who tells the others (``peer-left``) and drops what was kept for it."""
@@ -123,10 +142,12 @@ class RoomDirectory(ABC):
 class InMemoryDirectory(RoomDirectory):
     """The directory of a single process: dicts, no locks (one event loop owns it)."""
 
+    waits = False
+
     def __init__(
         self,
         *,
-        max_peers_per_room: int = DEFAULT_MAX_PEERS_PER_ROOM,
+        max_peers_per_room: int = DEFAULT_ROOM_MAX_PEERS,
         max_rooms: int = DEFAULT_MAX_ROOMS,
         node: str = "local",
         peer_ids: Callable[[], str] = new_peer_id,
@@ -184,7 +205,7 @@ class InMemoryDirectory(RoomDirectory):
         self._grace.pop(peer, None)
         return Departure(member, list(members.values()))
 
-    def members(self, room: str) -> Mapping[str, Member]:
+    def members(self, room: str) -> LiveMembers:
         return self._rooms.get(room) or {}
 
     async def release(self, peer: str, lease: str, until: float) -> None:
@@ -203,6 +224,15 @@ class InMemoryDirectory(RoomDirectory):
         self._grace.pop(member.peer, None)
         previous, member.node = member.node, self.node
         return member, previous
+
+    async def unclaim(self, peer: str, digest: str, previous: str, until: float) -> None:
+        if self._lease_of.get(peer) != digest:
+            return
+        del self._leases[digest]
+        self._leases[previous] = peer
+        self._lease_of[peer] = previous
+        self._grace[peer] = until
+        self._peers[peer].node = ""
 
     async def expired(self, now: float) -> list[Departure]:
         due = [peer for peer, until in self._grace.items() if until <= now]

@@ -1,8 +1,8 @@
-"""Per-connection limits on client messages, counted in messages and in bytes, and what the protocol does when
-they refuse one.
+"""Per-connection limits: client messages counted in messages and in bytes, and the time to join a room.
 
-Pure: the caller passes the clock's reading, and gets back "go on", the ``rate-limited`` reply to send, or the
-verdict that the connection is abusive (the caller closes it with 1008).
+Pure: the caller passes the clock's reading. The rate limit gives back "go on", the ``rate-limited`` reply to
+send, or the verdict that the connection is abusive (the caller closes it with 1008); the join deadlines give
+back the connections whose time to join is up (the caller closes those that have not joined, 1008).
 
 Why these defaults (docs/protocol.md, "Limits"): a peer joining a full room gathers candidates for every other
 peer at once; seven remote peers times dozens of candidates each is several hundred messages within a second,
@@ -14,7 +14,8 @@ so a client a little over the limit only loses messages, while a flood (thousand
 
 from __future__ import annotations
 
-from typing import Final
+from collections import deque
+from typing import Final, Generic, TypeVar
 
 import pydantic_core
 
@@ -22,7 +23,9 @@ from signaling.protocol.encode import error_json
 from signaling.protocol.errors import ErrorCode, valid_ref
 from signaling.token_bucket import TokenBucket
 
-__all__ = ["ABUSE_STRIKES", "REF_SCAN_LIMIT", "MessageRateLimit"]
+__all__ = ["ABUSE_STRIKES", "REF_SCAN_LIMIT", "JoinDeadlines", "MessageRateLimit"]
+
+T = TypeVar("T")
 
 #: Strikes (refusals beyond the rate) after which a connection is judged abusive.
 ABUSE_STRIKES: Final = 100
@@ -85,3 +88,30 @@ class MessageRateLimit:
             f"(burst {data.burst:g}); message dropped",
             ref,
         )
+
+
+class JoinDeadlines(Generic[T]):
+    """Connections that must join a room within ``timeout`` seconds of opening: a socket that never joins holds a
+    slot. They come in order, so their deadlines are in order too: one queue, and a periodic ``due`` that looks
+    at its head only (no timer per connection)."""
+
+    __slots__ = ("_queue", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._queue: deque[tuple[float, T]] = deque()
+
+    def add(self, connection: T, now: float) -> None:
+        """``connection`` opened at ``now``."""
+        self._queue.append((now + self.timeout, connection))
+
+    def due(self, now: float) -> list[T]:
+        """The connections whose time to join ran out by ``now``, each once (joined or gone meanwhile or not)."""
+        queue = self._queue
+        out: list[T] = []
+        while queue and queue[0][0] <= now:
+            out.append(queue.popleft()[1])
+        return out
+
+    def __len__(self) -> int:
+        return len(self._queue)

@@ -1,7 +1,8 @@
 """Who is in a room, as every part of the domain sees it: members, their connections (sinks), their ids.
 
 A connection is a ``PeerSink``: the domain hands it texts and, when the session moved to another connection,
-tells it to close; it knows nothing else of the transport.
+tells it to close; it knows nothing else of the transport. A room's members, as the relay looks them up at every
+message, are a ``LiveMembers`` mapping.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from signaling.protocol.models import PeerEntry
-
-__all__ = ["Logger", "Member", "PeerSink", "new_peer_id", "new_resume_token", "token_digest"]
+__all__ = ["LiveMembers", "Logger", "Member", "PeerSink", "new_peer_id", "new_resume_token", "token_digest"]
 
 _PEER_ID_BYTES: Final = 12  # 96 random bits -> 16 URL-safe characters
 _RESUME_TOKEN_BYTES: Final = 24  # 192 random bits
@@ -45,8 +44,9 @@ class Logger(Protocol):
 
 @dataclass(slots=True, eq=False)
 class Member:
-    """A peer in a room. ``node`` is the server process its connection is on; messages to a ``resumable`` peer
-    are numbered (``seq``) and kept, so that a session resumed after a drop can be replayed what it missed."""
+    """A peer in a room. ``node`` is the server process its connection is on ("" in a grace period); messages to a
+    ``resumable`` peer are numbered (``seq``) and kept, so that a session resumed after a drop can be replayed
+    what it missed. ``welcome`` lists it and ``peer-joined`` announces it as it is (protocol.encode.Listed)."""
 
     peer: str
     room: str
@@ -55,9 +55,11 @@ class Member:
     node: str
     resumable: bool
 
-    @property
-    def entry(self) -> PeerEntry:
-        return PeerEntry(self.peer, self.name, self.meta)
+
+#: The members of a room by peer id, in join order, as this process knows them: a live view that the directory
+#: keeps current, not a copy. Sessions hold it for their room and read it at every message; whoever hands texts
+#: to the members while iterating it copies it first (a delivery may close a connection, and so change it).
+LiveMembers = Mapping[str, Member]
 
 
 def new_peer_id() -> str:

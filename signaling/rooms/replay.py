@@ -1,19 +1,22 @@
-"""The messages a resumable session keeps: numbered, the most recent ones, bounded in count and in bytes.
+"""What a resumable session is replayed when it resumes: its numbered room messages, the most recent ones.
 
-Every room message the server sends such a peer gets the next ``seq`` and stays here, sent or not yet sent, until
-newer ones push it out; a client that resumes with ``last_seq`` is replayed everything after it, messages written
-to a socket that died in flight included.
+Every room message the server sends such a peer gets the next ``seq`` and is kept, sent or not yet sent, until
+newer ones push it out (bounded in count and in bytes); a client that resumes with ``last_seq`` is replayed
+everything after it, messages written to a socket that died in flight included.
+
+``ReplayStore`` is the interface; ``InMemoryReplay`` serves one process, and signaling/cluster/ has the Redis one,
+where numbering and keeping happen inside Redis, in the same step that routes the text.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
-from typing import Final
+from typing import ClassVar
 
-__all__ = ["DEFAULT_KEPT_BYTES", "DEFAULT_KEPT_COUNT", "KeptMessages", "numbered", "numbering"]
+from signaling.protocol.facts import DEFAULT_RESUME_BUFFER, DEFAULT_RESUME_BUFFER_BYTES
 
-DEFAULT_KEPT_COUNT: Final = 512
-DEFAULT_KEPT_BYTES: Final = 1024 * 1024
+__all__ = ["InMemoryReplay", "KeptMessages", "ReplayStore", "numbered", "numbering"]
 
 
 def numbering(text: str) -> tuple[str, str]:
@@ -28,12 +31,42 @@ def numbered(text: str, seq: int) -> str:
     return head + str(seq) + tail
 
 
+class ReplayStore(ABC):
+    """The kept messages of resumable sessions, bounded by ``kept_count`` messages and ``kept_bytes`` bytes each."""
+
+    #: Whether ``after`` may wait (a round trip): then a session's steps run as tasks rather than inline.
+    waits: ClassVar[bool]
+
+    def __init__(
+        self, *, kept_count: int = DEFAULT_RESUME_BUFFER, kept_bytes: int = DEFAULT_RESUME_BUFFER_BYTES
+    ) -> None:
+        self.kept_count = kept_count
+        self.kept_bytes = kept_bytes
+
+    @abstractmethod
+    def start(self, peer: str) -> None:
+        """Keep the messages of ``peer``'s new resumable session, numbered from 1 (before its join is visible)."""
+
+    @abstractmethod
+    async def after(self, peer: str, last_seq: int) -> list[str] | None:
+        """What ``peer`` was sent after ``last_seq``, as sent, in order; None when that is no longer all there
+        (or ``last_seq`` is beyond the last one sent): then the session cannot be resumed.
+
+        Raises:
+            SignalingError: ``unavailable`` (the store cannot be reached).
+        """
+
+    @abstractmethod
+    def forget(self, peer: str) -> None:
+        """``peer``'s session is over: drop what was kept for it."""
+
+
 class KeptMessages:
-    """One session's kept messages and its next sequence number."""
+    """One session's kept messages and its last sequence number."""
 
     __slots__ = ("_bytes", "_messages", "max_bytes", "max_count", "seq")
 
-    def __init__(self, max_count: int = DEFAULT_KEPT_COUNT, max_bytes: int = DEFAULT_KEPT_BYTES) -> None:
+    def __init__(self, max_count: int = DEFAULT_RESUME_BUFFER, max_bytes: int = DEFAULT_RESUME_BUFFER_BYTES) -> None:
         self.max_count = max_count
         self.max_bytes = max_bytes
         #: The last sequence number given (0: none yet).
@@ -54,7 +87,7 @@ class KeptMessages:
 
     def after(self, last_seq: int) -> list[str] | None:
         """The kept messages after ``last_seq``, in order; None when they no longer reach back that far (or
-        ``last_seq`` is beyond the last message sent): then the session cannot be resumed."""
+        ``last_seq`` is beyond the last message sent)."""
         if last_seq < 0 or last_seq > self.seq:
             return None
         if last_seq == self.seq:
@@ -66,3 +99,37 @@ class KeptMessages:
 
     def __len__(self) -> int:
         return len(self._messages)
+
+
+class InMemoryReplay(ReplayStore):
+    """The kept messages of one process's resumable sessions; it numbers them too (``number``)."""
+
+    waits = False
+
+    def __init__(
+        self, *, kept_count: int = DEFAULT_RESUME_BUFFER, kept_bytes: int = DEFAULT_RESUME_BUFFER_BYTES
+    ) -> None:
+        super().__init__(kept_count=kept_count, kept_bytes=kept_bytes)
+        self._kept: dict[str, KeptMessages] = {}
+
+    def start(self, peer: str) -> None:
+        self._kept[peer] = KeptMessages(self.kept_count, self.kept_bytes)
+
+    def number(self, peer: str, text: str) -> tuple[int, str]:
+        """``text`` for resumable ``peer``, numbered and kept: ``(seq, text as sent)``; (0, text) when nothing is
+        kept for ``peer`` (its session is over)."""
+        kept = self._kept.get(peer)
+        if kept is None:
+            return 0, text
+        out = kept.add(text)
+        return kept.seq, out
+
+    async def after(self, peer: str, last_seq: int) -> list[str] | None:
+        kept = self._kept.get(peer)
+        return kept.after(last_seq) if kept is not None else None
+
+    def forget(self, peer: str) -> None:
+        self._kept.pop(peer, None)
+
+    def __len__(self) -> int:
+        return len(self._kept)

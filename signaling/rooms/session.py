@@ -1,22 +1,28 @@
 """One connection's signaling state: parse, check the join rules, relay, resume, and answer mistakes with ``error``.
 
-A :class:`Session` is fed whole text messages and writes server texts to its sink through the bus; it never
+A :class:`Session` is fed whole text messages and writes server texts to members through the router; it never
 touches a socket. Client mistakes never raise out of it: each becomes one ``error`` message and the connection
 stays open. Anything else that raises is a bug, for the transport to turn into close code 1011.
 
 Relaying is the hot path and never waits: one ``validate_json`` per message, one serialization per message (a
-broadcast hands the same ``str`` to every peer), a lookup in this process's view of the room, and ``deliver``.
+broadcast hands the same ``str`` to every peer), a lookup in this process's view of the room, and ``send``.
 What needs the shared room state (join, resume, leave, the end of a connection) may wait on the directory, so
-``handle_text`` hands it back as a coroutine: the driver runs it before the connection's next message (inline
-when the backends never wait, as the in-memory ones; as a task with the connection's later messages queued
-otherwise).
+``handle_text`` hands it back as a coroutine, a step, which driver.py runs before the connection's next message.
+
+The end of a connection comes as the client's intent, never as a close code: ``left`` (it ended the session on
+purpose) or ``dropped`` (anything else: a resumable session then outlives it for the grace period).
+
+The order of a join's (and a resume's) steps is what keeps the delivery rules (delivery.py): the buffer for the
+newcomer exists before the join is visible to anyone who could address it, the ``welcome`` goes out before what
+waited there; and every step after a successful ``claim`` that fails is undone (``unclaim``), so that the client
+can resume with the token it still has.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -38,12 +44,11 @@ from signaling.protocol.models import ClientMessage, Join, Message, NonFiniteNum
 from signaling.protocol.parse import non_finite_error, parse_client_message
 
 from .auth import AddressGuard
-from .bus import MessageBus
-from .directory import Departure, RoomDirectory
+from .backends import Backends
 from .ice import IceServerList
-from .peers import Logger, Member, PeerSink, new_resume_token, token_digest
+from .peers import LiveMembers, Logger, Member, PeerSink, new_resume_token, token_digest
 
-__all__ = ["Authorize", "Session", "SessionCounters", "announce", "end_expired", "fan_out"]
+__all__ = ["Authorize", "Session", "SessionCounters", "Step"]
 
 #: Checks a join before the directory sees it: returns the name the grant imposes (None: the client's own name
 #: stands) or raises SignalingError("unauthorized", ...) to refuse.
@@ -59,8 +64,6 @@ _NEEDS_ROOM = {
     "message": "a message",
     "leave": "leave",
 }
-#: The close code with which a client ends a resumable session at once (any other drop starts the grace).
-NORMAL_CLOSURE = 1000
 
 
 class SessionCounters:
@@ -77,35 +80,12 @@ class SessionCounters:
         self.resumed: Counter[str] = Counter()
 
 
-def fan_out(bus: MessageBus, members: Iterable[Member], skip: str, text: str) -> None:
-    """``text`` to every member but ``skip``. A copy of the members: a delivery may re-enter and change them."""
-    for member in list(members):
-        if member.peer != skip:
-            bus.deliver(member, text)
-
-
-def announce(bus: MessageBus, departures: Iterable[Departure]) -> None:
-    """Tell the others in each room that its member left (``peer-left``)."""
-    for gone in departures:
-        fan_out(bus, gone.others, gone.member.peer, peer_left_json(gone.member.peer))
-
-
-async def end_expired(directory: RoomDirectory, bus: MessageBus, now: float) -> int:
-    """End the sessions that ended without their connection saying so (a grace ran out; with several nodes, a
-    node died): the others get ``peer-left``. Returns how many ended."""
-    ended = await directory.expired(now)
-    for gone in ended:
-        await bus.forget(gone.member.peer)
-    announce(bus, ended)
-    return len(ended)
-
-
 class Session:
     """The domain state of one client connection.
 
     Args:
-        directory: who is in which room (shared by all sessions, possibly across processes).
-        bus: hands texts to members; this connection receives through it once joined.
+        backends: the room layer of this process (shared by all its sessions, the rooms possibly across
+            processes); this connection receives through its deliveries once joined.
         sink: this connection.
         ice_servers: what ``welcome`` (and later ``ice-servers``) hands the client.
         logger: a structlog-style logger, already bound with connection context if the caller has any.
@@ -119,12 +99,11 @@ class Session:
     __slots__ = (
         "_announced",
         "_authorize",
+        "_backends",
         "_base_log",
-        "_bus",
         "_clock",
         "_closed",
         "_counters",
-        "_directory",
         "_grace",
         "_ice_refresh_at",
         "_ice_servers",
@@ -133,14 +112,14 @@ class Session:
         "_member",
         "_members",
         "_moved",
+        "_router",
         "_sink",
         "_throttle",
     )
 
     def __init__(
         self,
-        directory: RoomDirectory,
-        bus: MessageBus,
+        backends: Backends,
         sink: PeerSink,
         *,
         ice_servers: IceServerList | None = None,
@@ -151,8 +130,8 @@ class Session:
         resume_grace: float = 0.0,
         resume_throttle: AddressGuard | None = None,
     ) -> None:
-        self._directory = directory
-        self._bus = bus
+        self._backends = backends
+        self._router = backends.router
         self._sink = sink
         self._ice_servers = ice_servers if ice_servers is not None else IceServerList()
         self._ice_refresh_at: float | None = None
@@ -165,7 +144,7 @@ class Session:
         self._throttle = resume_throttle
         self._member: Member | None = None
         self._lease: str | None = None  # the digest of this session's resume token
-        self._members: Mapping[str, Member] = {}  # this process's view of the room, while joined
+        self._members: LiveMembers = {}  # this process's view of the room, while joined
         self._moved = False  # resumed on another connection: this one must not end the session
         self._announced = False  # whether the others got peer-joined (and so should get peer-left)
         self._closed = False
@@ -193,8 +172,8 @@ class Session:
     def handle_text(self, text: str) -> Step | None:
         """Handle one client text message; answers go to the sink, client mistakes become ``error``.
 
-        Returns a coroutine for what needs the shared state (join, leave): the driver runs it before the next
-        message of this connection.
+        Returns a step for what needs the shared state (join, leave): run it before the next message of this
+        connection (driver.py).
         """
         if self._closed:
             return None
@@ -247,7 +226,7 @@ class Session:
             raise SignalingError(
                 ErrorCode.UNKNOWN_PEER, f"no peer {shorten(to)!r} in your room; it may have left (watch peer-left)"
             )
-        self._bus.deliver(target, text)
+        self._router.send(target, text)
 
     def _relay_message(self, peer: str, msg: Message, text: str) -> None:
         try:
@@ -255,7 +234,7 @@ class Session:
         except NonFiniteNumber:
             raise non_finite_error(text, "data", msg.id) from None
         if msg.to is None:
-            fan_out(self._bus, self._members.values(), peer, out)
+            self._router.send_all(self._members.values(), peer, out)
         else:
             self._send(msg.to, out)
 
@@ -279,23 +258,32 @@ class Session:
             self._counters.resumed["fresh"] += 1
             resumed = False
         resumable = bool(msg.resumable or msg.resume is not None) and self._grace > 0
-        member = Member(self._directory.new_peer_id(), msg.room, name, msg.meta, self._directory.node, resumable)
+        backends = self._backends
+        directory, deliveries = backends.directory, backends.deliveries
+        member = Member(directory.new_peer_id(), msg.room, name, msg.meta, directory.node, resumable)
         token = new_resume_token() if resumable else None
         lease = token_digest(token) if token is not None else None
-        already = await self._directory.join(member, lease)
+        # Texts for the newcomer wait from before its join is visible to anyone who could address it.
+        deliveries.expect(member.peer)
         if resumable:
-            await self._bus.keep(member.peer)
+            backends.replay.start(member.peer)
+        try:
+            already = await directory.join(member, lease)
+        except BaseException:
+            deliveries.cancel(member.peer)
+            if resumable:
+                backends.replay.forget(member.peer)
+            raise
         self._enter(member, lease)
         self._log.info("joined", peers=len(already), resumable=resumable)
-        ice = self._ice(member.peer)
-        entries = [m.entry for m in already]
-        self._sink.deliver(
-            welcome_json(member.peer, member.room, entries, ice, resume=token, resumed=resumed, ref=msg.id)
+        welcome = welcome_json(
+            member.peer, member.room, already, self._ice(member.peer), resume=token, resumed=resumed, ref=msg.id
         )
+        deliveries.attach(member.peer, self._sink, (welcome,))
         if not self._still(member):  # the sink closed the connection while taking the welcome: never announced
             return
         self._announced = True
-        fan_out(self._bus, already, member.peer, peer_joined_json(member.peer, name, msg.meta))
+        self._router.send_all(already, member.peer, peer_joined_json(member))
 
     async def _resume(self, msg: Join) -> bool:
         """Resume the session of ``msg.resume`` if it is live, in this room, and can be replayed from
@@ -305,41 +293,58 @@ class Session:
         if throttle is not None and throttle.blocked():
             self._log.info("resume_throttled")
             return False
+        backends = self._backends
+        directory, deliveries = backends.directory, backends.deliveries
         token = new_resume_token()
-        lease = token_digest(token)
-        claimed = await self._directory.claim(token_digest(msg.resume), lease, self._clock())
+        lease, previous_lease = token_digest(token), token_digest(msg.resume)
+        claimed = await directory.claim(previous_lease, lease, self._clock())
         if claimed is None:
             if throttle is not None:
                 throttle.failed()
             return False
         member, previous_node = claimed
-        self._bus.take_over(member.peer, previous_node)  # its old connection, if open, closes (4001), not leaving
-        self._enter(member, lease, attach=False)
+        last_seq = msg.last_seq or 0
+        # Texts for it wait from before its replay is read: what the replay lacks, they hold, and once each.
+        displaced = deliveries.expect(member.peer, last_seq)
+        try:
+            replay = await backends.replay.after(member.peer, last_seq) if member.room == msg.room else None
+        except BaseException:
+            deliveries.cancel(member.peer, displaced)
+            # The client keeps its token: the lease goes back to it, for the client to try again.
+            await directory.unclaim(member.peer, lease, previous_lease, self._clock() + self._grace)
+            raise
+        # Now its old connection closes (4001), without leaving: last, since it cannot be undone.
+        if displaced is not None:
+            displaced.taken_over()
+        elif previous_node and previous_node != directory.node:
+            self._router.take_over(member.peer, previous_node)
+        self._enter(member, lease)
         self._announced = True  # the others know it: if it ends now, they get peer-left
-        if member.room != msg.room:
-            self._log.info("resume_other_room", room=msg.room)
-            await self._end("resumed into another room")
+        if replay is None:
+            deliveries.cancel(member.peer)
+            reason = "resume_gap" if member.room == msg.room else "resume_other_room"
+            self._log.info(reason, last_seq=last_seq, room=msg.room)
+            await self._end(reason)
             return False
-        ice = self._ice(member.peer)
-        others = [m.entry for m in self._members.values() if m.peer != member.peer]
-        welcome = welcome_json(member.peer, member.room, others, ice, resume=token, resumed=True, ref=msg.id)
-        if await self._bus.resume(member.peer, self._sink, msg.last_seq or 0, welcome):
-            self._log.info("resumed", last_seq=msg.last_seq or 0)
+        others = [m for m in self._members.values() if m.peer != member.peer]
+        welcome = welcome_json(
+            member.peer, member.room, others, self._ice(member.peer), resume=token, resumed=True, ref=msg.id
+        )
+        if not deliveries.attach(member.peer, self._sink, (welcome,), replay):
+            deliveries.detach(member.peer, self._sink)  # resumed again elsewhere meanwhile: that one goes on
+            self._sink.taken_over()
             return True
-        self._log.info("resume_gap", last_seq=msg.last_seq or 0)
-        await self._end("resume gap")
-        return False
+        self._log.info("resumed", last_seq=last_seq)
+        return True
 
     def _still(self, member: Member) -> bool:
         """Whether this session is still ``member`` (a delivery may close the connection and re-enter)."""
         return self._member is member
 
-    def _enter(self, member: Member, lease: str | None, *, attach: bool = True) -> None:
+    def _enter(self, member: Member, lease: str | None) -> None:
         self._member = member
         self._lease = lease
-        self._members = self._directory.members(member.room)
-        if attach:
-            self._bus.attach(member.peer, self._sink)
+        self._members = self._backends.directory.members(member.room)
         self._log = self._base_log.bind(peer=member.peer, room=member.room)
 
     def _ice(self, peer: str) -> str:
@@ -366,18 +371,19 @@ class Session:
         member = self._member
         if member is None:
             raise SignalingError(ErrorCode.NOT_JOINED, "join a room before sending leave")
+        backends = self._backends
         self._member = None
         self._members = {}
         self._ice_refresh_at = None
-        self._bus.detach(member.peer, self._sink)
+        backends.deliveries.detach(member.peer, self._sink)
         announced, self._announced = self._announced, False
         lease, self._lease = self._lease, None
-        gone = await self._directory.leave(member.peer, lease)
+        gone = await backends.directory.leave(member.peer, lease)
         if gone is not None:
             if member.resumable:
-                await self._bus.forget(member.peer)
+                backends.replay.forget(member.peer)
             if announced:
-                fan_out(self._bus, gone.others, member.peer, peer_left_json(member.peer))
+                self._router.send_all(gone.others, member.peer, peer_left_json(member.peer))
         self._log.info("left", reason=reason)
         self._log = self._base_log
 
@@ -388,19 +394,29 @@ class Session:
         self._lease = None
         self._members = {}
 
-    async def close(self, code: int = 1006) -> None:
-        """The connection is gone (``code``: the close code it ended with). A resumable session dropped by
-        anything but the client's own 1000 close stays in its room for the grace period; otherwise it leaves.
-        Idempotent; later texts are ignored."""
-        if self._closed:
+    async def left(self) -> None:
+        """The client ended its session on purpose (it closed the connection with the end-session code): it
+        leaves at once, resumable or not. Idempotent with ``dropped``; later texts are ignored."""
+        if self._begin_end():
+            await self._end("closed")
+
+    async def dropped(self) -> None:
+        """The connection is gone otherwise (a drop, a close the server started...): a resumable session stays in
+        its room for the grace period, the others see nothing; a plain one leaves."""
+        if not self._begin_end():
             return
-        self._closed = True
         member = self._member
-        if member is None or self._moved:
-            return
-        if member.resumable and code != NORMAL_CLOSURE and self._lease is not None:
-            self._bus.detach(member.peer, self._sink)
-            await self._directory.release(member.peer, self._lease, self._clock() + self._grace)
-            self._log.info("grace", seconds=self._grace, code=code)
+        assert member is not None
+        if member.resumable and self._lease is not None:
+            self._backends.deliveries.detach(member.peer, self._sink)
+            await self._backends.directory.release(member.peer, self._lease, self._clock() + self._grace)
+            self._log.info("grace", seconds=self._grace)
             return
         await self._end("closed")
+
+    def _begin_end(self) -> bool:
+        """Mark the session closed; whether it still has a room to end (not closed before, joined, not moved)."""
+        if self._closed:
+            return False
+        self._closed = True
+        return self._member is not None and not self._moved

@@ -1,4 +1,5 @@
-"""A real in-memory PeerSink for domain tests: the transport's role, without a socket."""
+"""A real in-memory PeerSink for domain tests: the transport's role, without a socket (the driver's connection
+too: it records held reads and failed steps)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ class RecordingSink:
         self.texts: list[str] = []
         #: Set when the domain closed this connection because its session was resumed on another one.
         self.was_taken_over = False
+        #: Whether the driver holds reading, and how many steps failed (each would close the connection, 1011).
+        self.reading_paused = False
+        self.failed_steps = 0
         self._changed: asyncio.Event | None = None
 
     def deliver(self, text: str) -> None:
@@ -27,6 +31,15 @@ class RecordingSink:
         self.was_taken_over = True
         if self._changed is not None:
             self._changed.set()
+
+    def pause_reading(self) -> None:
+        self.reading_paused = True
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
+
+    def step_failed(self) -> None:
+        self.failed_steps += 1
 
     @property
     def messages(self) -> list[dict[str, Any]]:

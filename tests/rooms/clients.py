@@ -1,5 +1,6 @@
-"""The domain under test: in-memory backends, and a session with its recording sink as the transport would hold
-them. The in-memory backends never wait, so a join or leave runs to its end inline, as the server runs it."""
+"""The domain under test: in-memory backends, and a session with its recording sink and its driver as the
+transport would hold them. The in-memory backends never wait, so a join or leave runs to its end inline, as the
+server runs it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from signaling.rooms.bus import LocalBus
-from signaling.rooms.directory import InMemoryDirectory
+from signaling.rooms.backends import in_memory
+from signaling.rooms.driver import SessionDriver, run_inline
+from signaling.rooms.peers import Member
 from signaling.rooms.session import Session, Step
 from tests.helpers.sinks import RecordingSink
 
@@ -24,10 +26,8 @@ def dumps(obj: Any) -> str:
 
 def run(step: Step | None) -> None:
     """Run a session step to its end now; the in-memory backends must never wait."""
-    if step is None:
-        return
-    with pytest.raises(StopIteration):
-        step.send(None)
+    if step is not None:
+        run_inline(step)
 
 
 class RoomCounts(NamedTuple):
@@ -36,30 +36,31 @@ class RoomCounts(NamedTuple):
 
 
 class Rooms:
-    """A directory and a bus, as one server process holds them."""
+    """The in-memory room layer, as one server process holds it."""
 
     def __init__(self, **limits: Any) -> None:
-        self.directory = InMemoryDirectory(peer_ids=limits.pop("peer_ids", counter_ids()), **limits)
-        self.bus = LocalBus()
+        self.backends = in_memory(peer_ids=limits.pop("peer_ids", counter_ids()), **limits)
+        self.directory = self.backends.directory
 
     def stats(self) -> RoomCounts:
         stats = self.directory.stats()
         return RoomCounts(stats.rooms, stats.peers)
 
-    def peers_in(self, room: str) -> list[Any]:
-        return [m.entry for m in self.directory.members(room).values()]
+    def peers_in(self, room: str) -> list[Member]:
+        return list(self.directory.members(room).values())
 
 
 class Client:
-    """A session and its sink, as the transport would hold them."""
+    """A session, its sink and its driver, as the transport would hold them."""
 
     def __init__(self, rooms: Rooms, **kwargs: Any) -> None:
         self.sink = RecordingSink()
-        self.session = Session(rooms.directory, rooms.bus, self.sink, **kwargs)
+        self.session = Session(rooms.backends, self.sink, **kwargs)
+        self.driver = SessionDriver(self.session, self.sink, None)
 
     def send(self, obj: Any) -> list[dict[str, Any]]:
         """Send one message; return what came back to this client."""
-        run(self.session.handle_text(obj if isinstance(obj, str) else dumps(obj)))
+        self.driver.feed(obj if isinstance(obj, str) else dumps(obj))
         return self.sink.take()
 
     def join(self, room: str = "r", **fields: Any) -> dict[str, Any]:
@@ -70,8 +71,9 @@ class Client:
         assert self.replayed == [] or fields.get("resume") is not None, replies
         return replies[0]
 
-    def close(self, code: int = 1006) -> None:
-        run(self.session.close(code))
+    def close(self, *, left: bool = False) -> None:
+        """The connection ends: ``left``, the client ended its session on purpose; else it dropped."""
+        self.driver.end(left=left)
 
     @property
     def peer(self) -> str:

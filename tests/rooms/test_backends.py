@@ -1,29 +1,43 @@
-"""The in-memory directory and bus against the backend contract (tests/rooms/contract.py)."""
+"""The in-memory room layer against the backend contract (tests/rooms/contract.py)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from signaling.rooms.bus import LocalBus
-from signaling.rooms.directory import InMemoryDirectory
-from tests.rooms.contract import Backend, BusContract, DirectoryContract
+from signaling.rooms.backends import in_memory
+from tests.rooms.contract import Backend, DeliveryContract, DirectoryContract
 
 
 class MemoryNode:
+    """The only process: nothing to wait for, no other process to hear from."""
+
     def __init__(self, **limits: Any) -> None:
-        self.directory = InMemoryDirectory(**limits)
-        self.bus = LocalBus()
+        self.backends = in_memory(**limits)
 
     async def settle(self) -> None:
+        pass
+
+    @contextlib.asynccontextmanager
+    async def holding_deliveries(self) -> AsyncIterator[None]:
+        yield
+
+    async def settle_deliveries(self) -> None:
         pass
 
 
 @pytest.fixture
 def backend() -> Backend:
+    made: list[MemoryNode] = []
+
     async def make(**limits: Any) -> MemoryNode:
-        return MemoryNode(**limits)
+        """One deployment of one process per test: every call gives that process."""
+        if not made:
+            made.append(MemoryNode(**limits))
+        return made[0]
 
     return make
 
@@ -32,5 +46,5 @@ class TestInMemoryDirectory(DirectoryContract):
     pass
 
 
-class TestLocalBus(BusContract):
+class TestInMemoryDelivery(DeliveryContract):
     pass

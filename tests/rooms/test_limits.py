@@ -1,4 +1,4 @@
-"""The per-connection message limits: messages and bytes, the `rate-limited` reply, the abuse verdict (pure)."""
+"""Per-connection limits: messages and bytes, the `rate-limited` reply, the abuse verdict, the time to join."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from signaling.rooms.ratelimit import ABUSE_STRIKES, REF_SCAN_LIMIT, MessageRateLimit
+from signaling.rooms.limits import ABUSE_STRIKES, REF_SCAN_LIMIT, JoinDeadlines, MessageRateLimit
 
 MESSAGE = "over 5 messages/s (burst 1) or 1000 bytes/s (burst 1000); message dropped"
 
@@ -86,3 +86,19 @@ def test_the_old_flood_that_slipped_under_the_strike_count_is_caught() -> None:
 def test_default_abuse_threshold() -> None:
     lim = MessageRateLimit(1, 1, 10**6, 10**6, 0.0)
     assert lim.abuse_strikes == ABUSE_STRIKES
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The time to join
+
+
+def test_join_deadlines_come_due_in_order_each_once() -> None:
+    deadlines: JoinDeadlines[str] = JoinDeadlines(timeout=30.0)
+    deadlines.add("a", 100.0)
+    deadlines.add("b", 105.0)
+    deadlines.add("c", 105.0)
+    assert deadlines.due(129.9) == []
+    assert deadlines.due(130.0) == ["a"]
+    assert deadlines.due(134.0) == []
+    assert deadlines.due(200.0) == ["b", "c"]
+    assert deadlines.due(300.0) == [] and len(deadlines) == 0

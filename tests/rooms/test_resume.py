@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from signaling.rooms.auth import AddressGuard, AuthThrottle
-from signaling.rooms.session import end_expired
+from signaling.rooms.driver import run_inline
 from tests.rooms.clients import Client, RoomCounts, Rooms
 
 GRACE = 30.0
@@ -32,10 +32,7 @@ def client(rooms: Rooms, clock: Clock, **kwargs: Any) -> Client:
 
 
 def expire(rooms: Rooms, clock: Clock) -> int:
-    step = end_expired(rooms.directory, rooms.bus, clock())
-    with pytest.raises(StopIteration) as done:
-        step.send(None)
-    return int(done.value.value)
+    return run_inline(rooms.backends.end_expired(clock()))
 
 
 def relay(sender: Client, to: Client, n: int) -> None:
@@ -65,7 +62,7 @@ def test_a_drop_keeps_the_peer_and_the_resume_replays_what_it_missed(rooms: Room
     bob.join()
     relay(bob, alice, 3)  # seq 1 peer-joined, 2..4 messages: "written to the socket", never processed
     peer = alice.peer
-    alice.close(1006)
+    alice.close()
     assert bob.sink.take() == []  # no peer-left
     relay(bob, alice, 2)  # seq 5, 6: kept while alice is away
     back = client(rooms, clock)
@@ -91,7 +88,7 @@ def test_a_used_token_is_dead(rooms: Rooms, clock: Clock) -> None:
     alice, bob = client(rooms, clock), client(rooms, clock)
     token = alice.join(resumable=True)["resume"]
     bob.join()
-    alice.close(1006)
+    alice.close()
     again = client(rooms, clock)
     assert again.join(resume=token, last_seq=0)["resumed"] is True
     third = client(rooms, clock)
@@ -104,7 +101,7 @@ def test_grace_expiry_ends_the_session(rooms: Rooms, clock: Clock) -> None:
     token = alice.join(resumable=True)["resume"]
     peer = alice.peer
     bob.join()
-    alice.close(1001)  # a server-initiated close starts the grace too
+    alice.close()  # a server-initiated close starts the grace too
     clock.now += GRACE - 1
     assert expire(rooms, clock) == 0
     clock.now += 2
@@ -124,7 +121,7 @@ def test_leave_or_a_normal_close_ends_the_session_at_once(rooms: Rooms, clock: C
     if how == "leave":
         alice.send({"type": "leave"})
     else:
-        alice.close(1000)
+        alice.close(left=True)
     assert bob.sink.take() == [{"type": "peer-left", "peer": peer}]
     assert client(rooms, clock).join(resume=token)["resumed"] is False
 
@@ -136,7 +133,7 @@ def test_a_takeover_closes_the_old_connection_and_the_session_goes_on(rooms: Roo
     new = client(rooms, clock)
     assert new.join(resume=token, last_seq=1)["resumed"] is True  # the old connection never noticed the drop
     assert alice.sink.was_taken_over
-    alice.close(4001)  # its close, when it comes, does not end the session
+    alice.close()  # its close, when it comes, does not end the session
     relay(bob, new, 1)
     assert new.sink.take()[0]["seq"] == 2
     assert bob.sink.take() == [] and rooms.stats() == RoomCounts(rooms=1, peers=2)
@@ -149,14 +146,13 @@ def test_a_takeover_closes_the_old_connection_and_the_session_goes_on(rooms: Roo
 def test_what_cannot_be_replayed_is_a_fresh_join_and_the_old_session_leaves(
     clock: Clock, last_seq: int, why: str
 ) -> None:
-    rooms = Rooms()
-    rooms.bus.kept_count = 4
+    rooms = Rooms(kept_count=4)
     alice, bob = client(rooms, clock), client(rooms, clock)
     token = alice.join(resumable=True)["resume"]
     old = alice.peer
     bob.join()
     relay(bob, alice, 5)  # seq 1..6, of which 3..6 are kept
-    alice.close(1006)
+    alice.close()
     bob.sink.take()
     again = client(rooms, clock)
     welcome = again.join(resume=token, last_seq=last_seq)
@@ -172,7 +168,7 @@ def test_resuming_into_another_room_is_a_fresh_join_there(rooms: Rooms, clock: C
     token = alice.join(resumable=True)["resume"]
     old = alice.peer
     bob.join()
-    alice.close(1006)
+    alice.close()
     moved = client(rooms, clock)
     welcome = moved.join("elsewhere", resume=token, last_seq=1)
     assert welcome["resumed"] is False and welcome["room"] == "elsewhere"
@@ -185,7 +181,7 @@ def test_with_resume_off_there_is_no_token_and_no_seq(rooms: Rooms, clock: Clock
     assert "resume" not in welcome
     bob.join()
     assert alice.sink.take() == [{"type": "peer-joined", "peer": bob.peer, "name": None, "meta": None}]
-    alice.close(1006)
+    alice.close()
     assert bob.sink.take() == [{"type": "peer-left", "peer": alice.session.peer or welcome["peer"]}]
 
 
@@ -194,7 +190,7 @@ def test_bad_resume_tokens_from_one_address_are_throttled(rooms: Rooms, clock: C
     alice, bob = client(rooms, clock), client(rooms, clock)
     token = alice.join(resumable=True)["resume"]
     bob.join()
-    alice.close(1006)
+    alice.close()
     for _ in range(3):
         assert client(rooms, clock, resume_throttle=guard).join(resume="guess", last_seq=0)["resumed"] is False
     # Past the limit even the right token is not looked up: guessing is pointless.

@@ -97,7 +97,7 @@ def test_welcome_comes_before_anything_else_for_the_newcomer(rooms: Rooms) -> No
             if message["type"] == "peer-joined":
                 run(sessions[0].handle_text(dumps({"type": "offer", "to": message["peer"], "sdp": SDP})))
 
-    sessions.append(Session(rooms.directory, rooms.bus, Reacting()))
+    sessions.append(Session(rooms.backends, Reacting()))
     run(sessions[0].handle_text('{"type":"join","room":"r"}'))
     a = Client(rooms)
     run(a.session.handle_text('{"type":"join","room":"r"}'))
@@ -387,10 +387,10 @@ def test_sink_that_closes_while_taking_the_welcome(rooms: Rooms) -> None:
 
         def deliver(self, text: str) -> None:
             super().deliver(text)
-            run(self.session.close())
+            run(self.session.dropped())
 
     sink = Closing()
-    sink.session = Session(rooms.directory, rooms.bus, sink)
+    sink.session = Session(rooms.backends, sink)
     run(sink.session.handle_text('{"type":"join","room":"r"}'))
     assert [m["type"] for m in sink.messages] == ["welcome"]
     assert other.sink.take() == []  # never announced (no peer-joined), so no peer-left either

@@ -1,0 +1,76 @@
+"""What the sessions of one process share: the room directory, the router, the replay store, the deliveries.
+
+In memory for one process (``in_memory``); signaling/cluster/ builds the same four parts on Redis for several.
+Whether a session's steps may wait is declared by the parts (``waits``), never guessed from their classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from signaling.protocol.encode import peer_left_json
+from signaling.protocol.facts import (
+    DEFAULT_MAX_ROOMS,
+    DEFAULT_RESUME_BUFFER,
+    DEFAULT_RESUME_BUFFER_BYTES,
+    DEFAULT_ROOM_MAX_PEERS,
+)
+
+from .delivery import Deliveries
+from .directory import Departure, InMemoryDirectory, RoomDirectory
+from .peers import new_peer_id
+from .replay import InMemoryReplay, ReplayStore
+from .routing import LocalRouter, Router
+
+__all__ = ["Backends", "in_memory"]
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """The room layer of one process: ``directory`` (who is where), ``router`` (texts to members), ``replay``
+    (what resumable sessions are replayed), and the router's ``deliveries`` (this process's connections)."""
+
+    directory: RoomDirectory
+    router: Router
+    replay: ReplayStore
+
+    @property
+    def deliveries(self) -> Deliveries:
+        return self.router.deliveries
+
+    @property
+    def waits(self) -> bool:
+        """Whether a step may wait for a round trip: then steps run as tasks, else inline, as a relay does."""
+        return self.directory.waits or self.replay.waits
+
+    def announce(self, departures: Iterable[Departure]) -> None:
+        """Tell the others in each room that its member left (``peer-left``)."""
+        for gone in departures:
+            self.router.send_all(gone.others, gone.member.peer, peer_left_json(gone.member.peer))
+
+    async def end_expired(self, now: float) -> int:
+        """End the sessions that ended without their connection saying so (a grace ran out; with several nodes,
+        a node died): the others get ``peer-left``. Returns how many ended."""
+        ended = await self.directory.expired(now)
+        for gone in ended:
+            self.replay.forget(gone.member.peer)
+        self.announce(ended)
+        return len(ended)
+
+
+def in_memory(
+    *,
+    max_peers_per_room: int = DEFAULT_ROOM_MAX_PEERS,
+    max_rooms: int = DEFAULT_MAX_ROOMS,
+    kept_count: int = DEFAULT_RESUME_BUFFER,
+    kept_bytes: int = DEFAULT_RESUME_BUFFER_BYTES,
+    node: str = "local",
+    peer_ids: Callable[[], str] = new_peer_id,
+) -> Backends:
+    """The room layer of a single process, with the server's defaults."""
+    replay = InMemoryReplay(kept_count=kept_count, kept_bytes=kept_bytes)
+    directory = InMemoryDirectory(
+        max_peers_per_room=max_peers_per_room, max_rooms=max_rooms, node=node, peer_ids=peer_ids
+    )
+    return Backends(directory, LocalRouter(Deliveries(), replay), replay)
