@@ -11,39 +11,34 @@ A change reaches this node before anything its author then sends through Redis, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
-from signaling.protocol.errors import ErrorCode, SignalingError
+from signaling.protocol.encode import peer_entry_json
+from signaling.protocol.errors import SignalingError
+from signaling.protocol.facts import DEFAULT_MAX_ROOMS, DEFAULT_ROOM_MAX_PEERS
 from signaling.rooms.directory import (
-    DEFAULT_MAX_PEERS_PER_ROOM,
-    DEFAULT_MAX_ROOMS,
     Departure,
     DirectoryStats,
     RoomDirectory,
     room_full,
     server_full,
+    unavailable,
 )
-from signaling.rooms.peers import Member, new_peer_id
+from signaling.rooms.peers import LiveMembers, Member, new_peer_id
 
 from .link import RedisLink, Unavailable
-from .schema import Change, entry_json, member_from, parse_change
+from .schema import Change, member_from, parse_change
 
-__all__ = ["ClusterStats", "RedisDirectory", "unavailable"]
+__all__ = ["ClusterStats", "RedisDirectory"]
 
 log = structlog.get_logger("signaling.cluster")
 
-#: Grace periods ended per sweep at most: a backlog is worked off over several sweeps, never in one long call.
+#: Members handed out per sweep (or retire) call at most, dead nodes' and run-out graces': a backlog is worked
+#: off over several calls, never in one long atomic one.
 SWEEP_LIMIT = 1000
-
-
-def unavailable() -> SignalingError:
-    return SignalingError(
-        ErrorCode.UNAVAILABLE, "the room service is unavailable (its Redis cannot be reached); try again shortly"
-    )
 
 
 def members_from(room: str, fields: list[Any]) -> list[Member]:
@@ -111,12 +106,14 @@ class ClusterStats:
 
 
 class RedisDirectory(RoomDirectory):
-    """Rooms shared by every node on one Redis. ``attach`` gives it a link; without one it is unavailable."""
+    """Rooms shared by every node on one Redis. ``link_up`` gives it a link; without one it is unavailable."""
+
+    waits = True
 
     def __init__(
         self,
         *,
-        max_peers_per_room: int = DEFAULT_MAX_PEERS_PER_ROOM,
+        max_peers_per_room: int = DEFAULT_ROOM_MAX_PEERS,
         max_rooms: int = DEFAULT_MAX_ROOMS,
         grace: float = 0.0,
         peer_ids: Callable[[], str] = new_peer_id,
@@ -130,12 +127,14 @@ class RedisDirectory(RoomDirectory):
         self._link: RedisLink | None = None
         self._views: dict[str, RoomView] = {}
         self._where: dict[str, str] = {}  # local member -> its room
+        #: Fenced calls that must still happen (``_finish``), kept across a lost link.
+        self._unfinished: list[tuple[str, str, tuple[Any, ...]]] = []
 
-    def attach(self, link: RedisLink) -> None:
+    def link_up(self, link: RedisLink) -> None:
         self._link = link
         self.node = link.node
 
-    def detach(self) -> None:
+    def link_down(self) -> None:
         """The link is lost: every view is stale (the node closes its clients)."""
         self._link = None
         self._views.clear()
@@ -171,6 +170,7 @@ class RedisDirectory(RoomDirectory):
             try:
                 await view.ready
             except Unavailable:
+                self._unhold(room, view)
                 raise unavailable() from None
             return view
         view = self._views[room] = RoomView()
@@ -212,6 +212,14 @@ class RedisDirectory(RoomDirectory):
             view.members.pop(peer, None)
         self._disconnected(peer)
 
+    async def _fenced(self, function: str, *args: Any) -> list[Any]:
+        """A fenced call of library.lua (link.py): changed as asked, or not at all and ``unavailable`` raised."""
+        try:
+            return await self._linked().fenced(function, *args)
+        except Unavailable as exc:
+            log.warning("cluster_call_failed", function=function, error=str(exc))
+            raise unavailable() from None
+
     # ------------------------------------------------------------------ RoomDirectory
 
     def new_peer_id(self) -> str:
@@ -220,20 +228,20 @@ class RedisDirectory(RoomDirectory):
     async def join(self, member: Member, lease: str | None = None) -> list[Member]:
         view = await self._watch(member.room)
         try:
-            reply = await self._linked().fcall(
+            reply = await self._fenced(
                 "signaling_join",
                 member.peer,
                 member.room,
-                entry_json(member),
+                peer_entry_json(member),
                 self.node,
                 "1" if member.resumable else "0",
                 lease or "",
                 self.max_peers_per_room,
                 self.max_rooms,
             )
-        except (Unavailable, SignalingError):
+        except SignalingError:
             self._unhold(member.room, view)
-            raise unavailable() from None
+            raise
         status = reply[0]
         if status != "ok":
             self._unhold(member.room, view)
@@ -248,35 +256,26 @@ class RedisDirectory(RoomDirectory):
         return members_from(member.room, reply[1:])
 
     async def leave(self, peer: str, lease: str | None = None) -> Departure | None:
-        try:
-            reply = await self._linked().fcall("signaling_leave", peer, lease or "")
-        except (Unavailable, SignalingError):
-            return None  # the link is lost: this node's members are ended by the others' sweep
-        if reply is None:
-            return None
-        departure = departures_from([reply])[0]
-        self._gone(departure.member.room, peer)
-        return departure
+        reply = await self._finish(peer, "signaling_leave", peer, lease or "")
+        return self._departure(reply)
 
-    def members(self, room: str) -> Mapping[str, Member]:
+    def members(self, room: str) -> LiveMembers:
         view = self._views.get(room)
         return view.members if view is not None else {}
 
     async def release(self, peer: str, lease: str, until: float) -> None:
-        # If the link is lost, the others' sweep gives this node's resumable members their grace.
-        with contextlib.suppress(Unavailable, SignalingError):
-            if await self._linked().fcall("signaling_release", peer, lease, until):
-                self._disconnected(peer)
+        await self._finish(peer, "signaling_release", peer, lease, until)
 
     async def claim(self, digest: str, new_digest: str, now: float) -> tuple[Member, str] | None:
-        try:
-            reply = await self._linked().fcall("signaling_claim", digest, new_digest, self.node, now)
-        except Unavailable:
-            raise unavailable() from None
-        if reply is None:
+        reply = await self._fenced("signaling_claim", digest, new_digest, self.node, now)
+        if reply[0] != "ok":
             return None
-        peer, room, j, resumable, previous = reply
-        view = await self._watch(room)
+        _, peer, room, j, resumable, previous = reply
+        try:
+            view = await self._watch(room)
+        except SignalingError:
+            await self.unclaim(peer, new_digest, digest, now + self.grace)
+            raise
         member = view.members.get(peer)
         if member is None:  # the snapshot was taken before the claim's change: never, but cheap to be sure
             member = view.members[peer] = member_from(room, j, self.node, resumable)
@@ -284,24 +283,66 @@ class RedisDirectory(RoomDirectory):
         self._connected(room, view, peer)
         return member, previous
 
+    async def unclaim(self, peer: str, digest: str, previous: str, until: float) -> None:
+        await self._finish(peer, "signaling_unclaim", peer, digest, previous, until)
+
+    async def _finish(self, peer: str, function: str, *args: Any) -> list[Any]:
+        """A step that ends ``peer``'s connection here and must happen even when Redis cannot take it now (a
+        session ending, a claim undone): done, or kept and tried again at each sweep until it is (a departure
+        it causes then comes out of ``expired``). The reply, or ``["later"]``."""
+        try:
+            reply = await self._fenced(function, *args)
+        except SignalingError:
+            self._unfinished.append((peer, function, args))
+            reply = ["later"]
+        if reply[0] != "none":  # "none": the lease moved on, to a session that may be here now
+            self._disconnected(peer)
+        return reply
+
+    def _departure(self, reply: list[Any]) -> Departure | None:
+        """The departure a leave replied, if any."""
+        if reply[0] != "ok":
+            return None
+        departure = departures_from([reply[1]])[0]
+        self._gone(departure.member.room, departure.member.peer)
+        return departure
+
     async def expired(self, now: float) -> list[Departure]:
+        departures: list[Departure] = []
+        unfinished, self._unfinished = self._unfinished, []
+        for peer, function, args in unfinished:
+            reply = await self._finish(peer, function, *args)
+            if function == "signaling_leave" and (departure := self._departure(reply)) is not None:
+                departures.append(departure)
         until = now + self.grace if self.grace > 0 else 0
         try:
             reply = await self._linked().fcall("signaling_sweep", now, until, SWEEP_LIMIT)
         except (Unavailable, SignalingError):
-            return []
-        departures = departures_from(reply)
-        for departure in departures:
+            return departures
+        for departure in departures_from(reply):
             self._gone(departure.member.room, departure.member.peer)
+            departures.append(departure)
         return departures
 
     async def retire(self, now: float) -> list[Departure]:
-        """This node stops: its members leave, its resumable ones after their grace (they may resume elsewhere)."""
+        """This node stops: its members leave, its resumable ones after their grace (they may resume elsewhere).
+
+        Raises:
+            Unavailable: Redis cannot be reached (the others' sweep hands out the rest).
+        """
         until = now + self.grace if self.grace > 0 else 0
-        reply = await self._linked().fcall("signaling_retire", self.node, until)
+        link = self._link
+        if link is None:
+            raise Unavailable("not linked")
+        departures: list[Departure] = []
+        while True:
+            remaining, gone = await link.fcall("signaling_retire", self.node, until, SWEEP_LIMIT)
+            departures += departures_from(gone)
+            if not remaining:
+                break
         self._views.clear()
         self._where.clear()
-        return departures_from(reply)
+        return departures
 
     def stats(self) -> DirectoryStats:
         cluster = self.cluster

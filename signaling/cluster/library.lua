@@ -4,6 +4,16 @@
 --
 -- Every membership change bumps P:version and is published on P:members as "room|version|change", so that
 -- each node's view of its rooms (a snapshot plus the changes after it) never misses one or applies one twice.
+--
+-- Fenced functions take, after the prefix, a deadline in Redis's own clock (seconds): the time after which the
+-- node that sent them no longer waits for their answer. One that reaches Redis later (Redis was paused, or
+-- the node's link failed with the command in flight) is refused with {'stale'} and changes nothing: work a node
+-- gave up on must not run behind its back. Their replies start with a status: 'ok', 'stale', or another word.
+
+local function late(deadline)
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000 > tonumber(deadline)
+end
 
 local function member_fields(P, peer)
   return redis.call('HMGET', P .. ':m:' .. peer, 'j', 'node', 'res')
@@ -58,27 +68,39 @@ local function remove(P, peer)
   return out
 end
 
--- The members connected to a node that is gone: resumable ones get a grace period (they may resume on another
--- node), the others leave. Returns the departures.
-local function orphan(P, node, grace_until)
-  local gone = {}
-  for _, peer in ipairs(redis.call('SMEMBERS', P .. ':n:' .. node)) do
+-- A node is gone (its heartbeat stopped, or it retired): it is no longer registered, and its members are
+-- handed out by orphan(), a bounded number per call.
+local function bury(P, node)
+  redis.call('HDEL', P .. ':nodes', node)
+  redis.call('DEL', P .. ':alive:' .. node)
+  redis.call('SADD', P .. ':dead', node)
+end
+
+-- Up to `budget` members connected to a node that is gone: resumable ones get a grace period (they may resume
+-- on another node), the others leave; their departures are appended to `gone`. Returns the budget left.
+local function orphan(P, node, grace_until, budget, gone)
+  local set = P .. ':n:' .. node
+  for _, peer in ipairs(redis.call('SRANDMEMBER', set, budget)) do
+    budget = budget - 1
     local key = P .. ':m:' .. peer
     local f = redis.call('HMGET', key, 'res', 'lease')
     if grace_until > 0 and f[1] == '1' and f[2] and f[2] ~= '' then
       redis.call('ZADD', P .. ':graces', 'NX', grace_until, peer)
       redis.call('HSET', key, 'node', '')
+      redis.call('SREM', set, peer)
     else
       local departure = remove(P, peer)
       if departure then
         gone[#gone + 1] = departure
+      else
+        redis.call('SREM', set, peer)
       end
     end
   end
-  redis.call('DEL', P .. ':n:' .. node)
-  redis.call('HDEL', P .. ':nodes', node)
-  redis.call('DEL', P .. ':alive:' .. node)
-  return gone
+  if redis.call('SCARD', set) == 0 then
+    redis.call('SREM', P .. ':dead', node)
+  end
+  return budget
 end
 
 -- P, node, ttl_ms, now: a node starts.
@@ -89,19 +111,28 @@ redis.register_function('signaling_register', function(_, a)
   return 1
 end)
 
--- P, node, ttl_ms: a node is alive. 0 when it was declared dead meanwhile; else {1, rooms, peers, nodes}.
+-- P, deadline, node, ttl_ms: a node is alive. {'dead'} when it was declared dead meanwhile; else
+-- {'ok', rooms, peers, nodes}.
 redis.register_function('signaling_beat', function(_, a)
-  local P, node = a[1], a[2]
-  if redis.call('HEXISTS', P .. ':nodes', node) == 0 then
-    return 0
+  local P, node = a[1], a[3]
+  if late(a[2]) then
+    return {'stale'}
   end
-  redis.call('SET', P .. ':alive:' .. node, '1', 'PX', a[3])
-  return {1, redis.call('HLEN', P .. ':rooms'), redis.call('SCARD', P .. ':peers'), redis.call('HLEN', P .. ':nodes')}
+  if redis.call('HEXISTS', P .. ':nodes', node) == 0 then
+    return {'dead'}
+  end
+  redis.call('SET', P .. ':alive:' .. node, '1', 'PX', a[4])
+  return {'ok', redis.call('HLEN', P .. ':rooms'), redis.call('SCARD', P .. ':peers'), redis.call('HLEN', P .. ':nodes')}
 end)
 
--- P, node, grace_until: a node stops (its resumable sessions may resume elsewhere). Returns the departures.
+-- P, node, grace_until, limit: a node stops (its resumable sessions may resume elsewhere). Returns
+-- {members of it still to hand out, <departures>}: call again until the first is 0.
 redis.register_function('signaling_retire', function(_, a)
-  return orphan(a[1], a[2], tonumber(a[3]))
+  local P, node = a[1], a[2]
+  bury(P, node)
+  local gone = {}
+  orphan(P, node, tonumber(a[3]), tonumber(a[4]), gone)
+  return {redis.call('SCARD', P .. ':n:' .. node), gone}
 end)
 
 -- P, room: the room's members and the version they reflect.
@@ -114,17 +145,20 @@ redis.register_function('signaling_snapshot', function(_, a)
   return out
 end)
 
--- P, peer, room, j, node, res, lease, max_peers, max_rooms: join within the limits.
+-- P, deadline, peer, room, j, node, res, lease, max_peers, max_rooms: join within the limits.
 -- Returns {'ok', <members already there: j, node, res...>}, or {'room-full'}, {'server-full'}, {'taken'}.
 redis.register_function('signaling_join', function(_, a)
-  local P, peer, room, node, lease = a[1], a[2], a[3], a[5], a[7]
+  local P, peer, room, node, lease = a[1], a[3], a[4], a[6], a[8]
+  if late(a[2]) then
+    return {'stale'}
+  end
   local room_key = P .. ':r:' .. room
   local count = redis.call('ZCARD', room_key)
   if count == 0 then
-    if redis.call('HLEN', P .. ':rooms') >= tonumber(a[9]) then
+    if redis.call('HLEN', P .. ':rooms') >= tonumber(a[10]) then
       return {'server-full'}
     end
-  elseif count >= tonumber(a[8]) then
+  elseif count >= tonumber(a[9]) then
     return {'room-full'}
   end
   local key = P .. ':m:' .. peer
@@ -136,58 +170,72 @@ redis.register_function('signaling_join', function(_, a)
     out[#out + 1] = x
   end
   redis.call('ZADD', room_key, redis.call('INCR', P .. ':order'), peer)
-  redis.call('HSET', key, 'room', room, 'j', a[4], 'node', node, 'res', a[6], 'lease', lease, 'seq', 0, 'kb', 0)
+  redis.call('HSET', key, 'room', room, 'j', a[5], 'node', node, 'res', a[7], 'lease', lease, 'seq', 0, 'kb', 0)
   if lease ~= '' then
     redis.call('HSET', P .. ':leases', lease, peer)
   end
   redis.call('SADD', P .. ':n:' .. node, peer)
   redis.call('SADD', P .. ':peers', peer)
-  publish_change(P, room, 'j|' .. node .. '|' .. a[6] .. '|' .. a[4])
+  publish_change(P, room, 'j|' .. node .. '|' .. a[7] .. '|' .. a[5])
   return out
 end)
 
--- P, peer, lease ('' for any): leave. Returns the departure or nil.
+-- P, deadline, peer, lease ('' for any): leave. Returns {'ok', <departure>} or {'none'}.
 redis.register_function('signaling_leave', function(_, a)
-  local P, peer, lease = a[1], a[2], a[3]
-  if lease ~= '' and redis.call('HGET', P .. ':m:' .. peer, 'lease') ~= lease then
-    return nil
+  local P, peer, lease = a[1], a[3], a[4]
+  if late(a[2]) then
+    return {'stale'}
   end
-  return remove(P, peer)
+  if lease ~= '' and redis.call('HGET', P .. ':m:' .. peer, 'lease') ~= lease then
+    return {'none'}
+  end
+  local departure = remove(P, peer)
+  if not departure then
+    return {'none'}
+  end
+  return {'ok', departure}
 end)
 
--- P, peer, lease, until: the connection of a resumable session is gone; its grace runs until `until`.
+-- P, deadline, peer, lease, until: the connection of a resumable session is gone; its grace runs until `until`.
+-- {'ok'}, or {'none'} when the lease has moved on (the session was resumed meanwhile).
 redis.register_function('signaling_release', function(_, a)
-  local P, peer = a[1], a[2]
+  local P, peer = a[1], a[3]
+  if late(a[2]) then
+    return {'stale'}
+  end
   local key = P .. ':m:' .. peer
   local f = redis.call('HMGET', key, 'lease', 'node')
-  if f[1] ~= a[3] then
-    return 0
+  if f[1] ~= a[4] then
+    return {'none'}
   end
-  redis.call('ZADD', P .. ':graces', a[4], peer)
+  redis.call('ZADD', P .. ':graces', a[5], peer)
   if f[2] and f[2] ~= '' then
     redis.call('SREM', P .. ':n:' .. f[2], peer)
   end
   redis.call('HSET', key, 'node', '')
-  return 1
+  return {'ok'}
 end)
 
--- P, digest, new_digest, node, now: resume the session of a live lease on `node`.
--- Returns {peer, room, j, res, previous node} or nil.
+-- P, deadline, digest, new_digest, node, now: resume the session of a live lease on `node`.
+-- Returns {'ok', peer, room, j, res, previous node} or {'none'}.
 redis.register_function('signaling_claim', function(_, a)
-  local P, digest, node = a[1], a[2], a[4]
+  local P, digest, node = a[1], a[3], a[5]
+  if late(a[2]) then
+    return {'stale'}
+  end
   local peer = redis.call('HGET', P .. ':leases', digest)
   if not peer then
-    return nil
+    return {'none'}
   end
   local until_ = redis.call('ZSCORE', P .. ':graces', peer)
-  if until_ and tonumber(until_) <= tonumber(a[5]) then
-    return nil
+  if until_ and tonumber(until_) <= tonumber(a[6]) then
+    return {'none'}
   end
   local key = P .. ':m:' .. peer
   local f = redis.call('HMGET', key, 'room', 'j', 'res', 'node')
   redis.call('HDEL', P .. ':leases', digest)
-  redis.call('HSET', P .. ':leases', a[3], peer)
-  redis.call('HSET', key, 'lease', a[3], 'node', node)
+  redis.call('HSET', P .. ':leases', a[4], peer)
+  redis.call('HSET', key, 'lease', a[4], 'node', node)
   redis.call('ZREM', P .. ':graces', peer)
   local previous = f[4] or ''
   if previous ~= '' then
@@ -195,40 +243,76 @@ redis.register_function('signaling_claim', function(_, a)
   end
   redis.call('SADD', P .. ':n:' .. node, peer)
   publish_change(P, f[1], 'n|' .. peer .. '|' .. node)
-  return {peer, f[1], f[2], f[3], previous}
+  return {'ok', peer, f[1], f[2], f[3], previous}
+end)
+
+-- P, deadline, peer, digest, previous_digest, until: undo a claim whose resume could not be completed: the
+-- lease, if `digest` still holds it, goes back to `previous_digest`, in a grace period until `until`.
+redis.register_function('signaling_unclaim', function(_, a)
+  local P, peer, digest = a[1], a[3], a[4]
+  if late(a[2]) then
+    return {'stale'}
+  end
+  local key = P .. ':m:' .. peer
+  local f = redis.call('HMGET', key, 'lease', 'node', 'room')
+  if f[1] ~= digest then
+    return {'none'}
+  end
+  redis.call('HDEL', P .. ':leases', digest)
+  redis.call('HSET', P .. ':leases', a[5], peer)
+  redis.call('HSET', key, 'lease', a[5], 'node', '')
+  if f[2] and f[2] ~= '' then
+    redis.call('SREM', P .. ':n:' .. f[2], peer)
+  end
+  redis.call('ZADD', P .. ':graces', a[6], peer)
+  publish_change(P, f[3], 'n|' .. peer .. '|')
+  return {'ok'}
 end)
 
 -- P, now, grace_until, limit: end what ended without its connection saying so: the members of nodes whose
--- heartbeat stopped, and sessions whose grace ran out. Returns the departures (at most `limit` expiries a call).
+-- heartbeat stopped, and sessions whose grace ran out. Returns the departures; at most `limit` members are
+-- handed out per call (the rest by the next calls), so that no call holds Redis for long.
 redis.register_function('signaling_sweep', function(_, a)
-  local P, now = a[1], tonumber(a[2])
+  local P, now, grace_until = a[1], tonumber(a[2]), tonumber(a[3])
+  local budget = tonumber(a[4])
   local gone = {}
   for _, node in ipairs(redis.call('HKEYS', P .. ':nodes')) do
     if redis.call('EXISTS', P .. ':alive:' .. node) == 0 then
-      for _, departure in ipairs(orphan(P, node, tonumber(a[3]))) do
-        gone[#gone + 1] = departure
-      end
+      bury(P, node)
     end
   end
-  local due = redis.call('ZRANGEBYSCORE', P .. ':graces', '-inf', now, 'LIMIT', 0, tonumber(a[4]))
-  for _, peer in ipairs(due) do
-    local departure = remove(P, peer)
-    if departure then
-      gone[#gone + 1] = departure
-    else
-      redis.call('ZREM', P .. ':graces', peer)
+  for _, node in ipairs(redis.call('SMEMBERS', P .. ':dead')) do
+    if budget <= 0 then
+      break
+    end
+    budget = orphan(P, node, grace_until, budget, gone)
+  end
+  if budget > 0 then
+    for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':graces', '-inf', now, 'LIMIT', 0, budget)) do
+      local departure = remove(P, peer)
+      if departure then
+        gone[#gone + 1] = departure
+      else
+        redis.call('ZREM', P .. ':graces', peer)
+      end
     end
   end
   return gone
 end)
 
--- P, max_count, max_bytes, then (peer, head, tail) for each text: number a room message for a resumable peer,
--- keep it (within the bounds), and publish it to the node its connection is on, if any (one message per node,
--- records joined by newlines). A peer gone meanwhile is skipped.
+-- P, sender, number, max_count, max_bytes, then (peer, head, tail) for each text: number a room message for a
+-- resumable peer, keep it (within the bounds), and publish it to the node its connection is on, if any (one
+-- message per node, records joined by newlines). A peer gone meanwhile is skipped. `number` is the call's place in
+-- its sending process's order: a call sent again after a lost link runs only if it has not run yet (-1 if it has).
 redis.register_function('signaling_deliver', function(_, a)
-  local P, max_count, max_bytes = a[1], tonumber(a[2]), tonumber(a[3])
+  local P, max_count, max_bytes = a[1], tonumber(a[4]), tonumber(a[5])
+  local done = P .. ':sent:' .. a[2]
+  if tonumber(redis.call('GET', done) or '0') >= tonumber(a[3]) then
+    return -1
+  end
+  redis.call('SET', done, a[3], 'EX', 86400)
   local out, order = {}, {}
-  for i = 4, #a, 3 do
+  for i = 6, #a, 3 do
     local peer = a[i]
     local key = P .. ':m:' .. peer
     if redis.call('HEXISTS', key, 'seq') == 1 then

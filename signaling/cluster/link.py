@@ -12,7 +12,19 @@ and this node's own channel) is read by one task.
 
 Any failure of a connection means the link is lost: it calls ``on_lost`` once and stops; the node then
 closes its clients and builds a new link when Redis answers again (node.py). redis-py's own retries are off,
-since a silent reconnect would lose what was published meanwhile.
+since a silent reconnect would lose what was published meanwhile. An error reply (Redis refused one command: out
+of memory, say) fails that command only, as ``Unavailable`` too: every caller undoes what it did, whatever the cause.
+
+Texts for resumable members (``keep``: numbered and kept by ``signaling_deliver``) are not lost with a link: those
+whose reply had not come when it failed may or may not have run, so they are sent again on the next link
+(``unconfirmed``, ``resend``), and Redis runs each of them once, by its place in this process's order of calls
+(a counter that outlives links, checked against the last one Redis ran for this process).
+
+Commands that change the shared state are fenced (``fenced``): they carry a deadline in Redis's own clock, the
+moment after which this node no longer waits for them (it has failed the link by then), and Redis refuses them
+after it. So a command stuck in Redis's input while Redis was paused cannot run behind the node's back once the
+node has given up on it (and, say, rotate the resume token of a session its client is resuming elsewhere). The
+link learns Redis's clock when it opens and again at each heartbeat (``sync_clock``).
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import redis.asyncio as redis
@@ -32,7 +44,7 @@ from redis.retry import Retry
 
 from .schema import LIBRARY, RECORD_SEPARATOR, Names
 
-__all__ = ["RedisLink", "Unavailable"]
+__all__ = ["Numbered", "RedisLink", "Unavailable"]
 
 log = structlog.get_logger("signaling.cluster")
 
@@ -40,6 +52,9 @@ log = structlog.get_logger("signaling.cluster")
 BATCH: Final = 512
 #: Texts carried by one PUBLISH or one ``signaling_deliver`` call at most.
 MERGE: Final = 256
+#: Seconds a fenced command's deadline is set before this node would give up on it, at least: room for the error
+#: in the estimate of Redis's clock (half a round trip when it was read, plus drift until the next reading).
+CLOCK_MARGIN: Final = 0.25
 
 Command = tuple[Any, ...]
 
@@ -57,26 +72,31 @@ class _Publish:
         return ("PUBLISH", self.channel, RECORD_SEPARATOR.join(self.records))
 
 
-class _Keep:
-    """A ``signaling_deliver`` call still in the outbox, to which more texts for resumable members are added."""
+class Numbered:
+    """A ``signaling_deliver`` call: texts for resumable members, numbered and kept by Redis. More are added while
+    it waits in the outbox; once written it has its place in this process's order of calls (``number``), and
+    Redis runs each number once, so that one whose fate a lost link leaves unknown can be sent again."""
 
-    __slots__ = ("args", "bounds", "count", "prefix")
+    __slots__ = ("args", "bounds", "count", "number")
 
-    def __init__(self, prefix: str, bounds: tuple[int, int], peer: str, head: str, tail: str) -> None:
-        self.prefix = prefix
+    def __init__(self, bounds: tuple[int, int], peer: str, head: str, tail: str) -> None:
         self.bounds = bounds
         self.args = [peer, head, tail]
         self.count = 1
+        #: 0 until written.
+        self.number = 0
 
-    def command(self) -> Command:
-        return ("FCALL", "signaling_deliver", 0, self.prefix, *self.bounds, *self.args)
+    def add(self, peer: str, head: str, tail: str) -> None:
+        self.args += (peer, head, tail)
+        self.count += 1
 
 
-Entry = Command | _Publish | _Keep
+Entry = Command | _Publish | Numbered
 
 
 class Unavailable(Exception):
-    """Redis cannot be reached (or the link to it was lost): the cluster's state cannot be read or changed."""
+    """Redis cannot be reached, the link to it was lost, or it refused a command (an error reply, or a fenced
+    command that reached it after its deadline): the cluster's state was not read or changed."""
 
 
 class RedisLink:
@@ -86,6 +106,8 @@ class RedisLink:
         on_change: called with each membership change published on the cluster's members channel.
         on_delivery: called with each payload published on this node's channel.
         on_lost: called once, with the reason, when the link fails.
+        sender: this process's name for the order of its ``signaling_deliver`` calls, the same on every link it
+            makes, and ``numbers`` the counter of that order.
         outbox_limit: commands waiting for Redis past which the link counts as lost (Redis is not keeping up).
         timeout: seconds to connect, and for a reply.
     """
@@ -99,11 +121,21 @@ class RedisLink:
         on_change: Callable[[str], None],
         on_delivery: Callable[[str], None],
         on_lost: Callable[[str], None],
+        sender: str,
+        numbers: Iterator[int],
         outbox_limit: int = 100_000,
         timeout: float = 5.0,
     ) -> None:
         self.names = names
         self.node = node
+        self._sender = sender
+        self._numbers = numbers
+        #: The deliveries whose fate is unknown once the link is lost (``unconfirmed``).
+        self._unconfirmed: list[Numbered] = []
+        self._timeout = timeout
+        #: Redis's clock minus this loop's, and how far that estimate may be off (``sync_clock``).
+        self._clock_offset = 0.0
+        self._clock_margin = CLOCK_MARGIN
         self._client = redis.from_url(
             url,
             decode_responses=True,
@@ -118,8 +150,8 @@ class RedisLink:
         self._outbox: collections.deque[tuple[Entry, asyncio.Future[Any] | None]] = collections.deque()
         self._outbox_limit = outbox_limit
         self._wake = asyncio.Event()
-        #: Sent, waiting for its reply, in order: what the command was (for logs) and who waits for it.
-        self._sent: collections.deque[tuple[str, asyncio.Future[Any] | None]] = collections.deque()
+        #: Sent, waiting for its reply, in order: what the command was and who waits for it.
+        self._sent: collections.deque[tuple[Entry, asyncio.Future[Any] | None]] = collections.deque()
         self._sent_wake = asyncio.Event()
         self._conn: Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,6 +166,10 @@ class RedisLink:
         """
         try:
             await self._client.function_load(LIBRARY, replace=True)
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            seconds, micros = await self._client.time()
+            self._set_clock(sent, loop.time(), seconds, micros)
             # The outbox's own connection: commands stream out on it, their replies come back in order.
             self._conn = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
             await self._pubsub.subscribe(self.names.members_channel, self.names.node_channel(self.node))
@@ -177,16 +213,46 @@ class RedisLink:
         """Queue ``command`` behind the ones issued before it and return its reply.
 
         Raises:
-            Unavailable: the link is down or was lost meanwhile.
-            ResponseError: Redis refused the command (a bug here, or a library of another version).
+            Unavailable: the link is down or was lost meanwhile, or Redis refused the command (an error reply: out
+                of memory, a library of another version...); the link stays up then.
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue(command, future)
-        return await future
+        try:
+            return await future
+        except ResponseError as exc:
+            raise Unavailable(f"redis refused {command[0]} {command[1] if len(command) > 1 else ''}: {exc}") from exc
 
     async def fcall(self, function: str, *args: Any) -> Any:
         """Call a function of library.lua and return its reply."""
         return await self.call("FCALL", function, 0, self.names.prefix, *args)
+
+    async def fenced(self, function: str, *args: Any) -> list[Any]:
+        """Call a fenced function of library.lua (one that changes the shared state): Redis runs it only before
+        this node would give up on it. Its reply starts with a status word.
+
+        Raises:
+            Unavailable: as ``call``, or Redis came to it too late and refused it (nothing was changed).
+        """
+        reply: list[Any] = await self.fcall(function, self.deadline(), *args)
+        if reply[0] == "stale":
+            raise Unavailable(f"redis reached {function} after this node had given up on it")
+        return reply
+
+    def deadline(self) -> float:
+        """When, in Redis's clock, this node gives up on a command sent now (it fails the link within timeout)."""
+        return asyncio.get_running_loop().time() + self._clock_offset + self._timeout - self._clock_margin
+
+    async def sync_clock(self) -> None:
+        """Read Redis's clock again: the estimate drifts with the two machines' clocks."""
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        seconds, micros = await self.call("TIME")
+        self._set_clock(sent, loop.time(), seconds, micros)
+
+    def _set_clock(self, sent: float, received: float, seconds: Any, micros: Any) -> None:
+        self._clock_offset = int(seconds) + int(micros) / 1e6 - (sent + received) / 2
+        self._clock_margin = max(CLOCK_MARGIN, received - sent)
 
     def publish(self, channel: str, record: str) -> None:
         """Publish ``record`` on ``channel``, together with the records for it queued just before."""
@@ -203,11 +269,35 @@ class RedisLink:
         outbox = self._outbox
         if outbox:
             last = outbox[-1][0]
-            if type(last) is _Keep and last.bounds == (max_count, max_bytes) and last.count < MERGE:
-                last.args += (peer, head, tail)
-                last.count += 1
+            # Never into one written before (a lost link's, sent again): that must run as it ran, or not at all.
+            if (
+                type(last) is Numbered
+                and not last.number
+                and last.count < MERGE
+                and last.bounds == (max_count, max_bytes)
+            ):
+                last.add(peer, head, tail)
                 return
-        self._queue(_Keep(self.names.prefix, (max_count, max_bytes), peer, head, tail), None)
+        self._queue(Numbered((max_count, max_bytes), peer, head, tail), None)
+
+    def resend(self, deliveries: list[Numbered]) -> None:
+        """Deliveries a lost link left unconfirmed, again, before anything else: Redis runs each number once."""
+        for delivery in deliveries:
+            self._queue(delivery, None)
+
+    def unconfirmed(self) -> list[Numbered]:
+        """Once the link is lost: the deliveries it took that Redis may not have run, in order."""
+        return self._unconfirmed
+
+    def _command(self, entry: Entry) -> Command:
+        if type(entry) is tuple:
+            return entry
+        if type(entry) is Numbered:
+            if not entry.number:
+                entry.number = next(self._numbers)
+            prefix = self.names.prefix
+            return ("FCALL", "signaling_deliver", 0, prefix, self._sender, entry.number, *entry.bounds, *entry.args)
+        return entry.command()  # type: ignore[union-attr]
 
     def _queue(self, command: Entry, future: asyncio.Future[Any] | None) -> None:
         if not self.up:
@@ -228,9 +318,8 @@ class RedisLink:
                 self._wake.clear()
                 await self._wake.wait()
             batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
-            commands = [entry if type(entry) is tuple else entry.command() for entry, _ in batch]  # type: ignore[union-attr]
-            for (_, future), command in zip(batch, commands, strict=True):
-                sent.append((str(command[:2]), future))
+            commands = [self._command(entry) for entry, _ in batch]
+            sent.extend(batch)
             self._sent_wake.set()
             try:
                 await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
@@ -254,7 +343,7 @@ class RedisLink:
             except (RedisError, OSError) as exc:
                 self.fail(f"redis: {exc}")
                 return
-            command, future = sent.popleft()
+            entry, future = sent.popleft()
             if future is not None:
                 if not future.done():
                     if isinstance(reply, Exception):
@@ -262,14 +351,16 @@ class RedisLink:
                     else:
                         future.set_result(reply)
             elif isinstance(reply, ResponseError):
-                log.error("redis_command_failed", command=command, error=str(reply))
+                log.error("redis_command_failed", command=str(self._command(entry)[:2]), error=str(reply))
 
     def _fail_outbox(self) -> None:
         error = Unavailable(self._lost_reason or "redis link closed")
         for queue in (self._sent, self._outbox):
             while queue:
-                future = queue.popleft()[1]
-                if future is not None and not future.done():
+                entry, future = queue.popleft()
+                if type(entry) is Numbered:
+                    self._unconfirmed.append(entry)
+                elif future is not None and not future.done():
                     future.set_exception(error)
 
     # ------------------------------------------------------------------ subscription

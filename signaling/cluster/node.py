@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import secrets
 import socket
@@ -22,11 +23,20 @@ from collections.abc import Callable
 
 import structlog
 
-from signaling.rooms.session import announce
+from signaling.protocol.errors import SignalingError
+from signaling.protocol.facts import (
+    DEFAULT_MAX_ROOMS,
+    DEFAULT_RESUME_BUFFER,
+    DEFAULT_RESUME_BUFFER_BYTES,
+    DEFAULT_ROOM_MAX_PEERS,
+)
+from signaling.rooms.backends import Backends
+from signaling.rooms.delivery import Deliveries
 
-from .bus import RedisBus
 from .directory import RedisDirectory
 from .link import RedisLink, Unavailable
+from .replay import RedisReplay
+from .routing import RedisRouter
 from .schema import Names
 
 __all__ = ["ClusterNode", "new_node_id"]
@@ -44,33 +54,47 @@ def new_node_id() -> str:
 
 
 class ClusterNode:
-    """The Redis-backed directory and bus of this process, and their link's life.
+    """The Redis-backed room layer of this process (``backends``), and its link's life.
 
     Args:
         url: the Redis URL (``redis://host:port/db``, ``rediss://`` for TLS, ``unix://`` for a socket).
         prefix: the key prefix, so that several clusters may share one Redis.
         node_ttl: seconds without a heartbeat after which this node counts as dead.
+        grace: seconds a resumable session outlives its connection (also when this node stops or dies).
         on_lost: called when the link fails: close the clients, report not ready.
         on_restored: called when it works again.
+        timeout: seconds to connect, and to wait for a reply before the link counts as lost.
     """
 
     def __init__(
         self,
         url: str,
-        directory: RedisDirectory,
-        bus: RedisBus,
         *,
+        max_peers_per_room: int = DEFAULT_ROOM_MAX_PEERS,
+        max_rooms: int = DEFAULT_MAX_ROOMS,
+        kept_count: int = DEFAULT_RESUME_BUFFER,
+        kept_bytes: int = DEFAULT_RESUME_BUFFER_BYTES,
+        grace: float = 0.0,
         prefix: str = "signaling",
         node_ttl: float = 10.0,
         on_lost: Callable[[str], None],
         on_restored: Callable[[], None],
         clock: Callable[[], float] = time.time,
+        timeout: float = 5.0,
     ) -> None:
         self.url = url
+        self.timeout = timeout
+        #: This process's order of ``signaling_deliver`` calls, across its links (link.py).
+        self._sender = secrets.token_urlsafe(12)
+        self._numbers = itertools.count(1)
         self.names = Names(prefix)
         self.node_ttl = node_ttl
-        self.directory = directory
-        self.bus = bus
+        self.directory = RedisDirectory(max_peers_per_room=max_peers_per_room, max_rooms=max_rooms, grace=grace)
+        self.router = RedisRouter(Deliveries(), kept_count=kept_count, kept_bytes=kept_bytes)
+        self.replay = RedisReplay(kept_count=kept_count, kept_bytes=kept_bytes)
+        self.backends = Backends(self.directory, self.router, self.replay)
+        #: Where the messages of this node's channel go; the process wraps it in its transport's write batch.
+        self.on_delivery: Callable[[str], None] = self.router.on_delivery
         self._on_lost = on_lost
         self._on_restored = on_restored
         self._clock = clock
@@ -103,8 +127,11 @@ class ClusterNode:
             self.names,
             new_node_id(),
             on_change=self.directory.on_change,
-            on_delivery=self.bus.on_delivery,
+            on_delivery=lambda payload: self.on_delivery(payload),
             on_lost=self._lost,
+            sender=self._sender,
+            numbers=self._numbers,
+            timeout=self.timeout,
         )
         await link.open()
         try:
@@ -113,8 +140,8 @@ class ClusterNode:
             await link.close()
             raise
         self._link = link
-        self.directory.attach(link)
-        self.bus.attach_link(link)
+        for part in (self.directory, self.router, self.replay):
+            part.link_up(link)
         self.down_reason = None
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat(link))
         log.info("cluster_joined", node=link.node, redis=self.names.prefix)
@@ -132,26 +159,29 @@ class ClusterNode:
             await asyncio.sleep(period)
 
     async def settle(self, link: RedisLink | None = None) -> bool:
-        """One heartbeat, which also brings the cluster's counts up to date; False when the link is lost."""
+        """One heartbeat, which also brings the cluster's counts and Redis's clock up to date; False when the
+        link is lost."""
         link = link or self._link
         if link is None or not link.up:
             return False
         try:
-            reply = await link.fcall("signaling_beat", link.node, self._ttl_ms)
-        except Unavailable:
-            return False  # on_lost was called
-        if reply == 0:
+            await link.sync_clock()
+            reply = await link.fenced("signaling_beat", link.node, self._ttl_ms)
+        except Unavailable as exc:
+            if link.up:  # Redis refused a heartbeat: the node cannot prove it is alive
+                link.fail(f"heartbeat refused: {exc}")
+            return False
+        if reply[0] != "ok":
             link.fail("this node missed its heartbeats and was declared dead")
             return False
         stats = self.directory.cluster
-        _, stats.rooms, stats.peers, stats.nodes = (int(x) for x in reply)
+        stats.rooms, stats.peers, stats.nodes = (int(x) for x in reply[1:])
         return True
 
     def _lost(self, reason: str) -> None:
         self.down_reason = reason
         link, self._link = self._link, None
-        self.directory.detach()
-        self.bus.detach_link()
+        self._unlink(link)
         log.error("cluster_lost", node=link.node if link else None, reason=reason)
         self._on_lost(reason)
         if not self._stopping and (self._recovery is None or self._recovery.done()):
@@ -188,12 +218,16 @@ class ClusterNode:
                 await self._heartbeat
         try:
             departures = await self.directory.retire(self._clock())
-            announce(self.bus, departures)
+            self.backends.announce(departures)
             await link.call("PING")  # everything queued before it is through
-        except Unavailable:
+        except (Unavailable, SignalingError):
             pass
         self._link = None
-        self.directory.detach()
-        self.bus.detach_link()
+        self._unlink(None)
         await link.close()
         log.info("cluster_left", node=link.node)
+
+    def _unlink(self, lost: RedisLink | None) -> None:
+        self.directory.link_down()
+        self.router.link_down(lost)
+        self.replay.link_down()

@@ -1,129 +1,107 @@
-"""The message bus of a cluster: texts to members wherever their connection is, through Redis when elsewhere.
+"""The router of a cluster: texts to members wherever their connection is, through Redis when elsewhere.
 
 A plain member connected here gets its text at once, as in one process; one connected to another node gets it
 published to that node's channel. A resumable member's texts are numbered and kept in Redis by
-``signaling_deliver``, which then publishes to whichever node its connection is on (none in a grace period),
-so that a session resumed on any node can be replayed what it missed. Everything goes through the node's
-single ordered command stream (link.py): the texts of one sender reach each peer in order.
+``signaling_deliver``, which then publishes them to whichever node its connection is on (none in a grace
+period), so that a session resumed on any node can be replayed what it missed. Everything goes through the
+node's single ordered command stream (link.py): the texts of one sender reach each peer in order.
+
+A resumable member's text is never lost with the link: those the lost link had not confirmed, and those sent
+while there is none, wait here (up to ``WAITING_LIMIT``) and go first on the next link, where Redis runs each
+once (link.py). Its session resumes once the node is back, and is replayed them.
+
+What arrives on this node's channel is handed to ``Deliveries`` (signaling/rooms/delivery.py), which keeps the
+delivery rules: a numbered text that a resume's replay already carried is dropped there.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 import structlog
 
-from signaling.rooms.bus import MessageBus
-from signaling.rooms.kept import DEFAULT_KEPT_BYTES, DEFAULT_KEPT_COUNT, numbering
-from signaling.rooms.peers import Member, PeerSink
+from signaling.rooms.delivery import Deliveries
+from signaling.rooms.peers import Member
+from signaling.rooms.replay import numbering
+from signaling.rooms.routing import Router
 
-from .directory import unavailable
-from .link import RedisLink, Unavailable
+from .link import Numbered, RedisLink
 from .schema import RECORD_SEPARATOR, parse_delivery, plain_delivery, takeover_delivery
 
-__all__ = ["RedisBus"]
+__all__ = ["WAITING_LIMIT", "RedisRouter"]
 
 log = structlog.get_logger("signaling.cluster")
 
+#: Texts for resumable members kept while Redis is lost, at most (the node closes its clients meanwhile, so few
+#: come): beyond it the oldest go, and their sessions resume with a gap, as fresh ones.
+WAITING_LIMIT: Final = 100_000
 
-class RedisBus(MessageBus):
-    """``attach_link`` gives it a link; without one (Redis lost) texts are dropped: the clients are being closed."""
 
-    def __init__(self, *, kept_count: int = DEFAULT_KEPT_COUNT, kept_bytes: int = DEFAULT_KEPT_BYTES) -> None:
-        super().__init__(kept_count=kept_count, kept_bytes=kept_bytes)
+class RedisRouter(Router):
+    """Routes through the node's link (``link_up``). Without one (Redis lost), texts for resumable members wait
+    for the next; plain texts for other nodes are dropped: the node is closing its clients, and plain sessions
+    end with their connection."""
+
+    def __init__(self, deliveries: Deliveries, *, kept_count: int, kept_bytes: int) -> None:
+        super().__init__(deliveries)
+        self.kept_count = kept_count
+        self.kept_bytes = kept_bytes
         self.node = ""
         self._link: RedisLink | None = None
-        #: Live texts for peers being resumed here, held until their replay is out: (seq, text).
-        self._resuming: dict[str, list[tuple[int, str]]] = {}
+        #: Numbered deliveries a lost link left unconfirmed, and texts for resumable members sent since.
+        self._unconfirmed: list[Numbered] = []
+        self._waiting: list[tuple[str, str, str]] = []
 
-    def attach_link(self, link: RedisLink) -> None:
+    def link_up(self, link: RedisLink) -> None:
+        link.resend(self._unconfirmed)
+        for peer, head, tail in self._waiting:
+            link.keep(peer, head, tail, self.kept_count, self.kept_bytes)
+        self._unconfirmed, self._waiting = [], []
         self._link = link
         self.node = link.node
 
-    def detach_link(self) -> None:
+    def link_down(self, lost: RedisLink | None = None) -> None:
+        """No link; ``lost``, the link that failed, gives the deliveries it did not see through."""
         self._link = None
-        self._resuming.clear()
+        if lost is not None:
+            self._unconfirmed += lost.unconfirmed()
 
     # ------------------------------------------------------------------ sending
 
-    def deliver(self, target: Member, text: str) -> None:
+    def send(self, target: Member, text: str) -> None:
         link = self._link
         if target.resumable:
+            head, tail = numbering(text)
             if link is not None:
-                head, tail = numbering(text)
                 link.keep(target.peer, head, tail, self.kept_count, self.kept_bytes)
+            else:
+                self._wait(target.peer, head, tail)
         elif target.node == self.node:
-            self._to_sink(target.peer, text)
+            self.deliveries.deliver(target.peer, text)
         elif link is not None:
             link.publish(link.names.node_channel(target.node), plain_delivery(target.peer, text))
 
+    def _wait(self, peer: str, head: str, tail: str) -> None:
+        waiting = self._waiting
+        waiting.append((peer, head, tail))
+        if len(waiting) > WAITING_LIMIT:
+            del waiting[: len(waiting) - WAITING_LIMIT]
+            log.warning("cluster_waiting_dropped", kept=WAITING_LIMIT)
+
     def take_over(self, peer: str, node: str) -> None:
-        if node == self.node:
-            sink = self.sinks.pop(peer, None)
-            if sink is not None:
-                sink.taken_over()
-        elif node and self._link is not None:
+        if self._link is not None:
             self._link.publish(self._link.names.node_channel(node), takeover_delivery(peer))
 
     # ------------------------------------------------------------------ receiving
 
     def on_delivery(self, payload: str) -> None:
-        batching = self.batching
-        if batching is None:
-            self._hand_out(payload)
-            return
-        batching.open()  # one write per connection for the whole message, however many texts it carries
-        try:
-            self._hand_out(payload)
-        finally:
-            batching.close()
-
-    def _hand_out(self, payload: str) -> None:
+        """A message on this node's channel: its records, in order, to this node's connections."""
+        deliveries = self.deliveries
         for record in payload.split(RECORD_SEPARATOR):
             delivery = parse_delivery(record)
-            peer = delivery.peer
             if delivery.text is None:
-                sink = self.sinks.pop(peer, None)
-                if sink is not None:
-                    sink.taken_over()
-                continue
-            held = self._resuming.get(peer)
-            if held is not None:
-                held.append((delivery.seq, delivery.text))
+                deliveries.take_over(delivery.peer)
+            elif delivery.seq:
+                deliveries.deliver_numbered(delivery.peer, delivery.seq, delivery.text)
             else:
-                self._to_sink(peer, delivery.text)
-
-    # ------------------------------------------------------------------ kept messages
-
-    async def keep(self, peer: str) -> None:
-        """Nothing to do: ``signaling_join`` started the numbering of a resumable member."""
-
-    async def kept_after(self, peer: str, last_seq: int) -> list[str] | None:
-        link = self._link
-        if link is None:
-            raise unavailable()
-        try:
-            reply = await link.fcall("signaling_kept", peer, last_seq)
-        except Unavailable:
-            raise unavailable() from None
-        return list(reply[1:]) if reply[0] == "ok" else None
-
-    async def resume(self, peer: str, sink: PeerSink, last_seq: int, welcome: str) -> bool:
-        # Live texts may arrive while the replay is read: hold them, then send those past the replay.
-        held = self._resuming[peer] = []
-        try:
-            replay = await self.kept_after(peer, last_seq)
-        finally:
-            self._resuming.pop(peer, None)
-        if replay is None:
-            return False
-        for text in (welcome, *replay):
-            sink.deliver(text)
-        last = last_seq + len(replay)
-        for seq, text in held:
-            if seq > last:
-                sink.deliver(text)
-                last = seq
-        self.sinks[peer] = sink
-        return True
-
-    async def forget(self, peer: str) -> None:
-        """Nothing to do: leaving the room in Redis dropped what was kept."""
+                deliveries.deliver(delivery.peer, delivery.text)

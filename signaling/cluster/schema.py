@@ -4,7 +4,7 @@ library.lua, the Redis functions that change the state, uses the same names. Wit
 ``signaling``):
 
 ==========================  ====================================================================================
-``P:m:<peer>``              hash: a member: ``room``, ``j`` (its peer/name/meta JSON), ``node`` (where its
+``P:m:<peer>``              hash: a member: ``room``, ``j`` (its ``peer_entry_json``), ``node`` (where its
                             connection is; empty in a grace period), ``res`` (resumable: 1/0), ``lease`` (its
                             resume token's digest), ``seq`` (last number given), ``kb`` (bytes kept)
 ``P:k:<peer>``              list: the numbered messages kept for a resumable member
@@ -13,9 +13,11 @@ library.lua, the Redis functions that change the state, uses the same names. Wit
 ``P:peers``                 set: every member
 ``P:leases``                hash: resume token digest -> peer
 ``P:graces``                sorted set: members in a grace period, scored by its end (Unix seconds)
-``P:nodes``                 hash: node -> when it registered
+``P:nodes``                 hash: node -> when it registered (a live node)
 ``P:alive:<node>``          a node's heartbeat: a key that expires unless renewed
+``P:dead``                  set: nodes gone (heartbeat lapsed, or retired) whose members are still being handed out
 ``P:n:<node>``              set: the members whose connection is on a node
+``P:sent:<sender>``         the last ``signaling_deliver`` call a process ran (each runs once; kept a day)
 ``P:order``, ``P:version``  counters: join order, and the version of membership changes
 ==========================  ====================================================================================
 
@@ -38,7 +40,6 @@ __all__ = [
     "Change",
     "Delivery",
     "Names",
-    "entry_json",
     "member_from",
     "parse_change",
     "parse_delivery",
@@ -66,11 +67,6 @@ class Names:
 
     def node_channel(self, node: str) -> str:
         return self.prefix + ":node:" + node
-
-
-def entry_json(member: Member) -> str:
-    """The ``j`` field of a member: what ``welcome`` and ``peer-joined`` say of it."""
-    return json.dumps({"peer": member.peer, "name": member.name, "meta": member.meta}, separators=(",", ":"))
 
 
 def member_from(room: str, j: str, node: str, resumable: str) -> Member:

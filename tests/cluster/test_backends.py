@@ -1,4 +1,4 @@
-"""The Redis directory and bus against the backend contract (tests/rooms/contract.py), on a real redis-server."""
+"""The Redis room layer against the backend contract (tests/rooms/contract.py), on a real redis-server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from signaling.cluster.node import ClusterNode
 from tests.cluster.nodes import Nodes
-from tests.rooms.contract import Backend, BusContract, DirectoryContract
+from tests.rooms.contract import Backend, DeliveryContract, DirectoryContract
 
 
 @pytest.fixture
@@ -25,5 +25,5 @@ class TestRedisDirectory(DirectoryContract):
     pass
 
 
-class TestRedisBus(BusContract):
+class TestRedisDelivery(DeliveryContract):
     pass

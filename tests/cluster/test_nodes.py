@@ -11,24 +11,15 @@ import pytest
 
 from signaling.cluster.node import ClusterNode
 from signaling.protocol.errors import ErrorCode, SignalingError
-from signaling.rooms.peers import Member
 from tests.cluster.nodes import Nodes
 from tests.helpers.ports import free_port
 from tests.helpers.redis import READY, redis_argv
 from tests.helpers.server_process import async_running_process
 from tests.helpers.sinks import RecordingSink
 from tests.helpers.wait import wait_until
-from tests.rooms.contract import NOW, member, text
+from tests.rooms.contract import NOW, WELCOME, joined, member, text
 
 STEP = 5.0
-
-
-async def joined(node: ClusterNode, room: str = "r", *, resumable: bool = False) -> tuple[Member, RecordingSink]:
-    who = member(node.directory, room, resumable=resumable)
-    await node.directory.join(who, "lease-" + who.peer if resumable else None)
-    sink = RecordingSink()
-    node.bus.attach(who.peer, sink)
-    return who, sink
 
 
 async def test_members_on_two_nodes_see_each_other(nodes: Nodes) -> None:
@@ -72,7 +63,7 @@ async def test_texts_cross_nodes_in_order_each_once(nodes: Nodes, resumable: boo
     await wait_until(lambda: b.peer in a_node.directory.members("r"), timeout=STEP)
     target = a_node.directory.members("r")[b.peer]
     for n in range(500):
-        a_node.bus.deliver(target, text(n))
+        a_node.router.send(target, text(n))
     got = await b_sink.received(500)
     assert [m["data"] for m in got] == list(range(500))
     assert [m.get("seq") for m in got] == (list(range(1, 501)) if resumable else [None] * 500)
@@ -85,18 +76,20 @@ async def test_a_session_resumed_on_another_node_closes_the_old_connection_and_r
     await wait_until(lambda: alice.peer in b_node.directory.members("r"), timeout=STEP)
     to_alice = b_node.directory.members("r")[alice.peer]
     for n in range(3):
-        b_node.bus.deliver(to_alice, text(n))
+        b_node.router.send(to_alice, text(n))
     assert [m["seq"] for m in await old.received(3)] == [1, 2, 3]
     # Alice's client saw only seq 1, and comes back through node B while her old connection is still open.
     claimed = await b_node.directory.claim("lease-" + alice.peer, "lease-2", NOW)
     assert claimed is not None
     again, previous = claimed
     assert (again.peer, again.node, previous) == (alice.peer, b_node.node, a_node.node)
-    b_node.bus.take_over(alice.peer, previous)
+    b_node.backends.deliveries.expect(alice.peer, 1)
+    replay = await b_node.replay.after(alice.peer, 1)
+    b_node.router.take_over(alice.peer, previous)
     await old.until_taken_over()
     new = RecordingSink()
-    assert await b_node.bus.resume(alice.peer, new, 1, '{"type":"welcome"}')
-    b_node.bus.deliver(to_alice, text(3))
+    assert b_node.backends.deliveries.attach(alice.peer, new, [WELCOME], replay or [])
+    b_node.router.send(to_alice, text(3))
     assert [(m.get("data"), m.get("seq")) for m in await new.received(4)] == [
         (None, None),
         (1, 2),
