@@ -46,7 +46,7 @@ class _SignalingCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         app = self.app
-        rooms = app.directory.stats()
+        rooms = app.backends.directory.stats()
         ready = int(app.ready and app.accepting)
         yield GaugeMetricFamily("signaling_ready", "1 while the server accepts new clients.", value=ready)
         yield GaugeMetricFamily("signaling_connections", "Open signaling WebSocket connections.", value=app.connections)

@@ -1,36 +1,37 @@
-"""The one module that wires the signaling domain (sessions, hub) to the WebSocket transport and HTTP routes.
+"""The one module that wires the signaling domain (sessions and their driver, the room backends) to the WebSocket
+transport and HTTP routes.
 
 The transport knows nothing of rooms and the domain nothing of sockets; this module is where a WebSocket
-connection becomes a PeerSink and its text messages become Session input. It also owns what is decided per
-connection or per request rather than per message: who the client is (behind a trusted proxy), whether its
-browser origin may connect, its per-address limits, the join deadline, and the 1003/1008 closes.
+connection becomes a PeerSink and its text messages become Session input, and where a close becomes the client's
+intent (it left on purpose, or the connection dropped). It also owns what is decided per connection or per
+request rather than per message: who the client is (behind a trusted proxy), whether its browser origin may
+connect, its per-address limits, and the 1003/1008 closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
 from signaling import __version__
-from signaling.cluster.bus import RedisBus
-from signaling.cluster.directory import RedisDirectory
 from signaling.cluster.node import ClusterNode
+from signaling.protocol.facts import END_SESSION_CLOSE_CODE, TAKEN_OVER_CLOSE_CODE
 from signaling.protocol.models import IceServer
 from signaling.rooms.auth import AddressGuard, AuthThrottle, JoinAuthorizer, RoomTokens
-from signaling.rooms.bus import LocalBus, MessageBus
-from signaling.rooms.directory import InMemoryDirectory, RoomDirectory
+from signaling.rooms.backends import Backends, in_memory
+from signaling.rooms.driver import SessionDriver, run_inline
 from signaling.rooms.ice import IceServerList, TurnCredentials
-from signaling.rooms.ratelimit import MessageRateLimit
-from signaling.rooms.session import Session, SessionCounters, Step, end_expired
+from signaling.rooms.limits import JoinDeadlines, MessageRateLimit
+from signaling.rooms.session import Session, SessionCounters
+from signaling.ws.aio.batch import WriteBatch
 from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
 from signaling.ws.aio.stats import TransportStats
+from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.frames import CloseCode
 from signaling.ws.handshake import is_upgrade_request
 from signaling.ws.http11 import Request, Response
@@ -46,10 +47,6 @@ __all__ = ["SessionSocket", "SignalingApp"]
 
 log = structlog.get_logger("signaling")
 
-T = TypeVar("T")
-
-#: The close code of a connection whose session was resumed on another one (a takeover; docs/protocol.md).
-TAKEN_OVER = 4001
 #: Why clients are closed (1001) when the server stops: they may resume on another node, or here after a restart.
 DRAINING = "server draining: reconnect to continue"
 #: Why clients are closed (1011) when the cluster's Redis is lost: 1013 (Try Again Later) would say it better, but
@@ -57,29 +54,24 @@ DRAINING = "server draining: reconnect to continue"
 CLUSTER_LOST = "the room service is unavailable: reconnect in a moment"
 
 
-def run_inline(step: Coroutine[Any, Any, T]) -> T:
-    """Run ``step`` to its end now: for backends that never wait (the in-memory ones), a join is as immediate as
-    a relay and needs no task."""
-    try:
-        step.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    step.close()
-    raise RuntimeError("a backend declared synchronous waited")
+def batched(handle: Callable[[str], None], batch: WriteBatch) -> Callable[[str], None]:
+    """``handle`` inside the transport's write batch: what it sends flushes once per connection, at its end."""
+
+    def run(payload: str) -> None:
+        batch.open()
+        try:
+            handle(payload)
+        finally:
+            batch.close()
+
+    return run
 
 
 class SessionSocket:
-    """A WebSocket carrying one signaling session: the transport's handler and the session's sink at once.
+    """A WebSocket carrying one signaling session: the transport's handler, the session's sink, and the connection
+    its driver holds and fails."""
 
-    What the session hands back to wait on (a join, a leave, the end of the connection) runs before the next
-    message: inline when the backends never wait; otherwise as a task, while later messages of this connection
-    wait in an inbox (and past ``INBOX_LIMIT`` of them, reading from the socket pauses).
-    """
-
-    __slots__ = ("_app", "_busy", "_client", "_deadline", "_inbox", "_limit", "session", "ws")
-
-    #: Messages queued behind a join or leave in flight before reading from the socket pauses.
-    INBOX_LIMIT = 64
+    __slots__ = ("_app", "_client", "_limit", "driver", "ws")
 
     def __init__(self, app: SignalingApp, client: str, ws: ServerConnection) -> None:
         self._app = app
@@ -98,9 +90,8 @@ class SessionSocket:
         )
         logger = log.bind(conn=ws.id, client=client)
         authorize = app.authorizer.for_client(client) if app.authorizer is not None else None
-        self.session = Session(
-            app.directory,
-            app.bus,
+        session = Session(
+            app.backends,
             self,
             ice_servers=app.ice_servers,
             logger=logger,
@@ -110,14 +101,17 @@ class SessionSocket:
             resume_grace=settings.resume_grace,
             resume_throttle=app.resume_guard(client),
         )
-        self._busy: asyncio.Task[None] | None = None
-        self._inbox: collections.deque[str] = collections.deque()
+        self.driver = SessionDriver(session, self, app.later if app.backends.waits else None)
         app.connected(self)
-        # The join deadline: idle sockets that never join must not pile up.
-        self._deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            settings.join_timeout, self._join_deadline
-        )
         logger.info("connected")
+
+    @property
+    def session(self) -> Session:
+        return self.driver.session
+
+    @property
+    def client(self) -> str:
+        return self._client
 
     # PeerSink
     def deliver(self, text: str) -> None:
@@ -125,7 +119,17 @@ class SessionSocket:
 
     def taken_over(self) -> None:
         self.session.moved()
-        self.ws.close(TAKEN_OVER, "session resumed on another connection")
+        self.ws.close(TAKEN_OVER_CLOSE_CODE, "session resumed on another connection")
+
+    # The driver's connection
+    def pause_reading(self) -> None:
+        self.ws.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.ws.resume_reading()
+
+    def step_failed(self) -> None:
+        self.ws.fail(CloseCode.INTERNAL_ERROR, "internal server error")
 
     # WebSocketHandler
     def on_text(self, text: str) -> None:
@@ -143,70 +147,24 @@ class SessionSocket:
                 self.ws.send_text(reply)
             return
         app.messages += 1
-        if self._busy is not None:
-            self._inbox.append(text)
-            if len(self._inbox) == self.INBOX_LIMIT:
-                self.ws.pause_reading()
-            return
-        step = self.session.handle_text(text)
-        if step is not None:
-            self._run(step)
-
-    def _run(self, step: Step) -> None:
-        if self._app.inline_steps:
-            run_inline(step)
-        else:
-            self._busy = asyncio.get_running_loop().create_task(self._work(step))
-
-    async def _work(self, step: Step) -> None:
-        """Run ``step``, then the queued messages in order (more steps among them included)."""
-        try:
-            await step
-            while self._inbox:
-                next_step = self.session.handle_text(self._inbox.popleft())
-                if next_step is not None:
-                    await next_step
-        except Exception:
-            log.exception("session_step_failed", conn=self.ws.id, client=self._client)
-            self.ws.fail(CloseCode.INTERNAL_ERROR, "internal server error")
-        finally:
-            self._busy = None
-            self.ws.resume_reading()
+        self.driver.feed(text)
 
     def on_binary(self, data: bytes) -> None:
         # The protocol is JSON text only (protocol-v1: "A binary message closes the connection with 1003").
         self.ws.close(CloseCode.UNSUPPORTED_DATA, "binary messages are not supported; send JSON text")
 
-    def on_close(self, code: int, reason: str) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def on_close(self, closed: ConnectionClosed) -> None:
         self._app.disconnected(self)
-        self._inbox.clear()
-        ending = self.session.close(code)
-        if self._busy is not None:  # after the step in flight: a join must finish before its session ends
-            self._app.later(self._after(self._busy, ending))
-        elif self._app.inline_steps:
-            run_inline(ending)
-        else:
-            self._app.later(ending)
-        log.info("disconnected", conn=self.ws.id, client=self._client, code=code, reason=reason)
+        # The client left on purpose only with a close it started itself with the end-session code: an echo of a
+        # close the server started (a drain's 1001 answered with 1000, as aiohttp does) is a drop like any other.
+        self.driver.end(left=closed.by_peer and closed.code == END_SESSION_CLOSE_CODE)
+        log.info("disconnected", conn=self.ws.id, client=self._client, code=closed.code, reason=closed.reason)
 
-    @staticmethod
-    async def _after(busy: asyncio.Task[None], step: Step) -> None:
-        with contextlib.suppress(Exception):
-            await busy
-        await step
-
-    def _join_deadline(self) -> None:
-        self._deadline = None
+    def join_overdue(self) -> None:
+        """The join deadline passed: close the connection unless it joined (1008)."""
         if not self.session.joined and not self.session.closed and self.ws.is_open:
             log.info("join_timeout", conn=self.ws.id, client=self._client)
             self.ws.close(CloseCode.POLICY_VIOLATION, "no join within the join timeout")
-
-    @property
-    def client(self) -> str:
-        return self._client
 
 
 class SignalingApp:
@@ -215,8 +173,7 @@ class SignalingApp:
     def __init__(
         self,
         settings: Settings,
-        directory: RoomDirectory | None = None,
-        bus: MessageBus | None = None,
+        backends: Backends | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -227,16 +184,15 @@ class SignalingApp:
         self.wall_clock = wall_clock
         #: The Redis cluster this process is a node of (``settings.redis_url``), if any.
         self.cluster: ClusterNode | None = None
-        if directory is None or bus is None:
-            directory, bus = self._backends(settings)
-        self.directory = directory
-        self.bus = bus
-        #: The in-memory backends never wait: joins and leaves then run inline, as immediately as a relay.
-        self.inline_steps = isinstance(directory, InMemoryDirectory) and isinstance(bus, LocalBus)
+        #: The room layer every session shares: in memory, or the cluster's on Redis.
+        self.backends = backends if backends is not None else self._backends(settings)
         self.resume_throttle = AuthThrottle(settings.auth_max_failures, settings.auth_failure_window)
         self._tasks: set[asyncio.Task[object]] = set()
         self._grace_timer: asyncio.TimerHandle | None = None
         self._sweep: asyncio.Task[object] | None = None
+        #: Connections that must join a room in time, checked by one timer (``_check_joins``) while any wait.
+        self.join_deadlines: JoinDeadlines[SessionSocket] = JoinDeadlines(settings.join_timeout)
+        self._join_timer: asyncio.TimerHandle | None = None
         turn = None
         if settings.turn_secret is not None:
             turn = TurnCredentials(settings.turn_secret.get_secret_value(), settings.turn_urls, settings.turn_ttl)
@@ -271,27 +227,26 @@ class SignalingApp:
         self.metrics = Metrics(self)
         self._refresh: asyncio.TimerHandle | None = None
 
-    def _backends(self, settings: Settings) -> tuple[RoomDirectory, MessageBus]:
-        peers, rooms = settings.room_max_peers, settings.max_rooms
-        kept, kept_bytes = settings.resume_buffer, settings.resume_buffer_bytes
+    def _backends(self, settings: Settings) -> Backends:
+        limits: dict[str, Any] = {
+            "max_peers_per_room": settings.room_max_peers,
+            "max_rooms": settings.max_rooms,
+            "kept_count": settings.resume_buffer,
+            "kept_bytes": settings.resume_buffer_bytes,
+        }
         if settings.redis_url is None:
-            return (
-                InMemoryDirectory(max_peers_per_room=peers, max_rooms=rooms),
-                LocalBus(kept_count=kept, kept_bytes=kept_bytes),
-            )
-        directory = RedisDirectory(max_peers_per_room=peers, max_rooms=rooms, grace=settings.resume_grace)
-        bus = RedisBus(kept_count=kept, kept_bytes=kept_bytes)
+            return in_memory(**limits)
         self.cluster = ClusterNode(
             settings.redis_url.get_secret_value(),
-            directory,
-            bus,
+            **limits,
+            grace=settings.resume_grace,
             prefix=settings.redis_prefix,
             node_ttl=settings.node_ttl,
             on_lost=self._cluster_lost,
             on_restored=lambda: log.info("accepting_again"),
             clock=self.wall_clock,
         )
-        return directory, bus
+        return self.cluster.backends
 
     # ------------------------------------------------------------------ life
 
@@ -324,7 +279,8 @@ class SignalingApp:
     def use_transport(self, server: WebSocketServer) -> None:
         """The process's transport server: its counts for /metrics, its write batch for texts from other nodes."""
         self.transport_stats = server.stats
-        self.bus.batching = server.batch
+        if self.cluster is not None:
+            self.cluster.on_delivery = batched(self.cluster.router.on_delivery, server.batch)
 
     def resume_guard(self, client: str) -> AddressGuard:
         """The resume-token throttle of one client address (bad tokens count like bad room tokens)."""
@@ -388,10 +344,25 @@ class SignalingApp:
         self.connections += 1
         self.limits.opened(socket.client)
         self.sockets.add(socket)
+        self.join_deadlines.add(socket, self.clock())
+        if self._join_timer is None:
+            self._schedule_join_check()
         if self.turn is not None:
             self._schedule_refresh()
         if self.settings.resume_grace > 0 and self._grace_timer is None:
             self._schedule_grace_sweep()
+
+    def _schedule_join_check(self) -> None:
+        period = max(0.05, min(1.0, self.join_deadlines.timeout / 4))
+        self._join_timer = asyncio.get_running_loop().call_later(period, self._check_joins)
+
+    def _check_joins(self) -> None:
+        """Close the connections that did not join in time (1008); checked while any is waiting."""
+        self._join_timer = None
+        for socket in self.join_deadlines.due(self.clock()):
+            socket.join_overdue()
+        if self.join_deadlines:
+            self._schedule_join_check()
 
     def _schedule_grace_sweep(self) -> None:
         """Every second or so, end the sessions whose grace ran out (their peers get peer-left)."""
@@ -400,10 +371,10 @@ class SignalingApp:
         self._grace_timer = asyncio.get_running_loop().call_later(period, self._sweep_graces)
 
     def _sweep_graces(self) -> None:
-        if self.inline_steps:
-            run_inline(end_expired(self.directory, self.bus, self.wall_clock()))
+        if not self.backends.waits:
+            run_inline(self.backends.end_expired(self.wall_clock()))
         elif self._sweep is None or self._sweep.done():  # never two at once when Redis is slow
-            self._sweep = self.later(end_expired(self.directory, self.bus, self.wall_clock()))
+            self._sweep = self.later(self.backends.end_expired(self.wall_clock()))
         self._schedule_grace_sweep()
 
     def disconnected(self, socket: SessionSocket) -> None:
@@ -427,15 +398,15 @@ class SignalingApp:
 
     def close(self) -> None:
         """Stop the timers (the process calls this at shutdown)."""
-        for timer in (self._refresh, self._grace_timer):
+        for timer in (self._refresh, self._grace_timer, self._join_timer):
             if timer is not None:
                 timer.cancel()
-        self._refresh = self._grace_timer = None
+        self._refresh = self._grace_timer = self._join_timer = None
 
     # ------------------------------------------------------------------ health
 
     def health(self) -> dict[str, object]:
-        stats = self.directory.stats()
+        stats = self.backends.directory.stats()
         return {
             "status": "ok",
             "version": __version__,

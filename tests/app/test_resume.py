@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from signaling.app.wiring import DRAINING, TAKEN_OVER, SignalingApp
+from signaling.app.wiring import DRAINING, SignalingApp
 from signaling.clients.signaling_client import SignalingClient
+from signaling.protocol.facts import TAKEN_OVER_CLOSE_CODE
 from signaling.protocol.models import RelayedMessage, Welcome
 from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
@@ -92,7 +93,7 @@ async def test_a_takeover_closes_the_old_connection_with_4001(start_signaling: S
             assert (await recv(new))["seq"] == 1
             with pytest.raises(ConnectionClosed) as closed:
                 await recv(old)
-            assert closed.value.code == TAKEN_OVER
+            assert closed.value.code == TAKEN_OVER_CLOSE_CODE
             await send(bob, type="message", to=welcome["peer"], data="still here")
             assert (await recv(new))["data"] == "still here"
             await nothing_pending(bob)

@@ -130,7 +130,7 @@ async def test_room_tokens_gate_joins_and_impose_their_name(start_signaling: Ser
         assert welcome["type"] == "welcome"  # the connection lived through five refusals
         app = server.app
         assert isinstance(app, SignalingApp)
-        assert [m.name for m in app.directory.members("demo").values()] == ["Ada"]
+        assert [m.name for m in app.backends.directory.members("demo").values()] == ["Ada"]
 
 
 async def test_repeated_bad_tokens_from_one_address_are_throttled(start_signaling: ServerFactory) -> None:
