@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from .exceptions import HandshakeError
 
@@ -32,24 +33,6 @@ _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/([0-9
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
 _HEADER_NAME = re.compile(_TOKEN)
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-
-REASONS = {
-    101: "Switching Protocols",
-    200: "OK",
-    204: "No Content",
-    304: "Not Modified",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    426: "Upgrade Required",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-    505: "HTTP Version Not Supported",
-}
 
 
 class Headers:
@@ -128,7 +111,7 @@ class Response:
 
     def serialize(self) -> bytes:
         """Status line, headers, CRLF CRLF, body. Content-Length is added for every non-101 response."""
-        reason = self.reason or REASONS.get(self.status, "Unknown")
+        reason = self.reason or _phrase(self.status)
         lines = [f"HTTP/1.1 {self.status} {reason}"]
         for k, v in self.headers:
             if "\r" in v or "\n" in v or "\r" in k or "\n" in k:
@@ -137,6 +120,14 @@ class Response:
         if self.status != 101 and "Content-Length" not in self.headers:
             lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+
+
+def _phrase(status: int) -> str:
+    """The registered reason phrase; empty for a status the standard library does not know (RFC 9112 4)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _parse_fields(lines: list[bytes]) -> Headers:

@@ -185,9 +185,28 @@ class TestResponseSerialize:
             b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nnope\n"
         )
 
+    @pytest.mark.parametrize(
+        ("status", "phrase"),
+        [
+            (101, b"Switching Protocols"),
+            (200, b"OK"),
+            (400, b"Bad Request"),
+            (408, b"Request Timeout"),
+            (426, b"Upgrade Required"),
+            (429, b"Too Many Requests"),
+            (431, b"Request Header Fields Too Large"),
+            (503, b"Service Unavailable"),
+        ],
+        ids=str,
+    )
+    def test_standard_reason_phrase(self, status: int, phrase: bytes) -> None:
+        assert Response(status).serialize().startswith(b"HTTP/1.1 %d %s\r\n" % (status, phrase))
+
     def test_custom_reason_and_unknown_status(self) -> None:
+        """An unregistered status goes out with an empty reason phrase (RFC 9112 4 allows it), not an invented one."""
         assert Response(299, reason="Fine").serialize() == b"HTTP/1.1 299 Fine\r\nContent-Length: 0\r\n\r\n"
-        assert Response(299).serialize() == b"HTTP/1.1 299 Unknown\r\nContent-Length: 0\r\n\r\n"
+        assert Response(299).serialize() == b"HTTP/1.1 299 \r\nContent-Length: 0\r\n\r\n"
+        assert parse_response_head(Response(299).serialize()[:-4]).status == 299
 
     def test_round_trip(self) -> None:
         raw = Response(426, Headers([("Sec-WebSocket-Version", "13")]), b"x").serialize()
