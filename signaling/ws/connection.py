@@ -271,7 +271,7 @@ class Connection:
         if not self.is_client or self.state is not State.CONNECTING or self._client_handshake is not None:
             raise InvalidState("send_request() is for a new client connection")
         self._client_handshake = handshake
-        self._out.append(handshake.request_bytes())
+        self._out.append(handshake.request_bytes)
 
     def _receive_head(self, data: bytes, events: list[Event]) -> bytes | None:
         """Feeds the HTTP head parser; returns the bytes after the head once it is complete."""

@@ -127,28 +127,27 @@ class ClientHandshake:
         extra_headers: Sequence[tuple[str, str]] = (),
         origin: str | None = None,
     ) -> None:
+        """Raises ValueError, before anything is sent, when a CR or LF in any part would split the request."""
         self.key = base64.b64encode(secrets.token_bytes(16)).decode("ascii")
-        self.host = host
-        self.target = target
         self.subprotocols = list(subprotocols)
-        self.extra_headers = list(extra_headers)
-        self.origin = origin
-
-    def request_bytes(self) -> bytes:
-        lines = [
-            f"GET {self.target} HTTP/1.1",
-            f"Host: {self.host}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {self.key}",
-            "Sec-WebSocket-Version: 13",
-        ]
+        headers = Headers(
+            [
+                ("Host", host),
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", self.key),
+                ("Sec-WebSocket-Version", "13"),
+            ]
+        )
         if self.subprotocols:
-            lines.append("Sec-WebSocket-Protocol: " + ", ".join(self.subprotocols))
-        if self.origin is not None:
-            lines.append(f"Origin: {self.origin}")
-        lines.extend(f"{k}: {v}" for k, v in self.extra_headers)
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            headers.add("Sec-WebSocket-Protocol", ", ".join(self.subprotocols))
+        if origin is not None:
+            headers.add("Origin", origin)
+        for name, value in extra_headers:
+            headers.add(name, value)
+        self.request = Request("GET", target, (1, 1), headers)
+        #: Serialized now, so that a bad header fails here rather than once a socket is open.
+        self.request_bytes = self.request.serialize()
 
     def check_response(self, response: Response) -> str | None:
         """Validates the server's answer (4.1, "the client MUST validate"); returns the chosen subprotocol."""

@@ -101,6 +101,11 @@ class Request:
     def query(self) -> str:
         return self.target.split("?", 1)[1] if "?" in self.target else ""
 
+    def serialize(self) -> bytes:
+        """Request line, headers, CRLF CRLF (a client's request has no body here)."""
+        major, minor = self.version
+        return _serialize_head(f"{self.method} {self.target} HTTP/{major}.{minor}", self.headers)
+
 
 @dataclass(slots=True)
 class Response:
@@ -111,15 +116,25 @@ class Response:
 
     def serialize(self) -> bytes:
         """Status line, headers, CRLF CRLF, body. Content-Length is added for every non-101 response."""
-        reason = self.reason or _phrase(self.status)
-        lines = [f"HTTP/1.1 {self.status} {reason}"]
-        for k, v in self.headers:
-            if "\r" in v or "\n" in v or "\r" in k or "\n" in k:
-                raise ValueError(f"CR or LF in header {k!r}: that would split the response")
-            lines.append(f"{k}: {v}")
+        fields: Iterable[tuple[str, str]] = self.headers
         if self.status != 101 and "Content-Length" not in self.headers:
-            lines.append(f"Content-Length: {len(self.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+            fields = [*fields, ("Content-Length", str(len(self.body)))]
+        reason = self.reason or _phrase(self.status)
+        return _serialize_head(f"HTTP/1.1 {self.status} {reason}", fields) + self.body
+
+
+def _serialize_head(start_line: str, fields: Iterable[tuple[str, str]]) -> bytes:
+    """A start line and header fields, each line ended by CRLF, then the empty line.
+
+    A CR or LF anywhere raises ValueError: it would let a value (a header, a target) add lines of its own to the
+    head, header injection (RFC 9112 2.2, 5).
+    """
+    lines = [start_line, *(f"{k}: {v}" for k, v in fields)]
+    for line in lines:
+        if "\r" in line or "\n" in line:
+            raise ValueError(f"CR or LF in {line[:60]!r}: that would split the head")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
 
 
 def _phrase(status: int) -> str:

@@ -56,6 +56,23 @@ class TestClientRequest:
         for key in keys:
             assert len(base64.b64decode(key, validate=True)) == 16
 
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            pytest.param({"host": "a\r\nX-Evil: 1"}, id="host"),
+            pytest.param({"target": "/chat HTTP/1.1\r\nX-Evil: 1\r\n"}, id="path"),
+            pytest.param({"origin": "http://o\nX-Evil: 1"}, id="origin"),
+            pytest.param({"extra_headers": [("Authorization", "Bearer t\r\nX-Evil: 1")]}, id="extra-value"),
+            pytest.param({"extra_headers": [("X-A\r\nX-Evil", "1")]}, id="extra-name"),
+            pytest.param({"subprotocols": ["chat\r\nX-Evil: 1"]}, id="subprotocol"),
+        ],
+    )
+    def test_cr_or_lf_anywhere_is_refused_before_anything_is_sent(self, kwargs: dict[str, object]) -> None:
+        """The request goes through Request.serialize, so the check that guards responses guards it too."""
+        args: dict[str, object] = {"host": "server.example.com", "target": "/chat", **kwargs}
+        with pytest.raises(ValueError, match="CR or LF"):
+            ClientHandshake(**args)  # type: ignore[arg-type]
+
     def test_request_passes_server_checks(self) -> None:
         client, _ = new_client(subprotocols=["chat"])
         server = Connection(Side.SERVER)

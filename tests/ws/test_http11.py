@@ -10,6 +10,7 @@ from signaling.ws.http11 import (
     MAX_HEADERS,
     Headers,
     HeadParser,
+    Request,
     Response,
     parse_request_head,
     parse_response_head,
@@ -172,6 +173,50 @@ class TestHeaders:
     )
     def test_tokens(self, values: list[str], tokens: list[str]) -> None:
         assert Headers([("connection", v) for v in values]).tokens("Connection") == tokens
+
+
+class TestRequestSerialize:
+    def test_request_line_and_headers(self) -> None:
+        req = Request("GET", "/chat?room=1", (1, 1), Headers([("Host", "a"), ("X-Empty", "")]))
+        assert req.serialize() == b"GET /chat?room=1 HTTP/1.1\r\nHost: a\r\nX-Empty: \r\n\r\n"
+
+    def test_round_trip(self) -> None:
+        req = Request("GET", "/ws", (1, 1), Headers([("Host", "h:1"), ("Upgrade", "websocket")]))
+        assert parse_request_head(req.serialize()[:-4]) == req
+
+
+#: A CR or LF where each part of a head goes: each would let a value start lines of its own (header injection).
+INJECTIONS = [
+    pytest.param("target", "\r\n", id="target-crlf"),
+    pytest.param("target", "\n", id="target-lf"),
+    pytest.param("name", "\r\n", id="name-crlf"),
+    pytest.param("name", "\r", id="name-cr"),
+    pytest.param("value", "\r\n", id="value-crlf"),
+    pytest.param("value", "\n", id="value-lf"),
+    pytest.param("value", "\r", id="value-cr"),
+]
+
+
+def injected(where: str, bad: str) -> tuple[str, Headers]:
+    """A target and headers with ``bad`` inside the part ``where`` names."""
+    target = f"/a{bad}X-Evil: 1" if where == "target" else "/a"
+    name = f"X-A{bad}X-Evil" if where == "name" else "X-A"
+    value = f"v{bad}X-Evil: 1" if where == "value" else "v"
+    return target, Headers([(name, value)])
+
+
+class TestHeaderInjection:
+    @pytest.mark.parametrize(("where", "bad"), [p for p in INJECTIONS if p.values[0] != "target"])
+    def test_response(self, where: str, bad: str) -> None:
+        _, headers = injected(where, bad)
+        with pytest.raises(ValueError, match="CR or LF"):
+            Response(200, headers).serialize()
+
+    @pytest.mark.parametrize(("where", "bad"), INJECTIONS)
+    def test_request(self, where: str, bad: str) -> None:
+        target, headers = injected(where, bad)
+        with pytest.raises(ValueError, match="CR or LF"):
+            Request("GET", target, (1, 1), headers).serialize()
 
 
 class TestResponseSerialize:

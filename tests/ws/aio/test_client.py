@@ -192,6 +192,12 @@ async def test_connection_refused_raises_oserror(unused_tcp_port: int) -> None:
         await connect(f"ws://127.0.0.1:{unused_tcp_port}/ws", open_timeout=5)
 
 
+async def test_a_cr_or_lf_in_a_header_fails_before_connecting(unused_tcp_port: int) -> None:
+    """ValueError, not the OSError that connecting to the closed port would give: nothing was sent."""
+    with pytest.raises(ValueError, match="CR or LF"):
+        await connect(f"ws://127.0.0.1:{unused_tcp_port}/ws", extra_headers=[("X-A", "1\r\nX-Evil: 1")])
+
+
 # ------------------------------------------------------------------------------- closing and close codes
 
 
