@@ -50,7 +50,15 @@ from .events import (
     RequestReceived,
     TextMessage,
 )
-from .exceptions import ConnectionClosed, HandshakeError, InvalidState, InvalidUtf8, MessageTooBig, ProtocolError
+from .exceptions import (
+    ConnectionClosed,
+    HandshakeError,
+    InvalidHandshake,
+    InvalidState,
+    InvalidUtf8,
+    MessageTooBig,
+    ProtocolError,
+)
 from .frames import CloseCode, Opcode, decode_header, encode_frame, parse_close_payload, serialize_close_payload
 from .handshake import ClientHandshake, build_accept_response, check_request, reject_response
 from .http11 import DEFAULT_MAX_HEAD, HeadParser, Request, Response, parse_request_head, parse_response_head
@@ -280,15 +288,17 @@ class Connection:
         if self.is_client:
             if self._client_handshake is None:
                 raise InvalidState("send_request() must come before receive_data() on a client")
-            response: Response | None = None
             try:
-                head = head_parser.feed(data)
-                if head is None:
-                    return None
-                response = parse_response_head(head)
+                try:
+                    head = head_parser.feed(data)
+                    if head is None:
+                        return None
+                    response = parse_response_head(head)
+                except HandshakeError as exc:  # the head parsers speak a server's language: no HTTP response
+                    raise InvalidHandshake(f"malformed response: {exc.reason}") from None
                 subprotocol = self._client_handshake.check_response(response)
-            except HandshakeError as exc:
-                events.append(HandshakeFailed(exc, response))
+            except InvalidHandshake as exc:
+                events.append(HandshakeFailed(exc))
                 self._set_closed(CloseCode.ABNORMAL, "")
                 return None
             self.subprotocol = subprotocol

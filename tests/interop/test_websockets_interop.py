@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosedOK as WsConnectionClosedOK
 from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
 from signaling.ws.aio.server import WebSocketServer
-from signaling.ws.exceptions import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, InvalidStatus
 from tests.helpers.apps import ScriptedEchoApp
 from tests.helpers.inprocess import ws_url
 from tests.helpers.wait import wait_until
@@ -402,6 +402,6 @@ async def test_websockets_server_refusing_the_handshake(ws_server) -> None:
     def refuse(connection: Any, request: Any) -> Any:
         return connection.respond(HTTPStatus.FORBIDDEN, "not you\n")
 
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(InvalidStatus) as info:
         await connect(await ws_server(echo, process_request=refuse))
     assert info.value.status == 403

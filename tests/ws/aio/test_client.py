@@ -18,7 +18,7 @@ from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.connection import State
-from signaling.ws.exceptions import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from signaling.ws.frames import Opcode, encode_frame
 from tests.helpers.apps import ScriptedEchoApp
 from tests.helpers.certs import CertPair, client_context, make_cert, server_context
@@ -305,7 +305,7 @@ async def test_handshake_refused_404(fake_server) -> None:
         await writer.drain()
 
     port = await fake_server(not_found)
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(InvalidStatus) as info:
         await connect(f"ws://127.0.0.1:{port}/not-the-ws-path")
     assert info.value.status == 404
 
@@ -313,9 +313,10 @@ async def test_handshake_refused_404(fake_server) -> None:
 async def test_handshake_refused_503_at_the_connection_limit(start_server) -> None:
     server = await start_server(EchoApp(), max_connections=1)
     async with connect(ws_url(server)):
-        with pytest.raises(HandshakeError) as info:
+        with pytest.raises(InvalidStatus) as info:
             await connect(ws_url(server))
         assert info.value.status == 503
+        assert info.value.response.headers.get("Retry-After") == "5"
 
 
 async def test_handshake_with_a_wrong_accept_is_refused(fake_server) -> None:
@@ -324,9 +325,11 @@ async def test_handshake_with_a_wrong_accept_is_refused(fake_server) -> None:
         await read_forever(reader, writer, key)
 
     port = await fake_server(wrong_accept)
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(InvalidHandshake) as info:
         await connect(f"ws://127.0.0.1:{port}/")
+    assert type(info.value) is InvalidHandshake
     assert "Accept" in str(info.value)
+    assert info.value.response is not None and info.value.response.status == 101
 
 
 async def test_open_timeout_raises_and_closes_the_socket(fake_server) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
-from signaling.ws.exceptions import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, InvalidStatus
 from signaling.ws.frames import Opcode
 from tests.helpers import async_running_server
 from tests.helpers.inprocess import ws_url
@@ -34,7 +34,7 @@ async def test_max_connections_refuses_upgrades_with_503_but_serves_http(start_s
     server = await start_server(EchoApp(), max_connections=2)
     url = ws_url(server)
     async with connect(url) as first, connect(url) as second:
-        with pytest.raises(HandshakeError) as info:
+        with pytest.raises(InvalidStatus) as info:
             await connect(url)
         assert info.value.status == 503
         # The exact response, from a raw client.
