@@ -281,13 +281,12 @@ class ClientConnection(ClosesOnExit):
             raise ValueError(f"a ping with payload {data!r} is already waiting for its pong")
         else:
             payload = data
+        try:
+            p.conn.send_ping(payload)  # refuses a payload over 125 bytes before anything waits for its pong
+        except InvalidState:
+            raise p.conn.close_exc from None
         fut: asyncio.Future[None] = p.loop.create_future()
         p.pongs[payload] = fut
-        try:
-            p.conn.send_ping(payload)
-        except InvalidState:
-            p.pongs.pop(payload, None)
-            raise p.conn.close_exc from None
         p.flush()
         return fut
 

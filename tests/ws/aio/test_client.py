@@ -152,6 +152,20 @@ async def test_a_ping_payload_already_awaited_is_refused_and_numbers_skip_it(ech
         await asyncio.wait_for(asyncio.gather(mine, auto), 5)
 
 
+async def test_a_ping_payload_over_125_bytes_is_refused_and_nothing_waits_for_it(
+    echo_server: WebSocketServer,
+) -> None:
+    """5.5: a control frame's payload is 125 bytes at most. The refusal must leave nothing registered: a payload
+    once refused was refused ever after as "already waiting"."""
+    too_big = b"p" * 126
+    async with connect(ws_url(echo_server)) as ws:
+        for _ in range(2):
+            with pytest.raises(ValueError, match="125"):
+                await ws.ping(too_big)
+        fits = await ws.ping(too_big[:125])
+        await asyncio.wait_for(fits, 5)
+
+
 async def test_subprotocol_negotiation(start_server) -> None:
     server = await start_server(EchoApp(subprotocols=("chat.v1", "chat.v2")))
     async with connect(ws_url(server), subprotocols=["chat.v2", "chat.v1"]) as ws:
