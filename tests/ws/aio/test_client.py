@@ -6,16 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from signaling.app.echo import EchoApp
-from signaling.ws.aio.client import connect
+from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.connection import State
 from signaling.ws.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -43,13 +44,14 @@ FakeBehaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awai
 
 
 @pytest.fixture
-async def fake_server() -> AsyncIterator[Callable[[FakeBehaviour], Awaitable[int]]]:
-    """``port = await fake_server(behaviour)``: a hand-made server; ``behaviour(reader, writer, key)`` runs after the
-    client's request head was read (key: its Sec-WebSocket-Key)."""
+async def fake_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
+    """``port = await fake_server(behaviour, rcvbuf=None)``: a hand-made server; ``behaviour(reader, writer, key)``
+    runs after the client's request head was read (key: its Sec-WebSocket-Key). ``rcvbuf`` fixes the accepted
+    sockets' receive buffer (no autotuning), so that a server that stops reading stalls its client soon."""
     servers: list[asyncio.Server] = []
     tasks: set[asyncio.Task[None]] = set()
 
-    async def start(behaviour: FakeBehaviour) -> int:
+    async def start(behaviour: FakeBehaviour, rcvbuf: int | None = None) -> int:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             tasks.add(asyncio.current_task())  # type: ignore[arg-type]
             head = await reader.readuntil(b"\r\n\r\n")
@@ -63,7 +65,11 @@ async def fake_server() -> AsyncIterator[Callable[[FakeBehaviour], Awaitable[int
             finally:
                 writer.close()
 
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before listen: accepted sockets inherit it
+        sock.bind(("127.0.0.1", 0))
+        server = await asyncio.start_server(handle, sock=sock)
         servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
@@ -427,6 +433,61 @@ async def test_server_ping_is_answered(fake_server) -> None:
 
 
 # ---------------------------------------------------------------------------------------- flow control
+
+
+SENDERS = 6
+#: More than the server's 16 KiB receive buffer and the client's send buffer (4 MiB at most, tcp_wmem) hold: the
+#: first send pauses the transport, and every later one finds it paused.
+BIG = "b" * (6 << 20)
+
+
+def stalling_server(resume: asyncio.Event) -> FakeBehaviour:
+    """A server that reads nothing after its 101 until ``resume`` is set, then reads everything."""
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        transport = cast(asyncio.Transport, writer.transport)
+        transport.pause_reading()
+        writer.write(response_101(key))
+        await resume.wait()
+        transport.resume_reading()
+        await read_forever(reader, writer, key)
+
+    return stall
+
+
+async def blocked_senders(ws: ClientConnection) -> list[asyncio.Task[None]]:
+    """SENDERS tasks each sending BIG, returned once every one of them waits for the transport to drain."""
+    started = [asyncio.Event() for _ in range(SENDERS)]
+
+    async def send(i: int) -> None:
+        started[i].set()  # in the same step as send()'s write and its wait for the drain
+        await ws.send(BIG)
+
+    tasks = [asyncio.create_task(send(i)) for i in range(SENDERS)]
+    for event in started:
+        await event.wait()
+    assert not any(task.done() for task in tasks), "the transport never paused: the test proves nothing"
+    return tasks
+
+
+async def test_concurrent_senders_all_resume_after_a_write_pause(fake_server) -> None:
+    """Each sender waits for the drain in a queue of its own: with one shared slot, 5 of 6 hung forever."""
+    resume = asyncio.Event()
+    port = await fake_server(stalling_server(resume), rcvbuf=16384)
+    async with connect(f"ws://127.0.0.1:{port}/", close_timeout=0.3) as ws:
+        tasks = await blocked_senders(ws)
+        resume.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+
+async def test_senders_waiting_for_a_drain_raise_connection_closed_after_close(fake_server) -> None:
+    resume = asyncio.Event()  # never set: the server stays deaf
+    port = await fake_server(stalling_server(resume), rcvbuf=16384)
+    ws = await connect(f"ws://127.0.0.1:{port}/", close_timeout=0.3)
+    tasks = await blocked_senders(ws)
+    await ws.close()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    assert all(isinstance(r, ConnectionClosed) for r in results), results
 
 
 async def test_unread_messages_stop_the_socket_reads(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:
