@@ -31,6 +31,7 @@ from signaling.rooms.ratelimit import MessageRateLimit
 from signaling.rooms.session import Session, SessionCounters, Step, end_expired
 from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
 from signaling.ws.aio.stats import TransportStats
+from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.frames import CloseCode
 from signaling.ws.handshake import is_upgrade_request
 from signaling.ws.http11 import Request, Response
@@ -177,7 +178,8 @@ class SessionSocket:
         # The protocol is JSON text only (protocol-v1: "A binary message closes the connection with 1003").
         self.ws.close(CloseCode.UNSUPPORTED_DATA, "binary messages are not supported; send JSON text")
 
-    def on_close(self, code: int, reason: str) -> None:
+    def on_close(self, closed: ConnectionClosed) -> None:
+        code, reason = closed.code, closed.reason
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None

@@ -125,6 +125,7 @@ class Connection:
         "max_fragments",
         "max_frames_per_read",
         "max_message_size",
+        "peer_started_close",
         "request",
         "side",
         "state",
@@ -155,6 +156,10 @@ class Connection:
         self.close_rcvd: tuple[int, str] | None = None
         #: Our close frame (code, reason), once sent.
         self.close_sent: tuple[int, str] | None = None
+        #: Whether the peer started the closing handshake: its close frame came while we were OPEN. False when we
+        #: started it, failed the connection, or the TCP connection ended without one. What the close code alone
+        #: cannot say: a peer that echoes 1000 to our 1001 did not leave on purpose.
+        self.peer_started_close = False
         #: Once CLOSED: the close code and reason as an application sees them (see the module docstring).
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -220,7 +225,7 @@ class Connection:
         """What an application raises once this connection is closed (1006 while it is not, yet unusable)."""
         code = self.close_code if self.close_code is not None else CloseCode.ABNORMAL
         sent = self.close_sent[0] if self.close_sent is not None else None
-        return ConnectionClosed(code, self.close_reason or "", sent_code=sent)
+        return ConnectionClosed(code, self.close_reason or "", sent_code=sent, by_peer=self.peer_started_close)
 
     # ------------------------------------------------------------------ output
 
@@ -516,6 +521,7 @@ class Connection:
         code, reason = parse_close_payload(payload)
         self.close_rcvd = (code, reason)
         if self.state is State.OPEN:
+            self.peer_started_close = True
             # 5.5.1: answer with a close frame, echoing the peer's code (an empty body for an empty one).
             echo = None if code == CloseCode.NO_STATUS else code
             self._out.append(encode_frame(_CLOSE, serialize_close_payload(echo), mask=self.is_client))

@@ -102,10 +102,15 @@ class InvalidState(WebSocketError):
 
 
 class ConnectionClosed(WebSocketError):
-    """The connection is closed; ``code``/``reason`` are what the peer sent (1006 when nothing was)."""
+    """The connection is closed; ``code``/``reason`` are what the peer sent (1006 when nothing was).
 
-    def __init__(self, code: int, reason: str = "", *, sent_code: int | None = None) -> None:
+    ``by_peer``: the peer started the closing handshake (False when we did, on a failure, or at EOF); ``sent_code``:
+    the code of our close frame, if we sent one.
+    """
+
+    def __init__(self, code: int, reason: str = "", *, sent_code: int | None = None, by_peer: bool = False) -> None:
         super().__init__(f"connection closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
         self.sent_code = sent_code
+        self.by_peer = by_peer

@@ -114,7 +114,8 @@ async def test_ws_client_close_codes_are_echoed(
         await asyncio.wait_for(ws.close(code, reason), TIMEOUT)
         assert ws.close_code == code  # what our server sent back
         assert ws.state is websockets.protocol.State.CLOSED
-    assert await asyncio.wait_for(app.closes.get(), TIMEOUT) == (code, reason)
+    closed = await asyncio.wait_for(app.closes.get(), TIMEOUT)
+    assert (closed.code, closed.reason, closed.by_peer) == (code, reason, True)
 
 
 async def test_our_server_closes_1009_on_oversize(start_server) -> None:

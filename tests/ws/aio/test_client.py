@@ -252,7 +252,8 @@ async def test_close_code_and_reason_reach_the_server(scripted: tuple[ScriptedEc
         t0 = time.monotonic()
         await ws.close(code, reason)
         assert time.monotonic() - t0 < 1.0  # the server answered and closed TCP, no timeout involved
-        assert await asyncio.wait_for(app.closes.get(), 5) == (code, reason)
+        closed = await asyncio.wait_for(app.closes.get(), 5)
+        assert (closed.code, closed.reason, closed.by_peer) == (code, reason, True)
         assert ws.close_code == code  # the server echoes the code
         with pytest.raises(ConnectionClosed) as info:
             await ws.send("too late")
@@ -300,7 +301,7 @@ async def test_too_big_for_the_client_is_1009(scripted: tuple[ScriptedEchoApp, W
             await asyncio.wait_for(ws.recv(), 5)
         assert info.value.code == 1009  # our own code: we failed the connection
         assert info.value.sent_code == 1009
-    assert (await asyncio.wait_for(app.closes.get(), 5))[0] == 1009
+    assert (await asyncio.wait_for(app.closes.get(), 5)).code == 1009
 
 
 async def test_server_shutdown_is_1001_and_ends_iteration_quietly(start_server) -> None:
