@@ -6,6 +6,7 @@ It is the transport alone, with no signaling on top, selected by ``signaling ser
 from __future__ import annotations
 
 from signaling.ws.aio.server import ServerConnection, Upgrade
+from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.handshake import is_upgrade_request
 from signaling.ws.http11 import Headers, Request, Response
 
@@ -24,7 +25,7 @@ class _Echo:
     def on_binary(self, data: bytes) -> None:
         self.ws.send_binary(data)
 
-    def on_close(self, code: int, reason: str) -> None:
+    def on_close(self, closed: ConnectionClosed) -> None:
         pass
 
 

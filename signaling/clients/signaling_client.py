@@ -49,7 +49,7 @@ from signaling.protocol.models import (
 from signaling.protocol.parse import parse_server_message
 from signaling.ws.aio.client import ClientConnection, ClosesOnExit, Opening, until_closed
 from signaling.ws.aio.client import connect as ws_connect
-from signaling.ws.exceptions import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, InvalidHandshake
 from signaling.ws.frames import CloseCode
 
 __all__ = ["SignalingClient", "SignalingClientError", "SignalingErrorReply", "UnexpectedMessage"]
@@ -195,7 +195,7 @@ class SignalingClient(ClosesOnExit):
             for index, target in enumerate(urls):
                 try:
                     ws = await open_ws(target)
-                except (OSError, HandshakeError, TimeoutError) as exc:
+                except (OSError, InvalidHandshake, TimeoutError) as exc:
                     error = exc
                     continue
                 client = cls(
@@ -479,7 +479,7 @@ class SignalingClient(ClosesOnExit):
             self._url_index = (self._url_index + 1) % len(self._urls)
             try:
                 ws = await self._reconnect(self._urls[self._url_index])
-            except (OSError, HandshakeError, TimeoutError, ConnectionClosed) as exc:
+            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
                 log.info("signaling_resume_failed", url=self._urls[self._url_index], error=str(exc))
             else:
                 try:

@@ -50,7 +50,15 @@ from .events import (
     RequestReceived,
     TextMessage,
 )
-from .exceptions import ConnectionClosed, HandshakeError, InvalidState, InvalidUtf8, MessageTooBig, ProtocolError
+from .exceptions import (
+    ConnectionClosed,
+    HandshakeError,
+    InvalidHandshake,
+    InvalidState,
+    InvalidUtf8,
+    MessageTooBig,
+    ProtocolError,
+)
 from .frames import CloseCode, Opcode, decode_header, encode_frame, parse_close_payload, serialize_close_payload
 from .handshake import ClientHandshake, build_accept_response, check_request, reject_response
 from .http11 import DEFAULT_MAX_HEAD, HeadParser, Request, Response, parse_request_head, parse_response_head
@@ -117,6 +125,7 @@ class Connection:
         "max_fragments",
         "max_frames_per_read",
         "max_message_size",
+        "peer_started_close",
         "request",
         "side",
         "state",
@@ -147,6 +156,10 @@ class Connection:
         self.close_rcvd: tuple[int, str] | None = None
         #: Our close frame (code, reason), once sent.
         self.close_sent: tuple[int, str] | None = None
+        #: Whether the peer started the closing handshake: its close frame came while we were OPEN. False when we
+        #: started it, failed the connection, or the TCP connection ended without one. What the close code alone
+        #: cannot say: a peer that echoes 1000 to our 1001 did not leave on purpose.
+        self.peer_started_close = False
         #: Once CLOSED: the close code and reason as an application sees them (see the module docstring).
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -212,7 +225,7 @@ class Connection:
         """What an application raises once this connection is closed (1006 while it is not, yet unusable)."""
         code = self.close_code if self.close_code is not None else CloseCode.ABNORMAL
         sent = self.close_sent[0] if self.close_sent is not None else None
-        return ConnectionClosed(code, self.close_reason or "", sent_code=sent)
+        return ConnectionClosed(code, self.close_reason or "", sent_code=sent, by_peer=self.peer_started_close)
 
     # ------------------------------------------------------------------ output
 
@@ -271,7 +284,7 @@ class Connection:
         if not self.is_client or self.state is not State.CONNECTING or self._client_handshake is not None:
             raise InvalidState("send_request() is for a new client connection")
         self._client_handshake = handshake
-        self._out.append(handshake.request_bytes())
+        self._out.append(handshake.request_bytes)
 
     def _receive_head(self, data: bytes, events: list[Event]) -> bytes | None:
         """Feeds the HTTP head parser; returns the bytes after the head once it is complete."""
@@ -280,15 +293,17 @@ class Connection:
         if self.is_client:
             if self._client_handshake is None:
                 raise InvalidState("send_request() must come before receive_data() on a client")
-            response: Response | None = None
             try:
-                head = head_parser.feed(data)
-                if head is None:
-                    return None
-                response = parse_response_head(head)
+                try:
+                    head = head_parser.feed(data)
+                    if head is None:
+                        return None
+                    response = parse_response_head(head)
+                except HandshakeError as exc:  # the head parsers speak a server's language: no HTTP response
+                    raise InvalidHandshake(f"malformed response: {exc.reason}") from None
                 subprotocol = self._client_handshake.check_response(response)
-            except HandshakeError as exc:
-                events.append(HandshakeFailed(exc, response))
+            except InvalidHandshake as exc:
+                events.append(HandshakeFailed(exc))
                 self._set_closed(CloseCode.ABNORMAL, "")
                 return None
             self.subprotocol = subprotocol
@@ -506,6 +521,7 @@ class Connection:
         code, reason = parse_close_payload(payload)
         self.close_rcvd = (code, reason)
         if self.state is State.OPEN:
+            self.peer_started_close = True
             # 5.5.1: answer with a close frame, echoing the peer's code (an empty body for an empty one).
             echo = None if code == CloseCode.NO_STATUS else code
             self._out.append(encode_frame(_CLOSE, serialize_close_payload(echo), mask=self.is_client))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .exceptions import HandshakeError
+from .exceptions import HandshakeError, InvalidHandshake
 from .http11 import Request, Response
 
 __all__ = [
@@ -49,10 +49,9 @@ class HandshakeComplete:
 
 @dataclass(slots=True)
 class HandshakeFailed:
-    """Client side: the server refused or answered wrongly; the connection ends."""
+    """Client side: the server refused (InvalidStatus) or answered wrongly (InvalidHandshake); the connection ends."""
 
-    error: HandshakeError
-    response: Response | None
+    error: InvalidHandshake
 
 
 @dataclass(slots=True)

@@ -7,11 +7,17 @@ a connection never has to guess from a message string.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .http11 import Response
 
 __all__ = [
     "ConnectionClosed",
     "HandshakeError",
+    "InvalidHandshake",
     "InvalidState",
+    "InvalidStatus",
     "InvalidUtf8",
     "MessageTooBig",
     "ProtocolError",
@@ -55,7 +61,8 @@ class UnsupportedData(ProtocolError):
 
 
 class HandshakeError(WebSocketError):
-    """The opening handshake failed; a server answers with ``status`` and these headers, then closes."""
+    """Server side: the opening handshake failed; the server answers with ``status`` and these headers, then
+    closes."""
 
     def __init__(
         self,
@@ -69,15 +76,41 @@ class HandshakeError(WebSocketError):
         self.headers = list(headers)
 
 
+class InvalidHandshake(WebSocketError):
+    """Client side: the server's answer is not a valid WebSocket accept (RFC 6455 4.1: the client fails the
+    connection): a wrong Sec-WebSocket-Accept, no Upgrade or Connection, an extension or subprotocol that was not
+    offered, or no HTTP response at all (``response`` is None then)."""
+
+    def __init__(self, reason: str, response: Response | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.response = response
+
+
+class InvalidStatus(InvalidHandshake):
+    """Client side: the server answered with ``status``, not 101; its ``response`` (headers such as Retry-After,
+    the body) says why."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"server rejected the WebSocket connection: HTTP {response.status}", response)
+        self.status = response.status
+        self.response: Response = response
+
+
 class InvalidState(WebSocketError):
     """Local misuse: an operation that the connection's state does not allow (sending after close...)."""
 
 
 class ConnectionClosed(WebSocketError):
-    """The connection is closed; ``code``/``reason`` are what the peer sent (1006 when nothing was)."""
+    """The connection is closed; ``code``/``reason`` are what the peer sent (1006 when nothing was).
 
-    def __init__(self, code: int, reason: str = "", *, sent_code: int | None = None) -> None:
+    ``by_peer``: the peer started the closing handshake (False when we did, on a failure, or at EOF); ``sent_code``:
+    the code of our close frame, if we sent one.
+    """
+
+    def __init__(self, code: int, reason: str = "", *, sent_code: int | None = None, by_peer: bool = False) -> None:
         super().__init__(f"connection closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
         self.sent_code = sent_code
+        self.by_peer = by_peer

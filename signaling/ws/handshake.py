@@ -1,8 +1,9 @@
 """The opening handshake (RFC 6455 section 4): server-side checks and the 101, client-side request and checks.
 
 The classic bugs of hand-written servers live here: a wrong Sec-WebSocket-Accept, a head that does not end
-in CRLF CRLF, tokens compared case-sensitively. Every rule cites its clause, and every failure is a
-HandshakeError carrying the HTTP status to answer with.
+in CRLF CRLF, tokens compared case-sensitively. Every rule cites its clause. A server's failure is a
+HandshakeError carrying the HTTP status to answer with; a client's is an InvalidHandshake (InvalidStatus for a
+refusal), carrying the response.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .exceptions import HandshakeError
+from .exceptions import HandshakeError, InvalidHandshake, InvalidStatus
 from .http11 import Headers, Request, Response
 
 __all__ = [
@@ -127,45 +128,49 @@ class ClientHandshake:
         extra_headers: Sequence[tuple[str, str]] = (),
         origin: str | None = None,
     ) -> None:
+        """Raises ValueError, before anything is sent, when a CR or LF in any part would split the request."""
         self.key = base64.b64encode(secrets.token_bytes(16)).decode("ascii")
-        self.host = host
-        self.target = target
         self.subprotocols = list(subprotocols)
-        self.extra_headers = list(extra_headers)
-        self.origin = origin
-
-    def request_bytes(self) -> bytes:
-        lines = [
-            f"GET {self.target} HTTP/1.1",
-            f"Host: {self.host}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {self.key}",
-            "Sec-WebSocket-Version: 13",
-        ]
+        headers = Headers(
+            [
+                ("Host", host),
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", self.key),
+                ("Sec-WebSocket-Version", "13"),
+            ]
+        )
         if self.subprotocols:
-            lines.append("Sec-WebSocket-Protocol: " + ", ".join(self.subprotocols))
-        if self.origin is not None:
-            lines.append(f"Origin: {self.origin}")
-        lines.extend(f"{k}: {v}" for k, v in self.extra_headers)
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            headers.add("Sec-WebSocket-Protocol", ", ".join(self.subprotocols))
+        if origin is not None:
+            headers.add("Origin", origin)
+        for name, value in extra_headers:
+            headers.add(name, value)
+        self.request = Request("GET", target, (1, 1), headers)
+        #: Serialized now, so that a bad header fails here rather than once a socket is open.
+        self.request_bytes = self.request.serialize()
 
     def check_response(self, response: Response) -> str | None:
-        """Validates the server's answer (4.1, "the client MUST validate"); returns the chosen subprotocol."""
+        """Validates the server's answer (4.1, "the client MUST validate"); returns the chosen subprotocol.
+
+        Raises:
+            InvalidStatus: the status is not 101.
+            InvalidHandshake: a 101 that breaks one of 4.1's rules.
+        """
         if response.status != 101:
-            raise HandshakeError(response.status, f"server answered {response.status}, not 101")
+            raise InvalidStatus(response)
         headers = response.headers
         if "websocket" not in headers.tokens("Upgrade"):
-            raise HandshakeError(502, "101 without Upgrade: websocket")
+            raise InvalidHandshake("101 without Upgrade: websocket", response)
         if "upgrade" not in headers.tokens("Connection"):
-            raise HandshakeError(502, "101 without Connection: Upgrade")
+            raise InvalidHandshake("101 without Connection: Upgrade", response)
         if headers.get_all("Sec-WebSocket-Accept") != [accept_key(self.key)]:
-            raise HandshakeError(502, "wrong Sec-WebSocket-Accept")
+            raise InvalidHandshake("wrong Sec-WebSocket-Accept", response)
         if headers.get_all("Sec-WebSocket-Extensions"):
-            raise HandshakeError(502, "server chose an extension that was not offered")
+            raise InvalidHandshake("server chose an extension that was not offered", response)
         protocols = headers.get_all("Sec-WebSocket-Protocol")
         if not protocols:
             return None
         if len(protocols) != 1 or protocols[0] not in self.subprotocols:
-            raise HandshakeError(502, "server chose a subprotocol that was not offered")
+            raise InvalidHandshake("server chose a subprotocol that was not offered", response)
         return protocols[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from .exceptions import HandshakeError
 
@@ -32,24 +33,6 @@ _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/([0-9
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
 _HEADER_NAME = re.compile(_TOKEN)
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-
-REASONS = {
-    101: "Switching Protocols",
-    200: "OK",
-    204: "No Content",
-    304: "Not Modified",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    426: "Upgrade Required",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-    505: "HTTP Version Not Supported",
-}
 
 
 class Headers:
@@ -118,6 +101,11 @@ class Request:
     def query(self) -> str:
         return self.target.split("?", 1)[1] if "?" in self.target else ""
 
+    def serialize(self) -> bytes:
+        """Request line, headers, CRLF CRLF (a client's request has no body here)."""
+        major, minor = self.version
+        return _serialize_head(f"{self.method} {self.target} HTTP/{major}.{minor}", self.headers)
+
 
 @dataclass(slots=True)
 class Response:
@@ -128,15 +116,33 @@ class Response:
 
     def serialize(self) -> bytes:
         """Status line, headers, CRLF CRLF, body. Content-Length is added for every non-101 response."""
-        reason = self.reason or REASONS.get(self.status, "Unknown")
-        lines = [f"HTTP/1.1 {self.status} {reason}"]
-        for k, v in self.headers:
-            if "\r" in v or "\n" in v or "\r" in k or "\n" in k:
-                raise ValueError(f"CR or LF in header {k!r}: that would split the response")
-            lines.append(f"{k}: {v}")
+        fields: Iterable[tuple[str, str]] = self.headers
         if self.status != 101 and "Content-Length" not in self.headers:
-            lines.append(f"Content-Length: {len(self.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+            fields = [*fields, ("Content-Length", str(len(self.body)))]
+        reason = self.reason or _phrase(self.status)
+        return _serialize_head(f"HTTP/1.1 {self.status} {reason}", fields) + self.body
+
+
+def _serialize_head(start_line: str, fields: Iterable[tuple[str, str]]) -> bytes:
+    """A start line and header fields, each line ended by CRLF, then the empty line.
+
+    A CR or LF anywhere raises ValueError: it would let a value (a header, a target) add lines of its own to the
+    head, header injection (RFC 9112 2.2, 5).
+    """
+    lines = [start_line, *(f"{k}: {v}" for k, v in fields)]
+    for line in lines:
+        if "\r" in line or "\n" in line:
+            raise ValueError(f"CR or LF in {line[:60]!r}: that would split the head")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def _phrase(status: int) -> str:
+    """The registered reason phrase; empty for a status the standard library does not know (RFC 9112 4)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _parse_fields(lines: list[bytes]) -> Headers:

@@ -8,7 +8,7 @@ import contextlib
 import pytest
 
 from signaling.ws.aio.client import connect
-from signaling.ws.exceptions import HandshakeError
+from signaling.ws.exceptions import InvalidStatus
 from tests.helpers.server_process import async_running_process, signaling_argv
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,7 +32,7 @@ async def test_below_the_open_file_limit_a_full_server_refuses_with_503() -> Non
                 try:
                     await stack.enter_async_context(connect(url, open_timeout=5))
                     accepted += 1
-                except HandshakeError as exc:
+                except InvalidStatus as exc:
                     assert exc.status == 503
                     refused += 1
             assert accepted == 128 - 64 and refused == 80 - accepted

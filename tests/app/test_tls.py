@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from signaling.ws.aio.client import ClientConnection, connect
-from signaling.ws.exceptions import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from tests.helpers import ServerProcess, async_running_server
 from tests.helpers.certs import CertPair, client_context, install, make_cert
 from tests.helpers.wait import stays_true, wait_until
@@ -153,11 +153,11 @@ async def test_wss_and_https(certs: Certs) -> None:
         # The handshake is verified: a client that does not trust the certificate is refused.
         with pytest.raises(ssl.SSLCertVerificationError):
             await connect(wss(srv), ssl=client_context(certs.second))
-        with pytest.raises(HandshakeError) as info:
+        with pytest.raises(InvalidStatus) as info:
             await connect(wss(srv, "/elsewhere"), ssl=ctx)
         assert info.value.status == 404
         # Plain ws:// to the TLS port does not get a WebSocket.
-        with pytest.raises((HandshakeError, ConnectionError, asyncio.IncompleteReadError, OSError)):
+        with pytest.raises((InvalidHandshake, ConnectionError, asyncio.IncompleteReadError, OSError)):
             await connect(f"ws://127.0.0.1:{srv.port}/ws", open_timeout=5)
 
 

@@ -16,7 +16,7 @@ from signaling.app.wiring import SignalingApp
 from signaling.rooms.auth import RoomTokens
 from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
-from signaling.ws.exceptions import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, InvalidStatus
 from tests.helpers.wait import hold
 
 pytestmark = pytest.mark.timeout(30)
@@ -146,7 +146,7 @@ async def test_repeated_bad_tokens_from_one_address_are_throttled(start_signalin
 async def test_a_foreign_browser_origin_is_refused_with_403(start_signaling: ServerFactory) -> None:
     server = await start_signaling(allowed_origins="https://app.example")
     url = f"ws://127.0.0.1:{server.port}/ws"
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(InvalidStatus) as info:
         await connect(url, origin="https://evil.example")
     assert info.value.status == 403
     for origin in (f"http://127.0.0.1:{server.port}", "https://app.example", None):
@@ -158,7 +158,7 @@ async def test_connections_per_address_and_their_rate_are_limited(start_signalin
     server = await start_signaling(max_connections_per_ip=2, connection_rate_per_ip=1000, connection_burst_per_ip=1000)
     url = f"ws://127.0.0.1:{server.port}/ws"
     async with connect(url), connect(url):
-        with pytest.raises(HandshakeError) as info:
+        with pytest.raises(InvalidStatus) as info:
             await connect(url)
         assert info.value.status == 429
     async with connect(url):  # the slots came back
@@ -168,7 +168,7 @@ async def test_connections_per_address_and_their_rate_are_limited(start_signalin
     for _ in range(2):
         async with connect(url):
             pass
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(InvalidStatus) as info:
         await connect(url)
     assert info.value.status == 429
 
@@ -178,7 +178,7 @@ async def test_behind_a_trusted_proxy_limits_count_the_forwarded_client(start_si
     url = f"ws://127.0.0.1:{server.port}/ws"
     alice = [("X-Forwarded-For", "198.51.100.1")]
     async with connect(url, extra_headers=alice), connect(url, extra_headers=[("X-Forwarded-For", "198.51.100.2")]):
-        with pytest.raises(HandshakeError):
+        with pytest.raises(InvalidStatus):
             await connect(url, extra_headers=alice)
 
 
@@ -194,7 +194,7 @@ async def test_metrics_count_what_happens(start_signaling: ServerFactory) -> Non
         await recv_json(a)  # peer-joined
         await b.send(json.dumps({"type": "message", "to": "nobody", "data": 1}))  # refused: over the rate
         assert (await recv_json(b))["code"] == "rate-limited"
-        with pytest.raises(HandshakeError):
+        with pytest.raises(InvalidStatus):
             await connect(url, origin="https://evil.example")
         samples = await scrape(server.port)
         assert samples[("signaling_connections", ())] == 2

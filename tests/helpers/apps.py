@@ -14,6 +14,7 @@ from typing import Any
 
 from signaling.app.echo import EchoApp
 from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketHandler
+from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.http11 import Request, Response
 
 __all__ = ["ScriptedEchoApp"]
@@ -25,7 +26,7 @@ ORDERS = ("relay", "send", "big", "flood", "close")
 class ScriptedEchoApp(EchoApp):
     """EchoApp (every path upgrades, through EchoApp's own echo handler), plus two things for tests.
 
-    ``closes`` receives ``(code, reason)`` each time a connection ends, as the server saw it (``on_close``).
+    ``closes`` receives the ConnectionClosed of each connection that ends, as the server saw it (``on_close``).
 
     A text that is a JSON object whose keys are all orders is a script, run instead of echoed; any other message
     is echoed. Orders, run in this order whatever the order of the keys:
@@ -42,7 +43,7 @@ class ScriptedEchoApp(EchoApp):
 
     def __init__(self, subprotocols: tuple[str, ...] = ()) -> None:
         super().__init__(subprotocols)
-        self.closes: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+        self.closes: asyncio.Queue[ConnectionClosed] = asyncio.Queue()
         self.handlers: list[_Scripted] = []
 
     def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade:
@@ -95,7 +96,7 @@ class _Scripted:
     def on_binary(self, data: bytes) -> None:
         self.echo.on_binary(data)
 
-    def on_close(self, code: int, reason: str) -> None:
-        self.echo.on_close(code, reason)
+    def on_close(self, closed: ConnectionClosed) -> None:
+        self.echo.on_close(closed)
         self.app.handlers.remove(self)
-        self.app.closes.put_nowait((code, reason))
+        self.app.closes.put_nowait(closed)

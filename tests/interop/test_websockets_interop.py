@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosedOK as WsConnectionClosedOK
 from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
 from signaling.ws.aio.server import WebSocketServer
-from signaling.ws.exceptions import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, InvalidStatus
 from tests.helpers.apps import ScriptedEchoApp
 from tests.helpers.inprocess import ws_url
 from tests.helpers.wait import wait_until
@@ -114,7 +114,8 @@ async def test_ws_client_close_codes_are_echoed(
         await asyncio.wait_for(ws.close(code, reason), TIMEOUT)
         assert ws.close_code == code  # what our server sent back
         assert ws.state is websockets.protocol.State.CLOSED
-    assert await asyncio.wait_for(app.closes.get(), TIMEOUT) == (code, reason)
+    closed = await asyncio.wait_for(app.closes.get(), TIMEOUT)
+    assert (closed.code, closed.reason, closed.by_peer) == (code, reason, True)
 
 
 async def test_our_server_closes_1009_on_oversize(start_server) -> None:
@@ -402,6 +403,6 @@ async def test_websockets_server_refusing_the_handshake(ws_server) -> None:
     def refuse(connection: Any, request: Any) -> Any:
         return connection.respond(HTTPStatus.FORBIDDEN, "not you\n")
 
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(InvalidStatus) as info:
         await connect(await ws_server(echo, process_request=refuse))
     assert info.value.status == 403

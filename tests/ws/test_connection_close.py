@@ -4,11 +4,13 @@ Each rule runs on both sides."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from signaling.ws.connection import Connection, Side, State
 from signaling.ws.events import CloseReceived, Failed, PingReceived, TextMessage
-from signaling.ws.exceptions import InvalidState
+from signaling.ws.exceptions import ConnectionClosed, InvalidState
 from signaling.ws.frames import CloseCode, Opcode, encode_frame
 
 from .helpers import (
@@ -217,6 +219,56 @@ class TestClose:
     def test_close_before_handshake_is_misuse(self, side: Side) -> None:
         with pytest.raises(InvalidState):
             Connection(side).send_close()
+
+
+Step = Callable[[Connection], object]
+
+
+def peer_closes(body: bytes) -> Step:
+    return lambda conn: conn.receive_data(peer_frame(conn, Opcode.CLOSE, body))
+
+
+def we_close(code: int, reason: str = "") -> Step:
+    return lambda conn: conn.send_close(code, reason)
+
+
+def eof(conn: Connection) -> object:
+    return conn.receive_eof()
+
+
+#: How a connection ends (steps) -> (whether the peer started the close, the code an application sees). The drain
+#: case is what the code alone cannot tell: we close with 1001, the peer (aiohttp's client) echoes 1000.
+CLOSE_INITIATORS: dict[str, tuple[tuple[Step, ...], bool, int]] = {
+    "peer-closes-1000": ((peer_closes(close_body(1000, b"bye")),), True, 1000),
+    "peer-closes-empty": ((peer_closes(b""),), True, 1005),
+    "peer-closes-then-eof": ((peer_closes(close_body(1001)), eof), True, 1001),
+    "peer-closes-then-we-close": ((peer_closes(close_body(1000)), we_close(1001)), True, 1000),
+    "we-close-peer-echoes-1000": ((we_close(1001, "drain"), peer_closes(close_body(1000))), False, 1000),
+    "we-close-then-eof": ((we_close(1000), eof), False, 1006),
+    "we-fail": ((lambda conn: conn.fail(1008, "policy"),), False, 1008),
+    "peer-violation": ((lambda conn: conn.receive_data(peer_frame(conn, 3, b"")),), False, 1002),
+    "peer-invalid-close-code": ((peer_closes(close_body(999)),), False, 1002),
+    "eof": ((eof,), False, 1006),
+}
+
+
+class TestCloseInitiator:
+    """Who started the closing handshake: the peer (its close frame came while we were OPEN), or not (we did, a
+    failure, or the TCP connection ended), on both sides, on the connection and on its ConnectionClosed."""
+
+    @pytest.mark.parametrize("how", CLOSE_INITIATORS)
+    def test_table(self, conn: Connection, how: str) -> None:
+        steps, by_peer, code = CLOSE_INITIATORS[how]
+        assert not conn.peer_started_close
+        for step in steps:
+            step(conn)
+        conn.data_to_send()
+        assert conn.peer_started_close is by_peer
+        closed = conn.close_exc
+        assert (closed.by_peer, closed.code) == (by_peer, code)
+
+    def test_default_is_not_by_peer(self) -> None:
+        assert ConnectionClosed(1000).by_peer is False
 
 
 class TestFailing:

@@ -8,12 +8,15 @@ import pytest
 from signaling.ws.exceptions import (
     ConnectionClosed,
     HandshakeError,
+    InvalidHandshake,
+    InvalidStatus,
     InvalidUtf8,
     MessageTooBig,
     ProtocolError,
     UnsupportedData,
     WebSocketError,
 )
+from signaling.ws.http11 import Headers, Response
 
 
 class TestErrors:
@@ -36,6 +39,23 @@ class TestErrors:
         exc = HandshakeError(426, "version", [("Sec-WebSocket-Version", "13")])
         assert (exc.status, exc.reason, exc.headers) == (426, "version", [("Sec-WebSocket-Version", "13")])
         assert str(exc) == "426 version"
+
+    def test_invalid_handshake(self) -> None:
+        response = Response(101)
+        exc = InvalidHandshake("wrong Sec-WebSocket-Accept", response)
+        assert (exc.reason, exc.response) == ("wrong Sec-WebSocket-Accept", response)
+        assert str(exc) == "wrong Sec-WebSocket-Accept"
+        assert isinstance(exc, WebSocketError) and not isinstance(exc, HandshakeError)
+        assert InvalidHandshake("not HTTP").response is None
+
+    def test_invalid_status_carries_the_response(self) -> None:
+        """A refusal's status and headers (Retry-After...) reach the caller."""
+        response = Response(429, Headers([("Retry-After", "5")]), b"slow down\n")
+        exc = InvalidStatus(response)
+        assert isinstance(exc, InvalidHandshake)
+        assert (exc.status, exc.response) == (429, response)
+        assert exc.response.headers.get("Retry-After") == "5"
+        assert str(exc) == "server rejected the WebSocket connection: HTTP 429"
 
     def test_connection_closed(self) -> None:
         exc = ConnectionClosed(1000, "bye", sent_code=1000)

@@ -11,7 +11,7 @@ import pytest
 
 from signaling.ws.connection import Connection, Side, State
 from signaling.ws.events import HandshakeComplete, HandshakeFailed, PingReceived, TextMessage
-from signaling.ws.exceptions import InvalidState
+from signaling.ws.exceptions import InvalidHandshake, InvalidState, InvalidStatus
 from signaling.ws.frames import Opcode, encode_frame
 from signaling.ws.handshake import ClientHandshake, accept_key
 
@@ -55,6 +55,23 @@ class TestClientRequest:
         assert len(keys) == 8
         for key in keys:
             assert len(base64.b64decode(key, validate=True)) == 16
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            pytest.param({"host": "a\r\nX-Evil: 1"}, id="host"),
+            pytest.param({"target": "/chat HTTP/1.1\r\nX-Evil: 1\r\n"}, id="path"),
+            pytest.param({"origin": "http://o\nX-Evil: 1"}, id="origin"),
+            pytest.param({"extra_headers": [("Authorization", "Bearer t\r\nX-Evil: 1")]}, id="extra-value"),
+            pytest.param({"extra_headers": [("X-A\r\nX-Evil", "1")]}, id="extra-name"),
+            pytest.param({"subprotocols": ["chat\r\nX-Evil: 1"]}, id="subprotocol"),
+        ],
+    )
+    def test_cr_or_lf_anywhere_is_refused_before_anything_is_sent(self, kwargs: dict[str, object]) -> None:
+        """The request goes through Request.serialize, so the check that guards responses guards it too."""
+        args: dict[str, object] = {"host": "server.example.com", "target": "/chat", **kwargs}
+        with pytest.raises(ValueError, match="CR or LF"):
+            ClientHandshake(**args)  # type: ignore[arg-type]
 
     def test_request_passes_server_checks(self) -> None:
         client, _ = new_client(subprotocols=["chat"])
@@ -114,25 +131,26 @@ class TestClientChecksResponse:
         assert conn.subprotocol == "v2"
 
     @pytest.mark.parametrize(
-        ("subprotocols", "response", "status"),
+        ("subprotocols", "response", "error"),
         [
-            pytest.param((), b"HTTP/1.1 200 OK\r\nContent-Length: 0", 200, id="status-200"),
-            pytest.param((), b"HTTP/1.1 403 Forbidden", 403, id="status-403"),
-            pytest.param((), b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13", 426, id="426"),
-            pytest.param((), "wrong-accept", 502, id="wrong-accept"),
-            pytest.param((), "no-accept", 502, id="missing-accept"),
-            pytest.param((), "two-accepts", 502, id="two-accepts"),
-            pytest.param((), "no-upgrade", 502, id="missing-upgrade"),
-            pytest.param((), "upgrade-h2c", 502, id="upgrade-not-websocket"),
-            pytest.param((), "no-connection", 502, id="missing-connection"),
-            pytest.param((), "deflate", 502, id="extension-permessage-deflate"),
-            pytest.param((), "other-ext", 502, id="extension-other"),
-            pytest.param(("chat",), "proto-other", 502, id="unoffered-subprotocol"),
-            pytest.param((), "proto-chat", 502, id="subprotocol-none-offered"),
-            pytest.param(("chat", "v2"), "proto-two", 502, id="two-subprotocols"),
+            pytest.param((), b"HTTP/1.1 200 OK\r\nContent-Length: 0", InvalidStatus, id="status-200"),
+            pytest.param((), b"HTTP/1.1 403 Forbidden", InvalidStatus, id="status-403"),
+            pytest.param((), b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13", InvalidStatus, id="426"),
+            pytest.param((), "wrong-accept", InvalidHandshake, id="wrong-accept"),
+            pytest.param((), "no-accept", InvalidHandshake, id="missing-accept"),
+            pytest.param((), "two-accepts", InvalidHandshake, id="two-accepts"),
+            pytest.param((), "no-upgrade", InvalidHandshake, id="missing-upgrade"),
+            pytest.param((), "upgrade-h2c", InvalidHandshake, id="upgrade-not-websocket"),
+            pytest.param((), "no-connection", InvalidHandshake, id="missing-connection"),
+            pytest.param((), "deflate", InvalidHandshake, id="extension-permessage-deflate"),
+            pytest.param((), "other-ext", InvalidHandshake, id="extension-other"),
+            pytest.param(("chat",), "proto-other", InvalidHandshake, id="unoffered-subprotocol"),
+            pytest.param((), "proto-chat", InvalidHandshake, id="subprotocol-none-offered"),
+            pytest.param(("chat", "v2"), "proto-two", InvalidHandshake, id="two-subprotocols"),
         ],
     )
-    def test_failed(self, subprotocols: tuple[str, ...], response: bytes | str, status: int) -> None:
+    def test_failed(self, subprotocols: tuple[str, ...], response: bytes | str, error: type[InvalidHandshake]) -> None:
+        """A status other than 101 is an InvalidStatus carrying it; a 101 that breaks 4.1 an InvalidHandshake."""
         conn, handshake = new_client(subprotocols=subprotocols)
         conn.data_to_send()
         good = accept_key(handshake.key)
@@ -161,25 +179,31 @@ class TestClientChecksResponse:
         data = heads[response] if isinstance(response, str) else response + b"\r\n\r\n"
         events = conn.receive_data(data + encode_frame(Opcode.TEXT, b"ignored"))
         assert len(events) == 1 and isinstance(events[0], HandshakeFailed), events
-        assert events[0].error.status == status
-        assert events[0].response is not None and events[0].response.status == int(data[9:12])
+        failure = events[0].error
+        assert type(failure) is error
+        assert failure.response is not None and failure.response.status == int(data[9:12])
+        if isinstance(failure, InvalidStatus):
+            assert failure.status == failure.response.status
         self.assert_ended(conn)
 
     @pytest.mark.parametrize(
-        ("data", "status"),
+        ("data", "reason"),
         [
-            pytest.param(b"HTTP/1.1 101\r\nbad\r\n\r\n", 400, id="malformed-header"),
-            pytest.param(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", 400, id="not-http"),
-            pytest.param(b"HTTP/1.1 101 x\r\nX: " + b"a" * 9000, 431, id="head-too-big"),
+            pytest.param(b"HTTP/1.1 101\r\nbad\r\n\r\n", "header line without a colon", id="malformed-header"),
+            pytest.param(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "malformed status line", id="not-http"),
+            pytest.param(b"HTTP/1.1 101 x\r\nX: " + b"a" * 9000, "head too large", id="head-too-big"),
         ],
     )
-    def test_malformed_response(self, data: bytes, status: int) -> None:
+    def test_malformed_response(self, data: bytes, reason: str) -> None:
+        """Not an HTTP response: an InvalidHandshake without one (the parser's HTTP status is for servers)."""
         conn, _ = new_client()
         conn.data_to_send()
         events = conn.receive_data(data)
         assert len(events) == 1 and isinstance(events[0], HandshakeFailed), events
-        assert events[0].error.status == status
-        assert events[0].response is None
+        failure = events[0].error
+        assert type(failure) is InvalidHandshake
+        assert reason in str(failure)
+        assert failure.response is None
         self.assert_ended(conn)
 
     @staticmethod

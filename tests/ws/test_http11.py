@@ -10,6 +10,7 @@ from signaling.ws.http11 import (
     MAX_HEADERS,
     Headers,
     HeadParser,
+    Request,
     Response,
     parse_request_head,
     parse_response_head,
@@ -174,6 +175,50 @@ class TestHeaders:
         assert Headers([("connection", v) for v in values]).tokens("Connection") == tokens
 
 
+class TestRequestSerialize:
+    def test_request_line_and_headers(self) -> None:
+        req = Request("GET", "/chat?room=1", (1, 1), Headers([("Host", "a"), ("X-Empty", "")]))
+        assert req.serialize() == b"GET /chat?room=1 HTTP/1.1\r\nHost: a\r\nX-Empty: \r\n\r\n"
+
+    def test_round_trip(self) -> None:
+        req = Request("GET", "/ws", (1, 1), Headers([("Host", "h:1"), ("Upgrade", "websocket")]))
+        assert parse_request_head(req.serialize()[:-4]) == req
+
+
+#: A CR or LF where each part of a head goes: each would let a value start lines of its own (header injection).
+INJECTIONS = [
+    pytest.param("target", "\r\n", id="target-crlf"),
+    pytest.param("target", "\n", id="target-lf"),
+    pytest.param("name", "\r\n", id="name-crlf"),
+    pytest.param("name", "\r", id="name-cr"),
+    pytest.param("value", "\r\n", id="value-crlf"),
+    pytest.param("value", "\n", id="value-lf"),
+    pytest.param("value", "\r", id="value-cr"),
+]
+
+
+def injected(where: str, bad: str) -> tuple[str, Headers]:
+    """A target and headers with ``bad`` inside the part ``where`` names."""
+    target = f"/a{bad}X-Evil: 1" if where == "target" else "/a"
+    name = f"X-A{bad}X-Evil" if where == "name" else "X-A"
+    value = f"v{bad}X-Evil: 1" if where == "value" else "v"
+    return target, Headers([(name, value)])
+
+
+class TestHeaderInjection:
+    @pytest.mark.parametrize(("where", "bad"), [p for p in INJECTIONS if p.values[0] != "target"])
+    def test_response(self, where: str, bad: str) -> None:
+        _, headers = injected(where, bad)
+        with pytest.raises(ValueError, match="CR or LF"):
+            Response(200, headers).serialize()
+
+    @pytest.mark.parametrize(("where", "bad"), INJECTIONS)
+    def test_request(self, where: str, bad: str) -> None:
+        target, headers = injected(where, bad)
+        with pytest.raises(ValueError, match="CR or LF"):
+            Request("GET", target, (1, 1), headers).serialize()
+
+
 class TestResponseSerialize:
     def test_101_has_no_content_length(self) -> None:
         resp = Response(101, Headers([("Upgrade", "websocket")]))
@@ -185,9 +230,28 @@ class TestResponseSerialize:
             b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nnope\n"
         )
 
+    @pytest.mark.parametrize(
+        ("status", "phrase"),
+        [
+            (101, b"Switching Protocols"),
+            (200, b"OK"),
+            (400, b"Bad Request"),
+            (408, b"Request Timeout"),
+            (426, b"Upgrade Required"),
+            (429, b"Too Many Requests"),
+            (431, b"Request Header Fields Too Large"),
+            (503, b"Service Unavailable"),
+        ],
+        ids=str,
+    )
+    def test_standard_reason_phrase(self, status: int, phrase: bytes) -> None:
+        assert Response(status).serialize().startswith(b"HTTP/1.1 %d %s\r\n" % (status, phrase))
+
     def test_custom_reason_and_unknown_status(self) -> None:
+        """An unregistered status goes out with an empty reason phrase (RFC 9112 4 allows it), not an invented one."""
         assert Response(299, reason="Fine").serialize() == b"HTTP/1.1 299 Fine\r\nContent-Length: 0\r\n\r\n"
-        assert Response(299).serialize() == b"HTTP/1.1 299 Unknown\r\nContent-Length: 0\r\n\r\n"
+        assert Response(299).serialize() == b"HTTP/1.1 299 \r\nContent-Length: 0\r\n\r\n"
+        assert parse_response_head(Response(299).serialize()[:-4]).status == 299
 
     def test_round_trip(self) -> None:
         raw = Response(426, Headers([("Sec-WebSocket-Version", "13")]), b"x").serialize()

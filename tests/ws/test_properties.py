@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import random
+import secrets
 from collections.abc import Sequence
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -146,10 +148,12 @@ def normalized(events: Sequence[ev.Event]) -> list[object]:
     return [("Failed", e.code) if isinstance(e, ev.Failed) else e for e in events]
 
 
-class FixedKeyHandshake(ClientHandshake):
-    def __init__(self) -> None:
-        super().__init__("server.example.com", "/chat")
-        self.key = RFC_KEY
+def fixed_key_handshake() -> ClientHandshake:
+    """A client handshake with RFC 6455's sample key (the one RFC_ACCEPT answers), in its request as well."""
+    with mock.patch.object(secrets, "token_bytes", lambda n: b"the sample nonce"[:n]):
+        handshake = ClientHandshake("server.example.com", "/chat")
+    assert handshake.key == RFC_KEY
+    return handshake
 
 
 def drive_all(side: Side, chunks: Sequence[bytes], limit: int | None) -> tuple[object, ...]:
@@ -157,7 +161,7 @@ def drive_all(side: Side, chunks: Sequence[bytes], limit: int | None) -> tuple[o
     return everything observable: events, frames written (close reasons dropped), state and flags."""
     conn = Connection(side, max_message_size=limit)
     if side is Side.CLIENT:
-        conn.send_request(FixedKeyHandshake())
+        conn.send_request(fixed_key_handshake())
         conn.data_to_send()
     events: list[ev.Event] = []
     out = b""
@@ -183,7 +187,7 @@ def drive_all(side: Side, chunks: Sequence[bytes], limit: int | None) -> tuple[o
 def test_split_invariance(side: Side, data: st.DataObject, limit: int | None) -> None:
     """The same bytes, handshake included, give the same events and output whole, cut anywhere, or trickled
     one byte at a time."""
-    head = request_head() if side is Side.SERVER else response_101(FixedKeyHandshake().key)
+    head = request_head() if side is Side.SERVER else response_101(fixed_key_handshake().key)
     stream = data.draw(peer_stream(to_client=side is Side.CLIENT), label="frames")
     wire = head + stream
     whole = drive_all(side, [wire], limit)

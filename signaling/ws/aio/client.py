@@ -104,7 +104,8 @@ class _ClientProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.messages: collections.deque[str | bytes] = collections.deque()
         self.waiter: asyncio.Future[None] | None = None
-        self.drain_waiter: asyncio.Future[None] | None = None
+        #: One future per send() waiting for the socket's buffer to drain: all are released together.
+        self.drain_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.pongs: dict[bytes, asyncio.Future[None]] = {}
         self.write_paused = False
         self.read_paused = False
@@ -154,16 +155,21 @@ class _ClientProtocol(asyncio.Protocol):
                 fut.set_exception(self.conn.close_exc)
         self.pongs.clear()
         self.wake()
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
+        closed = self.conn.close_exc
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_exception(closed)
+        self.drain_waiters.clear()
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.drain_waiters.clear()
 
     def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -243,8 +249,9 @@ class ClientConnection(ClosesOnExit):
     async def _drain(self) -> None:
         p = self._p
         if p.write_paused and not p.closed.done():
-            p.drain_waiter = p.loop.create_future()
-            await p.drain_waiter
+            waiter = p.loop.create_future()
+            p.drain_waiters.append(waiter)
+            await waiter
 
     async def recv(self) -> str | bytes:
         """The next message; raises ConnectionClosed once the connection is closed and the queue is empty."""
@@ -281,13 +288,12 @@ class ClientConnection(ClosesOnExit):
             raise ValueError(f"a ping with payload {data!r} is already waiting for its pong")
         else:
             payload = data
+        try:
+            p.conn.send_ping(payload)  # refuses a payload over 125 bytes before anything waits for its pong
+        except InvalidState:
+            raise p.conn.close_exc from None
         fut: asyncio.Future[None] = p.loop.create_future()
         p.pongs[payload] = fut
-        try:
-            p.conn.send_ping(payload)
-        except InvalidState:
-            p.pongs.pop(payload, None)
-            raise p.conn.close_exc from None
         p.flush()
         return fut
 

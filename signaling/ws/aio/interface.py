@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ..connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
+from ..exceptions import ConnectionClosed
 from ..http11 import Request, Response
 
 if TYPE_CHECKING:
@@ -29,8 +30,10 @@ class WebSocketHandler(Protocol):
 
     def on_binary(self, data: bytes) -> None: ...
 
-    def on_close(self, code: int, reason: str) -> None:
-        """Once, when the connection is gone: the peer's close code, ours if we failed it, else 1006."""
+    def on_close(self, closed: ConnectionClosed) -> None:
+        """Once, when the connection is gone. ``closed.code``: the peer's close code, ours if we failed it, else
+        1006; ``closed.by_peer``: whether the peer started the close (a client leaving on purpose) or not (we
+        closed it, say with 1001 to drain, and it echoed; a failure; a dropped connection)."""
 
 
 @dataclass(slots=True)

@@ -198,9 +198,8 @@ class ServerConnection(asyncio.BufferedProtocol):
         handler = self.handler
         if handler is not None:
             self.handler = None
-            closed = conn.close_exc
             try:
-                handler.on_close(closed.code, closed.reason)
+                handler.on_close(conn.close_exc)
             except Exception:
                 log.exception("handler_error", conn=self.id, where="on_close")
 

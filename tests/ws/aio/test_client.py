@@ -6,19 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from signaling.app.echo import EchoApp
-from signaling.ws.aio.client import connect
+from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.connection import State
-from signaling.ws.exceptions import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from signaling.ws.frames import Opcode, encode_frame
 from tests.helpers.apps import ScriptedEchoApp
 from tests.helpers.certs import CertPair, client_context, make_cert, server_context
@@ -43,13 +44,14 @@ FakeBehaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awai
 
 
 @pytest.fixture
-async def fake_server() -> AsyncIterator[Callable[[FakeBehaviour], Awaitable[int]]]:
-    """``port = await fake_server(behaviour)``: a hand-made server; ``behaviour(reader, writer, key)`` runs after the
-    client's request head was read (key: its Sec-WebSocket-Key)."""
+async def fake_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
+    """``port = await fake_server(behaviour, rcvbuf=None)``: a hand-made server; ``behaviour(reader, writer, key)``
+    runs after the client's request head was read (key: its Sec-WebSocket-Key). ``rcvbuf`` fixes the accepted
+    sockets' receive buffer (no autotuning), so that a server that stops reading stalls its client soon."""
     servers: list[asyncio.Server] = []
     tasks: set[asyncio.Task[None]] = set()
 
-    async def start(behaviour: FakeBehaviour) -> int:
+    async def start(behaviour: FakeBehaviour, rcvbuf: int | None = None) -> int:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             tasks.add(asyncio.current_task())  # type: ignore[arg-type]
             head = await reader.readuntil(b"\r\n\r\n")
@@ -63,7 +65,11 @@ async def fake_server() -> AsyncIterator[Callable[[FakeBehaviour], Awaitable[int
             finally:
                 writer.close()
 
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before listen: accepted sockets inherit it
+        sock.bind(("127.0.0.1", 0))
+        server = await asyncio.start_server(handle, sock=sock)
         servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
@@ -152,6 +158,20 @@ async def test_a_ping_payload_already_awaited_is_refused_and_numbers_skip_it(ech
         await asyncio.wait_for(asyncio.gather(mine, auto), 5)
 
 
+async def test_a_ping_payload_over_125_bytes_is_refused_and_nothing_waits_for_it(
+    echo_server: WebSocketServer,
+) -> None:
+    """5.5: a control frame's payload is 125 bytes at most. The refusal must leave nothing registered: a payload
+    once refused was refused ever after as "already waiting"."""
+    too_big = b"p" * 126
+    async with connect(ws_url(echo_server)) as ws:
+        for _ in range(2):
+            with pytest.raises(ValueError, match="125"):
+                await ws.ping(too_big)
+        fits = await ws.ping(too_big[:125])
+        await asyncio.wait_for(fits, 5)
+
+
 async def test_subprotocol_negotiation(start_server) -> None:
     server = await start_server(EchoApp(subprotocols=("chat.v1", "chat.v2")))
     async with connect(ws_url(server), subprotocols=["chat.v2", "chat.v1"]) as ws:
@@ -192,6 +212,12 @@ async def test_connection_refused_raises_oserror(unused_tcp_port: int) -> None:
         await connect(f"ws://127.0.0.1:{unused_tcp_port}/ws", open_timeout=5)
 
 
+async def test_a_cr_or_lf_in_a_header_fails_before_connecting(unused_tcp_port: int) -> None:
+    """ValueError, not the OSError that connecting to the closed port would give: nothing was sent."""
+    with pytest.raises(ValueError, match="CR or LF"):
+        await connect(f"ws://127.0.0.1:{unused_tcp_port}/ws", extra_headers=[("X-A", "1\r\nX-Evil: 1")])
+
+
 # ------------------------------------------------------------------------------- closing and close codes
 
 
@@ -226,7 +252,8 @@ async def test_close_code_and_reason_reach_the_server(scripted: tuple[ScriptedEc
         t0 = time.monotonic()
         await ws.close(code, reason)
         assert time.monotonic() - t0 < 1.0  # the server answered and closed TCP, no timeout involved
-        assert await asyncio.wait_for(app.closes.get(), 5) == (code, reason)
+        closed = await asyncio.wait_for(app.closes.get(), 5)
+        assert (closed.code, closed.reason, closed.by_peer) == (code, reason, True)
         assert ws.close_code == code  # the server echoes the code
         with pytest.raises(ConnectionClosed) as info:
             await ws.send("too late")
@@ -274,7 +301,7 @@ async def test_too_big_for_the_client_is_1009(scripted: tuple[ScriptedEchoApp, W
             await asyncio.wait_for(ws.recv(), 5)
         assert info.value.code == 1009  # our own code: we failed the connection
         assert info.value.sent_code == 1009
-    assert (await asyncio.wait_for(app.closes.get(), 5))[0] == 1009
+    assert (await asyncio.wait_for(app.closes.get(), 5)).code == 1009
 
 
 async def test_server_shutdown_is_1001_and_ends_iteration_quietly(start_server) -> None:
@@ -299,7 +326,7 @@ async def test_handshake_refused_404(fake_server) -> None:
         await writer.drain()
 
     port = await fake_server(not_found)
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(InvalidStatus) as info:
         await connect(f"ws://127.0.0.1:{port}/not-the-ws-path")
     assert info.value.status == 404
 
@@ -307,9 +334,10 @@ async def test_handshake_refused_404(fake_server) -> None:
 async def test_handshake_refused_503_at_the_connection_limit(start_server) -> None:
     server = await start_server(EchoApp(), max_connections=1)
     async with connect(ws_url(server)):
-        with pytest.raises(HandshakeError) as info:
+        with pytest.raises(InvalidStatus) as info:
             await connect(ws_url(server))
         assert info.value.status == 503
+        assert info.value.response.headers.get("Retry-After") == "5"
 
 
 async def test_handshake_with_a_wrong_accept_is_refused(fake_server) -> None:
@@ -318,9 +346,11 @@ async def test_handshake_with_a_wrong_accept_is_refused(fake_server) -> None:
         await read_forever(reader, writer, key)
 
     port = await fake_server(wrong_accept)
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(InvalidHandshake) as info:
         await connect(f"ws://127.0.0.1:{port}/")
+    assert type(info.value) is InvalidHandshake
     assert "Accept" in str(info.value)
+    assert info.value.response is not None and info.value.response.status == 101
 
 
 async def test_open_timeout_raises_and_closes_the_socket(fake_server) -> None:
@@ -404,6 +434,61 @@ async def test_server_ping_is_answered(fake_server) -> None:
 
 
 # ---------------------------------------------------------------------------------------- flow control
+
+
+SENDERS = 6
+#: More than the server's 16 KiB receive buffer and the client's send buffer (4 MiB at most, tcp_wmem) hold: the
+#: first send pauses the transport, and every later one finds it paused.
+BIG = "b" * (6 << 20)
+
+
+def stalling_server(resume: asyncio.Event) -> FakeBehaviour:
+    """A server that reads nothing after its 101 until ``resume`` is set, then reads everything."""
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        transport = cast(asyncio.Transport, writer.transport)
+        transport.pause_reading()
+        writer.write(response_101(key))
+        await resume.wait()
+        transport.resume_reading()
+        await read_forever(reader, writer, key)
+
+    return stall
+
+
+async def blocked_senders(ws: ClientConnection) -> list[asyncio.Task[None]]:
+    """SENDERS tasks each sending BIG, returned once every one of them waits for the transport to drain."""
+    started = [asyncio.Event() for _ in range(SENDERS)]
+
+    async def send(i: int) -> None:
+        started[i].set()  # in the same step as send()'s write and its wait for the drain
+        await ws.send(BIG)
+
+    tasks = [asyncio.create_task(send(i)) for i in range(SENDERS)]
+    for event in started:
+        await event.wait()
+    assert not any(task.done() for task in tasks), "the transport never paused: the test proves nothing"
+    return tasks
+
+
+async def test_concurrent_senders_all_resume_after_a_write_pause(fake_server) -> None:
+    """Each sender waits for the drain in a queue of its own: with one shared slot, 5 of 6 hung forever."""
+    resume = asyncio.Event()
+    port = await fake_server(stalling_server(resume), rcvbuf=16384)
+    async with connect(f"ws://127.0.0.1:{port}/", close_timeout=0.3) as ws:
+        tasks = await blocked_senders(ws)
+        resume.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+
+async def test_senders_waiting_for_a_drain_raise_connection_closed_after_close(fake_server) -> None:
+    resume = asyncio.Event()  # never set: the server stays deaf
+    port = await fake_server(stalling_server(resume), rcvbuf=16384)
+    ws = await connect(f"ws://127.0.0.1:{port}/", close_timeout=0.3)
+    tasks = await blocked_senders(ws)
+    await ws.close()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    assert all(isinstance(r, ConnectionClosed) for r in results), results
 
 
 async def test_unread_messages_stop_the_socket_reads(scripted: tuple[ScriptedEchoApp, WebSocketServer]) -> None:

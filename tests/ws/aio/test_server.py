@@ -9,6 +9,7 @@ which announces nothing, is polled through tests/helpers/wait.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 
@@ -16,9 +17,10 @@ import pytest
 
 from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
-from signaling.ws.exceptions import ConnectionClosed, HandshakeError
+from signaling.ws.exceptions import ConnectionClosed, InvalidStatus
 from signaling.ws.frames import Opcode
 from tests.helpers import async_running_server
+from tests.helpers.apps import ScriptedEchoApp
 from tests.helpers.inprocess import ws_url
 from tests.helpers.wait import wait_until
 from tests.ws.aio.helpers import RawClient, read_all, server_side
@@ -34,7 +36,7 @@ async def test_max_connections_refuses_upgrades_with_503_but_serves_http(start_s
     server = await start_server(EchoApp(), max_connections=2)
     url = ws_url(server)
     async with connect(url) as first, connect(url) as second:
-        with pytest.raises(HandshakeError) as info:
+        with pytest.raises(InvalidStatus) as info:
             await connect(url)
         assert info.value.status == 503
         # The exact response, from a raw client.
@@ -87,6 +89,29 @@ async def test_programmatic_close_sends_1001_to_everyone_and_stops_accepting(sta
     assert not server.connections
     with pytest.raises(OSError):
         await connect(f"ws://127.0.0.1:{port}/ws")
+
+
+@pytest.mark.parametrize(
+    ("who", "by_peer"), [pytest.param("client", True, id="client-closes"), pytest.param("server", False, id="drain")]
+)
+async def test_the_handler_learns_who_started_the_close(start_server, who: str, by_peer: bool) -> None:
+    """The client's close frame says 1000 both times; only by_peer tells a client that left on purpose from one
+    that echoed 1000 to the server's 1001 (aiohttp's client does)."""
+    app = ScriptedEchoApp()
+    server = await start_server(app)
+    client = await RawClient.open(server.port)
+    if who == "server":
+        client.send_text(json.dumps({"close": [1001, "drain"]}))
+        close = await asyncio.wait_for(client.read_frame(), 5)
+        assert close.close_code == 1001
+    client.send(Opcode.CLOSE, close_body(1000))
+    if who == "client":
+        echo = await asyncio.wait_for(client.read_frame(), 5)
+        assert echo.close_code == 1000
+    assert await asyncio.wait_for(client.at_eof(), 5)
+    client.close()
+    closed = await asyncio.wait_for(app.closes.get(), 5)
+    assert (closed.code, closed.by_peer) == (1000, by_peer)
 
 
 async def test_programmatic_close_is_bounded_when_a_client_does_not_answer(start_server) -> None:

@@ -129,9 +129,9 @@ async def test_slow_consumer_that_never_reads_is_dropped_within_close_timeout(st
     assert slow_sc.transport is None or slow_sc.transport.is_closing()
     # And the application was told (the sender's and the bystander's closes may come first).
     async with asyncio.timeout(5):
-        while (closed := await app.closes.get())[0] != 1008:
-            assert closed[0] == 1000, closed
-    assert "slow consumer" in closed[1]
+        while (closed := await app.closes.get()).code != 1008:
+            assert closed.code == 1000, closed
+    assert "slow consumer" in closed.reason
     slow.close()
 
 
