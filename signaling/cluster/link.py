@@ -191,20 +191,24 @@ class RedisLink:
         ]
 
     async def close(self) -> None:
+        """Stop the tasks and close the connections, bounded in time: a task stuck writing to a dead socket (its
+        cancellation can wait on the socket) must not keep the node from linking again."""
         self.up = False
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        self._fail_outbox()
         if self._conn is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._conn.disconnect()
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await self._conn.disconnect(nowait=True)
             self._conn = None
+        if tasks:
+            await asyncio.wait(tasks, timeout=self._timeout)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("redis_link_task_failed", exc_info=task.exception())
+        self._fail_outbox()
         for closing in (self._pubsub.aclose, self._client.aclose):
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
                 await closing()
 
     # ------------------------------------------------------------------ commands
@@ -323,7 +327,7 @@ class RedisLink:
             self._sent_wake.set()
             try:
                 await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, RuntimeError) as exc:  # uvloop: RuntimeError on a closed transport
                 self.fail(f"redis: {exc}")
                 return
 

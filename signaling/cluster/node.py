@@ -193,6 +193,7 @@ class ClusterNode:
         while not self._stopping:
             await asyncio.sleep(RETRY_PERIOD)
             try:
+                log.debug("cluster_retry", reason=self.down_reason)
                 await self._connect()
             except Unavailable as exc:
                 self.down_reason = str(exc)

@@ -9,6 +9,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from signaling.app.wiring import DRAINING, SignalingApp
@@ -194,3 +195,30 @@ async def test_a_drain_turns_readyz_and_new_clients_away_and_closes_with_1001(
     with pytest.raises(InvalidStatus) as refused:
         await connect(url(server))
     assert refused.value.status == 503
+
+
+async def test_a_client_that_answers_the_servers_close_with_1000_keeps_its_session(
+    start_signaling: ServerFactory,
+) -> None:
+    """aiohttp's client answers any close frame with 1000: a close the server started (a drain's 1001) is still a
+    drop, and the session waits for its resume (it used to end, as if the client had left)."""
+    server = await start_signaling()
+    async with aiohttp.ClientSession() as http:
+        alice = await http.ws_connect(url(server))
+        await alice.send_json({"type": "join", "room": "r", "resumable": True})
+        first = await alice.receive_json(timeout=STEP)
+        async with connect(url(server)) as bob:
+            await join(bob)
+            assert (await alice.receive_json(timeout=STEP))["type"] == "peer-joined"
+            bob_is_told = asyncio.create_task(recv(bob))
+            closing = asyncio.create_task(server.close_connections(1001, DRAINING))  # bob is closed too
+            message = await alice.receive(timeout=STEP)  # and alice answers with 1000
+            assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1001)
+            await closing
+            with pytest.raises(ConnectionClosed):
+                await bob_is_told  # its connection closes: no peer-left came before
+    assert server.stats.closes[1000] == 1  # alice's echo was 1000, as aiohttp sends it
+    again = await connect(url(server))
+    welcome = await join(again, resume=first["resume"], last_seq=1)
+    assert (welcome["resumed"], welcome["peer"]) == (True, first["peer"])
+    await again.close()

@@ -208,7 +208,7 @@ async def test_disconnect_gives_peer_left_and_frees_the_room(
     async with asyncio.timeout(STEP):
         assert (await a.expect(protocol.PeerLeft)).peer == b.peer_id
     await a.close()
-    directory = signaling_server.app.directory  # type: ignore[attr-defined]
+    directory = signaling_server.app.backends.directory  # type: ignore[attr-defined]
     # The server handles the close asynchronously, and its directory announces nothing: poll its counters.
     await wait_until(
         lambda: (directory.stats().peers, directory.stats().rooms) == (0, 0),
