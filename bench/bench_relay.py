@@ -1,6 +1,6 @@
-"""Relay benchmark: our signaling server against minimal websockets and picows relays, same load, same run.
+"""Relay benchmark: our signaling server against minimal websockets, picows and Node.js ws relays, same load, same run.
 
-Run: python -m bench.bench_relay [--servers ours:asyncio,ours:uvloop,websockets:uvloop,...] [--runs 3]
+Run: python -m bench.bench_relay [--servers ours:asyncio,ours:uvloop,websockets:uvloop,node-ws:node,...] [--runs 3]
                                  [--pairs 50] [--window 20] [--rate 20000] [--warmup 1] [--duration 10]
                                  [--rate-duration 5] [--rate-tick 0.001] [--quick] [--json OUT.json]
                                  [--variant NAME=DIR] [--from-json OUT.json]
@@ -20,12 +20,18 @@ Servers:
 - ``ours``: ``python -m signaling serve --rate-limit 1000000 --rate-burst 1000000 --room-max-peers 8
   --max-rooms 100000`` with ``--no-uvloop`` (asyncio) or ``--uvloop``; production settings otherwise (every
   message validated by the pydantic models, logging at info as JSON lines to a file);
-- ``websockets``, ``websockets-orjson``, ``picows``: bench/relay_baselines.py.
+- ``websockets``, ``websockets-orjson``, ``picows``: bench/relay_baselines.py;
+- ``node-ws`` (loop ``node``, its only one): bench/node_relay/relay.mjs, Node.js with the ``ws`` package pinned
+  by bench/node_relay/package-lock.json, which bench/node_ws.py installs into .tools/node-relay (``npm ci``) the
+  first time it is asked for. One process, pinned like the others; its CPU from /proc/PID/stat counts every
+  thread (V8's and libuv's helpers too). Left out of the default servers, with a note, when ``node`` or ``npm``
+  is not on PATH.
 
 The machine is shared: a measurement whose whole-machine busy cores exceed server + client cores by more than
 ``--noise-limit`` (0.2) is retried (``--attempts`` in all); when every attempt is noisy the quietest is kept and
 counted in the "noisy" column. Runs are interleaved (run 1 of every server, then run 2, ...); the table shows
-the median with the min-max range, and the throughput ratios of ours to each baseline on the same event loop.
+the median with the min-max range, and the ratios of ours to each baseline on the same event loop (to node-ws
+from every loop of ours): throughput, and work per CPU second (the baseline's srv µs/msg over ours).
 Every server is stopped after its run (and dies with this process); traffic goes to 127.0.0.1 only.
 """
 
@@ -38,15 +44,20 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-from bench import common
+from bench import common, node_ws
 from bench.procstat import pinned, run_json, started, wait_quiet
 
-LIBS = ("ours", "websockets", "websockets-orjson", "picows")
-DEFAULT_SERVERS = tuple(f"{lib}:{loop}" for loop in common.LOOPS for lib in LIBS)
+LIBS = ("ours", "websockets", "websockets-orjson", "picows", "node-ws")
+#: Baselines that are not Python run on their own event loop, the only value their LOOP may take.
+OWN_LOOP = {"node-ws": "node"}
+DEFAULT_SERVERS = tuple(f"{lib}:{loop}" for loop in common.LOOPS for lib in LIBS if lib not in OWN_LOOP) + tuple(
+    f"{lib}:{loop}" for lib, loop in OWN_LOOP.items()
+)
 #: Issue 5's targets: ours / websockets and ours / picows relay throughput.
 TARGET_VS_WEBSOCKETS = 1.5
 TARGET_VS_PICOWS = 1.0
@@ -73,7 +84,14 @@ LIFTED_LIMITS = (
 )
 
 
+def loops_of(lib: str) -> tuple[str, ...]:
+    """The LOOP values a server LIB runs on."""
+    return (OWN_LOOP[lib],) if lib in OWN_LOOP else common.LOOPS
+
+
 def server_command(lib: str, loop: str, port: int, max_seconds: float) -> list[str]:
+    if lib == "node-ws":
+        return node_ws.command(port, max_seconds)
     if lib == "ours":
         return [
             sys.executable,
@@ -215,13 +233,13 @@ def ratios(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         pairs += sorted({(name.split(":")[0], "ours") for name in summary if name.split(":")[0] not in LIBS})
         for mine_lib, lib in pairs:
             mine = summary.get(f"{mine_lib}:{loop}")
-            base = summary.get(f"{lib}:{loop}")
+            base = summary.get(f"{lib}:{OWN_LOOP.get(lib, loop)}")
             if mine is None or base is None:
                 continue
             rows.append(
                 {
                     "ours": f"{mine_lib}:{loop}",
-                    "baseline": f"{lib}:{loop}",
+                    "baseline": f"{lib}:{OWN_LOOP.get(lib, loop)}",
                     "throughput": common.ratio(mine["msgs_per_s"], base["msgs_per_s"]),
                     "cost": common.ratio(base["srv_us_per_msg"], mine["srv_us_per_msg"]),
                     "p99_sat": (common.median(mine["p99_ms"]), common.median(base["p99_ms"])),
@@ -231,7 +249,9 @@ def ratios(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_tables(summary: dict[str, dict[str, Any]], opts: argparse.Namespace) -> None:
+def print_tables(
+    summary: dict[str, dict[str, Any]], opts: argparse.Namespace, versions: dict[str, str] | None = None
+) -> None:
     runs = max((len(s["msgs_per_s"]) for s in summary.values()), default=0)
     print(
         f"\nRelay, {opts.pairs} pairs, window {opts.window}, {opts.duration:g} s (saturation); "
@@ -254,7 +274,7 @@ def print_tables(summary: dict[str, dict[str, Any]], opts: argparse.Namespace) -
     if rows:
         print()
         head = (
-            "| ours vs baseline | throughput ratio | target | cost ratio (base µs / ours µs) "
+            "| ours vs baseline | throughput ratio | target | work per CPU s (base µs/msg ÷ ours µs/msg) "
             "| p99 sat ms (ours vs base) | p99 @rate ms (ours vs base) |"
         )
         print(*common.table_head(head), sep="\n")
@@ -270,11 +290,15 @@ def print_tables(summary: dict[str, dict[str, Any]], opts: argparse.Namespace) -
                 f"| {r['ours']} / {r['baseline']} | {r['throughput']:.2f}x | {verdict} | {r['cost']:.2f}x "
                 f"| {r['p99_sat'][0]:.1f} vs {r['p99_sat'][1]:.1f} | {r['p99_rate'][0]:.2f} vs {r['p99_rate'][1]:.2f} |"
             )
+    if versions:
+        print(f"\nnode-ws: node {versions['node']}, ws {versions['ws']}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = common.make_parser(__doc__)
-    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS), help="comma-separated LIB:LOOP")
+    parser.add_argument(
+        "--servers", help=f"comma-separated LIB:LOOP (default: {','.join(DEFAULT_SERVERS)}; node-ws:node needs node)"
+    )
     common.add_runs(parser)
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--window", type=int, default=20)
@@ -308,13 +332,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if opts.from_json:
         with open(opts.from_json) as f:
             saved = json.load(f)
-        print_tables(summarize(saved["results"]), argparse.Namespace(**{**vars(opts), **saved["options"]}))
+        options = argparse.Namespace(**{**vars(opts), **saved["options"]})
+        print_tables(summarize(saved["results"]), options, saved.get("versions"))
         return
     if opts.quick:
         opts.runs, opts.duration, opts.rate_duration, opts.attempts = 1, 3.0, 2.0, 1
     if opts.no_pin:
         opts.server_cpu = opts.client_cpu = None
-    names = [s.strip() for s in opts.servers.split(",") if s.strip()]
+    names = [s.strip() for s in (opts.servers or ",".join(DEFAULT_SERVERS)).split(",") if s.strip()]
+    if opts.servers is None and (missing := node_ws.missing_tools()):
+        names = [name for name in names if not name.startswith("node-ws:")]
+        print(f"node-ws:node left out: no {' or '.join(missing)} on PATH", file=sys.stderr, flush=True)
+    opts.servers = ",".join(names)  # what ran, in the --json options
     variants: dict[str, str] = {}
     for spec in opts.variant:
         label, _, path = spec.partition("=")
@@ -323,10 +352,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         variants[label] = os.path.abspath(path)
     for name in names:
         lib, _, loop = name.partition(":")
-        if (lib not in LIBS and lib not in variants) or loop not in common.LOOPS:
-            parser.error(f"unknown server {name!r}: use LIB:LOOP with LIB in {LIBS} and LOOP in {common.LOOPS}")
+        if (lib not in LIBS and lib not in variants) or loop not in loops_of(lib):
+            parser.error(
+                f"unknown server {name!r}: use LIB:LOOP with LIB in {LIBS} and LOOP in {common.LOOPS} "
+                f"(but {', '.join(f'{lib}:{loop}' for lib, loop in OWN_LOOP.items())})"
+            )
     if not 1 <= opts.runs <= 20:
         parser.error("runs must be 1..20")
+    versions = None
+    if any(name.startswith("node-ws:") for name in names):
+        try:
+            versions = node_ws.versions(node_ws.ensure_installed())
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            parser.error(f"node-ws: {e}")
+        print(f"node-ws: node {versions['node']}, ws {versions['ws']}", file=sys.stderr, flush=True)
 
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     max_server_seconds = 10 * (opts.warmup * 2 + opts.duration + opts.rate_duration) + 120
@@ -346,9 +385,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             results[name].append({"saturate": sat, "rate": rate})
     summary = summarize(results)
-    print_tables(summary, opts)
+    print_tables(summary, opts, versions)
     if opts.json:
         doc = {"options": vars(opts), "results": results, "summary": summary, "ratios": ratios(summary)}
+        if versions:
+            doc["versions"] = versions
         common.write_json(opts.json, doc, indent=1)
 
 
