@@ -144,6 +144,15 @@ async def many(port: int, count: int, *, upgrade: bool = True) -> list[Attacker]
     return [a for a in opened if a is not None]
 
 
+async def keep_sending(attackers: list[Attacker], data: bytes, seconds: float, pause: float = 0.1) -> None:
+    """Every attacker writes ``data`` again every ``pause`` seconds, for ``seconds`` or until all are closed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(not a.closed.is_set() for a in attackers):
+        for a in attackers:
+            a.write(data)
+        await asyncio.sleep(pause)
+
+
 async def until(seconds: float, attackers: list[Attacker]) -> None:
     """Wait until the time is up or every attacker was closed."""
     with contextlib.suppress(TimeoutError):
@@ -173,11 +182,7 @@ async def unfinished_fragments(port: int, seconds: float, conns: int) -> None:
     attackers = await many(port, conns)
     for a in attackers:
         a.write(frame(0x1, b"x", fin=False))
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(not a.closed.is_set() for a in attackers):
-        for a in attackers:
-            a.write(frame(0x0, b"x", fin=False) * 200)
-        await asyncio.sleep(0.1)
+    await keep_sending(attackers, frame(0x0, b"x", fin=False) * 200, seconds)
 
 
 async def empty_fragment_flood(port: int, seconds: float, conns: int) -> None:
@@ -221,11 +226,7 @@ async def many_fragments(port: int, seconds: float, conns: int) -> None:
     of CPU on an earlier server."""
     attackers = await many(port, conns)
     message = frame(0x1, b"{", fin=False) + frame(0x0, b" ", fin=False) * 64_998 + frame(0x0, b"}")
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(not a.closed.is_set() for a in attackers):
-        for a in attackers:
-            a.write(message)
-        await asyncio.sleep(0.1)
+    await keep_sending(attackers, message, seconds)
 
 
 async def refused_flood(port: int, seconds: float, conns: int) -> None:
@@ -234,22 +235,14 @@ async def refused_flood(port: int, seconds: float, conns: int) -> None:
     for i, a in enumerate(attackers):
         a.write(frame(0x1, json.dumps({"type": "join", "room": f"flood{i}"}).encode()))
     text = frame(0x1, json.dumps({"type": "message", "data": "x" * 1000, "id": 1}).encode())
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(not a.closed.is_set() for a in attackers):
-        for a in attackers:
-            a.write(text * 200)
-        await asyncio.sleep(0.1)
+    await keep_sending(attackers, text * 200, seconds)
 
 
 async def deep_nesting(port: int, seconds: float, conns: int) -> None:
     """Rate-limited messages nested 5,000 deep (an earlier server raised RecursionError on them: 1011)."""
     attackers = await many(port, conns)
     nested = frame(0x1, b"[" * 5000 + b"]" * 5000)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(not a.closed.is_set() for a in attackers):
-        for a in attackers:
-            a.write(nested * 100)
-        await asyncio.sleep(0.1)
+    await keep_sending(attackers, nested * 100, seconds)
 
 
 async def byte_burst(port: int, seconds: float, conns: int) -> None:

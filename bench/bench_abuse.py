@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,27 +117,28 @@ class Probe:
                 await self.a.send(json.dumps({"type": "message", "to": self.b_id, "data": {"seq": seq}}))
             await asyncio.sleep(0.05)
 
+    async def _messages(self, side: str, ws: ClientConnection, sender: str) -> AsyncIterator[Any]:
+        """The ``data`` of the messages ``sender`` sends to ``ws`` until it closes (an unexpected close is noted)."""
+        try:
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg["type"] == "message" and msg.get("from") == sender:
+                    yield msg["data"]
+        except ConnectionClosed as exc:
+            self.window.unexpected_closes.append(f"{side}: {exc.code} {exc.reason}")
+
     async def _echo_b(self) -> None:
         assert self.b is not None
-        try:
-            async for raw in self.b:
-                msg = json.loads(raw)
-                if msg["type"] == "message" and msg.get("from") == self.a_id:
-                    await self.b.send(json.dumps({"type": "message", "to": self.a_id, "data": msg["data"]}))
-        except ConnectionClosed as exc:
-            self.window.unexpected_closes.append(f"b: {exc.code} {exc.reason}")
+        async for data in self._messages("b", self.b, self.a_id):
+            with contextlib.suppress(ConnectionClosed):
+                await self.b.send(json.dumps({"type": "message", "to": self.a_id, "data": data}))
 
     async def _read_a(self) -> None:
         assert self.a is not None
-        try:
-            async for raw in self.a:
-                msg = json.loads(raw)
-                if msg["type"] == "message" and msg.get("from") == self.b_id:
-                    sent = self._pending.pop(msg["data"]["seq"], None)
-                    if sent is not None:
-                        self.window.rtt_ms.append((time.perf_counter() - sent) * 1000)
-        except ConnectionClosed as exc:
-            self.window.unexpected_closes.append(f"a: {exc.code} {exc.reason}")
+        async for data in self._messages("a", self.a, self.b_id):
+            sent = self._pending.pop(data["seq"], None)
+            if sent is not None:
+                self.window.rtt_ms.append((time.perf_counter() - sent) * 1000)
 
     async def _joins(self) -> None:
         n = 0

@@ -138,12 +138,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=100, help="messages in flight in the pipelined test")
     common.add_retry_options(parser, attempts=4)
     parser.add_argument("--backoff", type=float, default=2.0, help="seconds to wait before retrying a noisy run")
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=60.0,
-        help="before each attempt, wait up to this many seconds for a 1 s sample under --noise-limit busy cores",
-    )
+    quiet_help = "before each attempt, wait up to this many seconds for a 1 s sample under --noise-limit busy cores"
+    parser.add_argument("--quiet-wait", type=float, default=60.0, help=quiet_help)
     parser.add_argument(
         "--patience",
         type=float,

@@ -306,12 +306,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=10.0, help="saturation window, seconds")
     parser.add_argument("--rate-duration", type=float, default=5.0, help="fixed-rate window, seconds")
-    parser.add_argument(
-        "--rate-tick",
-        type=float,
-        default=0.001,
-        help="pacer period of the fixed-rate test (s): rate x tick messages leave together; 0 spins (evenly spaced)",
-    )
+    tick_help = "pacer period of the fixed-rate test (s): rate x tick messages leave together; 0 spins"
+    parser.add_argument("--rate-tick", type=float, default=0.001, help=tick_help)
     parser.add_argument("--quick", action="store_true", help="1 run, 3 s + 2 s windows, 1 attempt")
     common.add_cpu_pinning(parser)
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")

@@ -29,12 +29,13 @@ import contextlib
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import common
 
 LIBS = ("websockets", "websockets-orjson", "picows")
 RELAYED = frozenset(("offer", "answer", "candidate", "message"))
+T = TypeVar("T")
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # what json.dumps(..., separators=...) ends up calling
 _loads = json.loads
@@ -51,6 +52,18 @@ def welcome(peer: str, room: str, others: list[str]) -> dict[str, Any]:
 
 def peer_joined(peer: str) -> dict[str, Any]:
     return {"type": "peer-joined", "peer": peer, "name": None, "meta": None}
+
+
+def relay_targets(msg: dict[str, Any], peer: str, members: dict[str, T]) -> list[T]:
+    """Whom a relayed message goes to (its ``to``, or the room for a ``message`` without one); sets ``from``."""
+    to = msg.pop("to", None)
+    msg["from"] = peer
+    if to is not None:
+        target = members.get(to)
+        return [target] if target is not None else []
+    if msg.get("type") == "message":
+        return [each for other, each in list(members.items()) if other != peer]
+    return []
 
 
 # ------------------------------------------------------------------------------------------ websockets
@@ -79,18 +92,10 @@ async def start_websockets(host: str, port: int, use_orjson: bool) -> Callable[[
                 msg = loads(raw)
                 kind = msg.get("type")
                 if kind in RELAYED and peer is not None:
-                    to = msg.pop("to", None)
-                    msg["from"] = peer
+                    targets = relay_targets(msg, peer, members)
                     text = dumps(msg)
-                    if to is None:
-                        if kind == "message":
-                            for other, each in list(members.items()):
-                                if other != peer:
-                                    await deliver(each, text)
-                    else:
-                        target = members.get(to)
-                        if target is not None:
-                            await deliver(target, text)
+                    for target in targets:
+                        await deliver(target, text)
                 elif kind == "join" and peer is None:
                     room = msg["room"]
                     members = rooms.setdefault(room, {})
@@ -158,18 +163,10 @@ async def start_picows(host: str, port: int) -> Callable[[], Awaitable[None]]:
             kind = msg.get("type")
             peer = self.peer
             if kind in RELAYED and peer is not None:
-                to = msg.pop("to", None)
-                msg["from"] = peer
+                targets = relay_targets(msg, peer, self.members)
                 text = _dumps(msg)
-                if to is None:
-                    if kind == "message":
-                        for other, each in list(self.members.items()):
-                            if other != peer:
-                                each.send(text)
-                else:
-                    target = self.members.get(to)
-                    if target is not None:
-                        target.send(text)
+                for target in targets:
+                    target.send(text)
             elif kind == "join" and peer is None:
                 self.room = msg["room"]
                 members = self.members = rooms.setdefault(self.room, {})

@@ -409,13 +409,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     rate = sub.add_parser("rate", help="open loop at a fixed offered rate")
     rate.add_argument("--rate", type=float, default=20_000.0, help="messages/s offered, all senders together")
     rate.add_argument("--cap", type=int, default=500, help="undelivered messages per sender before it skips")
-    rate.add_argument(
-        "--tick",
-        type=float,
-        default=0.001,
-        help="pacer period in seconds; 0: spin (the pacer runs every loop iteration, evenly spaced sends, "
-        "the client burns its core)",
-    )
+    tick_help = "pacer period in seconds; 0: spin (every loop iteration, evenly spaced sends; burns the core)"
+    rate.add_argument("--tick", type=float, default=0.001, help=tick_help)
     rate.add_argument("--duration", type=float, default=5.0)
     for p in (sat, rate):
         common.add_helper_options(p)

@@ -16,17 +16,10 @@ from typing import Any
 
 import structlog
 
+from signaling.protocol import facts
 from signaling.protocol.encode import peer_entry_json
 from signaling.protocol.errors import SignalingError
-from signaling.protocol.facts import DEFAULT_MAX_ROOMS, DEFAULT_ROOM_MAX_PEERS
-from signaling.rooms.directory import (
-    Departure,
-    DirectoryStats,
-    RoomDirectory,
-    room_full,
-    server_full,
-    unavailable,
-)
+from signaling.rooms.directory import Departure, DirectoryStats, RoomDirectory, room_full, server_full, unavailable
 from signaling.rooms.peers import LiveMembers, Member, new_peer_id
 
 from .link import RedisLink, Unavailable
@@ -113,8 +106,8 @@ class RedisDirectory(RoomDirectory):
     def __init__(
         self,
         *,
-        max_peers_per_room: int = DEFAULT_ROOM_MAX_PEERS,
-        max_rooms: int = DEFAULT_MAX_ROOMS,
+        max_peers_per_room: int = facts.DEFAULT_ROOM_MAX_PEERS,
+        max_rooms: int = facts.DEFAULT_MAX_ROOMS,
         grace: float = 0.0,
         peer_ids: Callable[[], str] = new_peer_id,
     ) -> None:

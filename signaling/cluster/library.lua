@@ -10,9 +10,15 @@
 -- the node's link failed with the command in flight) is refused with {'stale'} and changes nothing: work a node
 -- gave up on must not run behind its back. Their replies start with a status: 'ok', 'stale', or another word.
 
-local function late(deadline)
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000 > tonumber(deadline)
+-- Register a fenced function: `body(P, a)` runs only if its deadline (a[2]) has not passed in Redis's clock.
+local function register_fenced(name, body)
+  redis.register_function(name, function(_, a)
+    local t = redis.call('TIME')
+    if tonumber(t[1]) + tonumber(t[2]) / 1000000 > tonumber(a[2]) then
+      return {'stale'}
+    end
+    return body(a[1], a)
+  end)
 end
 
 local function member_fields(P, peer)
@@ -113,11 +119,8 @@ end)
 
 -- P, deadline, node, ttl_ms: a node is alive. {'dead'} when it was declared dead meanwhile; else
 -- {'ok', rooms, peers, nodes}.
-redis.register_function('signaling_beat', function(_, a)
-  local P, node = a[1], a[3]
-  if late(a[2]) then
-    return {'stale'}
-  end
+register_fenced('signaling_beat', function(P, a)
+  local node = a[3]
   if redis.call('HEXISTS', P .. ':nodes', node) == 0 then
     return {'dead'}
   end
@@ -147,11 +150,8 @@ end)
 
 -- P, deadline, peer, room, j, node, res, lease, max_peers, max_rooms: join within the limits.
 -- Returns {'ok', <members already there: j, node, res...>}, or {'room-full'}, {'server-full'}, {'taken'}.
-redis.register_function('signaling_join', function(_, a)
-  local P, peer, room, node, lease = a[1], a[3], a[4], a[6], a[8]
-  if late(a[2]) then
-    return {'stale'}
-  end
+register_fenced('signaling_join', function(P, a)
+  local peer, room, node, lease = a[3], a[4], a[6], a[8]
   local room_key = P .. ':r:' .. room
   local count = redis.call('ZCARD', room_key)
   if count == 0 then
@@ -181,11 +181,8 @@ redis.register_function('signaling_join', function(_, a)
 end)
 
 -- P, deadline, peer, lease ('' for any): leave. Returns {'ok', <departure>} or {'none'}.
-redis.register_function('signaling_leave', function(_, a)
-  local P, peer, lease = a[1], a[3], a[4]
-  if late(a[2]) then
-    return {'stale'}
-  end
+register_fenced('signaling_leave', function(P, a)
+  local peer, lease = a[3], a[4]
   if lease ~= '' and redis.call('HGET', P .. ':m:' .. peer, 'lease') ~= lease then
     return {'none'}
   end
@@ -198,11 +195,8 @@ end)
 
 -- P, deadline, peer, lease, until: the connection of a resumable session is gone; its grace runs until `until`.
 -- {'ok'}, or {'none'} when the lease has moved on (the session was resumed meanwhile).
-redis.register_function('signaling_release', function(_, a)
-  local P, peer = a[1], a[3]
-  if late(a[2]) then
-    return {'stale'}
-  end
+register_fenced('signaling_release', function(P, a)
+  local peer = a[3]
   local key = P .. ':m:' .. peer
   local f = redis.call('HMGET', key, 'lease', 'node')
   if f[1] ~= a[4] then
@@ -218,11 +212,8 @@ end)
 
 -- P, deadline, digest, new_digest, node, now: resume the session of a live lease on `node`.
 -- Returns {'ok', peer, room, j, res, previous node} or {'none'}.
-redis.register_function('signaling_claim', function(_, a)
-  local P, digest, node = a[1], a[3], a[5]
-  if late(a[2]) then
-    return {'stale'}
-  end
+register_fenced('signaling_claim', function(P, a)
+  local digest, node = a[3], a[5]
   local peer = redis.call('HGET', P .. ':leases', digest)
   if not peer then
     return {'none'}
@@ -248,11 +239,8 @@ end)
 
 -- P, deadline, peer, digest, previous_digest, until: undo a claim whose resume could not be completed: the
 -- lease, if `digest` still holds it, goes back to `previous_digest`, in a grace period until `until`.
-redis.register_function('signaling_unclaim', function(_, a)
-  local P, peer, digest = a[1], a[3], a[4]
-  if late(a[2]) then
-    return {'stale'}
-  end
+register_fenced('signaling_unclaim', function(P, a)
+  local peer, digest = a[3], a[4]
   local key = P .. ':m:' .. peer
   local f = redis.call('HMGET', key, 'lease', 'node', 'room')
   if f[1] ~= digest then

@@ -23,13 +23,8 @@ from collections.abc import Callable
 
 import structlog
 
+from signaling.protocol import facts
 from signaling.protocol.errors import SignalingError
-from signaling.protocol.facts import (
-    DEFAULT_MAX_ROOMS,
-    DEFAULT_RESUME_BUFFER,
-    DEFAULT_RESUME_BUFFER_BYTES,
-    DEFAULT_ROOM_MAX_PEERS,
-)
 from signaling.rooms.backends import Backends
 from signaling.rooms.delivery import Deliveries
 
@@ -70,10 +65,10 @@ class ClusterNode:
         self,
         url: str,
         *,
-        max_peers_per_room: int = DEFAULT_ROOM_MAX_PEERS,
-        max_rooms: int = DEFAULT_MAX_ROOMS,
-        kept_count: int = DEFAULT_RESUME_BUFFER,
-        kept_bytes: int = DEFAULT_RESUME_BUFFER_BYTES,
+        max_peers_per_room: int = facts.DEFAULT_ROOM_MAX_PEERS,
+        max_rooms: int = facts.DEFAULT_MAX_ROOMS,
+        kept_count: int = facts.DEFAULT_RESUME_BUFFER,
+        kept_bytes: int = facts.DEFAULT_RESUME_BUFFER_BYTES,
         grace: float = 0.0,
         prefix: str = "signaling",
         node_ttl: float = 10.0,

@@ -118,19 +118,25 @@ def default_web_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "web"
 
 
+def _whole_files(docs_dir: Path, web_dir: Path | None) -> list[tuple[Path, str, str]]:
+    """The files generated whole: (path, the text they must hold, their source)."""
+    files = [(docs_dir / SCHEMA_NAME, render_schema(), "signaling/protocol/models.py")]
+    if web_dir is not None:
+        files.append((web_dir / JS_NAME, render_js(), "signaling/protocol/facts.py"))
+    return files
+
+
+def _stale(path: Path, expected: str) -> bool:
+    return not path.exists() or path.read_text(encoding="utf-8") != expected
+
+
 def check(docs_dir: Path, web_dir: Path | None = None) -> list[str]:
     """Describe every way the committed files differ from their sources; empty when they agree."""
-    expected = render_schema()
-    problems: list[str] = []
-    if web_dir is not None:
-        js_path = web_dir / JS_NAME
-        if not js_path.exists() or js_path.read_text(encoding="utf-8") != render_js():
-            problems.append(f"{js_path} differs from what signaling/protocol/facts.py generates")
-    schema_path = docs_dir / SCHEMA_NAME
-    if not schema_path.exists():
-        problems.append(f"{schema_path} is missing")
-    elif schema_path.read_text(encoding="utf-8") != expected:
-        problems.append(f"{schema_path} differs from the schema generated from signaling/protocol/models.py")
+    problems = [
+        f"{path} differs from what {source} generates (or is missing)"
+        for path, expected, source in _whole_files(docs_dir, web_dir)
+        if _stale(path, expected)
+    ]
     md_path = docs_dir / MARKDOWN_NAME
     if not md_path.exists():
         problems.append(f"{md_path} is missing")
@@ -140,27 +146,21 @@ def check(docs_dir: Path, web_dir: Path | None = None) -> list[str]:
         except ValueError as exc:
             problems.append(f"{md_path}: {exc}")
         else:
-            if embedded != expected:
+            if embedded != render_schema():
                 problems.append(f"the schema block in {md_path} differs from the generated schema")
     return problems
 
 
 def write(docs_dir: Path, web_dir: Path | None = None) -> list[Path]:
     """Regenerate the files (protocol.md must already hold the markers); return the files that changed."""
-    expected = render_schema()
     changed: list[Path] = []
-    if web_dir is not None:
-        js_path = web_dir / JS_NAME
-        if not js_path.exists() or js_path.read_text(encoding="utf-8") != render_js():
-            js_path.write_text(render_js(), encoding="utf-8")
-            changed.append(js_path)
-    schema_path = docs_dir / SCHEMA_NAME
-    if not schema_path.exists() or schema_path.read_text(encoding="utf-8") != expected:
-        schema_path.write_text(expected, encoding="utf-8")
-        changed.append(schema_path)
+    for path, expected, _ in _whole_files(docs_dir, web_dir):
+        if _stale(path, expected):
+            path.write_text(expected, encoding="utf-8")
+            changed.append(path)
     md_path = docs_dir / MARKDOWN_NAME
     markdown = md_path.read_text(encoding="utf-8")
-    updated = embed_schema(markdown, expected)
+    updated = embed_schema(markdown, render_schema())
     if updated != markdown:
         md_path.write_text(updated, encoding="utf-8")
         changed.append(md_path)

@@ -9,13 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from signaling.protocol import facts
 from signaling.protocol.encode import peer_left_json
-from signaling.protocol.facts import (
-    DEFAULT_MAX_ROOMS,
-    DEFAULT_RESUME_BUFFER,
-    DEFAULT_RESUME_BUFFER_BYTES,
-    DEFAULT_ROOM_MAX_PEERS,
-)
 
 from .delivery import Deliveries
 from .directory import Departure, InMemoryDirectory, RoomDirectory
@@ -61,10 +56,10 @@ class Backends:
 
 def in_memory(
     *,
-    max_peers_per_room: int = DEFAULT_ROOM_MAX_PEERS,
-    max_rooms: int = DEFAULT_MAX_ROOMS,
-    kept_count: int = DEFAULT_RESUME_BUFFER,
-    kept_bytes: int = DEFAULT_RESUME_BUFFER_BYTES,
+    max_peers_per_room: int = facts.DEFAULT_ROOM_MAX_PEERS,
+    max_rooms: int = facts.DEFAULT_MAX_ROOMS,
+    kept_count: int = facts.DEFAULT_RESUME_BUFFER,
+    kept_bytes: int = facts.DEFAULT_RESUME_BUFFER_BYTES,
     node: str = "local",
     peer_ids: Callable[[], str] = new_peer_id,
 ) -> Backends:

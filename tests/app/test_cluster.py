@@ -12,13 +12,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from signaling.clients.signaling_client import SignalingClient
-from signaling.protocol.models import PeerJoined, PeerLeft, RelayedMessage, Welcome
+from signaling.protocol.models import PeerJoined, PeerLeft, RelayedMessage
 from signaling.ws.aio.client import connect
 from signaling.ws.exceptions import ConnectionClosed
 from tests.conftest import redis_url
 from tests.helpers.cluster import NODE_TTL, cluster, ws
 from tests.helpers.redis import READY, redis_argv
 from tests.helpers.server_process import ServerProcess, async_running_process
+from tests.helpers.streams import NumberedStream
 from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -124,42 +125,17 @@ async def test_a_drained_nodes_clients_resume_on_another_and_lose_nothing(redis_
         await bob.join("r")
         async with asyncio.timeout(STEP):
             await alice.expect(PeerJoined)
-        received: list[int] = []
-        welcomes: list[Welcome] = []
-        progress = asyncio.Event()  # set at every message alice gets
-
-        async def read() -> None:
-            async for msg in alice:
-                if isinstance(msg, Welcome):
-                    welcomes.append(msg)
-                elif isinstance(msg, RelayedMessage):
-                    received.append(msg.data)
-                    progress.set()
-                    if msg.data == 999:
-                        return
-
-        async def until_received(count: int) -> None:
-            while len(received) < count:
-                progress.clear()
-                await progress.wait()
-
-        async def stream() -> None:
-            # A window of 100 messages ahead of what alice got: the stream goes on through the drain, with
-            # messages in flight when node 1 closes her connection, and waits while she resumes.
-            for n in range(1000):
-                await until_received(n - 100)
-                await bob.send_message(n, to=welcome.peer)
-
-        reading = asyncio.create_task(read())
-        streaming = asyncio.create_task(stream())
-        async with asyncio.timeout(STEP):
-            await until_received(200)  # well under way
-        assert await nodes[0].stop_async() in (0, -signal.SIGTERM)  # SIGTERM: the drain
-        async with asyncio.timeout(STEP):
-            await streaming
-            await reading
-        assert received == list(range(1000))  # nothing lost, nothing twice, in order
-        assert [(w.resumed, w.peer) for w in welcomes] == [(True, welcome.peer)]
+        # A window of 100 messages ahead of what alice got: the stream goes on through the drain, with messages in
+        # flight when node 1 closes her connection, and waits while she resumes.
+        stream = NumberedStream(bob, alice, welcome.peer, 1000, window=100)
+        async with stream.running() as tasks:
+            async with asyncio.timeout(STEP):
+                await stream.until_received(200)  # well under way
+            assert await nodes[0].stop_async() in (0, -signal.SIGTERM)  # SIGTERM: the drain
+            async with asyncio.timeout(STEP):
+                await asyncio.gather(*tasks)
+        assert stream.received == list(range(1000))  # nothing lost, nothing twice, in order
+        assert [(w.resumed, w.peer) for w in stream.welcomes] == [(True, welcome.peer)]
         await bob.ping()
         assert bob._queue.empty()  # bob never saw alice leave
         assert '"event": "cluster_left"' in nodes[0].log_text()  # the drained node left the cluster cleanly

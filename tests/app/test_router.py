@@ -58,23 +58,27 @@ def test_undecodable_paths_are_not_found(static: StaticFiles, target: str) -> No
     assert response is None
 
 
+ROUTE = ("method", "target", "status", "header", "value")
+#: What each route answers, in three tables: the WebSocket path without an upgrade, the pages, the refusals.
+WEBSOCKET_PATH = [("GET", "/ws", 426, "Upgrade", "websocket"), ("HEAD", "/ws", 426, "Sec-WebSocket-Version", "13")]
+PAGES = [
+    ("GET", "/healthz", 200, "Content-Type", "application/json"),
+    ("GET", "/healthz?verbose=1", 200, "Cache-Control", "no-store"),
+    ("GET", "/metrics", 200, "Content-Type", "text/plain; version=1.0.0; charset=utf-8"),
+    ("GET", "/readyz", 200, "Cache-Control", "no-store"),
+    ("GET", "/", 200, "Content-Type", "text/html; charset=utf-8"),
+]
+SCRIPTS_AND_REFUSALS = [
+    ("GET", "/app.js", 200, "Content-Type", "text/javascript; charset=utf-8"),
+    ("GET", "/app.js", 200, "X-Content-Type-Options", "nosniff"),
+    ("GET", "/nope", 404, "Content-Type", "text/plain; charset=utf-8"),
+    ("POST", "/", 405, "Allow", "GET, HEAD"),
+    ("DELETE", "/healthz", 405, "Allow", "GET, HEAD"),
+]
+
+
 @pytest.mark.parametrize(
-    ("method", "target", "status", "header", "value"),
-    [
-        ("GET", "/ws", 426, "Upgrade", "websocket"),
-        ("HEAD", "/ws", 426, "Sec-WebSocket-Version", "13"),
-        ("GET", "/healthz", 200, "Content-Type", "application/json"),
-        ("GET", "/healthz?verbose=1", 200, "Cache-Control", "no-store"),
-        ("GET", "/metrics", 200, "Content-Type", "text/plain; version=1.0.0; charset=utf-8"),
-        ("GET", "/readyz", 200, "Cache-Control", "no-store"),
-        ("GET", "/", 200, "Content-Type", "text/html; charset=utf-8"),
-        ("GET", "/app.js", 200, "Content-Type", "text/javascript; charset=utf-8"),
-        ("GET", "/app.js", 200, "X-Content-Type-Options", "nosniff"),
-        ("GET", "/nope", 404, "Content-Type", "text/plain; charset=utf-8"),
-        ("POST", "/", 405, "Allow", "GET, HEAD"),
-        ("DELETE", "/healthz", 405, "Allow", "GET, HEAD"),
-        ("OPTIONS", "/ws", 405, "Allow", "GET, HEAD"),
-    ],
+    ROUTE, [*WEBSOCKET_PATH, *PAGES, *SCRIPTS_AND_REFUSALS, ("OPTIONS", "/ws", 405, "Allow", "GET, HEAD")]
 )
 def test_routes(static: StaticFiles, method: str, target: str, status: int, header: str, value: str) -> None:
     response = route(request(target, method), static)

@@ -8,18 +8,7 @@ from typing import Any
 import pydantic_core
 import pytest
 
-from signaling.protocol.encode import (
-    PONG_JSON,
-    error_json,
-    ice_servers_json,
-    peer_joined_json,
-    peer_left_json,
-    relayed_answer_json,
-    relayed_candidate_json,
-    relayed_message_json,
-    relayed_offer_json,
-    welcome_json,
-)
+from signaling.protocol import encode
 from signaling.protocol.errors import ErrorCode
 from signaling.protocol.models import IceServer, NonFiniteNumber, PeerInfo
 from signaling.protocol.parse import parse_server_message
@@ -29,56 +18,66 @@ from tests.protocol.samples import CAND, CAND_UFRAG_NULL
 # Serializers: compact, valid server messages, None-valued optional fields omitted
 
 SERIALIZED: list[tuple[str, str, dict[str, Any]]] = [
-    ("pong", PONG_JSON, {"type": "pong"}),
-    ("peer-left", peer_left_json("P1"), {"type": "peer-left", "peer": "P1"}),
+    ("pong", encode.PONG_JSON, {"type": "pong"}),
+    ("peer-left", encode.peer_left_json("P1"), {"type": "peer-left", "peer": "P1"}),
     (
         "peer-joined-bare",
-        peer_joined_json(PeerInfo(peer="P1", name=None, meta=None)),
+        encode.peer_joined_json(PeerInfo(peer="P1", name=None, meta=None)),
         {"type": "peer-joined", "peer": "P1", "name": None, "meta": None},
     ),
     (
         "peer-joined-full",
-        peer_joined_json(PeerInfo(peer="P1", name="név", meta={"a": [1, {"b": None}]})),
+        encode.peer_joined_json(PeerInfo(peer="P1", name="név", meta={"a": [1, {"b": None}]})),
         {"type": "peer-joined", "peer": "P1", "name": "név", "meta": {"a": [1, {"b": None}]}},
     ),
-    ("offer", relayed_offer_json("P1", 'v=0\r\n"q"'), {"type": "offer", "from": "P1", "sdp": 'v=0\r\n"q"'}),
-    ("answer", relayed_answer_json("P1", "v=0\r\n"), {"type": "answer", "from": "P1", "sdp": "v=0\r\n"}),
-    ("candidate", relayed_candidate_json("P1", CAND), {"type": "candidate", "from": "P1", "candidate": CAND}),
+    ("offer", encode.relayed_offer_json("P1", 'v=0\r\n"q"'), {"type": "offer", "from": "P1", "sdp": 'v=0\r\n"q"'}),
+    ("answer", encode.relayed_answer_json("P1", "v=0\r\n"), {"type": "answer", "from": "P1", "sdp": "v=0\r\n"}),
+    ("candidate", encode.relayed_candidate_json("P1", CAND), {"type": "candidate", "from": "P1", "candidate": CAND}),
     (
         "candidate-ufrag-null",
-        relayed_candidate_json("P1", CAND_UFRAG_NULL),
+        encode.relayed_candidate_json("P1", CAND_UFRAG_NULL),
         {"type": "candidate", "from": "P1", "candidate": {**CAND, "usernameFragment": None}},
     ),
-    ("candidate-end", relayed_candidate_json("P1", None), {"type": "candidate", "from": "P1", "candidate": None}),
+    (
+        "candidate-end",
+        encode.relayed_candidate_json("P1", None),
+        {"type": "candidate", "from": "P1", "candidate": None},
+    ),
     (
         "message",
-        relayed_message_json("P1", {"z": 1, "a": "ü"}),
+        encode.relayed_message_json("P1", {"z": 1, "a": "ü"}),
         {"type": "message", "from": "P1", "data": {"z": 1, "a": "ü"}},
     ),
-    ("message-null", relayed_message_json("P1", None), {"type": "message", "from": "P1", "data": None}),
+    ("message-null", encode.relayed_message_json("P1", None), {"type": "message", "from": "P1", "data": None}),
     (
         "error-no-ref",
-        error_json(ErrorCode.NOT_JOINED, 'say "join"'),
+        encode.error_json(ErrorCode.NOT_JOINED, 'say "join"'),
         {"type": "error", "code": "not-joined", "message": 'say "join"'},
     ),
     (
         "error-ref-str",
-        error_json("bad-json", "m", "r1"),
+        encode.error_json("bad-json", "m", "r1"),
         {"type": "error", "code": "bad-json", "message": "m", "ref": "r1"},
     ),
-    ("error-ref-zero", error_json("bad-json", "m", 0), {"type": "error", "code": "bad-json", "message": "m", "ref": 0}),
+    (
+        "error-ref-zero",
+        encode.error_json("bad-json", "m", 0),
+        {"type": "error", "code": "bad-json", "message": "m", "ref": 0},
+    ),
     (
         "welcome-bare",
-        welcome_json("P1", "room", [], "[]"),
+        encode.welcome_json("P1", "room", [], "[]"),
         {"type": "welcome", "peer": "P1", "room": "room", "peers": [], "iceServers": []},
     ),
     (
         "welcome-full",
-        welcome_json(
+        encode.welcome_json(
             "P2",
             "room",
             [PeerInfo(peer="P1", name="a", meta={"k": 1}), PeerInfo(peer="P3", name=None, meta=None)],
-            ice_servers_json([IceServer(urls="stun:s"), IceServer(urls=["turn:t"], username="u", credential="c")]),
+            encode.ice_servers_json(
+                [IceServer(urls="stun:s"), IceServer(urls=["turn:t"], username="u", credential="c")]
+            ),
             resume="tok",
             ref=5,
         ),
@@ -106,13 +105,13 @@ def test_serializers(text: str, expected: dict[str, Any]) -> None:
 
 def test_relayed_message_refuses_non_finite_numbers() -> None:
     with pytest.raises(NonFiniteNumber):
-        relayed_message_json("P1", {"a": [float("inf")]})
+        encode.relayed_message_json("P1", {"a": [float("inf")]})
     with pytest.raises(NonFiniteNumber):
-        relayed_message_json("P1", float("nan"))
+        encode.relayed_message_json("P1", float("nan"))
     # The words alone are fine.
-    assert relayed_message_json("P1", "NaN Infinity") == '{"type":"message","from":"P1","data":"NaN Infinity"}'
+    assert encode.relayed_message_json("P1", "NaN Infinity") == '{"type":"message","from":"P1","data":"NaN Infinity"}'
 
 
 def test_ice_servers_json_omits_none() -> None:
-    assert ice_servers_json([IceServer(urls="stun:a", username=None)]) == '[{"urls":"stun:a"}]'
-    assert ice_servers_json([]) == "[]"
+    assert encode.ice_servers_json([IceServer(urls="stun:a", username=None)]) == '[{"urls":"stun:a"}]'
+    assert encode.ice_servers_json([]) == "[]"

@@ -91,19 +91,16 @@ def test_every_contract_type_has_a_model() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Errors: code, ref (iff a valid id was sent) and a message naming the field
 
+INFINITY_IN_CANDIDATE = '{"type":"candidate","to":"p","candidate":{"candidate":Infinity}}'
+SEVERAL_PROBLEMS = "to: Input should be a valid string; sdp:"
+
 ERRORS: list[tuple[str, str | bytes, ErrorCode, Any, str]] = [
     ("empty", "", ErrorCode.BAD_JSON, None, "not valid JSON"),
     ("truncated", '{"type":"ping"', ErrorCode.BAD_JSON, None, "not valid JSON"),
     ("trailing", '{"type":"ping"} x', ErrorCode.BAD_JSON, None, "not valid JSON"),
     ("single-quotes", "{'type':'ping'}", ErrorCode.BAD_JSON, None, ""),
     ("nan-in-meta", '{"type":"join","room":"r","meta":{"a":NaN}}', ErrorCode.BAD_JSON, None, ""),
-    (
-        "infinity-in-bad-field",
-        '{"type":"candidate","to":"p","candidate":{"candidate":Infinity}}',
-        ErrorCode.BAD_JSON,
-        None,
-        "",
-    ),
+    ("infinity-in-bad-field", INFINITY_IN_CANDIDATE, ErrorCode.BAD_JSON, None, ""),
     ("lone-surrogate-escape", '{"type":"message","data":"\\ud800"}', ErrorCode.BAD_JSON, None, "not valid JSON"),
     ("lone-surrogate-char", '{"type":"message","data":"\ud800"}', ErrorCode.BAD_JSON, None, "surrogate"),
     ("invalid-utf8-bytes", b'{"type":"ping","x":"\xff"}', ErrorCode.BAD_JSON, None, ""),
@@ -220,13 +217,7 @@ ERRORS: list[tuple[str, str | bytes, ErrorCode, Any, str]] = [
     ("id-too-long", dumps({"type": "ping", "id": "x" * 65}), ErrorCode.INVALID_MESSAGE, None, "id: must be"),
     ("id-object", '{"type":"ping","id":{}}', ErrorCode.INVALID_MESSAGE, None, "id: must be"),
     ("unknown-type-bad-id", '{"type":"nope","id":[1]}', ErrorCode.UNKNOWN_TYPE, None, "nope"),
-    (
-        "several-problems",
-        '{"type":"offer","to":1,"sdp":2}',
-        ErrorCode.INVALID_MESSAGE,
-        None,
-        "to: Input should be a valid string; sdp:",
-    ),
+    ("several-problems", '{"type":"offer","to":1,"sdp":2}', ErrorCode.INVALID_MESSAGE, None, SEVERAL_PROBLEMS),
 ]
 
 
