@@ -42,7 +42,7 @@ async def echo_server(start_server: ServerFactory) -> WebSocketServer:
 def start_signaling(inprocess_servers: InProcessServers) -> ServerFactory:
     """``await start_signaling(**Settings fields)``: the full signaling server (routes, rooms, relay).
 
-    ``server.app`` is the SignalingApp (its ``hub`` can be inspected); URLs: ``ws://127.0.0.1:{server.port}/ws``.
+    ``server.app`` is the SignalingApp (its ``backends`` can be inspected); URLs: ``ws://127.0.0.1:{server.port}/ws``.
     """
     return inprocess_servers.signaling
 
