@@ -202,9 +202,12 @@ async def run_stages(opts: argparse.Namespace) -> list[tuple[str, float]]:
     results.append(("pydantic validate_json (parse_client_message)", best_us(lambda: parse_client_message(text), 1, n)))
     # 3. Serialization of the relayed message.
     results.append(
-        ("relayed JSON (relayed_candidate_json)", best_us(lambda: relayed_candidate_json(peer_a, msg.candidate), 1, n))
+        (
+            "relayed JSON (relayed_candidate_json)",
+            best_us(lambda: relayed_candidate_json(peer_a, msg["candidate"]), 1, n),
+        )
     )
-    out = relayed_candidate_json(peer_a, msg.candidate)
+    out = relayed_candidate_json(peer_a, msg["candidate"])
 
     # 4. The room lookup and the bus, to a sink that does nothing.
     class NullSink:

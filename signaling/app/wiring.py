@@ -71,12 +71,14 @@ class SessionSocket:
     """A WebSocket carrying one signaling session: the transport's handler, the session's sink, and the connection
     its driver holds and fails."""
 
-    __slots__ = ("_app", "_client", "_limit", "driver", "ws")
+    __slots__ = ("_app", "_client", "_limit", "deliver", "driver", "ws")
 
     def __init__(self, app: SignalingApp, client: str, ws: ServerConnection) -> None:
         self._app = app
         self._client = client
         self.ws = ws
+        #: PeerSink.deliver: the connection's own send, no call in between (once per message per recipient).
+        self.deliver: Callable[[str], None] = ws.send_text
         ws.client_address = client
         settings = app.settings
         now = app.clock()
@@ -113,10 +115,7 @@ class SessionSocket:
     def client(self) -> str:
         return self._client
 
-    # PeerSink
-    def deliver(self, text: str) -> None:
-        self.ws.send_text(text)
-
+    # PeerSink (and ``deliver`` above)
     def taken_over(self) -> None:
         self.session.moved()
         self.ws.close(TAKEN_OVER_CLOSE_CODE, "session resumed on another connection")

@@ -40,7 +40,14 @@ from signaling.protocol.encode import (
     welcome_json,
 )
 from signaling.protocol.errors import ErrorCode, SignalingError, shorten
-from signaling.protocol.models import ClientMessage, Join, Message, NonFiniteNumber
+from signaling.protocol.models import (
+    RELAYED_MESSAGE_TYPES,
+    ClientMessage,
+    Join,
+    Message,
+    NonFiniteNumber,
+    RelayedRequest,
+)
 from signaling.protocol.parse import non_finite_error, parse_client_message
 
 from .auth import AddressGuard
@@ -72,8 +79,8 @@ class SessionCounters:
     __slots__ = ("errors", "relayed", "resumed")
 
     def __init__(self) -> None:
-        #: Client messages relayed to their room, by type (offer, answer, candidate, message).
-        self.relayed: Counter[str] = Counter()
+        #: Client messages relayed to their room, by type: a plain dict of every relayed type (counted per message).
+        self.relayed: dict[str, int] = dict.fromkeys(RELAYED_MESSAGE_TYPES, 0)
         #: ``error`` replies sent, by code.
         self.errors: Counter[str] = Counter()
         #: Resume attempts, by outcome (resumed, fresh).
@@ -180,36 +187,43 @@ class Session:
         msg = None
         try:
             msg = parse_client_message(text)
+            if isinstance(msg, dict):  # a relayed message: a plain dict (models.py), the hot path
+                self._relay(msg, text)
+                return None
             if msg.type == "join":
                 return self._answering(msg, self._join(msg))
             if msg.type == "ping":
                 self._sink.deliver(PONG_JSON)
                 return None
-            member = self._member
-            if member is None:
-                raise SignalingError(ErrorCode.NOT_JOINED, f"join a room before sending {_NEEDS_ROOM[msg.type]}")
-            peer = member.peer
-            # Most frequent first: a call setup trickles many candidates.
-            kind = msg.type
-            if msg.type == "candidate":
-                self._send(msg.to, relayed_candidate_json(peer, msg.candidate))
-            elif msg.type == "offer":
-                self._send(msg.to, relayed_offer_json(peer, msg.sdp))
-            elif msg.type == "answer":
-                self._send(msg.to, relayed_answer_json(peer, msg.sdp))
-            elif msg.type == "message":
-                self._relay_message(peer, msg, text)
-            else:
-                return self._answering(msg, self._end("leave"))
-            self._counters.relayed[kind] += 1
+            if self._member is None:
+                raise SignalingError(ErrorCode.NOT_JOINED, "join a room before sending leave")
+            return self._answering(msg, self._end("leave"))
         except SignalingError as exc:
             self._refuse(exc, msg)
         return None
 
+    def _relay(self, msg: RelayedRequest, text: str) -> None:
+        member = self._member
+        kind = msg["type"]
+        if member is None:
+            raise SignalingError(ErrorCode.NOT_JOINED, f"join a room before sending {_NEEDS_ROOM[kind]}")
+        peer = member.peer
+        # Most frequent first: a call setup trickles many candidates.
+        if msg["type"] == "candidate":
+            self._send(msg["to"], relayed_candidate_json(peer, msg["candidate"]))
+        elif msg["type"] == "offer":
+            self._send(msg["to"], relayed_offer_json(peer, msg["sdp"]))
+        elif msg["type"] == "answer":
+            self._send(msg["to"], relayed_answer_json(peer, msg["sdp"]))
+        else:
+            self._relay_message(peer, msg, text)
+        self._counters.relayed[kind] += 1
+
     def _refuse(self, exc: SignalingError, msg: ClientMessage | None) -> None:
         ref = exc.ref
         if ref is None and msg is not None and exc.code is not ErrorCode.BAD_JSON:
-            ref = msg.id  # errors raised past parsing (directory, join rules) answer the message's id
+            # Errors raised past parsing (directory, join rules, unknown peer) answer the message's id.
+            ref = msg.get("id") if isinstance(msg, dict) else msg.id
         self._counters.errors[exc.code.value] += 1
         self._log.info("client error", code=exc.code.value, detail=exc.message)
         self._sink.deliver(error_json(exc.code, exc.message, ref))
@@ -230,13 +244,14 @@ class Session:
 
     def _relay_message(self, peer: str, msg: Message, text: str) -> None:
         try:
-            out = relayed_message_json(peer, msg.data)
+            out = relayed_message_json(peer, msg["data"])
         except NonFiniteNumber:
-            raise non_finite_error(text, "data", msg.id) from None
-        if msg.to is None:
+            raise non_finite_error(text, "data", msg.get("id")) from None
+        to = msg.get("to")
+        if to is None:
             self._router.send_all(self._members.values(), peer, out)
         else:
-            self._send(msg.to, out)
+            self._send(to, out)
 
     # ------------------------------------------------------------------ join and resume
 
