@@ -115,3 +115,17 @@ def test_relayed_message_refuses_non_finite_numbers() -> None:
 def test_ice_servers_json_omits_none() -> None:
     assert encode.ice_servers_json([IceServer(urls="stun:a", username=None)]) == '[{"urls":"stun:a"}]'
     assert encode.ice_servers_json([]) == "[]"
+
+
+@pytest.mark.parametrize(
+    "sdp", ["v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\n", 'quote " backslash \\ tab \t', "\u2028 \x00 \x1f é 🎥", ""]
+)
+def test_an_sdp_is_relayed_exactly_whatever_it_holds(sdp: str) -> None:
+    assert json.loads(encode.relayed_offer_json("P1", sdp)) == {"type": "offer", "from": "P1", "sdp": sdp}
+
+
+def test_a_candidate_index_too_big_for_64_bits_is_relayed_too() -> None:
+    """orjson (the ``fast`` extra) refuses integers past 64 bits: such a candidate still goes out, exactly."""
+    candidate = {"candidate": "candidate:1", "sdpMid": None, "sdpMLineIndex": 2**70}
+    text = encode.relayed_candidate_json("P1", candidate)  # type: ignore[arg-type]
+    assert json.loads(text)["candidate"] == candidate
