@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar, cast
 from urllib.parse import urlsplit
 
-from ..connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
+from ..connection import CLOSED, DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
 from ..events import Event, HandshakeComplete, HandshakeFailed
 from ..exceptions import ConnectionClosed, InvalidState
 from ..frames import CloseCode, Opcode
@@ -162,7 +162,7 @@ class ClientConnection(ClosesOnExit):
     @property
     def _closed(self) -> bool:
         # As recv() sees it: the close frame is in (TCP may still be open) or the connection is gone.
-        return self._p.closed.done() or self._p.conn.state is State.CLOSED
+        return self._p.closed.done() or self._p.conn.state is CLOSED
 
     @property
     def close_code(self) -> int | None:
@@ -212,7 +212,7 @@ class ClientConnection(ClosesOnExit):
         """The next message; raises ConnectionClosed once the connection is closed and the queue is empty."""
         p = self._p
         while not p.messages:
-            if p.closed.done() or p.conn.state is State.CLOSED:
+            if p.closed.done() or p.conn.state is CLOSED:
                 raise p.conn.close_exc
             if p.waiter is None or p.waiter.done():
                 p.waiter = p.loop.create_future()

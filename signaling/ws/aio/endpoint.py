@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from ..connection import Connection, State
+from ..connection import OPEN, Connection
 from ..events import BinaryMessage, Event, PongReceived, TextMessage
 from ..exceptions import InvalidState
 from ..frames import CloseCode
@@ -168,13 +168,13 @@ class Endpoint(asyncio.BaseProtocol):
         # Dispatch on ``type(ev) is``: cheaper per message than isinstance, at the cost of an untyped ``ev``.
         handler = self.handler
         conn = self.conn
-        was_open = conn.state is State.OPEN
+        was_open = conn.state is OPEN
         ev: Any
         for ev in events:
             cls = type(ev)
             if cls is TextMessage or cls is BinaryMessage:
                 self.active = True
-                if was_open and conn.state is not State.OPEN:
+                if was_open and conn.state is not OPEN:
                     continue  # the handler closed it during this read: what followed is not for it
                 if handler is not None:
                     try:
@@ -269,7 +269,7 @@ class Endpoint(asyncio.BaseProtocol):
                 return
             if self.write_paused_at:
                 self._written_while_paused()
-        if conn.state is State.OPEN:
+        if conn.state is OPEN:
             return
         if conn.close_transport:
             self._end_transport(transport)

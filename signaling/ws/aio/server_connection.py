@@ -23,7 +23,7 @@ import structlog
 
 from signaling.token_bucket import TokenBucket
 
-from ..connection import Connection, Side, State
+from ..connection import CONNECTING, OPEN, Connection, Side
 from ..events import BadRequest, CloseReceived, Event, Failed, PongReceived, RequestReceived
 from ..exceptions import HandshakeError, InvalidState
 from ..frames import CloseCode
@@ -314,7 +314,7 @@ class ServerConnection(Endpoint, asyncio.BufferedProtocol):
 
     @property
     def is_open(self) -> bool:
-        return self.conn.state is State.OPEN
+        return self.conn.state is OPEN
 
     def send_text(self, text: str) -> None:
         """Queue a text message; silently dropped once the connection is closing (the peer is leaving)."""
@@ -373,7 +373,7 @@ class ServerConnection(Endpoint, asyncio.BufferedProtocol):
         cfg = self._server.config
         conn = self.conn
         state = conn.state
-        if state is State.CONNECTING:
+        if state is CONNECTING:
             if now - self.opened_at > cfg.handshake_timeout and conn.request is None:
                 log.info("handshake_timeout", conn=self.id, client=self.client_address)
                 self._server.stats.rejections["timeout"] += 1
@@ -381,7 +381,7 @@ class ServerConnection(Endpoint, asyncio.BufferedProtocol):
                 self._server.settled(self)
                 self.flush()
             return
-        if state is not State.OPEN:
+        if state is not OPEN:
             return
         if conn.message_in_progress:
             if not self.message_started or self.active:  # a message finished since: time the next one
