@@ -169,11 +169,12 @@ class Endpoint(asyncio.BaseProtocol):
         handler = self.handler
         conn = self.conn
         was_open = conn.state is OPEN
+        messages = False
         ev: Any
         for ev in events:
             cls = type(ev)
             if cls is TextMessage or cls is BinaryMessage:
-                self.active = True
+                messages = True
                 if was_open and conn.state is not OPEN:
                     continue  # the handler closed it during this read: what followed is not for it
                 if handler is not None:
@@ -183,11 +184,14 @@ class Endpoint(asyncio.BaseProtocol):
                         else:
                             handler.on_binary(ev.data)
                     except Exception:
+                        self.active = True
                         self._handler_failed("on_text" if cls is TextMessage else "on_binary")
                         return
             else:
                 self._event(ev)
                 handler = self.handler  # a request may have brought one
+        if messages:
+            self.active = True
 
     def _event(self, ev: Event) -> None:
         """An event other than a message (rare: isinstance is fine). Here: pongs to their waiters; each side adds
