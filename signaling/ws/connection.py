@@ -64,17 +64,7 @@ from .handshake import ClientHandshake, build_accept_response, check_request, re
 from .http11 import DEFAULT_MAX_HEAD, HeadParser, Request, Response, parse_request_head, parse_response_head
 from .mask import LOW, NUMPY_THRESHOLD, REPEAT, apply_mask, unmask_utf8
 
-__all__ = [
-    "CLOSED",
-    "CLOSING",
-    "CONNECTING",
-    "DEFAULT_MAX_FRAGMENTS",
-    "DEFAULT_MAX_MESSAGE_SIZE",
-    "OPEN",
-    "Connection",
-    "Side",
-    "State",
-]
+__all__ = ["DEFAULT_MAX_FRAGMENTS", "DEFAULT_MAX_MESSAGE_SIZE", "Connection", "Side", "State"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
 #: Frames one message may come in. Each costs a parse and an unmask, so 65,000 one-byte fragments under the size
@@ -94,8 +84,8 @@ class State(enum.IntEnum):
     CLOSED = 3  # close frames exchanged, connection failed, plain HTTP answered, or EOF
 
 
-# Module aliases, for the hot paths: ``State.OPEN`` costs ~70 ns on CPython 3.11 (the enum metaclass defeats the
-# attribute cache), a global ~10 ns, and the relay compares a state several times per message.
+# Module aliases (as in websockets), for the hot paths: ``State.OPEN`` costs ~70 ns on CPython 3.11 (the enum
+# metaclass defeats the attribute cache), a global ~10 ns, and the relay compares states several times a message.
 CONNECTING = State.CONNECTING
 OPEN = State.OPEN
 CLOSING = State.CLOSING
@@ -196,7 +186,6 @@ class Connection:
         self._f_fin = True
         self._f_mask = b""
         self._f_phase = 0
-        # The message being assembled across frames or streamed pieces (opcode 0: none).
         #: The message being put together across frames or streamed pieces (None: none).
         self._message: MessageAssembly | None = None
 
@@ -410,9 +399,8 @@ class Connection:
                     append(self._finish_message())
                 continue
             # The fast path: a final text or binary frame under 64 KiB, masked as this side expects, all of it
-            # buffered, outside a fragmented message (fragments set self._message and leave through the general
-            # path). Its header is read inline (a decode_header call costs ~10% of a 250-byte parse) and it
-            # becomes its event in one go; anything else breaks out to the general path below.
+            # buffered, outside a fragmented message, becomes its event in one go, its header read inline (a
+            # decode_header call costs ~10% of a 250-byte parse). Anything else goes on to the general path.
             while True:
                 if n - pos < 2:
                     return pos
