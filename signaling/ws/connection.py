@@ -59,7 +59,16 @@ from .exceptions import (
     MessageTooBig,
     ProtocolError,
 )
-from .frames import CloseCode, Opcode, decode_header, encode_frame, parse_close_payload, serialize_close_payload
+from .frames import (
+    CloseCode,
+    Opcode,
+    decode_header,
+    encode_frame,
+    parse_close_payload,
+    serialize_close_payload,
+    truncate_close_reason,
+    unmasked_text_frame,
+)
 from .handshake import ClientHandshake, build_accept_response, check_request, reject_response
 from .http11 import DEFAULT_MAX_HEAD, HeadParser, Request, Response, parse_request_head, parse_response_head
 from .mask import LOW, NUMPY_THRESHOLD, REPEAT, apply_mask, unmask_utf8
@@ -100,14 +109,6 @@ _PING = Opcode.PING.value
 _PONG = Opcode.PONG.value
 _SIMPLE_TEXT = 0x80 | _TEXT  # the first header byte of a final text frame, no reserved bits
 _SIMPLE_B0 = (_SIMPLE_TEXT, 0x80 | _BINARY)  # ... of a final text or binary frame
-_MAX_REASON = 123
-
-
-def _truncate_reason(reason: str) -> str:
-    data = reason.encode("utf-8")
-    if len(data) <= _MAX_REASON:
-        return reason
-    return data[:_MAX_REASON].decode("utf-8", "ignore")
 
 
 class Connection:
@@ -165,9 +166,8 @@ class Connection:
         self.close_rcvd: tuple[int, str] | None = None
         #: Our close frame (code, reason), once sent.
         self.close_sent: tuple[int, str] | None = None
-        #: Whether the peer started the closing handshake: its close frame came while we were OPEN. False when we
-        #: started it, failed the connection, or the TCP connection ended without one. What the close code alone
-        #: cannot say: a peer that echoes 1000 to our 1001 did not leave on purpose.
+        #: Whether the peer started the closing handshake (its close frame came while we were OPEN), which the code
+        #: cannot say: a peer that echoes 1000 to our 1001 did not leave on purpose. False for failures and EOF.
         self.peer_started_close = False
         #: Once CLOSED: the close code and reason as an application sees them (see the module docstring).
         self.close_code: int | None = None
@@ -398,9 +398,8 @@ class Connection:
                 if self._f_fin:
                     append(self._finish_message())
                 continue
-            # The fast path: a final text or binary frame under 64 KiB, masked as this side expects, all of it
-            # buffered, outside a fragmented message, becomes its event in one go, its header read inline (a
-            # decode_header call costs ~10% of a 250-byte parse). Anything else goes on to the general path.
+            # Fast path: a whole final text/binary frame under 64 KiB, masked as due, outside a fragmented message,
+            # header read inline (decode_header costs ~10% of a 250-byte parse). Anything else: the general path.
             while True:
                 if n - pos < 2:
                     return pos
@@ -544,7 +543,7 @@ class Connection:
         events.append(Failed(code, reason))
 
     def _close_frame(self, code: int, reason: str) -> bytes:
-        reason = _truncate_reason(reason)
+        reason = truncate_close_reason(reason)
         self.close_sent = (code, reason)
         return encode_frame(_CLOSE, serialize_close_payload(code, reason), mask=self.is_client)
 
@@ -558,7 +557,8 @@ class Connection:
     def send_text(self, text: str) -> None:
         if self.state is not OPEN:  # the relay's per-message call: _check_sendable only off the open path
             self._check_sendable()
-        self._out.append(encode_frame(_TEXT, text.encode("utf-8"), mask=self.is_client))
+        payload = text.encode("utf-8")
+        self._out.append(encode_frame(_TEXT, payload, mask=True) if self.is_client else unmasked_text_frame(payload))
 
     def send_binary(self, data: bytes) -> None:
         self._check_sendable()
