@@ -8,8 +8,7 @@ A ``Connection`` owns no socket, no event loop and no clock. Its owner (the asyn
 2. calls ``send_*`` / ``accept`` / ``fail`` to act;
 3. after each of those, writes ``data_to_send()`` to the wire, and closes the transport once
    ``close_transport`` is true (the server always closes TCP first, 7.1.1);
-4. starts its own timer when ``close_expected`` is true (a close handshake under way that a silent peer could
-   stall).
+4. starts its own timer when ``close_expected`` is true (a close handshake under way a silent peer could stall).
 
 State
 -----
@@ -24,11 +23,11 @@ reverse (5.1). Every peer violation is raised as a typed ``ProtocolError`` deep 
 frame in exactly one place, ``_fail_for``. The connection is CLOSED at once, but its close frame is held back
 until the next ``data_to_send()``: the owner may still answer the messages that came before the bad frame.
 
-Frame parsing has two paths. The fast path handles a frame whose bytes are all buffered: one slice, one
-unmask, one UTF-8 decode. The streaming path takes a data frame's payload as it trickles in, unmasking and validating
-each piece, so invalid UTF-8 fails the connection as soon as it arrives (not when the frame ends) and a large
-frame is never buffered twice. The message size limit is enforced from each frame's length header, before any
-of its payload is kept.
+Frame parsing has two paths. The fast path handles a frame whose bytes are all buffered: one slice, one unmask,
+one UTF-8 decode. The streaming path takes a data frame's payload as it trickles in, unmasking and validating each
+piece, so invalid UTF-8 fails the connection as soon as it arrives (not when the frame ends) and a large frame is
+never buffered twice. The message size limit is enforced from each frame's length header, before any of its
+payload is kept.
 """
 
 from __future__ import annotations
@@ -385,6 +384,7 @@ class Connection:
         mask_bit = 0 if is_client else 0x80  # 5.1: what the peer's frames must carry
         max_size = self.max_message_size
         append = events.append
+        from_bytes = int.from_bytes
         budget = self.max_frames_per_read  # control frames and streamed frames this call may still parse
         while True:
             if self._f_remaining:
@@ -400,6 +400,7 @@ class Connection:
                 continue
             # Fast path: a whole final text/binary frame under 64 KiB, masked as due, outside a fragmented message,
             # header read inline (decode_header costs ~10% of a 250-byte parse). Anything else: the general path.
+            fragmented = self._message is not None
             while True:
                 if n - pos < 2:
                     return pos
@@ -416,17 +417,16 @@ class Connection:
                 if mask_bit:
                     start += 4
                 end = start + length
-                if end > n or length > max_size or self._message is not None:
+                if end > n or length > max_size or fragmented:
                     break
                 pos = end
                 if b0 == _SIMPLE_TEXT:
                     try:
                         if not mask_bit:
                             text = data[start:end].decode("utf-8")
-                        elif length < NUMPY_THRESHOLD:
-                            # mask_bigint inlined: at these sizes the call would cost as much as the XOR.
-                            key = int.from_bytes(data[start - 4 : start], "little") * REPEAT[(length + 3) >> 2]
-                            raw = int.from_bytes(data[start:end], "little") ^ (key & LOW[length])
+                        elif length < NUMPY_THRESHOLD:  # mask_bigint inlined: a call would cost as much as the XOR
+                            key = from_bytes(data[start - 4 : start], "little") * REPEAT[(length + 3) >> 2]
+                            raw = from_bytes(data[start:end], "little") ^ (key & LOW[length])
                             text = raw.to_bytes(length, "little").decode("utf-8")
                         else:
                             # Unmasked and decoded in one step, with no intermediate bytes object.
