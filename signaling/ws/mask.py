@@ -18,7 +18,9 @@ from typing import Any
 
 __all__ = [
     "HAVE_NUMPY",
+    "LOW",
     "NUMPY_THRESHOLD",
+    "REPEAT",
     "TRANSLATE_THRESHOLD",
     "apply_mask",
     "mask_bigint",
@@ -48,14 +50,24 @@ TRANSLATE_THRESHOLD = 512
 
 _XOR_TABLES = [bytes(b ^ k for b in range(256)) for k in range(256)]
 
+#: For the big-int XOR below NUMPY_THRESHOLD, the key as an integer without building its bytes: the 4-byte mask
+#: (read as a little-endian int) times REPEAT[words] repeats it over that many 4-byte words, and ``& LOW[n]``
+#: keeps its first n bytes. ~70 ns less than ``int.from_bytes((mask * words)[:n])`` at 250 bytes (~30 KiB and
+#: ~130 KiB of tables).
+REPEAT = [int.from_bytes(b"\x01\x00\x00\x00" * words, "little") for words in range((NUMPY_THRESHOLD >> 2) + 1)]
+LOW = [(1 << (8 * n)) - 1 for n in range(NUMPY_THRESHOLD)]
+
 
 def mask_bigint(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """XOR with the 4-byte mask repeated, as one arbitrary-precision integer operation."""
     n = len(data)
     if n == 0:
         return b""
-    key = (mask * ((n + 3) >> 2))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+    if n < NUMPY_THRESHOLD:
+        key = int.from_bytes(mask, "little") * REPEAT[(n + 3) >> 2] & LOW[n]
+    else:
+        key = int.from_bytes((mask * ((n + 3) >> 2))[:n], "little")
+    return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
 
 
 def _translate_in_place(buf: bytearray, mask: bytes) -> None:

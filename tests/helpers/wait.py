@@ -4,7 +4,7 @@ Project rule: tests wait on events, not sleeps. Whatever can be awaited is await
 next message on a socket, a process exit, a Playwright condition (``wait_for_function``, locators). Only a
 condition that announces nothing may be polled, and then only through this module:
 
-* state inside a server or a protocol object (its connection table, a ``read_paused`` flag, the directory's
+* state inside a server or a protocol object (its connection table, a ``reading_paused`` flag, the directory's
   counters, a client's unread queue) that the code under test exposes no notification for;
 * what another process writes to its log file, or whether its port accepts connections yet;
 * what a peer presents on a *new* connection (e.g. the certificate of a fresh TLS handshake after a reload).

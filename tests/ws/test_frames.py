@@ -14,6 +14,8 @@ from signaling.ws.frames import (
     is_valid_close_code,
     parse_close_payload,
     serialize_close_payload,
+    truncate_close_reason,
+    unmasked_text_frame,
 )
 
 from .helpers import INVALID_CLOSE_CODES, MASK, VALID_CLOSE_CODES, read_frames
@@ -69,6 +71,12 @@ def test_lengths(size: int, unmasked_head: str, masked_head: str) -> None:
     head = bytes.fromhex(masked_head) + MASK
     assert masked[: len(head)] == head
     assert read_frames(masked)[0].payload == payload
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536], ids=str)
+def test_unmasked_text_frame_is_encode_frame(size: int) -> None:
+    payload = b"t" * size
+    assert unmasked_text_frame(payload) == encode_frame(Opcode.TEXT, payload)
 
 
 def test_client_key_is_fresh_per_frame() -> None:
@@ -152,3 +160,17 @@ def test_serialize_close_payload_misuse(code: int | None, reason: str) -> None:
     # Local misuse, not a peer's violation: a plain ValueError is right here.
     with pytest.raises(ValueError):
         serialize_close_payload(code, reason)
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        pytest.param("short", "short", id="short"),
+        pytest.param("x" * 123, "x" * 123, id="exactly-123"),
+        pytest.param("x" * 124, "x" * 123, id="124"),
+        pytest.param("é" * 62, "é" * 61, id="no-half-character"),
+    ],
+)
+def test_truncate_close_reason(reason: str, expected: str) -> None:
+    assert truncate_close_reason(reason) == expected
+    serialize_close_payload(1000, truncate_close_reason(reason))  # always fits

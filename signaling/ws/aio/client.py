@@ -1,4 +1,4 @@
-"""The asyncio WebSocket client, on the same sans-I/O core as the server.
+"""The asyncio WebSocket client, on the same Endpoint (endpoint.py) and sans-I/O core as the server.
 
 ``async with connect("ws://host:port/ws") as ws: await ws.send("hi"); print(await ws.recv())``
 
@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar, cast
 from urllib.parse import urlsplit
 
-from ..connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
-from ..events import (
-    BinaryMessage,
-    HandshakeComplete,
-    HandshakeFailed,
-    PongReceived,
-    TextMessage,
-)
+from ..connection import CLOSED, DEFAULT_MAX_MESSAGE_SIZE, Connection, Side, State
+from ..events import Event, HandshakeComplete, HandshakeFailed
 from ..exceptions import ConnectionClosed, InvalidState
 from ..frames import CloseCode, Opcode
 from ..handshake import ClientHandshake
+from .endpoint import Endpoint
 
 __all__ = ["QUIET_CLOSE_CODES", "ClientConnection", "ClosesOnExit", "Opening", "connect", "until_closed"]
 
@@ -90,27 +84,31 @@ class Opening(Generic[C]):
             await self._conn.close()
 
 
+#: Received messages queued before the client stops reading the socket, and the level at which it reads again.
 _QUEUE_HIGH = 64
 _QUEUE_LOW = 16
 
 
-class _ClientProtocol(asyncio.Protocol):
+class _Inbox(collections.deque[str | bytes]):
+    """The client's handler: received messages wait here for recv() (deque.append itself, no Python frame)."""
+
+    on_text = collections.deque.append
+    on_binary = collections.deque.append
+
+
+class _ClientProtocol(Endpoint, asyncio.Protocol):
+    """The client's side of the shared Endpoint: the opening handshake, and a bounded queue of messages."""
+
+    __slots__ = ("closed", "handshake", "messages", "opened", "waiter")
+
     def __init__(self, conn: Connection, handshake: ClientHandshake, close_timeout: float) -> None:
-        self.conn = conn
+        super().__init__(conn, asyncio.get_running_loop(), close_timeout)
         self.handshake = handshake
-        self.transport: asyncio.Transport | None = None
-        self.loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[str | None] = self.loop.create_future()
         self.closed: asyncio.Future[None] = self.loop.create_future()
-        self.messages: collections.deque[str | bytes] = collections.deque()
+        self.messages = self.handler = _Inbox()
+        #: Shared by concurrent recv() calls: all wake, one wins.
         self.waiter: asyncio.Future[None] | None = None
-        #: One future per send() waiting for the socket's buffer to drain: all are released together.
-        self.drain_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self.pongs: dict[bytes, asyncio.Future[None]] = {}
-        self.write_paused = False
-        self.read_paused = False
-        self.close_timeout = close_timeout
-        self._close_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -118,75 +116,36 @@ class _ClientProtocol(asyncio.Protocol):
         self.flush()
 
     def data_received(self, data: bytes) -> None:
-        for ev in self.conn.receive_data(data):
-            cls = type(ev)
-            if cls is TextMessage or cls is BinaryMessage:
-                self.messages.append(ev.data)  # type: ignore[union-attr]
-            elif cls is HandshakeComplete:
-                if not self.opened.done():
-                    self.opened.set_result(ev.subprotocol)  # type: ignore[union-attr]
-            elif cls is HandshakeFailed:
-                if not self.opened.done():
-                    self.opened.set_exception(ev.error)  # type: ignore[union-attr]
-            elif cls is PongReceived:
-                fut = self.pongs.pop(cast(PongReceived, ev).data, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(None)
+        if self._quiet_timer is not None:
+            self._linger()  # the server is still sending: keep draining
+            return
+        self._handle_events(self.conn.receive_data(data))
         self.flush()
         self.wake()
-        if len(self.messages) >= _QUEUE_HIGH and not self.read_paused and self.transport is not None:
-            self.read_paused = True
-            self.transport.pause_reading()
+        if len(self.messages) >= _QUEUE_HIGH:
+            self._set_reading(True)
 
-    def eof_received(self) -> bool | None:
-        self.conn.receive_eof()
-        return None
+    def _event(self, ev: Event) -> None:
+        if isinstance(ev, HandshakeComplete):
+            if not self.opened.done():
+                self.opened.set_result(ev.subprotocol)
+        elif isinstance(ev, HandshakeFailed):
+            if not self.opened.done():
+                self.opened.set_exception(ev.error)
+        else:
+            super()._event(ev)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-        self.conn.receive_eof()  # no-op when already closed
+        super().connection_lost(exc)
         if not self.opened.done():
             self.opened.set_exception(exc or ConnectionError("connection closed during the handshake"))
         if not self.closed.done():
             self.closed.set_result(None)
-        for fut in self.pongs.values():
-            if not fut.done():
-                fut.set_exception(self.conn.close_exc)
-        self.pongs.clear()
         self.wake()
-        closed = self.conn.close_exc
-        for waiter in self.drain_waiters:
-            if not waiter.done():
-                waiter.set_exception(closed)
-        self.drain_waiters.clear()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        for waiter in self.drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self.drain_waiters.clear()
 
     def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
-
-    def flush(self) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        data = self.conn.data_to_send()
-        if data:
-            transport.write(data)
-        if self.conn.close_transport:
-            transport.close()
-        elif self.conn.close_expected and self._close_timer is None:
-            # 7.1.1: the server should close TCP after the close handshake; don't wait forever for it.
-            self._close_timer = self.loop.call_later(self.close_timeout, transport.abort)
 
 
 class ClientConnection(ClosesOnExit):
@@ -195,7 +154,6 @@ class ClientConnection(ClosesOnExit):
     def __init__(self, protocol: _ClientProtocol, subprotocol: str | None) -> None:
         self._p = protocol
         self.subprotocol = subprotocol
-        self._ping_ids = itertools.count(1)
 
     @property
     def state(self) -> State:
@@ -204,7 +162,7 @@ class ClientConnection(ClosesOnExit):
     @property
     def _closed(self) -> bool:
         # As recv() sees it: the close frame is in (TCP may still be open) or the connection is gone.
-        return self._p.closed.done() or self._p.conn.state is State.CLOSED
+        return self._p.closed.done() or self._p.conn.state is CLOSED
 
     @property
     def close_code(self) -> int | None:
@@ -216,7 +174,11 @@ class ClientConnection(ClosesOnExit):
         return self._p.conn.close_reason if self._closed else None
 
     async def send(self, message: str | bytes) -> None:
-        """Send one message (text for str, binary for bytes); waits while the socket's buffer is full."""
+        """Send one message (text for str, binary for bytes); waits while the socket's buffer is full.
+
+        Raises:
+            ConnectionClosed: the connection is closed, or was lost while waiting.
+        """
         p = self._p
         try:
             if isinstance(message, str):
@@ -226,7 +188,7 @@ class ClientConnection(ClosesOnExit):
         except InvalidState:
             raise p.conn.close_exc from None
         p.flush()
-        await self._drain()
+        await p.drain()
 
     async def send_fragments(self, fragments: Sequence[str | bytes]) -> None:
         """One message split into frames as given (all str: text; all bytes: binary)."""
@@ -244,28 +206,20 @@ class ClientConnection(ClosesOnExit):
         except InvalidState:
             raise p.conn.close_exc from None
         p.flush()
-        await self._drain()
-
-    async def _drain(self) -> None:
-        p = self._p
-        if p.write_paused and not p.closed.done():
-            waiter = p.loop.create_future()
-            p.drain_waiters.append(waiter)
-            await waiter
+        await p.drain()
 
     async def recv(self) -> str | bytes:
         """The next message; raises ConnectionClosed once the connection is closed and the queue is empty."""
         p = self._p
         while not p.messages:
-            if p.closed.done() or p.conn.state is State.CLOSED:
+            if p.closed.done() or p.conn.state is CLOSED:
                 raise p.conn.close_exc
             if p.waiter is None or p.waiter.done():
-                p.waiter = p.loop.create_future()  # shared by concurrent recv() calls: all wake, one wins
+                p.waiter = p.loop.create_future()
             await p.waiter
         msg = p.messages.popleft()
-        if p.read_paused and len(p.messages) <= _QUEUE_LOW and p.transport is not None:
-            p.read_paused = False
-            p.transport.resume_reading()
+        if len(p.messages) <= _QUEUE_LOW:
+            p._set_reading(False)
         return msg
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
@@ -273,36 +227,18 @@ class ClientConnection(ClosesOnExit):
         return until_closed(self.recv)
 
     async def ping(self, data: bytes | None = None) -> asyncio.Future[None]:
-        """Send a ping; the returned future completes when its pong arrives.
+        """Send a ping; the returned future completes when its pong arrives (see ``Endpoint.ping``).
 
-        Without ``data`` the payload is this connection's next free ping number, so concurrent pings never share
-        one. A ``data`` whose pong is still awaited raises ValueError: a pong answers every ping with its payload,
-        so two of them could not be told apart.
+        Raises:
+            ValueError: ``data`` is over 125 bytes, or a ping with it still waits for its pong.
+            ConnectionClosed: the connection is closed.
         """
-        p = self._p
-        if data is None:
-            payload = str(next(self._ping_ids)).encode()
-            while payload in p.pongs:
-                payload = str(next(self._ping_ids)).encode()
-        elif data in p.pongs:
-            raise ValueError(f"a ping with payload {data!r} is already waiting for its pong")
-        else:
-            payload = data
-        try:
-            p.conn.send_ping(payload)  # refuses a payload over 125 bytes before anything waits for its pong
-        except InvalidState:
-            raise p.conn.close_exc from None
-        fut: asyncio.Future[None] = p.loop.create_future()
-        p.pongs[payload] = fut
-        p.flush()
-        return fut
+        return self._p.ping(data)
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close handshake, then wait (bounded) for the server to close TCP."""
         p = self._p
-        if p.conn.state is State.OPEN:
-            p.conn.send_close(code, reason)
-            p.flush()
+        p.close(code, reason)
         try:
             await asyncio.wait_for(asyncio.shield(p.closed), p.close_timeout + 1.0)
         except TimeoutError:

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from ..connection import State
+from ..connection import OPEN
 from ..exceptions import HandshakeError
 from ..frames import CloseCode
 from .batch import WriteBatch
@@ -176,7 +176,7 @@ class WebSocketServer:
         """
         self._all_closed = asyncio.Event()
         for c in list(self.connections):
-            if c.conn.state is State.OPEN:
+            if c.conn.state is OPEN:
                 c.close(code, reason)
             elif c.transport is not None:
                 c.transport.close()

@@ -1,8 +1,10 @@
-"""One server-side connection: an ``asyncio.BufferedProtocol`` that moves bytes between the socket and the core.
+"""One server-side connection: an ``asyncio.BufferedProtocol`` on the shared ``Endpoint`` (endpoint.py).
 
-No task per connection: an idle connection costs this object, its core and its transport, nothing else. It
-uses only the core's public surface and the server's (``read_buffer``, ``batch``, ``reader``, ``config``,
-``stats``, and the bookkeeping calls ``add``/``settled``/``upgraded``/``discard``).
+What is the server's own: reads into the server's shared buffer, routing the request (``App.handle_request``),
+write batching (batch.py), the frame budget, the periodic sweep's checks (``tick``), and flow control between
+connections (below). No task per connection: an idle connection costs this object, its core and its transport,
+nothing else. It uses only the core's public surface and the server's (``read_buffer``, ``batch``, ``reader``,
+``config``, ``stats``, and the bookkeeping calls ``add``/``settled``/``upgraded``/``discard``).
 
 Flow control works both ways. A peer that does not read its answers fills its send buffer past the high
 watermark: reading from it pauses until it drains below the low one. And whoever writes to such a peer (a room
@@ -14,7 +16,6 @@ it, or whose backlog passes ``write_buffer_limit``, is a slow consumer and is cl
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,98 +23,88 @@ import structlog
 
 from signaling.token_bucket import TokenBucket
 
-from ..connection import Connection, Side, State
-from ..events import BadRequest, BinaryMessage, CloseReceived, Failed, PongReceived, RequestReceived, TextMessage
+from ..connection import CONNECTING, OPEN, Connection, Side
+from ..events import BadRequest, CloseReceived, Event, Failed, PongReceived, RequestReceived
 from ..exceptions import HandshakeError, InvalidState
 from ..frames import CloseCode
 from ..http11 import Request, Response
+from .endpoint import Endpoint
 from .interface import WebSocketHandler
 from .stats import READ_SAMPLE
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
 
-__all__ = ["LINGER_QUIET", "ServerConnection"]
+__all__ = ["ServerConnection"]
 
 log = structlog.get_logger("signaling.ws")
 
-_ids = itertools.count(1)
-#: Seconds of silence from a TLS peer, after our last bytes, before the connection is closed.
-LINGER_QUIET = 0.2
+#: Frames charged to a connection's frame budget at once (at most its burst).
+FRAMES_PER_CHARGE = 64
 
 
-class ServerConnection(asyncio.BufferedProtocol):
+class ServerConnection(Endpoint, asyncio.BufferedProtocol):
     """One client connection. Also the handle the application sends through (``send_text``, ``close``...)."""
 
     __slots__ = (
         "_app_hold",
-        "_close_timer",
-        "_ending",
+        "_batch",
         "_frames",
+        "_frames_charge",
+        "_frames_owed",
         "_frames_seen",
-        "_queued",
-        "_quiet_timer",
-        "_reading_paused",
         "_server",
         "_waiters",
         "_waiting_on",
-        "_write_paused_at",
-        "active",
         "client_address",
-        "conn",
-        "handler",
-        "id",
         "last_message",
         "last_received",
         "message_started",
         "opened_at",
-        "peak_buffer",
         "ping_sent_at",
+        "received",
         "remote",
-        "transport",
         "upgraded",
     )
 
+    handler: WebSocketHandler | None
+
     def __init__(self, server: WebSocketServer) -> None:
-        self._server = server
         cfg = server.config
-        self.conn = Connection(
+        conn = Connection(
             Side.SERVER,
             max_message_size=cfg.max_message_size,
             max_head_size=cfg.max_head_size,
             max_fragments=cfg.max_fragments,
             max_frames_per_read=int(cfg.frame_burst) if cfg.frame_rate else 1 << 62,
         )
-        self.id = next(_ids)
-        self.transport: asyncio.Transport | None = None
-        self.handler: WebSocketHandler | None = None
+        super().__init__(conn, server.loop, cfg.close_timeout)
+        self._server = server
+        self._batch = server.batch
         self.remote: tuple[Any, ...] | None = None
         #: The address logs name: the TCP peer's host, unless the application knows the real client (a reverse
         #: proxy's X-Forwarded-For) and sets it.
         self.client_address = "-"
         self.opened_at = 0.0
+        #: Set by each read; the sweep folds it into last_received (keepalive pings go to connections silent for
+        #: ping_interval), so that a read needs no clock.
+        self.received = False
         self.last_received = 0.0
-        #: Set by each received message, folded into last_message by the sweep (no clock read per message).
-        self.active = False
+        #: When the sweep last saw ``active`` set (idle timeout).
         self.last_message = 0.0
         self.ping_sent_at = 0.0
         #: When the sweep first saw a message in progress (0: none is).
         self.message_started = 0.0
-        #: The largest send backlog this connection reached (bytes).
-        self.peak_buffer = 0
         self.upgraded = False
-        self._queued = False  # in the server's write batch
-        self._ending = False
-        self._quiet_timer: asyncio.TimerHandle | None = None
-        self._close_timer: asyncio.TimerHandle | None = None
-        self._reading_paused = False
         self._app_hold = False
-        #: When our send buffer passed the high watermark (0: it is below).
-        self._write_paused_at = 0.0
         #: Connections whose send buffer we wait on, and the connections that wait on ours (None: none).
         self._waiting_on: set[ServerConnection] | None = None
         self._waiters: set[ServerConnection] | None = None
         self._frames: TokenBucket | None = None
+        #: Frames parsed but not yet charged to the budget, charged once they reach _frames_charge; and the core's
+        #: streamed-frame count at the last read.
+        self._frames_owed = 0
+        self._frames_charge = 0
         self._frames_seen = 0
 
     # ------------------------------------------------------------ asyncio.BufferedProtocol
@@ -134,7 +125,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.remote = transport.get_extra_info("peername")
         if self.remote:
             self.client_address = str(self.remote[0])
-        self.opened_at = self.last_received = self.last_message = server.loop.time()
+        self.opened_at = self.last_received = self.last_message = self.loop.time()
         refusal = server.add(self)
         if refusal is not None:
             log.warning("connection_refused", conn=self.id, client=self.client_address, status=refusal.status)
@@ -146,60 +137,59 @@ class ServerConnection(asyncio.BufferedProtocol):
             self._linger()  # the peer is still sending: keep draining
             return
         server = self._server
-        batch = server.batch
+        batch = self._batch
         conn = self.conn
-        started = server.loop.time()
+        stats = server.stats
+        self.received = True
+        # The first relayed read is timed, then one in READ_SAMPLE: no clock reading for the others.
+        started = self.loop.time() if stats.reads % READ_SAMPLE == 0 else None
         batch.open()
         server.reader = self
         try:
             events = conn.receive_data(data)
-            budget = self._frames
-            if budget is not None:
-                # This read's frames (events, plus fragments that made none) against the frame budget.
+            if self._frames is not None:
+                # This read's frames (events, plus fragments that made none), charged to the frame budget once
+                # they add up to _frames_charge: a take (and a clock reading) per read would cost ~0.3 µs, more
+                # than the rest of the read's overhead; the budget is overrun by less than _frames_charge.
                 streamed = conn.frames_streamed
-                frames = len(events) + streamed - self._frames_seen
+                owed = self._frames_owed + len(events) + streamed - self._frames_seen
                 self._frames_seen = streamed
-                if not budget.take(frames, started):
-                    self._frame_flood()
-                    return
+                if owed < self._frames_charge:
+                    self._frames_owed = owed
+                else:
+                    self._frames_owed = 0
+                    if not self._frames.take(owed, self.loop.time()):
+                        self._frame_flood()
+                        return
             self._handle_events(events)
         finally:
             relayed = batch.close()  # the flushes see who is writing: a writer to a slow peer is made to wait
             server.reader = None
         self.flush()  # what the core queued by itself: the 101, pongs, close answers
         if relayed:
-            stats = server.stats
             stats.reads += 1
-            if stats.reads % READ_SAMPLE == 1:  # the first read, then one in READ_SAMPLE
-                stats.read_seconds.observe(server.loop.time() - started, READ_SAMPLE)
+            if started is not None:
+                stats.read_seconds.observe(self.loop.time() - started, READ_SAMPLE)
 
     def _frame_flood(self) -> None:
         cfg = self._server.config
         log.warning("frame_flood", conn=self.id, client=self.client_address, rate=cfg.frame_rate)
         self.fail(CloseCode.POLICY_VIOLATION, f"over {cfg.frame_rate:g} frames/s (burst {cfg.frame_burst:g})")
 
-    def eof_received(self) -> bool | None:
-        self.conn.receive_eof()
-        return None  # let the transport close itself
-
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._close_timer, self._quiet_timer):
-            if timer is not None:
-                timer.cancel()
-        self._close_timer = self._quiet_timer = None
+        super().connection_lost(exc)
         self._release_waits()
         server = self._server
         server.discard(self)
-        conn = self.conn
-        conn.receive_eof()  # no-op when already closed
+        closed = self.conn.close_exc
         if self.upgraded:
-            server.stats.closes[conn.close_exc.code] += 1
+            server.stats.closes[closed.code] += 1
             server.stats.send_buffer_peaks.observe(self.peak_buffer)
         handler = self.handler
         if handler is not None:
             self.handler = None
             try:
-                handler.on_close(conn.close_exc)
+                handler.on_close(closed)
             except Exception:
                 log.exception("handler_error", conn=self.id, where="on_close")
 
@@ -207,15 +197,27 @@ class ServerConnection(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         # The peer reads slower than we write: stop reading its requests, and make writers to it wait.
-        self._write_paused_at = self._server.loop.time()
+        super().pause_writing()
         self._update_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused_at = 0.0
+        super().resume_writing()
         self._update_reading()
         waiters, self._waiters = self._waiters, None
         for writer in waiters or ():
             writer._stop_waiting_on(self)
+
+    def _written_while_paused(self) -> None:
+        writer = self._server.reader
+        if writer is not None and writer is not self:
+            writer._wait_on(self)  # it relays to us faster than our peer reads: slow it down
+
+    def _backlogged(self, backlog: int) -> bool:
+        super()._backlogged(backlog)
+        if backlog > self._server.config.write_buffer_limit and not self.conn.close_transport:
+            self._slow_consumer("send buffer limit exceeded")
+            return True
+        return False
 
     def _wait_on(self, target: ServerConnection) -> None:
         """Stop reading from this connection until ``target``'s send buffer drains (it relays to a slow peer)."""
@@ -253,55 +255,24 @@ class ServerConnection(asyncio.BufferedProtocol):
         self._update_reading()
 
     def _update_reading(self) -> None:
-        transport = self.transport
-        if transport is None or self._ending:
-            return
-        hold = bool(self._write_paused_at) or self._waiting_on is not None or self._app_hold
-        if hold and not self._reading_paused:
-            self._reading_paused = True
-            transport.pause_reading()
-        elif not hold and self._reading_paused and not transport.is_closing():
-            self._reading_paused = False
-            transport.resume_reading()
+        self._set_reading(bool(self.write_paused_at) or self._waiting_on is not None or self._app_hold)
 
     # ------------------------------------------------------------ events
 
-    def _handle_events(self, events: list[Any]) -> None:
-        # Dispatch on ``type(ev) is``: cheaper per message than isinstance, at the cost of untyped ``ev``.
-        handler = self.handler
-        conn = self.conn
-        was_open = conn.state is State.OPEN
-        for ev in events:
-            cls = type(ev)
-            if cls is TextMessage or cls is BinaryMessage:
-                self.active = True
-                if was_open and conn.state is not State.OPEN:
-                    continue  # the handler closed it during this read: what followed is not for it
-                if handler is not None:
-                    try:
-                        if cls is TextMessage:
-                            handler.on_text(ev.data)
-                        else:
-                            handler.on_binary(ev.data)
-                    except Exception:
-                        self._handler_failed("on_text" if cls is TextMessage else "on_binary")
-                        return
-            elif cls is RequestReceived:
-                self._route(ev.request)
-                handler = self.handler
-            elif cls is PongReceived:
-                self.ping_sent_at = 0.0
-            elif cls is CloseReceived:
-                log.debug("close_received", conn=self.id, code=ev.code, reason=ev.reason)
-            elif cls is Failed:
-                log.info("protocol_error", conn=self.id, client=self.client_address, code=ev.code, reason=ev.reason)
-            elif cls is BadRequest:
-                error = ev.error
-                log.info("bad_request", conn=self.id, client=self.client_address, status=error.status)
-                self._server.stats.rejections["bad_request"] += 1
-                self._server.settled(self)
-        if events:
-            self.last_received = self._server.loop.time()
+    def _event(self, ev: Event) -> None:
+        if isinstance(ev, RequestReceived):
+            self._route(ev.request)
+        elif isinstance(ev, PongReceived):
+            self.ping_sent_at = 0.0
+            super()._event(ev)
+        elif isinstance(ev, CloseReceived):
+            log.debug("close_received", conn=self.id, code=ev.code, reason=ev.reason)
+        elif isinstance(ev, Failed):
+            log.info("protocol_error", conn=self.id, client=self.client_address, code=ev.code, reason=ev.reason)
+        elif isinstance(ev, BadRequest):
+            log.info("bad_request", conn=self.id, client=self.client_address, status=ev.error.status)
+            self._server.stats.rejections["bad_request"] += 1
+            self._server.settled(self)
 
     def _route(self, request: Request) -> None:
         server = self._server
@@ -341,7 +312,8 @@ class ServerConnection(asyncio.BufferedProtocol):
         server.upgraded(self)
         cfg = server.config
         if cfg.frame_rate:
-            self._frames = TokenBucket(cfg.frame_rate, cfg.frame_burst, server.loop.time())
+            self._frames = TokenBucket(cfg.frame_rate, cfg.frame_burst, self.loop.time())
+            self._frames_charge = min(FRAMES_PER_CHARGE, int(cfg.frame_burst))
         try:
             self.handler = decision.handler_factory(self)
         except Exception:
@@ -351,7 +323,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         self._handle_events(self.conn.receive_data(b""))
 
     def _handler_failed(self, where: str) -> None:
-        log.exception("handler_error", conn=self.id, where=where)
+        log.exception("handler_error", conn=self.id, client=self.client_address, where=where)
         self.fail(CloseCode.INTERNAL_ERROR, "internal server error")
 
     # ------------------------------------------------------------ sending (the application's API)
@@ -362,7 +334,7 @@ class ServerConnection(asyncio.BufferedProtocol):
 
     @property
     def is_open(self) -> bool:
-        return self.conn.state is State.OPEN
+        return self.conn.state is OPEN
 
     def send_text(self, text: str) -> None:
         """Queue a text message; silently dropped once the connection is closing (the peer is leaving)."""
@@ -371,72 +343,31 @@ class ServerConnection(asyncio.BufferedProtocol):
             self.conn.send_text(text)
         except InvalidState:
             return
-        if not self._server.batch.active:
+        batch = self._batch
+        if not batch.active:
             self.flush()
-        elif not self._queued:
-            self._queued = True
-            self._server.batch.add(self)
+        elif not self.queued:
+            self.queued = True
+            batch.add(self)
 
     def send_binary(self, data: bytes) -> None:
         self._send(self.conn.send_binary, data)
-
-    def ping(self, data: bytes = b"") -> None:
-        self._send(self.conn.send_ping, data)
 
     def _send(self, send: Callable[[Any], None], payload: str | bytes) -> None:
         try:
             send(payload)
         except InvalidState:
             return
-        batch = self._server.batch
+        self._written()
+
+    def _written(self) -> None:
+        # While a read is handled, the write waits for the batch: one write per connection per read.
+        batch = self._batch
         if not batch.active:
             self.flush()
-        elif not self._queued:
-            self._queued = True
+        elif not self.queued:
+            self.queued = True
             batch.add(self)
-
-    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """Start the close handshake; the TCP connection is aborted if the peer does not answer in time."""
-        try:
-            self.conn.send_close(code, reason)
-        except InvalidState:
-            if self.transport is not None:
-                self.transport.close()
-            return
-        self.flush()
-
-    def fail(self, code: int, reason: str = "") -> None:
-        """Close with ``code`` and drop TCP without waiting for the peer's answer."""
-        self.conn.fail(code, reason)
-        self.flush()
-
-    def flush(self) -> None:
-        """Write what the core has queued, then end TCP or arm the close timer as the core's state says."""
-        self._queued = False
-        transport = self.transport
-        if transport is None:
-            return
-        conn = self.conn
-        data = conn.data_to_send()
-        if data:
-            backlog = transport.get_write_buffer_size()  # what the peer has not read yet
-            transport.write(data)
-            if backlog:  # the usual case is none: a reading peer leaves nothing behind
-                if backlog > self.peak_buffer:
-                    self.peak_buffer = backlog
-                if backlog > self._server.config.write_buffer_limit and not conn.close_transport:
-                    self._slow_consumer("send buffer limit exceeded")
-                    return
-            if self._write_paused_at:
-                writer = self._server.reader
-                if writer is not None and writer is not self:
-                    writer._wait_on(self)  # it relays to us faster than our peer reads: slow it down
-        if conn.state is State.OPEN:
-            return
-        if conn.close_transport:
-            self._end_transport(transport)
-        elif conn.close_expected:
-            self._arm_close_timer()
 
     def _slow_consumer(self, why: str) -> None:
         """1008 for a peer that does not read: it must not grow our memory nor hold up the peers writing to it.
@@ -449,42 +380,10 @@ class ServerConnection(asyncio.BufferedProtocol):
         transport.write(self.conn.data_to_send())
         self._end_transport(transport)
 
-    def _end_transport(self, transport: asyncio.Transport) -> None:
-        """Close TCP the way HTTP servers do: send FIN after the last bytes, then read and drop until the peer's
-        EOF (bounded by close_timeout). Closing at once while the peer's bytes sit unread (the rest of an
-        oversize message, a request body) makes the kernel send RST, which destroys our close frame or error
-        response before the peer reads it."""
-        if self._ending or transport.is_closing():
-            return
-        self._ending = True
-        self._arm_close_timer()
-        if self._reading_paused:
-            self._reading_paused = False
-            transport.resume_reading()
-        if transport.can_write_eof():
-            transport.write_eof()
-        else:
-            # TLS cannot half-close: keep reading until the peer has been quiet for a moment (it has read our
-            # close frame and sent what it had), then close with nothing left unread.
-            self._linger()
-
-    def _linger(self) -> None:
-        if self._quiet_timer is not None:
-            self._quiet_timer.cancel()
-        transport = self.transport
-        if transport is not None:
-            self._quiet_timer = self._server.loop.call_later(LINGER_QUIET, transport.close)
-
-    def _arm_close_timer(self) -> None:
-        """Bound every ending: a peer that neither answers nor reads is aborted after close_timeout."""
-        if self._close_timer is None and self.transport is not None:
-            self._close_timer = self._server.loop.call_later(self._server.config.close_timeout, self._close_timed_out)
-
     def _close_timed_out(self) -> None:
-        self._close_timer = None
         if self.transport is not None:
             log.info("close_timeout", conn=self.id, client=self.client_address)
-            self.transport.abort()
+        super()._close_timed_out()
 
     # ------------------------------------------------------------ periodic checks
 
@@ -494,7 +393,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         cfg = self._server.config
         conn = self.conn
         state = conn.state
-        if state is State.CONNECTING:
+        if state is CONNECTING:
             if now - self.opened_at > cfg.handshake_timeout and conn.request is None:
                 log.info("handshake_timeout", conn=self.id, client=self.client_address)
                 self._server.stats.rejections["timeout"] += 1
@@ -502,7 +401,7 @@ class ServerConnection(asyncio.BufferedProtocol):
                 self._server.settled(self)
                 self.flush()
             return
-        if state is not State.OPEN:
+        if state is not OPEN:
             return
         if conn.message_in_progress:
             if not self.message_started or self.active:  # a message finished since: time the next one
@@ -513,12 +412,16 @@ class ServerConnection(asyncio.BufferedProtocol):
                 return
         else:
             self.message_started = 0.0
-        if self._write_paused_at and self._waiters and now - self._write_paused_at > cfg.slow_consumer_timeout:
+        paused_at = self.write_paused_at
+        if paused_at and self._waiters and now - paused_at > cfg.slow_consumer_timeout:
             self._slow_consumer(f"did not read for {cfg.slow_consumer_timeout:g} s while others wrote to it")
             return
         if self.active:
             self.active = False
             self.last_message = now
+        if self.received:
+            self.received = False
+            self.last_received = now
         # Idle means no message: pongs answered to our keepalive pings keep a connection alive, not busy.
         if cfg.idle_timeout and now - self.last_message > cfg.idle_timeout:
             log.info("idle_timeout", conn=self.id, client=self.client_address)
@@ -529,6 +432,6 @@ class ServerConnection(asyncio.BufferedProtocol):
                 if now - self.ping_sent_at > cfg.ping_timeout:
                     log.info("keepalive_timeout", conn=self.id, client=self.client_address)
                     self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-            elif now - max(self.last_received, self.opened_at) >= cfg.ping_interval:
+            elif now - self.last_received >= cfg.ping_interval:
                 self.ping_sent_at = now
-                self.ping()
+                self._send(self.conn.send_ping, b"")  # no waiter: the sweep watches ping_sent_at

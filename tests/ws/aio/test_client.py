@@ -500,7 +500,7 @@ async def test_unread_messages_stop_the_socket_reads(scripted: tuple[ScriptedEch
         protocol: Any = ws._p
         # No event for this internal state: poll it.
         await wait_until(
-            lambda: protocol.read_paused,
+            lambda: protocol.reading_paused,
             timeout=5,
             interval=0.005,
             message=lambda: f"reading never paused ({len(protocol.messages)} messages queued)",
@@ -510,4 +510,4 @@ async def test_unread_messages_stop_the_socket_reads(scripted: tuple[ScriptedEch
         assert queued <= 64 + 256 * 1024 // 4000 + 1  # the high mark plus at most one read's worth
         got = [await asyncio.wait_for(ws.recv(), 5) for _ in messages]
         assert got == messages
-        assert not protocol.read_paused
+        assert not protocol.reading_paused
