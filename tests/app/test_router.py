@@ -59,27 +59,27 @@ def test_undecodable_paths_are_not_found(static: StaticFiles, target: str) -> No
 
 
 ROUTE = ("method", "target", "status", "header", "value")
-#: What each route answers, in three tables: the WebSocket path without an upgrade, the pages, the refusals.
+#: What each route answers: the WebSocket path without an upgrade, the probes, the static files, the refusals.
 WEBSOCKET_PATH = [("GET", "/ws", 426, "Upgrade", "websocket"), ("HEAD", "/ws", 426, "Sec-WebSocket-Version", "13")]
-PAGES = [
+PROBES = [
     ("GET", "/healthz", 200, "Content-Type", "application/json"),
     ("GET", "/healthz?verbose=1", 200, "Cache-Control", "no-store"),
     ("GET", "/metrics", 200, "Content-Type", "text/plain; version=1.0.0; charset=utf-8"),
     ("GET", "/readyz", 200, "Cache-Control", "no-store"),
-    ("GET", "/", 200, "Content-Type", "text/html; charset=utf-8"),
 ]
-SCRIPTS_AND_REFUSALS = [
+STATIC = [
+    ("GET", "/", 200, "Content-Type", "text/html; charset=utf-8"),
     ("GET", "/app.js", 200, "Content-Type", "text/javascript; charset=utf-8"),
     ("GET", "/app.js", 200, "X-Content-Type-Options", "nosniff"),
+]
+NOT_ALLOWED = (("POST", "/"), ("DELETE", "/healthz"), ("OPTIONS", "/ws"))
+REFUSALS = [
     ("GET", "/nope", 404, "Content-Type", "text/plain; charset=utf-8"),
-    ("POST", "/", 405, "Allow", "GET, HEAD"),
-    ("DELETE", "/healthz", 405, "Allow", "GET, HEAD"),
+    *((method, target, 405, "Allow", "GET, HEAD") for method, target in NOT_ALLOWED),
 ]
 
 
-@pytest.mark.parametrize(
-    ROUTE, [*WEBSOCKET_PATH, *PAGES, *SCRIPTS_AND_REFUSALS, ("OPTIONS", "/ws", 405, "Allow", "GET, HEAD")]
-)
+@pytest.mark.parametrize(ROUTE, [*WEBSOCKET_PATH, *PROBES, *STATIC, *REFUSALS])
 def test_routes(static: StaticFiles, method: str, target: str, status: int, header: str, value: str) -> None:
     response = route(request(target, method), static)
     assert response.status == status

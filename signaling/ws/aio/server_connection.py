@@ -343,12 +343,8 @@ class ServerConnection(Endpoint, asyncio.BufferedProtocol):
             self.conn.send_text(text)
         except InvalidState:
             return
-        batch = self._batch
-        if not batch.active:
-            self.flush()
-        elif not self.queued:
-            self.queued = True
-            batch.add(self)
+        if not self.queued:  # queued: already in this read's batch (the usual case when a read carries many)
+            self._written()
 
     def send_binary(self, data: bytes) -> None:
         self._send(self.conn.send_binary, data)
