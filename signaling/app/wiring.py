@@ -26,7 +26,7 @@ from signaling.rooms.auth import AddressGuard, AuthThrottle, JoinAuthorizer, Roo
 from signaling.rooms.backends import Backends, in_memory
 from signaling.rooms.driver import SessionDriver, run_inline
 from signaling.rooms.ice import IceServerList, TurnCredentials
-from signaling.rooms.limits import JoinDeadlines, MessageRateLimit
+from signaling.rooms.limits import JoinDeadline, JoinDeadlines, MessageRateLimit
 from signaling.rooms.session import Session, SessionCounters
 from signaling.ws.aio.batch import WriteBatch
 from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
@@ -71,7 +71,7 @@ class SessionSocket:
     """A WebSocket carrying one signaling session: the transport's handler, the session's sink, and the connection
     its driver holds and fails."""
 
-    __slots__ = ("_app", "_client", "_limit", "deliver", "driver", "ws")
+    __slots__ = ("_app", "_client", "_limit", "deliver", "driver", "join_deadline", "ws")
 
     def __init__(self, app: SignalingApp, client: str, ws: ServerConnection) -> None:
         self._app = app
@@ -104,7 +104,7 @@ class SessionSocket:
             resume_throttle=app.resume_guard(client),
         )
         self.driver = SessionDriver(session, self, app.later if app.backends.waits else None)
-        app.connected(self)
+        self.join_deadline = app.connected(self)
         logger.info("connected")
 
     @property
@@ -339,17 +339,18 @@ class SignalingApp:
 
     # ------------------------------------------------------------------ sessions
 
-    def connected(self, socket: SessionSocket) -> None:
+    def connected(self, socket: SessionSocket) -> JoinDeadline[SessionSocket]:
+        """A new signaling connection; its time to join (cancelled when it goes)."""
         self.connections += 1
         self.limits.opened(socket.client)
         self.sockets.add(socket)
-        self.join_deadlines.add(socket, self.clock())
         if self._join_timer is None:
             self._schedule_join_check()
         if self.turn is not None:
             self._schedule_refresh()
         if self.settings.resume_grace > 0 and self._grace_timer is None:
             self._schedule_grace_sweep()
+        return self.join_deadlines.add(socket, self.clock())
 
     def _schedule_join_check(self) -> None:
         period = max(0.05, min(1.0, self.join_deadlines.timeout / 4))
@@ -380,6 +381,7 @@ class SignalingApp:
         self.connections -= 1
         self.limits.closed(socket.client)
         self.sockets.discard(socket)
+        socket.join_deadline.cancel()
 
     def _schedule_refresh(self) -> None:
         """While there are sessions with TURN credentials, look for due refreshes every few seconds."""

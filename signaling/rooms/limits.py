@@ -23,7 +23,7 @@ from signaling.protocol.encode import error_json
 from signaling.protocol.errors import ErrorCode, valid_ref
 from signaling.token_bucket import TokenBucket
 
-__all__ = ["ABUSE_STRIKES", "REF_SCAN_LIMIT", "JoinDeadlines", "MessageRateLimit"]
+__all__ = ["ABUSE_STRIKES", "REF_SCAN_LIMIT", "JoinDeadline", "JoinDeadlines", "MessageRateLimit"]
 
 T = TypeVar("T")
 
@@ -90,27 +90,46 @@ class MessageRateLimit:
         )
 
 
+class JoinDeadline(Generic[T]):
+    """One connection's time to join; ``connection`` is None once it is gone (its deadline is then moot)."""
+
+    __slots__ = ("at", "connection")
+
+    def __init__(self, at: float, connection: T) -> None:
+        self.at = at
+        self.connection: T | None = connection
+
+    def cancel(self) -> None:
+        """The connection is gone: let go of it now, not when its deadline comes."""
+        self.connection = None
+
+
 class JoinDeadlines(Generic[T]):
     """Connections that must join a room within ``timeout`` seconds of opening: a socket that never joins holds a
     slot. They come in order, so their deadlines are in order too: one queue, and a periodic ``due`` that looks
-    at its head only (no timer per connection)."""
+    at its head only (no timer per connection). A connection that goes cancels its deadline, so that the queue
+    holds no connection that left, however fast connections come and go."""
 
     __slots__ = ("_queue", "timeout")
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._queue: deque[tuple[float, T]] = deque()
+        self._queue: deque[JoinDeadline[T]] = deque()
 
-    def add(self, connection: T, now: float) -> None:
-        """``connection`` opened at ``now``."""
-        self._queue.append((now + self.timeout, connection))
+    def add(self, connection: T, now: float) -> JoinDeadline[T]:
+        """``connection`` opened at ``now``; cancel what this returns when it goes."""
+        deadline = JoinDeadline(now + self.timeout, connection)
+        self._queue.append(deadline)
+        return deadline
 
     def due(self, now: float) -> list[T]:
-        """The connections whose time to join ran out by ``now``, each once (joined or gone meanwhile or not)."""
+        """The connections still here whose time to join ran out by ``now``, each once (joined or not)."""
         queue = self._queue
         out: list[T] = []
-        while queue and queue[0][0] <= now:
-            out.append(queue.popleft()[1])
+        while queue and queue[0].at <= now:
+            connection = queue.popleft().connection
+            if connection is not None:
+                out.append(connection)
         return out
 
     def __len__(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 
 import pytest
 
@@ -102,3 +103,19 @@ def test_join_deadlines_come_due_in_order_each_once() -> None:
     assert deadlines.due(134.0) == []
     assert deadlines.due(200.0) == ["b", "c"]
     assert deadlines.due(300.0) == [] and len(deadlines) == 0
+
+
+class Connection:
+    """A stand-in connection whose lifetime a weak reference can watch."""
+
+
+def test_a_connection_that_went_is_let_go_of_at_once() -> None:
+    """Connections that come and go fast must not pile up in memory until their deadlines."""
+    deadlines: JoinDeadlines[Connection] = JoinDeadlines(timeout=30.0)
+    gone, here = Connection(), Connection()
+    watch = weakref.ref(gone)
+    deadlines.add(gone, 0.0).cancel()
+    deadlines.add(here, 1.0)
+    del gone
+    assert watch() is None
+    assert deadlines.due(31.0) == [here]
