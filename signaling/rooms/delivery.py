@@ -145,6 +145,3 @@ class Deliveries:
             sink.deliver(text)
         except Exception:  # a broken sink is its own connection's problem; it must not fail the sender's
             self._log.error("deliver failed", peer=peer, exc_info=True)
-
-    def __len__(self) -> int:
-        return len(self.sinks)

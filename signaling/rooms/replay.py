@@ -130,6 +130,3 @@ class InMemoryReplay(ReplayStore):
 
     def forget(self, peer: str) -> None:
         self._kept.pop(peer, None)
-
-    def __len__(self) -> int:
-        return len(self._kept)
