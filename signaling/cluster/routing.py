@@ -7,7 +7,7 @@ period), so that a session resumed on any node can be replayed what it missed. E
 node's single ordered command stream (link.py): the texts of one sender reach each peer in order.
 
 A resumable member's text is never lost with the link: those the lost link had not confirmed, and those sent
-while there is none, wait here (up to ``WAITING_LIMIT``) and go first on the next link, where Redis runs each
+while there is none, wait here (up to ``WAITING_BYTES``) and go first on the next link, where Redis runs each
 once (link.py). Its session resumes once the node is back, and is replayed them.
 
 What arrives on this node's channel is handed to ``Deliveries`` (signaling/rooms/delivery.py), which keeps the
@@ -16,6 +16,7 @@ delivery rules: a numbered text that a resume's replay already carried is droppe
 
 from __future__ import annotations
 
+import collections
 from typing import Final
 
 import structlog
@@ -28,13 +29,14 @@ from signaling.rooms.routing import Router
 from .link import Numbered, RedisLink
 from .schema import RECORD_SEPARATOR, parse_delivery, plain_delivery, takeover_delivery
 
-__all__ = ["WAITING_LIMIT", "RedisRouter"]
+__all__ = ["WAITING_BYTES", "RedisRouter"]
 
 log = structlog.get_logger("signaling.cluster")
 
-#: Texts for resumable members kept while Redis is lost, at most (the node closes its clients meanwhile, so few
-#: come): beyond it the oldest go, and their sessions resume with a gap, as fresh ones.
-WAITING_LIMIT: Final = 100_000
+#: Bytes of texts for resumable members kept while Redis is lost, at most (the node closes its clients meanwhile,
+#: so few come; counted in bytes, since one text may be 64 KiB): beyond it the oldest go, and their sessions
+#: resume with a gap, as fresh ones.
+WAITING_BYTES: Final = 32 * 1024 * 1024
 
 
 class RedisRouter(Router):
@@ -50,13 +52,16 @@ class RedisRouter(Router):
         self._link: RedisLink | None = None
         #: Numbered deliveries a lost link left unconfirmed, and texts for resumable members sent since.
         self._unconfirmed: list[Numbered] = []
-        self._waiting: list[tuple[str, str, str]] = []
+        self._waiting: collections.deque[tuple[str, str, str]] = collections.deque()
+        self._waiting_bytes = 0
 
     def link_up(self, link: RedisLink) -> None:
         link.resend(self._unconfirmed)
         for peer, head, tail in self._waiting:
             link.keep(peer, head, tail, self.kept_count, self.kept_bytes)
-        self._unconfirmed, self._waiting = [], []
+        self._unconfirmed = []
+        self._waiting.clear()
+        self._waiting_bytes = 0
         self._link = link
         self.node = link.node
 
@@ -84,9 +89,11 @@ class RedisRouter(Router):
     def _wait(self, peer: str, head: str, tail: str) -> None:
         waiting = self._waiting
         waiting.append((peer, head, tail))
-        if len(waiting) > WAITING_LIMIT:
-            del waiting[: len(waiting) - WAITING_LIMIT]
-            log.warning("cluster_waiting_dropped", kept=WAITING_LIMIT)
+        self._waiting_bytes += len(head)
+        if self._waiting_bytes > WAITING_BYTES:
+            while self._waiting_bytes > WAITING_BYTES:
+                self._waiting_bytes -= len(waiting.popleft()[1])
+            log.warning("cluster_waiting_dropped", kept_bytes=WAITING_BYTES)
 
     def take_over(self, peer: str, node: str) -> None:
         if self._link is not None:
