@@ -9,6 +9,16 @@
 -- node that sent them no longer waits for their answer. One that reaches Redis later (Redis was paused, or
 -- the node's link failed with the command in flight) is refused with {'stale'} and changes nothing: work a node
 -- gave up on must not run behind its back. Their replies start with a status: 'ok', 'stale', or another word.
+--
+-- Every key expires unless a node keeps it: the cluster-wide ones and a node's member set at each heartbeat, a
+-- member's keys (and its room's) at its join, its resume, its messages and, a batch per heartbeat, while its
+-- connection is on a live node; a session in its grace period until STATE_TTL_MS after its grace. So nothing is
+-- left in Redis STATE_TTL_MS after the last node stopped or died, and no key lives without an owner.
+local STATE_TTL_MS = 3600000
+-- The cluster-wide keys (suffixes after P:).
+local GLOBAL_KEYS = {'nodes', 'dead', 'rooms', 'peers', 'leases', 'graces', 'order', 'version'}
+-- Members whose keys a heartbeat renews, at most (a node's members are renewed over several heartbeats).
+local RENEW_BATCH = 200
 
 -- Register a fenced function: `body(P, a)` runs only if its deadline (a[2]) has not passed in Redis's clock.
 local function register_fenced(name, body)
@@ -19,6 +29,42 @@ local function register_fenced(name, body)
     end
     return body(a[1], a)
   end)
+end
+
+-- Renew the keys of `peer` (and of its room, `room` if known) for STATE_TTL_MS past `from_ms` (0: now).
+local function renew(P, peer, room, from_ms)
+  local key = P .. ':m:' .. peer
+  room = room or redis.call('HGET', key, 'room')
+  local keys = {key, P .. ':k:' .. peer}
+  if room then
+    keys[3] = P .. ':r:' .. room
+  end
+  for _, k in ipairs(keys) do
+    if from_ms > 0 then
+      redis.call('PEXPIREAT', k, math.floor(from_ms) + STATE_TTL_MS)
+    else
+      redis.call('PEXPIRE', k, STATE_TTL_MS)
+    end
+  end
+end
+
+-- `peer` no longer counts against the ghost budgets it was charged to (field g: their names).
+local function unghost(P, peer, key)
+  local budgets = redis.call('HGET', key, 'g')
+  if budgets and budgets ~= '' then
+    for name in string.gmatch(budgets, '[^ ]+') do
+      redis.call('ZREM', P .. ':g:' .. name, peer)
+    end
+    redis.call('HSET', key, 'g', '')
+  end
+end
+
+-- Renew the cluster-wide keys (and a node's member set), which joins create and heartbeats keep.
+local function renew_globals(P, node)
+  for _, k in ipairs(GLOBAL_KEYS) do
+    redis.call('PEXPIRE', P .. ':' .. k, STATE_TTL_MS)
+  end
+  redis.call('PEXPIRE', P .. ':n:' .. node, STATE_TTL_MS)
 end
 
 local function member_fields(P, peer)
@@ -65,6 +111,7 @@ local function remove(P, peer)
   end
   redis.call('ZREM', P .. ':graces', peer)
   redis.call('SREM', P .. ':peers', peer)
+  unghost(P, peer, key)
   redis.call('DEL', key, P .. ':k:' .. peer)
   publish_change(P, room, 'l|' .. peer)
   local out = {room, f[2], f[3], f[4]}
@@ -94,6 +141,7 @@ local function orphan(P, node, grace_until, budget, gone)
       redis.call('ZADD', P .. ':graces', 'NX', grace_until, peer)
       redis.call('HSET', key, 'node', '')
       redis.call('SREM', set, peer)
+      renew(P, peer, nil, grace_until * 1000)
     else
       local departure = remove(P, peer)
       if departure then
@@ -114,18 +162,28 @@ redis.register_function('signaling_register', function(_, a)
   local P, node = a[1], a[2]
   redis.call('HSET', P .. ':nodes', node, a[4])
   redis.call('SET', P .. ':alive:' .. node, '1', 'PX', a[3])
+  renew_globals(P, node)
   return 1
 end)
 
--- P, deadline, node, ttl_ms: a node is alive. {'dead'} when it was declared dead meanwhile; else
--- {'ok', rooms, peers, nodes}.
+-- P, deadline, node, ttl_ms, cursor: a node is alive; it renews the cluster-wide keys, its member set, and the
+-- keys of a batch of its members (from `cursor`, '0' to start over). {'dead'} when it was declared dead
+-- meanwhile; else {'ok', rooms, peers, nodes, next cursor}.
 register_fenced('signaling_beat', function(P, a)
   local node = a[3]
   if redis.call('HEXISTS', P .. ':nodes', node) == 0 then
     return {'dead'}
   end
   redis.call('SET', P .. ':alive:' .. node, '1', 'PX', a[4])
-  return {'ok', redis.call('HLEN', P .. ':rooms'), redis.call('SCARD', P .. ':peers'), redis.call('HLEN', P .. ':nodes')}
+  renew_globals(P, node)
+  local set = P .. ':n:' .. node
+  local scan = redis.call('SSCAN', set, a[5], 'COUNT', RENEW_BATCH)
+  for _, peer in ipairs(scan[2]) do
+    renew(P, peer, nil, 0)
+  end
+  return {
+    'ok', redis.call('HLEN', P .. ':rooms'), redis.call('SCARD', P .. ':peers'), redis.call('HLEN', P .. ':nodes'), scan[1]
+  }
 end)
 
 -- P, node, grace_until, limit: a node stops (its resumable sessions may resume elsewhere). Returns
@@ -177,6 +235,8 @@ register_fenced('signaling_join', function(P, a)
   redis.call('SADD', P .. ':n:' .. node, peer)
   redis.call('SADD', P .. ':peers', peer)
   publish_change(P, room, 'j|' .. node .. '|' .. a[7] .. '|' .. a[5])
+  renew(P, peer, room, 0)
+  renew_globals(P, node)
   return out
 end)
 
@@ -193,21 +253,45 @@ register_fenced('signaling_leave', function(P, a)
   return {'ok', departure}
 end)
 
--- P, deadline, peer, lease, until: the connection of a resumable session is gone; its grace runs until `until`.
--- {'ok'}, or {'none'} when the lease has moved on (the session was resumed meanwhile).
+-- P, deadline, peer, lease, until, then (budget, limit) pairs: the connection of a resumable session is gone; its
+-- grace runs until `until`. The session is a ghost now, charged to each budget (P:g:<budget>: the ghosts of a
+-- client address, of a node...); a budget over its limit ends its oldest ghosts at once. Returns
+-- {'ok', <their departures>}, or {'none'} when the lease has moved on (the session was resumed meanwhile).
 register_fenced('signaling_release', function(P, a)
-  local peer = a[3]
+  local peer, grace_until = a[3], tonumber(a[5])
   local key = P .. ':m:' .. peer
   local f = redis.call('HMGET', key, 'lease', 'node')
   if f[1] ~= a[4] then
     return {'none'}
   end
-  redis.call('ZADD', P .. ':graces', a[5], peer)
+  redis.call('ZADD', P .. ':graces', grace_until, peer)
   if f[2] and f[2] ~= '' then
     redis.call('SREM', P .. ':n:' .. f[2], peer)
   end
-  redis.call('HSET', key, 'node', '')
-  return {'ok'}
+  renew(P, peer, nil, grace_until * 1000)
+  local out, names = {'ok'}, {}
+  for i = 6, #a, 2 do
+    local budget = P .. ':g:' .. a[i]
+    names[#names + 1] = a[i]
+    redis.call('ZADD', budget, grace_until, peer)
+    redis.call('PEXPIREAT', budget, math.floor(grace_until * 1000) + STATE_TTL_MS)
+  end
+  redis.call('HSET', key, 'node', '', 'g', table.concat(names, ' '))
+  for i = 6, #a, 2 do
+    local budget = P .. ':g:' .. a[i]
+    local over = redis.call('ZCARD', budget) - tonumber(a[i + 1])
+    if over > 0 then
+      for _, ghost in ipairs(redis.call('ZRANGE', budget, 0, over - 1)) do
+        local departure = remove(P, ghost)
+        if departure then
+          out[#out + 1] = departure
+        else
+          redis.call('ZREM', budget, ghost)
+        end
+      end
+    end
+  end
+  return out
 end)
 
 -- P, deadline, digest, new_digest, node, now: resume the session of a live lease on `node`.
@@ -228,6 +312,9 @@ register_fenced('signaling_claim', function(P, a)
   redis.call('HSET', P .. ':leases', a[4], peer)
   redis.call('HSET', key, 'lease', a[4], 'node', node)
   redis.call('ZREM', P .. ':graces', peer)
+  unghost(P, peer, key)
+  renew(P, peer, f[1], 0)
+  renew_globals(P, node)
   local previous = f[4] or ''
   if previous ~= '' then
     redis.call('SREM', P .. ':n:' .. previous, peer)
@@ -253,6 +340,7 @@ register_fenced('signaling_unclaim', function(P, a)
     redis.call('SREM', P .. ':n:' .. f[2], peer)
   end
   redis.call('ZADD', P .. ':graces', a[6], peer)
+  renew(P, peer, f[3], tonumber(a[6]) * 1000)
   publish_change(P, f[3], 'n|' .. peer .. '|')
   return {'ok'}
 end)
@@ -288,10 +376,13 @@ redis.register_function('signaling_sweep', function(_, a)
   return gone
 end)
 
--- P, sender, number, max_count, max_bytes, then (peer, head, tail) for each text: number a room message for a
--- resumable peer, keep it (within the bounds), and publish it to the node its connection is on, if any (one
--- message per node, records joined by newlines). A peer gone meanwhile is skipped. `number` is the call's place in
--- its sending process's order: a call sent again after a lost link runs only if it has not run yet (-1 if it has).
+-- P, sender, number, max_count, max_bytes, then (peers, head, tail) for each text, `peers` its resumable
+-- recipients joined by commas: number the text for each (head .. seq .. tail), keep it (within the bounds), and
+-- publish it to the nodes their connections are on: one record per node per text, naming its recipients with
+-- their numbers ("s|peer:seq,peer:seq|head"; the receiver adds the tail), never a copy per recipient; one
+-- message per node, records joined by newlines. A peer gone meanwhile is skipped. `number` is the call's place
+-- in its sending process's order: a call sent again after a lost link runs only if it has not run yet (-1 if
+-- it has).
 redis.register_function('signaling_deliver', function(_, a)
   local P, max_count, max_bytes = a[1], tonumber(a[4]), tonumber(a[5])
   local done = P .. ':sent:' .. a[2]
@@ -301,28 +392,44 @@ redis.register_function('signaling_deliver', function(_, a)
   redis.call('SET', done, a[3], 'EX', 86400)
   local out, order = {}, {}
   for i = 6, #a, 3 do
-    local peer = a[i]
-    local key = P .. ':m:' .. peer
-    if redis.call('HEXISTS', key, 'seq') == 1 then
-      local seq = redis.call('HINCRBY', key, 'seq', 1)
-      local text = a[i + 1] .. seq .. a[i + 2]
-      local kept = P .. ':k:' .. peer
-      local count = redis.call('RPUSH', kept, text)
-      local bytes = redis.call('HINCRBY', key, 'kb', #text)
-      while count > max_count or (bytes > max_bytes and count > 1) do
-        bytes = redis.call('HINCRBY', key, 'kb', -#redis.call('LPOP', kept))
-        count = count - 1
-      end
-      local node = redis.call('HGET', key, 'node')
-      if node and node ~= '' then
-        local records = out[node]
-        if not records then
-          records = {}
-          out[node] = records
-          order[#order + 1] = node
+    local head, tail = a[i + 1], a[i + 2]
+    local named = {}
+    for peer in string.gmatch(a[i], '[^,]+') do
+      local key = P .. ':m:' .. peer
+      if redis.call('HEXISTS', key, 'seq') == 1 then
+        local seq = redis.call('HINCRBY', key, 'seq', 1)
+        local text = head .. seq .. tail
+        local kept = P .. ':k:' .. peer
+        local count = redis.call('RPUSH', kept, text)
+        if count == 1 then
+          local ttl = redis.call('PTTL', key)
+          if ttl > 0 then
+            redis.call('PEXPIRE', kept, ttl)
+          end
         end
-        records[#records + 1] = 's|' .. peer .. '|' .. seq .. '|' .. text
+        local bytes = redis.call('HINCRBY', key, 'kb', #text)
+        while count > max_count or (bytes > max_bytes and count > 1) do
+          bytes = redis.call('HINCRBY', key, 'kb', -#redis.call('LPOP', kept))
+          count = count - 1
+        end
+        local node = redis.call('HGET', key, 'node')
+        if node and node ~= '' then
+          local recipients = named[node]
+          if not recipients then
+            recipients = {}
+            named[node] = recipients
+            if not out[node] then
+              out[node] = {}
+              order[#order + 1] = node
+            end
+          end
+          recipients[#recipients + 1] = peer .. ':' .. seq
+        end
       end
+    end
+    for node, recipients in pairs(named) do
+      local records = out[node]
+      records[#records + 1] = 's|' .. table.concat(recipients, ',') .. '|' .. head
     end
   end
   for _, node in ipairs(order) do

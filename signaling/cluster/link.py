@@ -72,22 +72,29 @@ class _Publish:
         return ("PUBLISH", self.channel, RECORD_SEPARATOR.join(self.records))
 
 
+#: Called when Redis refused a text for resumable members (out of memory, say): it was neither kept nor sent.
+Refused = Callable[[], None]
+
+
 class Numbered:
-    """A ``signaling_deliver`` call: texts for resumable members, numbered and kept by Redis. More are added while
-    it waits in the outbox; once written it has its place in this process's order of calls (``number``), and
-    Redis runs each number once, so that one whose fate a lost link leaves unknown can be sent again."""
+    """A ``signaling_deliver`` call: texts for resumable members, numbered and kept by Redis, each text once for
+    all its recipients. More are added while it waits in the outbox; once written it has its place in this
+    process's order of calls (``number``), and Redis runs each number once, so that one whose fate a lost link
+    leaves unknown can be sent again. ``refused`` holds, per text, whom to tell if Redis refuses the call."""
 
-    __slots__ = ("args", "bounds", "count", "number")
+    __slots__ = ("args", "bounds", "count", "number", "refused")
 
-    def __init__(self, bounds: tuple[int, int], peer: str, head: str, tail: str) -> None:
+    def __init__(self, bounds: tuple[int, int], peers: str, head: str, tail: str, refused: Refused | None) -> None:
         self.bounds = bounds
-        self.args = [peer, head, tail]
+        self.args = [peers, head, tail]
+        self.refused = [refused]
         self.count = 1
         #: 0 until written.
         self.number = 0
 
-    def add(self, peer: str, head: str, tail: str) -> None:
-        self.args += (peer, head, tail)
+    def add(self, peers: str, head: str, tail: str, refused: Refused | None) -> None:
+        self.args += (peers, head, tail)
+        self.refused.append(refused)
         self.count += 1
 
 
@@ -106,6 +113,8 @@ class RedisLink:
         on_change: called with each membership change published on the cluster's members channel.
         on_delivery: called with each payload published on this node's channel.
         on_lost: called once, with the reason, when the link fails.
+        on_refused: called with a ``signaling_deliver`` call that Redis refused (an error reply: out of memory,
+            say), and the error; the link stays up.
         sender: this process's name for the order of its ``signaling_deliver`` calls, the same on every link it
             makes, and ``numbers`` the counter of that order.
         outbox_limit: commands waiting for Redis past which the link counts as lost (Redis is not keeping up).
@@ -121,6 +130,7 @@ class RedisLink:
         on_change: Callable[[str], None],
         on_delivery: Callable[[str], None],
         on_lost: Callable[[str], None],
+        on_refused: Callable[[Numbered, str], None] | None = None,
         sender: str,
         numbers: Iterator[int],
         outbox_limit: int = 100_000,
@@ -147,6 +157,7 @@ class RedisLink:
         self._on_change = on_change
         self._on_delivery = on_delivery
         self._on_lost = on_lost
+        self._on_refused = on_refused
         self._outbox: collections.deque[tuple[Entry, asyncio.Future[Any] | None]] = collections.deque()
         self._outbox_limit = outbox_limit
         self._wake = asyncio.Event()
@@ -268,8 +279,11 @@ class RedisLink:
                 return
         self._queue(_Publish(channel, record), None)
 
-    def keep(self, peer: str, head: str, tail: str, max_count: int, max_bytes: int) -> None:
-        """``signaling_deliver`` one text to a resumable member, with the texts queued just before."""
+    def keep(
+        self, peers: str, head: str, tail: str, max_count: int, max_bytes: int, refused: Refused | None = None
+    ) -> None:
+        """``signaling_deliver`` one text (``head``, the number, ``tail``) to resumable members (``peers``, joined
+        by commas), with the texts queued just before."""
         outbox = self._outbox
         if outbox:
             last = outbox[-1][0]
@@ -280,9 +294,9 @@ class RedisLink:
                 and last.count < MERGE
                 and last.bounds == (max_count, max_bytes)
             ):
-                last.add(peer, head, tail)
+                last.add(peers, head, tail, refused)
                 return
-        self._queue(Numbered((max_count, max_bytes), peer, head, tail), None)
+        self._queue(Numbered((max_count, max_bytes), peers, head, tail, refused), None)
 
     def resend(self, deliveries: list[Numbered]) -> None:
         """Deliveries a lost link left unconfirmed, again, before anything else: Redis runs each number once."""
@@ -355,7 +369,10 @@ class RedisLink:
                     else:
                         future.set_result(reply)
             elif isinstance(reply, ResponseError):
-                log.error("redis_command_failed", command=str(self._command(entry)[:2]), error=str(reply))
+                if type(entry) is Numbered and self._on_refused is not None:
+                    self._on_refused(entry, str(reply))
+                else:
+                    log.error("redis_command_failed", command=str(self._command(entry)[:2]), error=str(reply))
 
     def _fail_outbox(self) -> None:
         error = Unavailable(self._lost_reason or "redis link closed")

@@ -6,7 +6,8 @@ library.lua, the Redis functions that change the state, uses the same names. Wit
 ==========================  ====================================================================================
 ``P:m:<peer>``              hash: a member: ``room``, ``j`` (its ``peer_entry_json``), ``node`` (where its
                             connection is; empty in a grace period), ``res`` (resumable: 1/0), ``lease`` (its
-                            resume token's digest), ``seq`` (last number given), ``kb`` (bytes kept)
+                            resume token's digest), ``seq`` (last number given), ``kb`` (bytes kept), ``g`` (the
+                            ghost budgets it is charged to in its grace period, space-separated)
 ``P:k:<peer>``              list: the numbered messages kept for a resumable member
 ``P:r:<room>``              sorted set: the members of a room, scored in join order
 ``P:rooms``                 hash: room -> version of its last change (its length is the number of rooms)
@@ -17,9 +18,14 @@ library.lua, the Redis functions that change the state, uses the same names. Wit
 ``P:alive:<node>``          a node's heartbeat: a key that expires unless renewed
 ``P:dead``                  set: nodes gone (heartbeat lapsed, or retired) whose members are still being handed out
 ``P:n:<node>``              set: the members whose connection is on a node
+``P:g:<budget>``            sorted set: the sessions in their grace period charged to a budget (``a:<address>``,
+                            ``n:<node>``: see ``RoomDirectory.ghost_budgets``), scored by the end of their grace
 ``P:sent:<sender>``         the last ``signaling_deliver`` call a process ran (each runs once; kept a day)
 ``P:order``, ``P:version``  counters: join order, and the version of membership changes
 ==========================  ====================================================================================
+
+Every key expires (library.lua, ``STATE_TTL_MS``: an hour) unless the nodes keep renewing it, so nothing is left
+once the last node has stopped or died.
 
 Channels: ``P:members`` carries every membership change as ``room|version|change``; ``P:node:<node>`` carries
 what a node must hand to its connections: records (see :func:`parse_delivery`) separated by newlines.
@@ -44,6 +50,7 @@ __all__ = [
     "parse_change",
     "parse_delivery",
     "plain_delivery",
+    "recipients",
     "takeover_delivery",
 ]
 
@@ -104,15 +111,22 @@ def parse_change(payload: str) -> Change:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """What a node's channel carries: a text for a peer (``seq`` > 0 when numbered), or a takeover (no text)."""
+    """One record of a node's channel: a text for some of the node's peers, or a takeover (``peers`` has the one
+    peer, ``text`` is None). A numbered text is one record for all its recipients on the node: ``seqs`` holds
+    each one's number and ``text`` its ``numbering`` (replay.py), not a copy per recipient."""
 
-    peer: str
+    peers: list[str]
     text: str | None
-    seq: int = 0
+    seqs: list[int] | None = None
 
 
-def plain_delivery(peer: str, text: str) -> str:
-    return "d|" + peer + "|" + text
+def recipients(peers: list[str]) -> str:
+    """A record's recipients (peer ids are URL-safe: never a comma or a bar)."""
+    return ",".join(peers)
+
+
+def plain_delivery(peers: list[str], text: str) -> str:
+    return "d|" + recipients(peers) + "|" + text
 
 
 def takeover_delivery(peer: str) -> str:
@@ -120,14 +134,21 @@ def takeover_delivery(peer: str) -> str:
 
 
 def parse_delivery(payload: str) -> Delivery:
-    """``d|peer|text``, ``s|peer|seq|text`` (numbered, by library.lua's ``signaling_deliver``) or ``t|peer``."""
+    """``d|peers|text``, ``s|peer:seq,peer:seq|head`` (numbered, by library.lua's ``signaling_deliver``) or
+    ``t|peer``."""
     kind = payload[:2]
     if kind == "d|":
-        peer, text = payload[2:].split("|", 1)
-        return Delivery(peer, text)
+        named, text = payload[2:].split("|", 1)
+        return Delivery(named.split(","), text)
     if kind == "s|":
-        peer, seq, text = payload[2:].split("|", 2)
-        return Delivery(peer, text, int(seq))
+        named, head = payload[2:].split("|", 1)
+        peers: list[str] = []
+        seqs: list[int] = []
+        for entry in named.split(","):
+            peer, seq = entry.split(":")
+            peers.append(peer)
+            seqs.append(int(seq))
+        return Delivery(peers, head, seqs)
     if kind == "t|":
-        return Delivery(payload[2:], None)
+        return Delivery([payload[2:]], None)
     raise ValueError(f"unknown delivery {payload[:80]!r}")

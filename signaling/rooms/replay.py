@@ -12,23 +12,30 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from signaling.protocol.facts import DEFAULT_RESUME_BUFFER, DEFAULT_RESUME_BUFFER_BYTES
 
-__all__ = ["InMemoryReplay", "KeptMessages", "ReplayStore", "numbered", "numbering"]
+__all__ = ["NUMBER_TAIL", "InMemoryReplay", "KeptMessages", "ReplayStore", "numbered", "numbering", "with_number"]
+
+#: What follows the number in a numbered text (``numbering``): the end of its JSON object.
+NUMBER_TAIL: Final = "}"
 
 
-def numbering(text: str) -> tuple[str, str]:
-    """What goes before and after the number when ``text`` (a JSON object) gets ``"seq"`` as its last field: for
-    a store that gives the number itself (the cluster's, in Redis)."""
-    return text[:-1] + ',"seq":', "}"
+def numbering(text: str) -> str:
+    """What goes before the number when ``text`` (a JSON object) gets ``"seq"`` as its last field (then the
+    number, then ``NUMBER_TAIL``): for a store that gives the number itself (the cluster's, in Redis)."""
+    return text[:-1] + ',"seq":'
+
+
+def with_number(head: str, seq: int | str) -> str:
+    """The numbered text whose ``numbering`` is ``head``."""
+    return head + str(seq) + NUMBER_TAIL
 
 
 def numbered(text: str, seq: int) -> str:
     """``text`` (a JSON object) with ``"seq": seq`` added as its last field."""
-    head, tail = numbering(text)
-    return head + str(seq) + tail
+    return with_number(numbering(text), seq)
 
 
 class ReplayStore(ABC):

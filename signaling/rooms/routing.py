@@ -12,7 +12,7 @@ which alone keeps the delivery rules.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import structlog
 
@@ -20,7 +20,11 @@ from .delivery import Deliveries
 from .peers import Logger, Member
 from .replay import InMemoryReplay
 
-__all__ = ["LocalRouter", "Router"]
+__all__ = ["LocalRouter", "Refused", "Router"]
+
+#: Called when a text could not be handed over at all (a store that refused it: the cluster's Redis out of
+#: memory), to tell its sender.
+Refused = Callable[[], None]
 
 
 class Router(ABC):
@@ -30,15 +34,15 @@ class Router(ABC):
         self.deliveries = deliveries
 
     @abstractmethod
-    def send(self, target: Member, text: str) -> None:
+    def send(self, target: Member, text: str, refused: Refused | None = None) -> None:
         """Hand ``text`` to ``target``: numbered and kept when it is resumable, sent to its connection if any."""
 
-    def send_all(self, members: Iterable[Member], skip: str, text: str) -> None:
+    def send_all(self, members: Iterable[Member], skip: str, text: str, refused: Refused | None = None) -> None:
         """``text`` to every member but ``skip``. A copy of the members: a delivery may re-enter and change them."""
         send = self.send
         for member in list(members):
             if member.peer != skip:
-                send(member, text)
+                send(member, text, refused)
 
     @abstractmethod
     def take_over(self, peer: str, node: str) -> None:
@@ -55,7 +59,7 @@ class LocalRouter(Router):
         self._sinks = deliveries.sinks
         self._log: Logger = structlog.get_logger("signaling.routing")
 
-    def send(self, target: Member, text: str) -> None:
+    def send(self, target: Member, text: str, refused: Refused | None = None) -> None:
         if target.resumable:
             seq, text = self._replay.number(target.peer, text)
             self.deliveries.deliver_numbered(target.peer, seq, text)

@@ -17,6 +17,6 @@ def test_texts_waiting_for_redis_are_bounded_in_bytes(monkeypatch: pytest.Monkey
     peer = Member("p" * 16, "r", None, None, "", True)
     for n in range(50):
         router.send(peer, '{"type":"message","data":"' + str(n) * 100 + '"}')  # ~100-300 bytes each
-    waiting = [head for _, head, _ in router._waiting]
+    waiting = [head for _, head in router._waiting]
     assert 0 < sum(map(len, waiting)) <= 1000
     assert str(49) * 100 in waiting[-1]  # the newest stay, the oldest went
