@@ -139,6 +139,16 @@ class Settings(BaseSettings):
         ge=1024,
         description="Bytes kept per resumable session (the oldest go first).",
     )
+    max_ghosts_per_ip: int = Field(
+        facts.DEFAULT_MAX_GHOSTS_PER_ADDRESS,
+        ge=1,
+        description="Sessions in their grace period one client address may leave (more: the oldest end).",
+    )
+    max_ghosts: int = Field(
+        facts.DEFAULT_MAX_GHOSTS,
+        ge=1,
+        description="Sessions in their grace period left on one node (more: the oldest end).",
+    )
 
     # Cluster
     redis_url: SecretStr | None = Field(

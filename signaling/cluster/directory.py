@@ -108,11 +108,15 @@ class RedisDirectory(RoomDirectory):
         *,
         max_peers_per_room: int = facts.DEFAULT_ROOM_MAX_PEERS,
         max_rooms: int = facts.DEFAULT_MAX_ROOMS,
+        max_ghosts_per_address: int = facts.DEFAULT_MAX_GHOSTS_PER_ADDRESS,
+        max_ghosts: int = facts.DEFAULT_MAX_GHOSTS,
         grace: float = 0.0,
         peer_ids: Callable[[], str] = new_peer_id,
     ) -> None:
         self.max_peers_per_room = max_peers_per_room
         self.max_rooms = max_rooms
+        self.max_ghosts_per_address = max_ghosts_per_address
+        self.max_ghosts = max_ghosts
         self.grace = grace
         self.node = ""
         self.cluster = ClusterStats()
@@ -250,14 +254,16 @@ class RedisDirectory(RoomDirectory):
 
     async def leave(self, peer: str, lease: str | None = None) -> Departure | None:
         reply = await self._finish(peer, "signaling_leave", peer, lease or "")
-        return self._departure(reply)
+        departures = self._departures(reply)
+        return departures[0] if departures else None
 
     def members(self, room: str) -> LiveMembers:
         view = self._views.get(room)
         return view.members if view is not None else {}
 
-    async def release(self, peer: str, lease: str, until: float) -> None:
-        await self._finish(peer, "signaling_release", peer, lease, until)
+    async def release(self, peer: str, lease: str, until: float, owner: str = "") -> list[Departure]:
+        budgets = [x for budget in self.ghost_budgets(owner) for x in budget]
+        return self._departures(await self._finish(peer, "signaling_release", peer, lease, until, *budgets))
 
     async def claim(self, digest: str, new_digest: str, now: float) -> tuple[Member, str] | None:
         reply = await self._fenced("signaling_claim", digest, new_digest, self.node, now)
@@ -292,21 +298,20 @@ class RedisDirectory(RoomDirectory):
             self._disconnected(peer)
         return reply
 
-    def _departure(self, reply: list[Any]) -> Departure | None:
-        """The departure a leave replied, if any."""
+    def _departures(self, reply: list[Any]) -> list[Departure]:
+        """The departures a leave or a release replied (``{'ok', <departures>}``), out of this node's views."""
         if reply[0] != "ok":
-            return None
-        departure = departures_from([reply[1]])[0]
-        self._gone(departure.member.room, departure.member.peer)
-        return departure
+            return []
+        departures = departures_from(reply[1:])
+        for departure in departures:
+            self._gone(departure.member.room, departure.member.peer)
+        return departures
 
     async def expired(self, now: float) -> list[Departure]:
         departures: list[Departure] = []
         unfinished, self._unfinished = self._unfinished, []
         for peer, function, args in unfinished:
-            reply = await self._finish(peer, function, *args)
-            if function == "signaling_leave" and (departure := self._departure(reply)) is not None:
-                departures.append(departure)
+            departures += self._departures(await self._finish(peer, function, *args))
         until = now + self.grace if self.grace > 0 else 0
         try:
             reply = await self._linked().fcall("signaling_sweep", now, until, SWEEP_LIMIT)

@@ -67,6 +67,8 @@ class ClusterNode:
         *,
         max_peers_per_room: int = facts.DEFAULT_ROOM_MAX_PEERS,
         max_rooms: int = facts.DEFAULT_MAX_ROOMS,
+        max_ghosts_per_address: int = facts.DEFAULT_MAX_GHOSTS_PER_ADDRESS,
+        max_ghosts: int = facts.DEFAULT_MAX_GHOSTS,
         kept_count: int = facts.DEFAULT_RESUME_BUFFER,
         kept_bytes: int = facts.DEFAULT_RESUME_BUFFER_BYTES,
         grace: float = 0.0,
@@ -84,7 +86,13 @@ class ClusterNode:
         self._numbers = itertools.count(1)
         self.names = Names(prefix)
         self.node_ttl = node_ttl
-        self.directory = RedisDirectory(max_peers_per_room=max_peers_per_room, max_rooms=max_rooms, grace=grace)
+        self.directory = RedisDirectory(
+            max_peers_per_room=max_peers_per_room,
+            max_rooms=max_rooms,
+            max_ghosts_per_address=max_ghosts_per_address,
+            max_ghosts=max_ghosts,
+            grace=grace,
+        )
         self.router = RedisRouter(Deliveries(), kept_count=kept_count, kept_bytes=kept_bytes)
         self.replay = RedisReplay(kept_count=kept_count, kept_bytes=kept_bytes)
         self.backends = Backends(self.directory, self.router, self.replay)
@@ -97,6 +105,8 @@ class ClusterNode:
         self._heartbeat: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._stopping = False
+        #: Where the next heartbeat goes on renewing the keys of this node's members (library.lua).
+        self._renewed = "0"
         #: Why the link is down (None while up).
         self.down_reason: str | None = "not started"
 
@@ -124,6 +134,7 @@ class ClusterNode:
             on_change=self.directory.on_change,
             on_delivery=lambda payload: self.on_delivery(payload),
             on_lost=self._lost,
+            on_refused=self.router.on_refused,
             sender=self._sender,
             numbers=self._numbers,
             timeout=self.timeout,
@@ -161,7 +172,7 @@ class ClusterNode:
             return False
         try:
             await link.sync_clock()
-            reply = await link.fenced("signaling_beat", link.node, self._ttl_ms)
+            reply = await link.fenced("signaling_beat", link.node, self._ttl_ms, self._renewed)
         except Unavailable as exc:
             if link.up:  # Redis refused a heartbeat: the node cannot prove it is alive
                 link.fail(f"heartbeat refused: {exc}")
@@ -170,7 +181,8 @@ class ClusterNode:
             link.fail("this node missed its heartbeats and was declared dead")
             return False
         stats = self.directory.cluster
-        stats.rooms, stats.peers, stats.nodes = (int(x) for x in reply[1:])
+        stats.rooms, stats.peers, stats.nodes = (int(x) for x in reply[1:4])
+        self._renewed = reply[4]
         return True
 
     def _lost(self, reason: str) -> None:

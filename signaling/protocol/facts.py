@@ -12,6 +12,8 @@ import json
 from typing import Final
 
 __all__ = [
+    "DEFAULT_MAX_GHOSTS",
+    "DEFAULT_MAX_GHOSTS_PER_ADDRESS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_ROOMS",
     "DEFAULT_RESUME_BUFFER",
@@ -63,9 +65,15 @@ DEFAULT_ROOM_MAX_PEERS: Final = 8
 DEFAULT_MAX_ROOMS: Final = 10_000
 #: Seconds a resumable session outlives a dropped connection.
 DEFAULT_RESUME_GRACE: Final = 30.0
-#: Room messages kept per resumable session for its replay, and their byte bound.
+#: Room messages kept per resumable session for its replay, and their byte bound. A call's whole signaling, seen
+#: by one peer joining a full room, is about 60 KB (docs/protocol.md, "Limits"): 128 KiB holds it twice.
 DEFAULT_RESUME_BUFFER: Final = 512
-DEFAULT_RESUME_BUFFER_BYTES: Final = 1024 * 1024
+DEFAULT_RESUME_BUFFER_BYTES: Final = 128 * 1024
+#: Sessions in their grace period (ghosts) that one client address may leave behind (cluster-wide), and one
+#: node: past either, the oldest end at once. With 64 connections per address per node, an address holds at most
+#: (64 x nodes + 32) x 128 KiB of kept messages: 12 MiB with one node, 20 MiB with two.
+DEFAULT_MAX_GHOSTS_PER_ADDRESS: Final = 32
+DEFAULT_MAX_GHOSTS: Final = 10_000
 
 
 def render_js() -> str:

@@ -44,13 +44,18 @@ class Backends:
         for gone in departures:
             self.router.send_all(gone.others, gone.member.peer, peer_left_json(gone.member.peer))
 
+    def ended(self, departures: list[Departure]) -> None:
+        """Sessions the directory ended without their connection (a grace ran out, a ghost budget was full, a
+        node died): drop what was kept for them and tell the others (``peer-left``)."""
+        for gone in departures:
+            self.replay.forget(gone.member.peer)
+        self.announce(departures)
+
     async def end_expired(self, now: float) -> int:
         """End the sessions that ended without their connection saying so (a grace ran out; with several nodes,
         a node died): the others get ``peer-left``. Returns how many ended."""
         ended = await self.directory.expired(now)
-        for gone in ended:
-            self.replay.forget(gone.member.peer)
-        self.announce(ended)
+        self.ended(ended)
         return len(ended)
 
 
@@ -58,6 +63,8 @@ def in_memory(
     *,
     max_peers_per_room: int = facts.DEFAULT_ROOM_MAX_PEERS,
     max_rooms: int = facts.DEFAULT_MAX_ROOMS,
+    max_ghosts_per_address: int = facts.DEFAULT_MAX_GHOSTS_PER_ADDRESS,
+    max_ghosts: int = facts.DEFAULT_MAX_GHOSTS,
     kept_count: int = facts.DEFAULT_RESUME_BUFFER,
     kept_bytes: int = facts.DEFAULT_RESUME_BUFFER_BYTES,
     node: str = "local",
@@ -66,6 +73,11 @@ def in_memory(
     """The room layer of a single process, with the server's defaults."""
     replay = InMemoryReplay(kept_count=kept_count, kept_bytes=kept_bytes)
     directory = InMemoryDirectory(
-        max_peers_per_room=max_peers_per_room, max_rooms=max_rooms, node=node, peer_ids=peer_ids
+        max_peers_per_room=max_peers_per_room,
+        max_rooms=max_rooms,
+        max_ghosts_per_address=max_ghosts_per_address,
+        max_ghosts=max_ghosts,
+        node=node,
+        peer_ids=peer_ids,
     )
     return Backends(directory, LocalRouter(Deliveries(), replay), replay)

@@ -10,6 +10,12 @@ after a drop (then the others see nothing, and messages to it are kept). Resumin
 (stored as a digest) and rotates the token; when a later step of the resume fails, ``unclaim`` gives the lease
 back to the old token, so that the client can try again with the token it has. A lease whose grace runs out ends
 its membership, and the member is handed, once, to whoever asks for ``expired`` leases, to tell the others.
+
+A session in its grace period (a ghost) costs memory with no connection open: its kept messages, its place in
+its room, maybe the room itself. So ghosts are charged to budgets, the client address that left them and the
+node they were left on (``ghost_budgets``); a budget over its limit ends its oldest ghosts at once (``release``
+returns them, to tell their rooms). Reconnecting clients resume within seconds, so the oldest ghost is the one
+least likely to come back.
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from signaling.protocol.errors import ErrorCode, SignalingError
-from signaling.protocol.facts import DEFAULT_MAX_ROOMS, DEFAULT_ROOM_MAX_PEERS
+from signaling.protocol.facts import (
+    DEFAULT_MAX_GHOSTS,
+    DEFAULT_MAX_GHOSTS_PER_ADDRESS,
+    DEFAULT_MAX_ROOMS,
+    DEFAULT_ROOM_MAX_PEERS,
+)
 
 from .peers import LiveMembers, Member, new_peer_id
 
@@ -86,6 +97,17 @@ class RoomDirectory(ABC):
     node: str
     #: Whether the coroutines may wait (a round trip): then a session's steps run as tasks rather than inline.
     waits: ClassVar[bool]
+    #: Ghosts one client address may leave behind, and this node (``ghost_budgets``).
+    max_ghosts_per_address: int = DEFAULT_MAX_GHOSTS_PER_ADDRESS
+    max_ghosts: int = DEFAULT_MAX_GHOSTS
+
+    def ghost_budgets(self, owner: str) -> list[tuple[str, int]]:
+        """The budgets a ghost left by client address ``owner`` ("" when unknown) is charged to, with their
+        limits: its address's, and this node's."""
+        budgets = [("n:" + self.node, self.max_ghosts)]
+        if owner:
+            budgets.insert(0, ("a:" + owner, self.max_ghosts_per_address))
+        return budgets
 
     @abstractmethod
     def new_peer_id(self) -> str:
@@ -115,9 +137,11 @@ class RoomDirectory(ABC):
         none: then a later join here does not update it; take it after joining)."""
 
     @abstractmethod
-    async def release(self, peer: str, lease: str, until: float) -> None:
-        """``peer``'s connection is gone: its lease ``lease`` is in its grace period until ``until`` (unless the
-        session was resumed meanwhile and holds another lease)."""
+    async def release(self, peer: str, lease: str, until: float, owner: str = "") -> list[Departure]:
+        """``peer``'s connection, from client address ``owner``, is gone: its lease ``lease`` is in its grace
+        period until ``until`` (unless the session was resumed meanwhile and holds another lease), a ghost charged
+        to ``ghost_budgets(owner)``. Returns the ghosts this ended (the oldest of a budget over its limit), removed
+        from their rooms, for the caller to tell the others."""
 
     @abstractmethod
     async def claim(self, digest: str, new_digest: str, now: float) -> tuple[Member, str] | None:
@@ -149,13 +173,17 @@ class InMemoryDirectory(RoomDirectory):
         *,
         max_peers_per_room: int = DEFAULT_ROOM_MAX_PEERS,
         max_rooms: int = DEFAULT_MAX_ROOMS,
+        max_ghosts_per_address: int = DEFAULT_MAX_GHOSTS_PER_ADDRESS,
+        max_ghosts: int = DEFAULT_MAX_GHOSTS,
         node: str = "local",
         peer_ids: Callable[[], str] = new_peer_id,
     ) -> None:
-        if max_peers_per_room < 1 or max_rooms < 1:
-            raise ValueError("max_peers_per_room and max_rooms must be at least 1")
+        if min(max_peers_per_room, max_rooms, max_ghosts_per_address, max_ghosts) < 1:
+            raise ValueError("max_peers_per_room, max_rooms and the ghost limits must be at least 1")
         self.max_peers_per_room = max_peers_per_room
         self.max_rooms = max_rooms
+        self.max_ghosts_per_address = max_ghosts_per_address
+        self.max_ghosts = max_ghosts
         self.node = node
         self._new_id = peer_ids
         self._rooms: dict[str, dict[str, Member]] = {}
@@ -163,6 +191,8 @@ class InMemoryDirectory(RoomDirectory):
         self._leases: dict[str, str] = {}  # token digest -> peer
         self._lease_of: dict[str, str] = {}  # peer -> token digest
         self._grace: dict[str, float] = {}  # peer -> end of its grace period
+        self._ghosts: dict[str, dict[str, None]] = {}  # budget -> its ghosts, oldest first
+        self._charged: dict[str, list[str]] = {}  # ghost -> the budgets it is charged to
 
     def new_peer_id(self) -> str:
         for _ in range(16):
@@ -203,15 +233,35 @@ class InMemoryDirectory(RoomDirectory):
         if digest is not None:
             del self._leases[digest]
         self._grace.pop(peer, None)
+        self._unghost(peer)
         return Departure(member, list(members.values()))
+
+    def _unghost(self, peer: str) -> None:
+        for budget in self._charged.pop(peer, ()):
+            ghosts = self._ghosts[budget]
+            del ghosts[peer]
+            if not ghosts:
+                del self._ghosts[budget]
 
     def members(self, room: str) -> LiveMembers:
         return self._rooms.get(room) or {}
 
-    async def release(self, peer: str, lease: str, until: float) -> None:
-        if self._lease_of.get(peer) == lease:
-            self._grace[peer] = until
-            self._peers[peer].node = ""  # connected nowhere
+    async def release(self, peer: str, lease: str, until: float, owner: str = "") -> list[Departure]:
+        if self._lease_of.get(peer) != lease:
+            return []
+        self._grace[peer] = until
+        self._peers[peer].node = ""  # connected nowhere
+        budgets = self.ghost_budgets(owner)
+        self._charged[peer] = [name for name, _ in budgets]
+        ended: list[Departure] = []
+        for name, limit in budgets:
+            ghosts = self._ghosts.setdefault(name, {})
+            ghosts[peer] = None
+            while len(ghosts) > limit:
+                gone = self._leave(next(iter(ghosts)), None)
+                assert gone is not None  # a ghost is a member
+                ended.append(gone)
+        return ended
 
     async def claim(self, digest: str, new_digest: str, now: float) -> tuple[Member, str] | None:
         peer = self._leases.get(digest)
@@ -222,6 +272,7 @@ class InMemoryDirectory(RoomDirectory):
         self._leases[new_digest] = member.peer
         self._lease_of[member.peer] = new_digest
         self._grace.pop(member.peer, None)
+        self._unghost(member.peer)
         previous, member.node = member.node, self.node
         return member, previous
 

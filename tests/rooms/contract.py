@@ -188,6 +188,45 @@ class DirectoryContract:
         assert await directory.expired(NOW + 31) == []
         assert list(directory.members("r")) == [b.peer]
 
+    async def test_ghosts_past_an_address_budget_end_oldest_first(self, backend: Backend) -> None:
+        """Ghosts (sessions in their grace) are charged to the address that left them: past its budget the
+        oldest end at once, and are handed back to be announced; a resumed one is no longer charged."""
+        node = await backend(max_ghosts_per_address=2)
+        directory = node.backends.directory
+        watcher = member(directory)
+        await directory.join(watcher)
+        ghosts = [member(directory, resumable=True) for _ in range(4)]
+        for n, ghost in enumerate(ghosts):
+            await directory.join(ghost, f"lease-{n}")
+        assert await directory.release(ghosts[0].peer, "lease-0", NOW + 30, "192.0.2.1") == []
+        assert await directory.release(ghosts[1].peer, "lease-1", NOW + 31, "192.0.2.1") == []
+        ended = await directory.release(ghosts[2].peer, "lease-2", NOW + 32, "192.0.2.1")
+        assert [(g.member.peer, {m.peer for m in g.others}) for g in ended] == [
+            (ghosts[0].peer, {watcher.peer, ghosts[1].peer, ghosts[2].peer, ghosts[3].peer})
+        ]
+        assert await directory.claim("lease-0", "lease-0b", NOW) is None  # ended: its token is dead
+        assert ghosts[0].peer not in directory.members("r")
+        # A resumed session is no longer a ghost: the address has room for one more.
+        assert await directory.claim("lease-1", "lease-1b", NOW) is not None
+        assert await directory.release(ghosts[3].peer, "lease-3", NOW + 33, "192.0.2.1") == []
+        # Another address has its own budget; an unknown one only the node's.
+        assert await directory.release(watcher.peer, "none", NOW + 33, "192.0.2.2") == []
+        assert [m.peer for m in directory.members("r").values()] == [watcher.peer] + [g.peer for g in ghosts[1:]]
+        assert await directory.expired(NOW + 40) != []  # they still run out as graces do
+
+    async def test_ghosts_past_the_node_budget_end_oldest_first(self, backend: Backend) -> None:
+        node = await backend(max_ghosts=2, max_ghosts_per_address=10)
+        directory = node.backends.directory
+        ghosts = [member(directory, f"room{n}", resumable=True) for n in range(3)]
+        for n, ghost in enumerate(ghosts):
+            await directory.join(ghost, f"lease-{n}")
+            await directory.release(ghost.peer, f"lease-{n}", NOW + 30 + n, f"198.51.100.{n}")
+        # The third ghost, from a third address, pushed out the node's oldest: its room is gone with it.
+        await node.settle()
+        assert directory.stats().rooms == 2
+        assert await directory.claim("lease-0", "x", NOW) is None
+        assert await directory.claim("lease-1", "y", NOW) is not None
+
     async def test_peer_ids_are_unguessable_and_distinct(self, node: Node) -> None:
         ids = {node.backends.directory.new_peer_id() for _ in range(200)}
         assert len(ids) == 200 and all(len(peer) >= 16 for peer in ids)
@@ -240,6 +279,23 @@ class DeliveryContract:
         got = await new.received(5)
         assert [m.get("seq") for m in got] == [None, 1, 2, 3, 4]
         assert old.texts == []
+
+    async def test_a_broadcast_reaches_each_member_once_in_order(self, node: Node, other: Node) -> None:
+        """One text for a whole room, members plain and resumable, here and on another process: each gets it
+        once, numbered if resumable, in the order sent."""
+        sender, _ = await joined(node)
+        here = [await joined(node, resumable=r) for r in (False, True)]
+        there = [await joined(other, resumable=r) for r in (False, True, True)]
+        members = node.backends.directory.members("r")
+        await wait_until(lambda: len(members) == 6, timeout=STEP)  # the other process's joins reach this one's view
+        for n in range(5):
+            node.backends.router.send_all(members.values(), sender.peer, text(n))
+        for who, sink in here + there:
+            got = await sink.received(5)
+            expected = [{"type": "message", "from": "x", "data": n} for n in range(5)]
+            if who.resumable:
+                expected = [{**e, "seq": n + 1} for n, e in enumerate(expected)]
+            assert got == expected
 
     async def test_resume_past_what_is_kept_is_refused(self, backend: Backend) -> None:
         node = await backend(kept_count=2)
