@@ -22,7 +22,7 @@ from signaling import __version__
 from signaling.cluster.node import ClusterNode
 from signaling.protocol.facts import END_SESSION_CLOSE_CODE, TAKEN_OVER_CLOSE_CODE
 from signaling.protocol.models import IceServer
-from signaling.rooms.auth import AddressGuard, AuthThrottle, JoinAuthorizer, RoomTokens
+from signaling.rooms.auth import AuthThrottle, JoinAuthorizer, RoomTokens
 from signaling.rooms.backends import Backends, in_memory
 from signaling.rooms.driver import SessionDriver, run_inline
 from signaling.rooms.ice import IceServerList, TurnCredentials
@@ -101,7 +101,8 @@ class SessionSocket:
             clock=app.wall_clock,
             counters=app.counters,
             resume_grace=settings.resume_grace,
-            resume_throttle=app.resume_guard(client),
+            address=client,
+            charge=self._charge,
         )
         self.driver = SessionDriver(session, self, app.later if app.backends.waits else None)
         self.join_deadline = app.connected(self)
@@ -110,6 +111,10 @@ class SessionSocket:
     @property
     def session(self) -> Session:
         return self.driver.session
+
+    def _charge(self, size: int) -> bool:
+        """Spend ``size`` more bytes of this connection's byte budget (what a broadcast's copies cost)."""
+        return self._limit.spend(size, self._app.clock())
 
     @property
     def client(self) -> str:
@@ -185,7 +190,6 @@ class SignalingApp:
         self.cluster: ClusterNode | None = None
         #: The room layer every session shares: in memory, or the cluster's on Redis.
         self.backends = backends if backends is not None else self._backends(settings)
-        self.resume_throttle = AuthThrottle(settings.auth_max_failures, settings.auth_failure_window)
         self._tasks: set[asyncio.Task[object]] = set()
         self._grace_timer: asyncio.TimerHandle | None = None
         self._sweep: asyncio.Task[object] | None = None
@@ -230,6 +234,8 @@ class SignalingApp:
         limits: dict[str, Any] = {
             "max_peers_per_room": settings.room_max_peers,
             "max_rooms": settings.max_rooms,
+            "max_ghosts_per_address": settings.max_ghosts_per_ip,
+            "max_ghosts": settings.max_ghosts,
             "kept_count": settings.resume_buffer,
             "kept_bytes": settings.resume_buffer_bytes,
         }
@@ -280,10 +286,6 @@ class SignalingApp:
         self.transport_stats = server.stats
         if self.cluster is not None:
             self.cluster.on_delivery = batched(self.cluster.router.on_delivery, server.batch)
-
-    def resume_guard(self, client: str) -> AddressGuard:
-        """The resume-token throttle of one client address (bad tokens count like bad room tokens)."""
-        return AddressGuard(self.resume_throttle, client, self.wall_clock)
 
     def later(self, step: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
         """Run ``step`` as a task that shutdown waits for (``drain``); a failure is logged, not lost."""

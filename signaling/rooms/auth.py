@@ -21,7 +21,6 @@ from signaling.protocol.models import Join
 
 __all__ = [
     "MIN_SECRET_LENGTH",
-    "AddressGuard",
     "AuthThrottle",
     "Grant",
     "JoinAuthorizer",
@@ -153,23 +152,6 @@ class AuthThrottle:
         self._failures.move_to_end(address)
         while len(self._failures) > self.max_addresses:
             self._failures.popitem(last=False)
-
-
-class AddressGuard:
-    """One client address's view of a throttle: ``blocked()`` before trying, ``failed()`` after a failure."""
-
-    __slots__ = ("address", "clock", "throttle")
-
-    def __init__(self, throttle: AuthThrottle, address: str, clock: Callable[[], float]) -> None:
-        self.throttle = throttle
-        self.address = address
-        self.clock = clock
-
-    def blocked(self) -> bool:
-        return self.throttle.retry_after(self.address, self.clock()) is not None
-
-    def failed(self) -> None:
-        self.throttle.failed(self.address, self.clock())
 
 
 class JoinAuthorizer:

@@ -63,6 +63,11 @@ class MessageRateLimit:
     def admit(self, size: int, now: float) -> bool:
         return self._messages.take(1, now) and self._bytes.take(size, now)
 
+    def spend(self, size: int, now: float) -> bool:
+        """Spend ``size`` more bytes for an admitted message (the copies a broadcast costs); False, spending
+        nothing, when the budget has not that many."""
+        return self._bytes.take(size, now)
+
     @property
     def strikes(self) -> float:
         return self._strikes

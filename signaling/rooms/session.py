@@ -50,18 +50,19 @@ from signaling.protocol.models import (
 )
 from signaling.protocol.parse import non_finite_error, parse_client_message
 
-from .auth import AddressGuard
 from .backends import Backends
 from .ice import IceServerList
 from .peers import LiveMembers, Logger, Member, PeerSink, new_resume_token, token_digest
 
-__all__ = ["Authorize", "Session", "SessionCounters", "Step"]
+__all__ = ["Authorize", "Charge", "Session", "SessionCounters", "Step"]
 
 #: Checks a join before the directory sees it: returns the name the grant imposes (None: the client's own name
 #: stands) or raises SignalingError("unauthorized", ...) to refuse.
 Authorize = Callable[[Join], str | None]
 #: What ``handle_text`` hands back when the message needs the shared state: run it before the next message.
 Step = Coroutine[Any, Any, None]
+#: Spends bytes of the client's byte budget (its rate limit): False, spending nothing, when it has not that many.
+Charge = Callable[[int], bool]
 
 #: How the not-joined error names each message that needs a room.
 _NEEDS_ROOM = {
@@ -100,14 +101,22 @@ class Session:
         clock: the wall clock (Unix seconds): TURN credentials and grace periods end at a date every node shares.
         counters: where relayed messages and errors are counted.
         resume_grace: seconds a resumable session outlives a drop; 0 turns resume off.
-        resume_throttle: this client address's failed resume tokens: past its limit, tokens are not looked up.
+        address: the client's address: a dropped resumable session is a ghost charged to it (directory.py).
+        charge: spends the client's byte budget for what a broadcast costs beyond one copy (its size for each
+            further recipient), so that a message that becomes N copies costs its sender N times its size.
+
+    Resume tokens are looked up without a throttle: they are 192-bit, so guessing is hopeless, and a lookup costs
+    what a join does, which the message rate limits already; a throttle by address would only let bad tokens
+    from a shared address (an office NAT) make a victim's valid resume fail.
     """
 
     __slots__ = (
+        "_address",
         "_announced",
         "_authorize",
         "_backends",
         "_base_log",
+        "_charge",
         "_clock",
         "_closed",
         "_counters",
@@ -119,9 +128,9 @@ class Session:
         "_member",
         "_members",
         "_moved",
+        "_refused",
         "_router",
         "_sink",
-        "_throttle",
     )
 
     def __init__(
@@ -135,7 +144,8 @@ class Session:
         clock: Callable[[], float] = time.time,
         counters: SessionCounters | None = None,
         resume_grace: float = 0.0,
-        resume_throttle: AddressGuard | None = None,
+        address: str = "",
+        charge: Charge | None = None,
     ) -> None:
         self._backends = backends
         self._router = backends.router
@@ -148,7 +158,10 @@ class Session:
         self._clock = clock
         self._counters = counters if counters is not None else SessionCounters()
         self._grace = resume_grace
-        self._throttle = resume_throttle
+        self._address = address
+        self._charge = charge
+        #: Told when the room layer refused one of this client's messages (the cluster's Redis out of memory).
+        self._refused = self._delivery_refused
         self._member: Member | None = None
         self._lease: str | None = None  # the digest of this session's resume token
         self._members: LiveMembers = {}  # this process's view of the room, while joined
@@ -240,18 +253,39 @@ class Session:
             raise SignalingError(
                 ErrorCode.UNKNOWN_PEER, f"no peer {shorten(to)!r} in your room; it may have left (watch peer-left)"
             )
-        self._router.send(target, text)
+        self._router.send(target, text, self._refused)
 
     def _relay_message(self, peer: str, msg: Message, text: str) -> None:
+        to = msg.get("to")
+        members = self._members
+        if to is None and self._charge is not None and len(members) > 2:
+            # The transport charged one copy; every further recipient costs the cluster as much again.
+            others = len(members) - 1
+            if not self._charge(len(text) * (others - 1)):
+                raise SignalingError(
+                    ErrorCode.RATE_LIMITED,
+                    f"a message to all {others} peers counts {others} times its size against your byte rate; "
+                    "message dropped (send less, or to one peer)",
+                )
         try:
             out = relayed_message_json(peer, msg["data"])
         except NonFiniteNumber:
             raise non_finite_error(text, "data", msg.get("id")) from None
-        to = msg.get("to")
         if to is None:
-            self._router.send_all(self._members.values(), peer, out)
+            self._router.send_all(members.values(), peer, out, self._refused)
         else:
             self._send(to, out)
+
+    def _delivery_refused(self) -> None:
+        """The room layer could not take one of this client's messages: say so rather than lose it silently."""
+        if not self._closed:
+            self._refuse(
+                SignalingError(
+                    ErrorCode.UNAVAILABLE,
+                    "a message of yours was not delivered: the room service is out of memory; try again shortly",
+                ),
+                None,
+            )
 
     # ------------------------------------------------------------------ join and resume
 
@@ -304,18 +338,12 @@ class Session:
         """Resume the session of ``msg.resume`` if it is live, in this room, and can be replayed from
         ``msg.last_seq``. When not, a live session of that token ends first (the others see it leave)."""
         assert msg.resume is not None
-        throttle = self._throttle
-        if throttle is not None and throttle.blocked():
-            self._log.info("resume_throttled")
-            return False
         backends = self._backends
         directory, deliveries = backends.directory, backends.deliveries
         token = new_resume_token()
         lease, previous_lease = token_digest(token), token_digest(msg.resume)
         claimed = await directory.claim(previous_lease, lease, self._clock())
         if claimed is None:
-            if throttle is not None:
-                throttle.failed()
             return False
         member, previous_node = claimed
         last_seq = msg.last_seq or 0
@@ -423,9 +451,15 @@ class Session:
         member = self._member
         assert member is not None
         if member.resumable and self._lease is not None:
-            self._backends.deliveries.detach(member.peer, self._sink)
-            await self._backends.directory.release(member.peer, self._lease, self._clock() + self._grace)
+            backends = self._backends
+            backends.deliveries.detach(member.peer, self._sink)
+            ended = await backends.directory.release(
+                member.peer, self._lease, self._clock() + self._grace, self._address
+            )
             self._log.info("grace", seconds=self._grace)
+            if ended:
+                self._log.info("ghosts_ended", peers=[gone.member.peer for gone in ended])
+                backends.ended(ended)
             return
         await self._end("closed")
 

@@ -15,45 +15,13 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
-from signaling.cluster.node import ClusterNode
-from signaling.rooms.driver import SessionDriver
-from signaling.rooms.session import Session, Step
 from tests.cluster.nodes import Nodes, TestNode
+from tests.cluster.sessions import GRACE, Client
 from tests.helpers.redis import READY, redis_argv
 from tests.helpers.server_process import ServerProcess, async_running_process
-from tests.helpers.sinks import RecordingSink
 from tests.helpers.wait import wait_until
 
 STEP = 10.0
-GRACE = 30.0
-
-
-class Client:
-    """A session on a node, as the server holds one: its sink (the connection) and its driver."""
-
-    def __init__(self, node: ClusterNode) -> None:
-        self.sink = RecordingSink()
-        self.session = Session(node.backends, self.sink, resume_grace=GRACE)
-        self.steps: list[asyncio.Task[None]] = []
-        self.driver = SessionDriver(self.session, self.sink, self._spawn)
-
-    def _spawn(self, step: Step) -> None:
-        self.steps.append(asyncio.get_running_loop().create_task(step))
-
-    async def send(self, **message: Any) -> list[dict[str, Any]]:
-        """One message, its steps run to their end; what came back."""
-        self.driver.feed(json.dumps(message))
-        await asyncio.gather(*self.steps)
-        return self.sink.take()
-
-    async def join(self, **fields: Any) -> dict[str, Any]:
-        replies = await self.send(type="join", room="r", id=1, **fields)
-        assert replies and replies[0]["type"] == "welcome", replies
-        return replies[0]
-
-    async def drop(self) -> None:
-        self.driver.end(left=False)
-        await asyncio.gather(*self.steps)
 
 
 @pytest.fixture

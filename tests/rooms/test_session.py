@@ -512,3 +512,32 @@ def test_any_text_yields_only_valid_server_messages(joined_first: bool, texts: l
             sink.texts.clear()
     fuzzed.close()
     assert rooms.stats() == RoomCounts(rooms=1, peers=1)
+
+
+def test_a_broadcast_costs_its_size_for_every_recipient(rooms: Rooms) -> None:
+    """A message without ``to`` becomes one copy per peer: its sender's byte budget pays for each copy, in one
+    process as across a cluster; a message to one peer costs one copy."""
+    budget = {"bytes": 250_000}
+
+    def charge(size: int) -> bool:
+        if size > budget["bytes"]:
+            return False
+        budget["bytes"] -= size
+        return True
+
+    sender = Client(rooms, charge=charge)
+    sender.join("big")
+    others = [Client(rooms) for _ in range(7)]
+    for other in others:
+        other.join("big")
+    sender.sink.take()
+    data = "x" * 20_000
+    text = dumps({"type": "message", "data": data, "id": 1})
+    assert sender.send(text) == []  # 6 further copies charged: 120 KB of the 250 KB
+    assert budget["bytes"] == 250_000 - 6 * len(text)
+    assert sender.send(text) == []
+    (refused,) = sender.send(text)  # the budget has no 120 KB left
+    assert refused["code"] == ErrorCode.RATE_LIMITED and refused["ref"] == 1 and "7 peers" in refused["message"]
+    assert [len(o.sink.take()) for o in others] == [8 - n for n in range(7)]  # the later peer-joined, 2 copies
+    to_one = dumps({"type": "message", "data": data, "to": others[0].peer})
+    assert sender.send(to_one) == [] and others[0].sink.take()[0]["data"] == data  # nothing more charged
