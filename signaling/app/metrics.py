@@ -62,6 +62,12 @@ class _SignalingCollector(Collector):
                 "1 while this node's link to the cluster's Redis works.",
                 value=int(app.cluster.up),
             )
+            yield CounterMetricFamily(
+                "signaling_cluster_refused_deliveries",
+                "Texts for resumable peers that Redis refused (out of memory, say): neither kept nor sent; each "
+                "sender got an unavailable error.",
+                value=app.cluster.router.refused,
+            )
         yield _counter(
             "signaling_resumes",
             "Resume attempts, by outcome (resumed; fresh: the token could not be honoured).",
