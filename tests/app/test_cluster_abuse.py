@@ -68,7 +68,7 @@ async def test_a_fan_out_flood_is_paid_by_its_sender_and_bystanders_stay(redis_s
         refusals = [await recv(attacker) for _ in range(14)]
         assert {(r["type"], r["code"]) for r in refusals} == {("error", "rate-limited")}
         for receiver in receivers:
-            got = []
+            got: list[str] = []
             while len(got) < 2:
                 message = await recv(receiver)
                 if message["type"] == "message":
