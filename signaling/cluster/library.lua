@@ -121,6 +121,15 @@ local function remove(P, peer)
   return out
 end
 
+-- End `peer`'s membership, its departure appended to `gone`; false when it was no member (any more).
+local function depart(P, peer, gone)
+  local departure = remove(P, peer)
+  if departure then
+    gone[#gone + 1] = departure
+  end
+  return departure ~= nil
+end
+
 -- A node is gone (its heartbeat stopped, or it retired): it is no longer registered, and its members are
 -- handed out by orphan(), a bounded number per call.
 local function bury(P, node)
@@ -142,13 +151,8 @@ local function orphan(P, node, grace_until, budget, gone)
       redis.call('HSET', key, 'node', '')
       redis.call('SREM', set, peer)
       renew(P, peer, nil, grace_until * 1000)
-    else
-      local departure = remove(P, peer)
-      if departure then
-        gone[#gone + 1] = departure
-      else
-        redis.call('SREM', set, peer)
-      end
+    elseif not depart(P, peer, gone) then
+      redis.call('SREM', set, peer)
     end
   end
   if redis.call('SCARD', set) == 0 then
@@ -282,10 +286,7 @@ register_fenced('signaling_release', function(P, a)
     local over = redis.call('ZCARD', budget) - tonumber(a[i + 1])
     if over > 0 then
       for _, ghost in ipairs(redis.call('ZRANGE', budget, 0, over - 1)) do
-        local departure = remove(P, ghost)
-        if departure then
-          out[#out + 1] = departure
-        else
+        if not depart(P, ghost, out) then
           redis.call('ZREM', budget, ghost)
         end
       end
@@ -365,10 +366,7 @@ redis.register_function('signaling_sweep', function(_, a)
   end
   if budget > 0 then
     for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':graces', '-inf', now, 'LIMIT', 0, budget)) do
-      local departure = remove(P, peer)
-      if departure then
-        gone[#gone + 1] = departure
-      else
+      if not depart(P, peer, gone) then
         redis.call('ZREM', P .. ':graces', peer)
       end
     end

@@ -9,15 +9,13 @@ address sent.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
 
 from tests.cluster.nodes import Nodes
 from tests.cluster.sessions import Client
-from tests.helpers.redis import READY, redis_argv
-from tests.helpers.server_process import ServerProcess, async_running_process
+from tests.helpers.server_process import ServerProcess
 from tests.helpers.wait import wait_until
 
 STEP = 10.0
@@ -25,23 +23,10 @@ PREFIX = "abuse"
 
 
 @pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    async with async_running_process(redis_argv(tmp_path), name="redis-abuse", ready_log=READY) as server:
-        yield server
-
-
-@pytest.fixture
 async def nodes(own_redis: ServerProcess) -> AsyncIterator[Nodes]:
     started = Nodes(f"redis://127.0.0.1:{own_redis.port}/0", PREFIX)
     yield started
     await started.stop()
-
-
-@pytest.fixture
-async def admin(own_redis: ServerProcess) -> AsyncIterator[redis.Redis]:
-    client = redis.Redis(port=own_redis.port, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def test_a_broadcast_crosses_redis_once_per_node(nodes: Nodes) -> None:

@@ -9,7 +9,6 @@ import json
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,17 +16,10 @@ import redis.asyncio as redis
 
 from tests.cluster.nodes import Nodes, TestNode
 from tests.cluster.sessions import GRACE, Client
-from tests.helpers.redis import READY, redis_argv
-from tests.helpers.server_process import ServerProcess, async_running_process
+from tests.helpers.server_process import ServerProcess
 from tests.helpers.wait import wait_until
 
 STEP = 10.0
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    async with async_running_process(redis_argv(tmp_path), name="redis-own", ready_log=READY) as server:
-        yield server
 
 
 @pytest.fixture
@@ -35,13 +27,6 @@ async def nodes(own_redis: ServerProcess) -> AsyncIterator[Nodes]:
     started = Nodes(f"redis://127.0.0.1:{own_redis.port}/0", "failures")
     yield started
     await started.stop()
-
-
-@pytest.fixture
-async def admin(own_redis: ServerProcess) -> AsyncIterator[redis.Redis]:
-    client = redis.Redis(port=own_redis.port, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def a_dropped_session(node: TestNode) -> tuple[str, str, Client]:
