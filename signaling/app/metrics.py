@@ -8,22 +8,36 @@ own registry, so several servers in one process (the tests) do not mix their cou
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from signaling.protocol.facts import END_SESSION_CLOSE_CODE, FINAL_CLOSE_CODES, TAKEN_OVER_CLOSE_CODE
 from signaling.ws.aio.stats import Histogram
+from signaling.ws.frames import CloseCode
 
 if TYPE_CHECKING:
     from .wiring import SignalingApp
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "Metrics", "close_code_label"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: Close codes with a label of their own: RFC 6455's and the protocol's. A client may close with any of 3000-4999,
+#: so the others fold into their thousand (``3xxx``, ``4xxx``): some fifteen series, whatever clients send.
+NAMED_CLOSE_CODES: Final = frozenset((*CloseCode, END_SESSION_CLOSE_CODE, TAKEN_OVER_CLOSE_CODE, *FINAL_CLOSE_CODES))
+
+
+def close_code_label(code: int) -> str:
+    """The ``code`` label of ``signaling_closes_total`` for a close code."""
+    if code in NAMED_CLOSE_CODES:
+        return str(code)
+    return f"{code // 1000}xxx" if 3000 <= code <= 4999 else "other"
 
 
 def _counter(name: str, doc: str, label: str, values: Iterable[tuple[object, int]]) -> CounterMetricFamily:
@@ -99,7 +113,15 @@ class _SignalingCollector(Collector):
         if stats is None:
             return
         yield CounterMetricFamily("signaling_handshakes", "WebSocket handshakes accepted.", value=stats.handshakes)
-        yield _counter("signaling_closes", "Closed WebSocket connections, by close code.", "code", stats.closes.items())
+        closes: Counter[str] = Counter()
+        for code, count in stats.closes.items():
+            closes[close_code_label(code)] += count
+        yield _counter(
+            "signaling_closes",
+            "Closed WebSocket connections, by close code (other codes of 3000-4999 as 3xxx, 4xxx).",
+            "code",
+            closes.items(),
+        )
         yield _histogram(
             "signaling_relay_latency_seconds",
             "Time to handle one read that wrote to connections: parse, relay, and write to every recipient.",
