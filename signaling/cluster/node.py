@@ -43,9 +43,9 @@ RETRY_PERIOD = 1.0
 
 
 def new_node_id() -> str:
-    """Readable in logs and metrics (host and pid), unique across restarts (a random suffix)."""
-    host = socket.gethostname().replace("|", "-") or "node"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+    """Random, unique across restarts: /healthz (unauthenticated) shows it, so it names no host or process; the
+    log line ``cluster_joined`` maps it to them."""
+    return f"n-{secrets.token_hex(6)}"
 
 
 class ClusterNode:
@@ -139,7 +139,8 @@ class ClusterNode:
             part.link_up(link)
         self.down_reason = None
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat(link))
-        log.info("cluster_joined", node=link.node, redis=self.names.prefix)
+        # The one place that maps the node id (random, shown by /healthz) to the host and process.
+        log.info("cluster_joined", node=link.node, redis=self.names.prefix, host=socket.gethostname(), pid=os.getpid())
 
     @property
     def _ttl_ms(self) -> int:
