@@ -416,7 +416,8 @@ class SignalingApp:
             "draining": self.draining,
             "connections": self.connections,
             "tasks": len(asyncio.all_tasks()),
-            # With a cluster, rooms and peers are the cluster's (as of the last heartbeat); local_peers this node's.
+            # With a cluster, rooms and peers are the cluster's (as of the last heartbeat: cluster.stats_age_s);
+            # local_peers this node's.
             "rooms": stats.rooms,
             "peers": stats.peers,
             "local_peers": stats.local_peers,
@@ -427,9 +428,12 @@ class SignalingApp:
         cluster = self.cluster
         if cluster is None:
             return None
+        age = cluster.stats_age()
         return {
             "node": cluster.node or None,
             "nodes": nodes,
+            # How old the cluster's counts (rooms, peers, nodes) are: read at each heartbeat.
+            "stats_age_s": None if age is None else round(age, 3),
             "redis": "up" if cluster.up else "down",
             "reason": cluster.down_reason,
         }

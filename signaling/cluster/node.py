@@ -99,6 +99,8 @@ class ClusterNode:
         self._stopping = False
         #: Why the link is down (None while up).
         self.down_reason: str | None = "not started"
+        #: When (time.monotonic) the cluster's counts were last read: they lag by up to a heartbeat.
+        self.stats_read_at: float | None = None
 
     @property
     def up(self) -> bool:
@@ -107,6 +109,10 @@ class ClusterNode:
     @property
     def node(self) -> str:
         return self._link.node if self._link is not None else ""
+
+    def stats_age(self) -> float | None:
+        """Seconds since the cluster's counts were read (None: never)."""
+        return None if self.stats_read_at is None else time.monotonic() - self.stats_read_at
 
     async def start(self) -> None:
         """Connect and register, or (Redis not answering) keep trying in the background: the server runs, not
@@ -172,6 +178,7 @@ class ClusterNode:
             return False
         stats = self.directory.cluster
         stats.rooms, stats.peers, stats.nodes = (int(x) for x in reply[1:])
+        self.stats_read_at = time.monotonic()
         return True
 
     def _lost(self, reason: str) -> None:

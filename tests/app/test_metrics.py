@@ -1,8 +1,11 @@
-"""/metrics as an operator reads it: labels that stay few whatever clients send."""
+"""/metrics and /healthz as an operator reads them: labels that stay few whatever clients send, and a cluster
+node's view: how old the cluster's counts are, under an id that names no host."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -65,3 +68,15 @@ async def test_clients_closing_with_codes_of_their_choice_add_only_the_bounded_l
         (("code", "4001"),): 1,  # the server's own (taken over), whoever sent it
         (("code", "4xxx"),): 3,
     }
+
+
+async def test_a_cluster_nodes_health_says_how_old_its_counts_are_and_names_no_host(
+    start_signaling: ServerFactory, redis_settings: dict[str, str]
+) -> None:
+    server = await start_signaling(**redis_settings)
+    cluster = server.app.cluster  # type: ignore[attr-defined]
+    assert await cluster.settle()
+    health = json.loads(await get(server.port, "/healthz"))["cluster"]
+    assert re.fullmatch(r"n-[0-9a-f]{12}", health["node"]), health["node"]
+    assert health["redis"] == "up"
+    assert 0 <= health["stats_age_s"] < STEP  # the counts beside it are as old as that
