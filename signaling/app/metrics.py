@@ -22,6 +22,8 @@ from signaling.ws.aio.stats import Histogram
 from signaling.ws.frames import CloseCode
 
 if TYPE_CHECKING:
+    from signaling.cluster.node import ClusterNode
+
     from .wiring import SignalingApp
 
 __all__ = ["CONTENT_TYPE", "Metrics", "close_code_label"]
@@ -54,6 +56,19 @@ def _histogram(name: str, doc: str, histogram: Histogram, *, unit_label: Callabl
     return family
 
 
+def _redis_settings(cluster: ClusterNode) -> Metric:
+    config = cluster.redis_config
+    wrong = {problem.setting for problem in config.problems}
+    family = GaugeMetricFamily(
+        "signaling_cluster_redis_setting_wrong",
+        "1 when a setting of Redis puts the cluster at risk (the log's redis_settings says what to set).",
+        labels=["setting"],
+    )
+    for setting in config.checked:
+        family.add_metric([setting], int(setting in wrong))
+    return family
+
+
 class _SignalingCollector(Collector):
     def __init__(self, app: SignalingApp) -> None:
         self.app = app
@@ -76,6 +91,7 @@ class _SignalingCollector(Collector):
                 "1 while this node's link to the cluster's Redis works.",
                 value=int(app.cluster.up),
             )
+            yield _redis_settings(app.cluster)
         yield _counter(
             "signaling_resumes",
             "Resume attempts, by outcome (resumed; fresh: the token could not be honoured).",

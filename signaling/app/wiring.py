@@ -429,6 +429,7 @@ class SignalingApp:
         if cluster is None:
             return None
         age = cluster.stats_age()
+        config = cluster.redis_config
         return {
             "node": cluster.node or None,
             "nodes": nodes,
@@ -436,4 +437,6 @@ class SignalingApp:
             "stats_age_s": None if age is None else round(age, 3),
             "redis": "up" if cluster.up else "down",
             "reason": cluster.down_reason,
+            # The settings of Redis that put the cluster at risk (the log says what to set); null: unreadable.
+            "redis_settings": [p.setting for p in config.problems] if config.checked else None,
         }

@@ -8,6 +8,9 @@ When the link to Redis fails, the node cannot keep its rooms true: it reports no
 (``on_lost``) so that they reconnect elsewhere or later, and it tries again every second. Once Redis answers it
 registers under a new id (the old one's leftovers are swept like a dead node's) and is ready again
 (``on_restored``).
+
+At each link the node reads the two settings of Redis the cluster depends on (redis_config.py): they go to the
+log, /healthz and /metrics, so an operator sees the trouble before the clients do.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from signaling.rooms.delivery import Deliveries
 
 from .directory import RedisDirectory
 from .link import RedisLink, Unavailable
+from .redis_config import RedisConfig, config_value, parse_output_limits
 from .replay import RedisReplay
 from .routing import RedisRouter
 from .schema import Names
@@ -101,6 +105,9 @@ class ClusterNode:
         self.down_reason: str | None = "not started"
         #: When (time.monotonic) the cluster's counts were last read: they lag by up to a heartbeat.
         self.stats_read_at: float | None = None
+        #: Redis's settings as read at the last link (unknown ones None: before, or when CONFIG was refused).
+        self.redis_config = RedisConfig(None, None)
+        self._config_refused_logged = False
 
     @property
     def up(self) -> bool:
@@ -137,6 +144,7 @@ class ClusterNode:
         await link.open()
         try:
             await link.fcall("signaling_register", link.node, self._ttl_ms, self._clock())
+            self.redis_config = await self._read_config(link)
         except Unavailable:
             await link.close()
             raise
@@ -180,6 +188,40 @@ class ClusterNode:
         stats.rooms, stats.peers, stats.nodes = (int(x) for x in reply[1:])
         self.stats_read_at = time.monotonic()
         return True
+
+    async def _read_config(self, link: RedisLink) -> RedisConfig:
+        """Redis's ``maxmemory-policy`` and pub/sub output limits, each problem logged with what to set; both
+        unknown when CONFIG is refused (renamed or forbidden on managed Redis), said once.
+
+        Raises:
+            Unavailable: the link was lost meanwhile.
+        """
+        try:
+            policy = await link.call("CONFIG", "GET", "maxmemory-policy")
+            limits = await link.call("CONFIG", "GET", "client-output-buffer-limit")
+        except Unavailable as exc:
+            if not link.up:
+                raise
+            if not self._config_refused_logged:
+                self._config_refused_logged = True
+                log.warning("redis_settings_unknown", node=link.node, error=str(exc))
+            return RedisConfig(None, None)
+        limit = config_value(limits, "client-output-buffer-limit")
+        config = RedisConfig(
+            policy=config_value(policy, "maxmemory-policy"),
+            pubsub=parse_output_limits(limit) if limit is not None else None,
+        )
+        for problem in config.problems:
+            report = log.error if problem.severity == "error" else log.warning
+            report(
+                "redis_settings",
+                node=link.node,
+                setting=problem.setting,
+                found=problem.found,
+                set=problem.want,
+                why=problem.why,
+            )
+        return config
 
     def _lost(self, reason: str) -> None:
         self.down_reason = reason

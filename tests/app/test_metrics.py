@@ -1,5 +1,5 @@
-"""/metrics and /healthz as an operator reads them: labels that stay few whatever clients send, and a cluster
-node's view: how old the cluster's counts are, under an id that names no host."""
+"""/metrics and /healthz as an operator reads them: labels that stay few whatever clients send, and what a cluster
+node knows of its Redis (settings, how old the cluster's counts are), under an id that names no host."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from signaling.app.metrics import close_code_label
+from signaling.cluster.redis_config import REDIS_DEFAULT_PUBSUB, RedisConfig
 from signaling.ws.aio.client import connect
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.frames import CloseCode
@@ -70,7 +71,7 @@ async def test_clients_closing_with_codes_of_their_choice_add_only_the_bounded_l
     }
 
 
-async def test_a_cluster_nodes_health_says_how_old_its_counts_are_and_names_no_host(
+async def test_a_cluster_nodes_health_and_metrics_show_its_redis_and_no_host(
     start_signaling: ServerFactory, redis_settings: dict[str, str]
 ) -> None:
     server = await start_signaling(**redis_settings)
@@ -79,4 +80,19 @@ async def test_a_cluster_nodes_health_says_how_old_its_counts_are_and_names_no_h
     health = json.loads(await get(server.port, "/healthz"))["cluster"]
     assert re.fullmatch(r"n-[0-9a-f]{12}", health["node"]), health["node"]
     assert health["redis"] == "up"
+    assert health["redis_settings"] == []  # the tests' Redis runs as recommended
     assert 0 <= health["stats_age_s"] < STEP  # the counts beside it are as old as that
+    samples = await scrape(server.port)
+    assert family(samples, "signaling_cluster_redis_setting_wrong") == {
+        (("setting", "client-output-buffer-limit"),): 0,
+        (("setting", "maxmemory-policy"),): 0,
+    }
+    # A Redis that evicts and cuts subscribers early (as a node reads it at its next link):
+    cluster.redis_config = RedisConfig("allkeys-lru", REDIS_DEFAULT_PUBSUB)
+    health = json.loads(await get(server.port, "/healthz"))["cluster"]
+    assert health["redis_settings"] == ["maxmemory-policy", "client-output-buffer-limit"]
+    samples = await scrape(server.port)
+    assert samples[("signaling_cluster_redis_setting_wrong", (("setting", "maxmemory-policy"),))] == 1
+    assert samples[("signaling_cluster_redis_setting_wrong", (("setting", "client-output-buffer-limit"),))] == 1
+    cluster.redis_config = RedisConfig(None, None)  # CONFIG refused: nothing known, nothing claimed
+    assert json.loads(await get(server.port, "/healthz"))["cluster"]["redis_settings"] is None

@@ -1,20 +1,49 @@
-"""What a node tells its operator: how old the cluster's counts are, and a node id that names no host (the log maps
-it). Nodes in the test's process on a real redis-server."""
+"""What a node tells its operator about its Redis: the settings it depends on (read at each link), how old the
+cluster's counts are, and a node id that names no host (the log maps it). Nodes in the test's process on a real
+redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
+import redis.asyncio as redis
 from structlog.testing import capture_logs
 
+from signaling.cluster.redis_config import RECOMMENDED_PUBSUB, RedisConfig
 from tests.cluster.nodes import Nodes
+from tests.helpers.redis import READY, redis_argv
+from tests.helpers.server_process import async_running_process
 from tests.helpers.wait import wait_until
 
 STEP = 10.0
+OwnRedis = Callable[..., AbstractAsyncContextManager[tuple[Nodes, redis.Redis]]]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> OwnRedis:
+    """``async with own_redis(*extra redis-server args) as (nodes, admin)``: a redis-server for this test alone."""
+
+    @asynccontextmanager
+    async def started(*extra: str) -> AsyncIterator[tuple[Nodes, redis.Redis]]:
+        argv = [*redis_argv(tmp_path), *extra]
+        async with async_running_process(argv, name="redis-health", ready_log=READY) as server:
+            nodes = Nodes(f"redis://127.0.0.1:{server.port}/0", "health")
+            admin = redis.Redis(port=server.port, decode_responses=True)
+            try:
+                yield nodes, admin
+            finally:
+                await nodes.stop()
+                await admin.aclose()
+
+    return started
 
 
 def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
@@ -38,3 +67,41 @@ async def test_the_cluster_counts_say_how_old_they_are(nodes: Nodes) -> None:
     await wait_until(lambda: (node.stats_age() or 0) > young + 0.05, timeout=STEP, message="their age stands still")
     assert await node.settle()
     assert (node.stats_age() or 0) < young + 0.05
+
+
+async def test_a_redis_run_as_recommended_gives_nothing_to_say(nodes: Nodes) -> None:
+    with capture_logs() as logs:
+        node = await nodes.start()
+    # The tests' Redis runs as the server recommends (tests/helpers/redis.py).
+    assert node.redis_config == RedisConfig("noeviction", RECOMMENDED_PUBSUB)
+    assert events(logs, "redis_settings") == [] and events(logs, "redis_settings_unknown") == []
+
+
+async def test_an_evicting_policy_is_an_error_and_a_small_buffer_a_warning_and_the_node_runs(
+    own_redis: OwnRedis,
+) -> None:
+    misconfigured = ("--maxmemory-policy", "allkeys-lru", "--client-output-buffer-limit", "pubsub 32mb 8mb 60")
+    async with own_redis(*misconfigured) as (nodes, _):
+        with capture_logs() as logs:
+            node = await nodes.start()
+        assert node.up
+        reported = {(e["setting"], e["log_level"], e["found"], e["set"]) for e in events(logs, "redis_settings")}
+        assert reported == {
+            ("maxmemory-policy", "error", "allkeys-lru", "noeviction"),
+            ("client-output-buffer-limit", "warning", "pubsub 32mb 8mb 60", RECOMMENDED_PUBSUB.config_value()),
+        }
+        assert [p.setting for p in node.redis_config.problems] == ["maxmemory-policy", "client-output-buffer-limit"]
+
+
+async def test_without_config_the_node_runs_and_says_so_once(own_redis: OwnRedis) -> None:
+    renamed = ("--rename-command", "CONFIG", "")  # as managed Redis may
+    async with own_redis(*renamed) as (nodes, _):
+        with capture_logs() as logs:
+            node = await nodes.start()
+            assert node.up and node.redis_config == RedisConfig(None, None)
+            assert node._link is not None
+            node._link.fail("a test cuts the link")  # the node links again, under a new id
+            await asyncio.wait_for(nodes.restored[node].wait(), STEP)
+            assert await node.settle()
+        assert len(events(logs, "cluster_joined")) == 2
+        assert len(events(logs, "redis_settings_unknown")) == 1
