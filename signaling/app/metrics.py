@@ -56,7 +56,19 @@ def _histogram(name: str, doc: str, histogram: Histogram, *, unit_label: Callabl
     return family
 
 
-def _redis_settings(cluster: ClusterNode) -> Metric:
+def _cluster_health(cluster: ClusterNode) -> Iterator[Metric]:
+    if cluster.backlog_bytes is not None:
+        yield GaugeMetricFamily(
+            "signaling_cluster_subscription_backlog_bytes",
+            "What Redis holds for this node's subscription, unread (at the last heartbeat); past its "
+            "client-output-buffer-limit Redis cuts the node.",
+            value=cluster.backlog_bytes,
+        )
+        yield GaugeMetricFamily(
+            "signaling_cluster_lagging",
+            "1 while that backlog is past half of Redis's limit for it (soft, or hard without one).",
+            value=int(cluster.lagging),
+        )
     config = cluster.redis_config
     wrong = {problem.setting for problem in config.problems}
     family = GaugeMetricFamily(
@@ -66,7 +78,7 @@ def _redis_settings(cluster: ClusterNode) -> Metric:
     )
     for setting in config.checked:
         family.add_metric([setting], int(setting in wrong))
-    return family
+    yield family
 
 
 class _SignalingCollector(Collector):
@@ -91,7 +103,7 @@ class _SignalingCollector(Collector):
                 "1 while this node's link to the cluster's Redis works.",
                 value=int(app.cluster.up),
             )
-            yield _redis_settings(app.cluster)
+            yield from _cluster_health(app.cluster)
         yield _counter(
             "signaling_resumes",
             "Resume attempts, by outcome (resumed; fresh: the token could not be honoured).",

@@ -437,6 +437,8 @@ class SignalingApp:
             "stats_age_s": None if age is None else round(age, 3),
             "redis": "up" if cluster.up else "down",
             "reason": cluster.down_reason,
+            "backlog_bytes": cluster.backlog_bytes,
+            "lagging": cluster.lagging,
             # The settings of Redis that put the cluster at risk (the log says what to set); null: unreadable.
             "redis_settings": [p.setting for p in config.problems] if config.checked else None,
         }

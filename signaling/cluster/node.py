@@ -9,8 +9,9 @@ When the link to Redis fails, the node cannot keep its rooms true: it reports no
 registers under a new id (the old one's leftovers are swept like a dead node's) and is ready again
 (``on_restored``).
 
-At each link the node reads the two settings of Redis the cluster depends on (redis_config.py): they go to the
-log, /healthz and /metrics, so an operator sees the trouble before the clients do.
+At each link the node reads the two settings of Redis the cluster depends on (redis_config.py), and at each
+heartbeat its subscription's backlog: the output buffer Redis holds for it, which past Redis's limit cuts the
+subscription. Both go to /healthz and /metrics, so an operator sees the trouble before the clients do.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from signaling.rooms.delivery import Deliveries
 
 from .directory import RedisDirectory
 from .link import RedisLink, Unavailable
-from .redis_config import RedisConfig, config_value, parse_output_limits
+from .redis_config import RedisConfig, config_value, parse_omem, parse_output_limits
 from .replay import RedisReplay
 from .routing import RedisRouter
 from .schema import Names
@@ -107,6 +108,8 @@ class ClusterNode:
         self.stats_read_at: float | None = None
         #: Redis's settings as read at the last link (unknown ones None: before, or when CONFIG was refused).
         self.redis_config = RedisConfig(None, None)
+        #: The subscription's output buffer in Redis at the last heartbeat, in bytes (None: not known).
+        self.backlog_bytes: int | None = None
         self._config_refused_logged = False
 
     @property
@@ -116,6 +119,13 @@ class ClusterNode:
     @property
     def node(self) -> str:
         return self._link.node if self._link is not None else ""
+
+    @property
+    def lagging(self) -> bool:
+        """Whether the subscription's backlog has passed half of Redis's limit: the node reads more slowly than
+        its channel fills, and Redis cuts it if that goes on."""
+        backlog = self.backlog_bytes
+        return backlog is not None and backlog > self.redis_config.lag_threshold
 
     def stats_age(self) -> float | None:
         """Seconds since the cluster's counts were read (None: never)."""
@@ -169,8 +179,8 @@ class ClusterNode:
             await asyncio.sleep(period)
 
     async def settle(self, link: RedisLink | None = None) -> bool:
-        """One heartbeat, which also brings the cluster's counts and Redis's clock up to date; False when the
-        link is lost."""
+        """One heartbeat, which also brings the cluster's counts, Redis's clock and the subscription's backlog up
+        to date; False when the link is lost."""
         link = link or self._link
         if link is None or not link.up:
             return False
@@ -187,7 +197,7 @@ class ClusterNode:
         stats = self.directory.cluster
         stats.rooms, stats.peers, stats.nodes = (int(x) for x in reply[1:])
         self.stats_read_at = time.monotonic()
-        return True
+        return await self._measure_backlog(link)
 
     async def _read_config(self, link: RedisLink) -> RedisConfig:
         """Redis's ``maxmemory-policy`` and pub/sub output limits, each problem logged with what to set; both
@@ -222,6 +232,33 @@ class ClusterNode:
                 why=problem.why,
             )
         return config
+
+    async def _measure_backlog(self, link: RedisLink) -> bool:
+        """Read the subscription's output buffer in Redis (``omem``); say when lagging starts and ends. False
+        when the link is lost."""
+        if link.subscriber is None:
+            return True
+        try:
+            line = await link.call("CLIENT", "LIST", "ID", link.subscriber)
+        except Unavailable as exc:
+            if not link.up:
+                return False
+            log.warning("redis_backlog_unknown", node=link.node, error=str(exc))
+            link.subscriber = None  # refused: not asked again on this link
+            self.backlog_bytes = None
+            return True
+        was_lagging = self.lagging
+        self.backlog_bytes = parse_omem(str(line))
+        if self.lagging and not was_lagging:
+            log.warning(
+                "cluster_lagging",
+                node=link.node,
+                backlog_bytes=self.backlog_bytes,
+                threshold=self.redis_config.lag_threshold,
+            )
+        elif was_lagging and not self.lagging:
+            log.info("cluster_caught_up", node=link.node, backlog_bytes=self.backlog_bytes)
+        return True
 
     def _lost(self, reason: str) -> None:
         self.down_reason = reason
@@ -274,6 +311,7 @@ class ClusterNode:
         log.info("cluster_left", node=link.node)
 
     def _unlink(self, lost: RedisLink | None) -> None:
+        self.backlog_bytes = None  # no subscription, no backlog
         self.directory.link_down()
         self.router.link_down(lost)
         self.replay.link_down()

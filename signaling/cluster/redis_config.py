@@ -1,4 +1,4 @@
-"""What the cluster needs of its Redis's configuration.
+"""What the cluster needs of its Redis's configuration, and the node's subscription backlog judged against it.
 
 Two settings of Redis decide whether a cluster keeps its promises, and neither shows in the commands that work:
 
@@ -26,6 +26,7 @@ __all__ = [
     "Problem",
     "RedisConfig",
     "config_value",
+    "parse_omem",
     "parse_output_limits",
 ]
 
@@ -48,10 +49,17 @@ class OutputLimit:
         """As ``redis-server --client-output-buffer-limit`` and ``CONFIG SET`` take it."""
         return f"{kind} {_size(self.hard)} {_size(self.soft)} {self.seconds}"
 
+    @property
+    def lag_threshold(self) -> int:
+        """The backlog at which a node counts as lagging: half the soft limit (or of the hard one without a soft
+        one), well before Redis cuts it. Without any limit, half the recommended soft limit."""
+        limit = self.soft or self.hard
+        return limit // 2 if limit else RECOMMENDED_PUBSUB.lag_threshold
+
 
 #: What this server recommends (README.md, "Redis settings", says why), and the tests and deploy files run with.
 RECOMMENDED_PUBSUB: Final = OutputLimit(hard=256 * MiB, soft=64 * MiB, seconds=60)
-#: Redis's own default.
+#: Redis's own default: what a node assumes when it cannot read the setting.
 REDIS_DEFAULT_PUBSUB: Final = OutputLimit(hard=32 * MiB, soft=8 * MiB, seconds=60)
 
 
@@ -106,6 +114,10 @@ class RedisConfig:
             )
         return found
 
+    @property
+    def lag_threshold(self) -> int:
+        return (self.pubsub or REDIS_DEFAULT_PUBSUB).lag_threshold
+
 
 _UNITS = {"k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
 _SIZE = re.compile(r"(\d+)([a-z]*)")
@@ -145,3 +157,12 @@ def config_value(reply: Any, name: str) -> str | None:
         pairs = list(reply)
         value = dict(zip(pairs[::2], pairs[1::2], strict=True)).get(name)
     return None if value is None else str(value)
+
+
+_OMEM = re.compile(r"(?:^|\s)omem=(\d+)")
+
+
+def parse_omem(client_list: str) -> int | None:
+    """A client's output buffer (bytes) from its ``CLIENT LIST`` line; None when it is not there (gone)."""
+    match = _OMEM.search(client_list)
+    return int(match[1]) if match else None

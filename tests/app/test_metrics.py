@@ -1,5 +1,5 @@
 """/metrics and /healthz as an operator reads them: labels that stay few whatever clients send, and what a cluster
-node knows of its Redis (settings, how old the cluster's counts are), under an id that names no host."""
+node knows of its Redis (settings, backlog, how old the cluster's counts are), under an id that names no host."""
 
 from __future__ import annotations
 
@@ -79,10 +79,12 @@ async def test_a_cluster_nodes_health_and_metrics_show_its_redis_and_no_host(
     assert await cluster.settle()
     health = json.loads(await get(server.port, "/healthz"))["cluster"]
     assert re.fullmatch(r"n-[0-9a-f]{12}", health["node"]), health["node"]
-    assert health["redis"] == "up"
+    assert (health["redis"], health["backlog_bytes"], health["lagging"]) == ("up", 0, False)
     assert health["redis_settings"] == []  # the tests' Redis runs as recommended
     assert 0 <= health["stats_age_s"] < STEP  # the counts beside it are as old as that
     samples = await scrape(server.port)
+    assert samples[("signaling_cluster_subscription_backlog_bytes", ())] == 0
+    assert samples[("signaling_cluster_lagging", ())] == 0
     assert family(samples, "signaling_cluster_redis_setting_wrong") == {
         (("setting", "client-output-buffer-limit"),): 0,
         (("setting", "maxmemory-policy"),): 0,

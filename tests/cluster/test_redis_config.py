@@ -1,4 +1,4 @@
-"""Redis's settings as a node reads them: what is wrong, and what to set."""
+"""Redis's settings as a node reads them: what is wrong, what to set, and when its backlog counts as lagging."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from signaling.cluster.redis_config import (
     OutputLimit,
     RedisConfig,
     config_value,
+    parse_omem,
     parse_output_limits,
 )
 
@@ -57,6 +58,22 @@ def test_a_hard_limit_below_the_recommendation_is_a_warning_and_none_is_fine() -
 def test_what_could_not_be_read_is_neither_checked_nor_wrong() -> None:
     assert RedisConfig(None, None).checked == [] and RedisConfig(None, None).problems == []
     assert RedisConfig("noeviction", None).checked == ["maxmemory-policy"]
+
+
+def test_lagging_starts_at_half_the_soft_limit_or_of_the_hard_one() -> None:
+    assert RedisConfig("noeviction", OutputLimit(256 * MiB, 64 * MiB, 60)).lag_threshold == 32 * MiB
+    assert RedisConfig("noeviction", OutputLimit(256 * MiB, 0, 0)).lag_threshold == 128 * MiB
+    # No limit at all: judged against the recommendation; unknown: against Redis's default.
+    assert RedisConfig("noeviction", OutputLimit(0, 0, 0)).lag_threshold == RECOMMENDED_PUBSUB.soft // 2
+    assert RedisConfig(None, None).lag_threshold == REDIS_DEFAULT_PUBSUB.soft // 2
+
+
+def test_the_backlog_is_a_clients_omem() -> None:
+    line = "id=7 addr=127.0.0.1:5 laddr=127.0.0.1:6 fd=9 name= age=3 idle=0 flags=P db=0 sub=2 psub=0 "
+    line += "ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=3 omem=61440 "
+    line += "tot-mem=64000 events=rw cmd=subscribe user=default redir=-1 resp=2\n"
+    assert parse_omem(line) == 61440
+    assert parse_omem("") is None  # no such client
 
 
 def test_config_get_replies_are_read_in_resp3_and_resp2() -> None:
