@@ -26,6 +26,7 @@ import yaml
 
 from signaling import __version__
 from signaling.app.settings import Settings
+from signaling.cluster.redis_config import RECOMMENDED_PUBSUB, REQUIRED_POLICY
 from tests.helpers.certs import make_cert
 from tests.helpers.dockerfile import Stage, parse_dockerfile
 from tests.helpers.ports import free_port
@@ -171,6 +172,13 @@ def test_the_cluster_proxy_is_the_address_its_nodes_trust() -> None:
     for name in ("signaling-a", "signaling-b"):
         assert services[name]["environment"]["SIGNALING_TRUSTED_PROXIES"] == proxy
         assert f"server {name}:8765" in (NGINX / "cluster.conf").read_text()
+
+
+def test_the_compose_redis_runs_with_the_settings_the_cluster_asks_for() -> None:
+    command = compose()["services"]["redis"]["command"]
+    flags = dict(zip(command[1::2], command[2::2], strict=True))
+    assert flags["--maxmemory-policy"] == REQUIRED_POLICY
+    assert flags["--client-output-buffer-limit"] == RECOMMENDED_PUBSUB.config_value()
 
 
 def test_the_lock_is_the_closure_of_pyproject() -> None:

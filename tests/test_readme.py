@@ -152,7 +152,8 @@ def test_serve_check() -> None:
 
 
 def test_background() -> None:
-    """Two nodes on one redis-server, as the README starts them: both up, both on Redis."""
+    """Two nodes on one redis-server, as the README starts them: both up, both on Redis, which runs with the
+    settings the cluster asks for."""
     (block,) = blocks("background")
     code, ports = with_free_ports(block)
     _redis, *nodes = ports.values()
@@ -164,7 +165,9 @@ def test_background() -> None:
                 if not answers(node):
                     return False
                 cluster = healthz(node).get("cluster")
-                return isinstance(cluster, dict) and cluster.get("redis") == "up" and cluster.get("nodes") == 2
+                if not isinstance(cluster, dict):
+                    return False
+                return (cluster.get("redis"), cluster.get("nodes"), cluster.get("redis_settings")) == ("up", 2, [])
 
             wait_until_sync(clustered, timeout=STEP, message=lambda: f"{block}: node not clustered")
     finally:

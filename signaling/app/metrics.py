@@ -8,22 +8,38 @@ own registry, so several servers in one process (the tests) do not mix their cou
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from signaling.protocol.facts import END_SESSION_CLOSE_CODE, FINAL_CLOSE_CODES, TAKEN_OVER_CLOSE_CODE
 from signaling.ws.aio.stats import Histogram
+from signaling.ws.frames import CloseCode
 
 if TYPE_CHECKING:
+    from signaling.cluster.node import ClusterNode
+
     from .wiring import SignalingApp
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "Metrics", "close_code_label"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: Close codes with a label of their own: RFC 6455's and the protocol's. A client may close with any of 3000-4999,
+#: so the others fold into their thousand (``3xxx``, ``4xxx``): some fifteen series, whatever clients send.
+NAMED_CLOSE_CODES: Final = frozenset((*CloseCode, END_SESSION_CLOSE_CODE, TAKEN_OVER_CLOSE_CODE, *FINAL_CLOSE_CODES))
+
+
+def close_code_label(code: int) -> str:
+    """The ``code`` label of ``signaling_closes_total`` for a close code."""
+    if code in NAMED_CLOSE_CODES:
+        return str(code)
+    return f"{code // 1000}xxx" if 3000 <= code <= 4999 else "other"
 
 
 def _counter(name: str, doc: str, label: str, values: Iterable[tuple[object, int]]) -> CounterMetricFamily:
@@ -38,6 +54,31 @@ def _histogram(name: str, doc: str, histogram: Histogram, *, unit_label: Callabl
     family = HistogramMetricFamily(name, doc)
     family.add_metric([], buckets, sum_value=histogram.sum)
     return family
+
+
+def _cluster_health(cluster: ClusterNode) -> Iterator[Metric]:
+    if cluster.backlog_bytes is not None:
+        yield GaugeMetricFamily(
+            "signaling_cluster_subscription_backlog_bytes",
+            "What Redis holds for this node's subscription, unread (at the last heartbeat); past its "
+            "client-output-buffer-limit Redis cuts the node.",
+            value=cluster.backlog_bytes,
+        )
+        yield GaugeMetricFamily(
+            "signaling_cluster_lagging",
+            "1 while that backlog is past half of Redis's limit for it (soft, or hard without one).",
+            value=int(cluster.lagging),
+        )
+    config = cluster.redis_config
+    wrong = {problem.setting for problem in config.problems}
+    family = GaugeMetricFamily(
+        "signaling_cluster_redis_setting_wrong",
+        "1 when a setting of Redis puts the cluster at risk (the log's redis_settings says what to set).",
+        labels=["setting"],
+    )
+    for setting in config.checked:
+        family.add_metric([setting], int(setting in wrong))
+    yield family
 
 
 class _SignalingCollector(Collector):
@@ -68,6 +109,7 @@ class _SignalingCollector(Collector):
                 "sender got an unavailable error.",
                 value=app.cluster.router.refused,
             )
+            yield from _cluster_health(app.cluster)
         yield _counter(
             "signaling_resumes",
             "Resume attempts, by outcome (resumed; fresh: the token could not be honoured).",
@@ -105,7 +147,15 @@ class _SignalingCollector(Collector):
         if stats is None:
             return
         yield CounterMetricFamily("signaling_handshakes", "WebSocket handshakes accepted.", value=stats.handshakes)
-        yield _counter("signaling_closes", "Closed WebSocket connections, by close code.", "code", stats.closes.items())
+        closes: Counter[str] = Counter()
+        for code, count in stats.closes.items():
+            closes[close_code_label(code)] += count
+        yield _counter(
+            "signaling_closes",
+            "Closed WebSocket connections, by close code (other codes of 3000-4999 as 3xxx, 4xxx).",
+            "code",
+            closes.items(),
+        )
         yield _histogram(
             "signaling_relay_latency_seconds",
             "Time to handle one read that wrote to connections: parse, relay, and write to every recipient.",

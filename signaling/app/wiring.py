@@ -418,7 +418,8 @@ class SignalingApp:
             "draining": self.draining,
             "connections": self.connections,
             "tasks": len(asyncio.all_tasks()),
-            # With a cluster, rooms and peers are the cluster's (as of the last heartbeat); local_peers this node's.
+            # With a cluster, rooms and peers are the cluster's (as of the last heartbeat: cluster.stats_age_s);
+            # local_peers this node's.
             "rooms": stats.rooms,
             "peers": stats.peers,
             "local_peers": stats.local_peers,
@@ -429,9 +430,17 @@ class SignalingApp:
         cluster = self.cluster
         if cluster is None:
             return None
+        age = cluster.stats_age()
+        config = cluster.redis_config
         return {
             "node": cluster.node or None,
             "nodes": nodes,
+            # How old the cluster's counts (rooms, peers, nodes) are: read at each heartbeat.
+            "stats_age_s": None if age is None else round(age, 3),
             "redis": "up" if cluster.up else "down",
             "reason": cluster.down_reason,
+            "backlog_bytes": cluster.backlog_bytes,
+            "lagging": cluster.lagging,
+            # The settings of Redis that put the cluster at risk (the log says what to set); null: unreadable.
+            "redis_settings": [p.setting for p in config.problems] if config.checked else None,
         }

@@ -40,6 +40,7 @@ import structlog
 from redis.asyncio.connection import Connection
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .schema import LIBRARY, RECORD_SEPARATOR, Names
@@ -168,6 +169,8 @@ class RedisLink:
         self._tasks: list[asyncio.Task[None]] = []
         self.up = False
         self._lost_reason: str | None = None
+        #: The subscription's client id in Redis, to read its output buffer (None: Redis refused CLIENT ID).
+        self.subscriber: int | None = None
 
     async def open(self) -> None:
         """Connect, load the function library, subscribe, and start the writer and the reader.
@@ -183,6 +186,7 @@ class RedisLink:
             self._set_clock(sent, loop.time(), seconds, micros)
             # The outbox's own connection: commands stream out on it, their replies come back in order.
             self._conn = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            self.subscriber = await self._subscriber_id()
             await self._pubsub.subscribe(self.names.members_channel, self.names.node_channel(self.node))
             # Both subscriptions confirmed before anything is published to them.
             confirmed = 0
@@ -200,6 +204,18 @@ class RedisLink:
             loop.create_task(self._replies()),
             loop.create_task(self._read()),
         ]
+
+    async def _subscriber_id(self) -> int | None:
+        """The subscription connection's ``CLIENT ID``, asked before it subscribes (a subscribed connection takes no
+        other command): the node watches that client's output buffer in Redis, its backlog."""
+        await self._pubsub.execute_command("CLIENT", "ID")
+        try:
+            reply = await self._pubsub.parse_response(block=False, timeout=self._timeout)
+        except ResponseError:  # renamed or forbidden (managed Redis, an ACL): the link works without it
+            return None
+        if reply is None:
+            raise RedisTimeoutError("no reply to CLIENT ID")
+        return int(reply)
 
     async def close(self) -> None:
         """Stop the tasks and close the connections, bounded in time: a task stuck writing to a dead socket (its

@@ -8,6 +8,10 @@ When the link to Redis fails, the node cannot keep its rooms true: it reports no
 (``on_lost``) so that they reconnect elsewhere or later, and it tries again every second. Once Redis answers it
 registers under a new id (the old one's leftovers are swept like a dead node's) and is ready again
 (``on_restored``).
+
+At each link the node reads the two settings of Redis the cluster depends on (redis_config.py), and at each
+heartbeat its subscription's backlog: the output buffer Redis holds for it, which past Redis's limit cuts the
+subscription. Both go to /healthz and /metrics, so an operator sees the trouble before the clients do.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from signaling.rooms.delivery import Deliveries
 
 from .directory import RedisDirectory
 from .link import RedisLink, Unavailable
+from .redis_config import RedisConfig, config_value, parse_omem, parse_output_limits
 from .replay import RedisReplay
 from .routing import RedisRouter
 from .schema import Names
@@ -43,9 +48,9 @@ RETRY_PERIOD = 1.0
 
 
 def new_node_id() -> str:
-    """Readable in logs and metrics (host and pid), unique across restarts (a random suffix)."""
-    host = socket.gethostname().replace("|", "-") or "node"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+    """Random, unique across restarts: /healthz (unauthenticated) shows it, so it names no host or process; the
+    log line ``cluster_joined`` maps it to them."""
+    return f"n-{secrets.token_hex(6)}"
 
 
 class ClusterNode:
@@ -109,6 +114,13 @@ class ClusterNode:
         self._renewed = "0"
         #: Why the link is down (None while up).
         self.down_reason: str | None = "not started"
+        #: When (time.monotonic) the cluster's counts were last read: they lag by up to a heartbeat.
+        self.stats_read_at: float | None = None
+        #: Redis's settings as read at the last link (unknown ones None: before, or when CONFIG was refused).
+        self.redis_config = RedisConfig(None, None)
+        #: The subscription's output buffer in Redis at the last heartbeat, in bytes (None: not known).
+        self.backlog_bytes: int | None = None
+        self._config_refused_logged = False
 
     @property
     def up(self) -> bool:
@@ -117,6 +129,17 @@ class ClusterNode:
     @property
     def node(self) -> str:
         return self._link.node if self._link is not None else ""
+
+    @property
+    def lagging(self) -> bool:
+        """Whether the subscription's backlog has passed half of Redis's limit: the node reads more slowly than
+        its channel fills, and Redis cuts it if that goes on."""
+        backlog = self.backlog_bytes
+        return backlog is not None and backlog > self.redis_config.lag_threshold
+
+    def stats_age(self) -> float | None:
+        """Seconds since the cluster's counts were read (None: never)."""
+        return None if self.stats_read_at is None else time.monotonic() - self.stats_read_at
 
     async def start(self) -> None:
         """Connect and register, or (Redis not answering) keep trying in the background: the server runs, not
@@ -142,6 +165,7 @@ class ClusterNode:
         await link.open()
         try:
             await link.fcall("signaling_register", link.node, self._ttl_ms, self._clock())
+            self.redis_config = await self._read_config(link)
         except Unavailable:
             await link.close()
             raise
@@ -150,7 +174,8 @@ class ClusterNode:
             part.link_up(link)
         self.down_reason = None
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat(link))
-        log.info("cluster_joined", node=link.node, redis=self.names.prefix)
+        # The one place that maps the node id (random, shown by /healthz) to the host and process.
+        log.info("cluster_joined", node=link.node, redis=self.names.prefix, host=socket.gethostname(), pid=os.getpid())
 
     @property
     def _ttl_ms(self) -> int:
@@ -165,8 +190,8 @@ class ClusterNode:
             await asyncio.sleep(period)
 
     async def settle(self, link: RedisLink | None = None) -> bool:
-        """One heartbeat, which also brings the cluster's counts and Redis's clock up to date; False when the
-        link is lost."""
+        """One heartbeat, which also brings the cluster's counts, Redis's clock and the subscription's backlog up
+        to date; False when the link is lost."""
         link = link or self._link
         if link is None or not link.up:
             return False
@@ -183,6 +208,68 @@ class ClusterNode:
         stats = self.directory.cluster
         stats.rooms, stats.peers, stats.nodes = (int(x) for x in reply[1:4])
         self._renewed = reply[4]
+        self.stats_read_at = time.monotonic()
+        return await self._measure_backlog(link)
+
+    async def _read_config(self, link: RedisLink) -> RedisConfig:
+        """Redis's ``maxmemory-policy`` and pub/sub output limits, each problem logged with what to set; both
+        unknown when CONFIG is refused (renamed or forbidden on managed Redis), said once.
+
+        Raises:
+            Unavailable: the link was lost meanwhile.
+        """
+        try:
+            policy = await link.call("CONFIG", "GET", "maxmemory-policy")
+            limits = await link.call("CONFIG", "GET", "client-output-buffer-limit")
+        except Unavailable as exc:
+            if not link.up:
+                raise
+            if not self._config_refused_logged:
+                self._config_refused_logged = True
+                log.warning("redis_settings_unknown", node=link.node, error=str(exc))
+            return RedisConfig(None, None)
+        limit = config_value(limits, "client-output-buffer-limit")
+        config = RedisConfig(
+            policy=config_value(policy, "maxmemory-policy"),
+            pubsub=parse_output_limits(limit) if limit is not None else None,
+        )
+        for problem in config.problems:
+            report = log.error if problem.severity == "error" else log.warning
+            report(
+                "redis_settings",
+                node=link.node,
+                setting=problem.setting,
+                found=problem.found,
+                set=problem.want,
+                why=problem.why,
+            )
+        return config
+
+    async def _measure_backlog(self, link: RedisLink) -> bool:
+        """Read the subscription's output buffer in Redis (``omem``); say when lagging starts and ends. False
+        when the link is lost."""
+        if link.subscriber is None:
+            return True
+        try:
+            line = await link.call("CLIENT", "LIST", "ID", link.subscriber)
+        except Unavailable as exc:
+            if not link.up:
+                return False
+            log.warning("redis_backlog_unknown", node=link.node, error=str(exc))
+            link.subscriber = None  # refused: not asked again on this link
+            self.backlog_bytes = None
+            return True
+        was_lagging = self.lagging
+        self.backlog_bytes = parse_omem(str(line))
+        if self.lagging and not was_lagging:
+            log.warning(
+                "cluster_lagging",
+                node=link.node,
+                backlog_bytes=self.backlog_bytes,
+                threshold=self.redis_config.lag_threshold,
+            )
+        elif was_lagging and not self.lagging:
+            log.info("cluster_caught_up", node=link.node, backlog_bytes=self.backlog_bytes)
         return True
 
     def _lost(self, reason: str) -> None:
@@ -236,6 +323,7 @@ class ClusterNode:
         log.info("cluster_left", node=link.node)
 
     def _unlink(self, lost: RedisLink | None) -> None:
+        self.backlog_bytes = None  # no subscription, no backlog
         self.directory.link_down()
         self.router.link_down(lost)
         self.replay.link_down()

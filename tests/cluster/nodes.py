@@ -36,6 +36,26 @@ class TestNode(ClusterNode):
             for payload in held:
                 self.router.on_delivery(payload)
 
+    @contextlib.asynccontextmanager
+    async def not_reading(self) -> AsyncIterator[None]:
+        """The subscription left unread (its socket fills, then Redis buffers the rest: the node's backlog) until
+        the block ends. The link's reader asks the subscription for each message anew: it waits here first."""
+        assert self._link is not None
+        pubsub = self._link._pubsub
+        reading = asyncio.Event()
+        get_message = pubsub.get_message
+
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            await reading.wait()
+            return await get_message(*args, **kwargs)
+
+        pubsub.get_message = held  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            del pubsub.get_message
+            reading.set()
+
     async def settle_deliveries(self) -> None:
         """Every node's commands so far have run in Redis, and what they published here has arrived: a marker
         published after them on this node's channel has (Redis keeps the order of one channel)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from signaling.cluster.redis_config import RECOMMENDED_PUBSUB, REQUIRED_POLICY
+
 __all__ = ["READY", "redis_argv"]
 
 #: What redis-server logs once it serves.
@@ -11,7 +13,8 @@ READY = "Ready to accept connections"
 
 
 def redis_argv(workdir: Path) -> list[str]:
-    """Foreground, loopback only, nothing written to disk: a throwaway store ({port} filled in by the runner)."""
+    """Foreground, loopback only, nothing written to disk: a throwaway store ({port} filled in by the runner),
+    with the settings the server asks of a production Redis (signaling/cluster/redis_config.py)."""
     return [
         "redis-server",
         "--port",
@@ -28,4 +31,8 @@ def redis_argv(workdir: Path) -> list[str]:
         "no",
         "--loglevel",
         "notice",
+        "--maxmemory-policy",
+        REQUIRED_POLICY,
+        "--client-output-buffer-limit",
+        RECOMMENDED_PUBSUB.config_value(),
     ]
