@@ -188,13 +188,15 @@ class RedisLink:
             self._conn = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
             self.subscriber = await self._subscriber_id()
             await self._pubsub.subscribe(self.names.members_channel, self.names.node_channel(self.node))
-            # Both subscriptions confirmed before anything is published to them.
+            # Both subscriptions confirmed before anything is published to them (bounded: a Redis that accepts
+            # the connection but never answers must not hang the node's start).
             confirmed = 0
-            while confirmed < 2:
-                message = await self._pubsub.get_message(timeout=None)
-                if message is not None and message["type"] == "subscribe":
-                    confirmed += 1
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(self._timeout):
+                while confirmed < 2:
+                    message = await self._pubsub.get_message(timeout=None)
+                    if message is not None and message["type"] == "subscribe":
+                        confirmed += 1
+        except (RedisError, OSError, TimeoutError) as exc:
             await self.close()
             raise Unavailable(f"redis: {exc}") from exc
         self.up = True
