@@ -7,20 +7,24 @@ For each attack (bench/cluster_attacks.py) the bench starts a fresh cluster: one
 loopback port (``--save '' --appendonly no``, Redis's defaults otherwise: the pubsub client output buffer limit
 is 32mb 8mb 60) and two nodes, ``python -m signaling serve --host 127.0.0.1 --port P --redis-url ... --uvloop``
 with every other setting at its default. Twenty honest bystanders, 10 pairs with one peer on each node, each
-pair in its own resumable room, relay round trips (20 a second per pair, every one crossing Redis) through three
-windows: quiet (``--seconds``), attacked (the attack, at least ``--seconds``), and 2 s after it. Every 0.1 s
-the bench samples Redis's ``used_memory`` (INFO memory) and the RSS of Redis and of each node.
+pair in its own resumable room, relay round trips (20 a second per pair, every one crossing Redis) through the
+windows: quiet (``--seconds``); the attackers' set-up (connecting at their addresses' rate; not reported apart);
+attacked (``--seconds``); and 2 s after it. Every 0.1 s the bench samples Redis's ``used_memory`` (INFO memory)
+and its largest recent client output buffer (INFO clients), and the RSS of Redis and of each node.
 
-Reported per attack: honest round trip p50/p99 per window, the bystanders the server closed (with their close
-codes), Redis used_memory and node RSS (quiet median, peak, after), Redis CPU (cores), the memory attributable
-to each attacking address (the largest sum over one sample of Redis used_memory growth and both nodes' RSS
-growth over the quiet medians, divided by the attacking addresses), what /healthz and Redis say is left (rooms,
-peers, sessions in their grace period), and what the nodes logged at warning and above. The targets, printed
-next to the figures: no bystander closed, honest p99 under 50 ms, at most 32 MiB per attacking address, and
-the victim of resume-guess resumes.
+Reported per attack: honest round trip p50/p99 per window, with the round trips made and those left
+unanswered; the bystanders the server closed, with their close codes (a closed pair stops: no reconnecting);
+Redis used_memory and node RSS (quiet median, peak, after); the cores used by Redis, each node, the bystanders,
+the attacker and the rest of the machine (other sessions share it: "other load"); the memory attributable to
+each attacking address (the largest sum, over one sample, of Redis used_memory growth and both nodes' RSS growth
+over their quiet medians, divided by the attacking addresses); what Redis and /healthz say is left (rooms,
+peers, sessions in their grace period); the clients Redis closed for their output buffer limit (its log); and
+what the nodes logged at warning and above. The targets, printed next to the figures: no bystander closed,
+honest p99 under 50 ms, at most 32 MiB per attacking address, and the victim of resume-guess resumes.
 
 ``--tree PATH`` runs the nodes from another source tree (cwd and PYTHONPATH set to it, the same python), so
 that a tree before a change and one after it can be compared; the bystanders and attackers are this tree's.
+One full run takes about 3 minutes (six attacks, 8 s windows); ``--quick`` (4 s windows) about 2.
 """
 
 from __future__ import annotations
@@ -193,7 +197,7 @@ class Window:
     samples: list[tuple[int, int, int, int]] = field(default_factory=list)
     unanswered: int = 0  # round trips still unanswered (after 0.5 s at least) when the window ended
     max_output_buffer: int = 0  # Redis's client_recent_max_output_buffer, bytes
-    cpu: list[float] = field(default_factory=list)  # Redis, node 1, node 2 CPU seconds, the machine's busy seconds
+    cpu: list[float] = field(default_factory=list)  # CPU seconds at its start, as cpu_seconds() gives them
     started: float = field(default_factory=time.monotonic)
 
     def rtt(self) -> dict[str, Any]:
@@ -215,7 +219,6 @@ class Bystanders:
         self._pending: dict[tuple[int, int], float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._conns: list[ClientConnection] = []
-        self.closed = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -225,8 +228,8 @@ class Bystanders:
             a_id, b_id = await self._join(a, f"by{k}"), await self._join(b, f"by{k}")
             self._tasks += [
                 loop.create_task(self._send(k, a, b_id)),
-                loop.create_task(self._read(k, a, "a", b_id, self._timed)),
-                loop.create_task(self._read(k, b, "b", a_id, self._echo(b, a_id))),
+                loop.create_task(self._read(k, a, "a", b_id)),
+                loop.create_task(self._read(k, b, "b", a_id, echo=True)),
             ]
 
     @staticmethod
@@ -246,26 +249,19 @@ class Bystanders:
                 await ws.send(json.dumps({"type": "message", "to": to, "data": {"k": k, "n": n}}))
                 await asyncio.sleep(0.05)
 
-    def _timed(self, data: Any) -> None:
-        sent = self._pending.pop((data["k"], data["n"]), None)
-        if sent is not None:
-            self.window.rtt_ms.append((time.perf_counter() - sent) * 1000)
-
-    @staticmethod
-    def _echo(ws: ClientConnection, to: str) -> Any:
-        def echo(data: Any) -> None:
-            asyncio.get_running_loop().create_task(_send_quietly(ws, {"type": "message", "to": to, "data": data}))
-
-        return echo
-
-    async def _read(self, k: int, ws: ClientConnection, side: str, sender: str, handle: Any) -> None:
+    async def _read(self, k: int, ws: ClientConnection, side: str, sender: str, *, echo: bool = False) -> None:
+        """A's side times the round trips; B's (``echo``) sends every message back."""
         try:
             while True:
                 msg = json.loads(await ws.recv())
-                if msg["type"] == "message" and msg.get("from") == sender:
-                    handle(msg["data"])
+                if msg["type"] != "message" or msg.get("from") != sender:
+                    continue
+                data = msg["data"]
+                if echo:
+                    await ws.send(json.dumps({"type": "message", "to": sender, "data": data}))
+                elif (sent := self._pending.pop((data["k"], data["n"]), None)) is not None:
+                    self.window.rtt_ms.append((time.perf_counter() - sent) * 1000)
         except ConnectionClosed as exc:
-            self.closed += 1
             self.window.closes.append(f"{side}{k}: {exc.code} {exc.reason}".rstrip())
 
     def next_window(self) -> Window:
@@ -279,11 +275,6 @@ class Bystanders:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*(_close_quietly(ws) for ws in self._conns))
-
-
-async def _send_quietly(ws: ClientConnection, msg: dict[str, Any]) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        await ws.send(json.dumps(msg))
 
 
 async def _close_quietly(ws: ClientConnection) -> None:
@@ -403,6 +394,7 @@ async def measure(c: Cluster, attack: str, seconds: float) -> dict[str, Any]:
     stop = asyncio.Event()
     by.window.cpu = cpu_seconds(c)
     sampler = asyncio.get_running_loop().create_task(sample(c, client, by, stop))
+    attacker: asyncio.subprocess.Process | None = None
     try:
         await asyncio.sleep(seconds)
         quiet, quiet_cores = next_window(by, c)
@@ -438,6 +430,9 @@ async def measure(c: Cluster, attack: str, seconds: float) -> dict[str, Any]:
         held = await counts(client)
         healths = [health(p) for p in c.ports]
     finally:
+        if attacker is not None and attacker.returncode is None:  # the bench failed mid-attack
+            attacker.kill()
+            await attacker.wait()
         stop.set()
         sampler.cancel()
         await by.stop()
@@ -546,9 +541,9 @@ def print_row(row: dict[str, Any]) -> None:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = common.table_head(
-        "| attack | addresses (conns) | honest p50/p99 ms quiet -> attacked -> after | bystanders closed "
-        "| Redis used_memory MiB quiet -> peak (after) | node RSS MiB quiet -> peak (after) | Redis CPU cores "
-        "| MiB per address (peak, after) | left: rooms, peers, in grace |"
+        "| attack | addresses (conns) | honest p50/p99 ms quiet -> attacked -> after | round trips (unanswered) "
+        "| bystanders closed | Redis used_memory MiB quiet -> peak (after) | node 1/2 RSS MiB quiet -> peak (after) "
+        "| Redis cores | MiB per address peak (after) | left: rooms, peers, in grace | other load, cores |"
     )
     for row in rows:
         r, m = row["attacker"], row["memory"]
@@ -559,11 +554,13 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['attack']} | {r.get('addresses')} ({r.get('opened')}) "
             f"| {pair(row['rtt']['quiet'])} -> {pair(row['rtt']['attacked'])} -> {pair(row['rtt']['after'])} "
+            f"| {row['rtt']['attacked']['round_trips']} ({row['rtt']['attacked']['unanswered']}) "
             f"| {closed_cell(row)} | {m['quiet_mib'][0]:g} -> {m['peak_mib'][0]:g} ({m['after_mib'][0]:g}) "
             f"| {m['quiet_mib'][2]:g}/{m['quiet_mib'][3]:g} -> {m['peak_mib'][2]:g}/{m['peak_mib'][3]:g} "
             f"({m['after_mib'][2]:g}/{m['after_mib'][3]:g}) "
             f"| {row['cores_quiet']['redis']:g} -> {row['cores_attacked']['redis']:g} "
-            f"| {row['mib_per_address']:g}, {after:g} | {left} |"
+            f"| {row['mib_per_address']:g} ({after:g}) | {left} "
+            f"| {row['cores_quiet']['other']:g}, {row['cores_attacked']['other']:g} |"
         )
     lines += ["", *common.table_head("| attack | target | figure | met |")]
     for row in rows:
@@ -586,8 +583,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def run_attack(tree: Path, attack: str, seconds: float) -> dict[str, Any]:
-    # Other sessions share the machine: start on a quiet one if it comes within 20 s (the load is reported).
-    procstat.wait_quiet(0.5, 20.0, sample=0.5)
+    # Other sessions share the machine: start on a quiet one if it comes within 10 s (the load is reported).
+    procstat.wait_quiet(0.5, 10.0, sample=0.5)
     with cluster(tree) as c:
         row = asyncio.run(measure(c, attack, seconds))
     print_row(row)

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import socket
 import struct
@@ -53,6 +54,8 @@ BURST = 16
 #: Seconds for the default byte rate (256 KiB/s) to refill that burst.
 REFILL = 4.0
 STARTED = time.monotonic()
+ERROR = b'{"type":"error"'
+ERROR_CODE = re.compile(rb'\{"type":"error","code":"([a-z-]+)"')
 
 
 class Tally:
@@ -191,6 +194,9 @@ class Raw:
             while data := await self.reader.read(1 << 20):
                 TALLY.received_bytes += len(data)
                 tail = (tail + data)[-128:]
+                if ERROR in data:  # the server's own encoding: {"type":"error","code":"..."
+                    for code in ERROR_CODE.findall(data):
+                        TALLY.errors[code.decode()] += 1
         self._closed(close_code(tail))
 
     def _closed(self, code: str) -> None:
@@ -247,7 +253,6 @@ async def fanout(ports: list[int], seconds: float) -> None:
     await _bursts(senders, seconds)
     TALLY.extra["receivers"] = len(receivers)
     TALLY.extra["senders"] = len(senders)
-    TALLY.extra["receivers_closed"] = sum(1 for r in receivers if r.closed.is_set())
 
 
 async def _bursts(senders: list[Raw], seconds: float) -> None:
