@@ -24,7 +24,7 @@ honest p99 under 50 ms, at most 32 MiB per attacking address, and the victim of 
 
 ``--tree PATH`` runs the nodes from another source tree (cwd and PYTHONPATH set to it, the same python), so
 that a tree before a change and one after it can be compared; the bystanders and attackers are this tree's.
-One full run takes about 3 minutes (six attacks, 8 s windows); ``--quick`` (4 s windows) about 2.
+One full run takes about 3 minutes (seven attacks, 8 s windows); ``--quick`` (4 s windows) about 2.
 """
 
 from __future__ import annotations
@@ -444,7 +444,7 @@ async def measure(c: Cluster, attack: str, seconds: float) -> dict[str, Any]:
     # Busy cores beyond the cluster's, the bystanders' and the attacker's: other sessions on the shared machine.
     for w, used in ((quiet_cores, 0.0), (attacked_cores, float(report.get("cpu_s", 0.0)) / attacked_seconds)):
         w["attacker"] = round(used, 2)
-        w["other"] = round(w["machine"] - sum(v for k, v in w.items() if k not in ("machine", "other")), 2)
+        w["other"] = max(0.0, round(w["machine"] - sum(v for k, v in w.items() if k not in ("machine", "other")), 2))
     row = {
         "attack": attack,
         "attacker": report,

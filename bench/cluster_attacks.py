@@ -15,6 +15,8 @@ connections, 10 new per second, a burst of 30) shape the attacks rather than sto
 - ``fanout``: from one address, 7 rooms, each with 1 sender on node 1 and 7 receivers on node 2 (56 connections).
   Every ~4 s (the byte burst refills at 256 KiB/s) each sender spends its burst at once: 16 broadcasts of 64,000
   bytes, 7 copies of each for node 2. The receivers never read.
+- ``fanout-max``: the same with all that one address may open on each node: 16 rooms of 4 senders (node 1) and 4
+  receivers (node 2), 64 connections on each node; 4 copies of each broadcast for node 2, 256 MB a round.
 - ``fanout-botnet``: 30 addresses, one connection each, in 5 resumable rooms of 6 (3 members on each node);
   each member broadcasts at its byte rate (4 broadcasts of 64,000 bytes a second, the 30 taking turns evenly:
   a sustained flood, not a burst), and reads what the others send.
@@ -237,22 +239,35 @@ async def opened(ports: list[int], addresses: list[str], count: int, node: Calla
 # ------------------------------------------------------------------------------------------------ the attacks
 
 
-async def fanout(ports: list[int], seconds: float) -> None:
-    """One address: 7 rooms of 1 sender (node 1) and 7 receivers that never read (node 2); bursts every 4 s."""
+async def _fanout(ports: list[int], seconds: float, rooms: int, senders: int, receivers: int) -> None:
+    """One address: ``rooms`` rooms of ``senders`` senders on node 1 and ``receivers`` receivers on node 2 that
+    never read; every sender spends its byte burst every 4 s."""
     address = [source(0)]
-    receivers = await opened(ports, address, 49, lambda i: 1)
-    for i, r in enumerate(receivers):
-        await r.join(f"fan{i % 7}", name=f"rcv{i}")
-    senders = await opened(ports, address, 7, lambda i: 0)
-    for i, s in enumerate(senders):
-        await s.join(f"fan{i}", name=f"snd{i}")
+    listening, sending = await asyncio.gather(  # each node has its own rate per address: both at once
+        opened(ports, address, rooms * receivers, lambda i: 1), opened(ports, address, rooms * senders, lambda i: 0)
+    )
+    for i, r in enumerate(listening):
+        await r.join(f"fan{i % rooms}", name=f"rcv{i}")
+    for i, s in enumerate(sending):
+        await s.join(f"fan{i % rooms}", name=f"snd{i}")
     # From here on the receivers read nothing: what the room sends them piles up in their sockets and the server.
-    for s in senders:
+    for s in sending:
         asyncio.get_running_loop().create_task(s.read_all())
     await ready()
-    await _bursts(senders, seconds)
-    TALLY.extra["receivers"] = len(receivers)
-    TALLY.extra["senders"] = len(senders)
+    await _bursts(sending, seconds)
+    TALLY.extra["receivers"] = len(listening)
+    TALLY.extra["senders"] = len(sending)
+
+
+async def fanout(ports: list[int], seconds: float) -> None:
+    """The reported attack: 7 rooms of 1 sender and 7 receivers (56 connections; 49 MB for node 2 a round)."""
+    await _fanout(ports, seconds, 7, 1, 7)
+
+
+async def fanout_max(ports: list[int], seconds: float) -> None:
+    """All one address may open: 16 rooms of 4 senders and 4 receivers (64 connections on each node; 256 MB for
+    node 2 a round)."""
+    await _fanout(ports, seconds, 16, 4, 4)
 
 
 async def _bursts(senders: list[Raw], seconds: float) -> None:
@@ -410,6 +425,7 @@ async def resume_guess(ports: list[int], seconds: float) -> None:
 
 ATTACKS = {
     "fanout": fanout,
+    "fanout-max": fanout_max,
     "fanout-botnet": fanout_botnet,
     "fanout-botnet-small": fanout_botnet_small,
     "ghosts": ghosts,
