@@ -379,6 +379,30 @@ def memory(quiet: Window, windows: list[Window]) -> dict[str, Any]:
     }
 
 
+def ghost_figures(
+    report: dict[str, Any], mem: dict[str, Any], held: dict[str, Any], healths: list[dict[str, Any]], addresses: int
+) -> dict[str, Any]:
+    """Ghosts made and still held (in their grace period), memory per ghost, and what one address holds once it
+    has kept the attack up for a whole grace period: measured when the server held fewer ghosts than were made (a
+    cap), else projected from the memory per ghost (10 a second for 30 s from one address; one per address)."""
+    made = int(report.get("ghosts", {}).get("done", 0))
+    in_grace = held.get("graces")
+    if not isinstance(in_grace, int):  # another tree's keys: the cluster's peers (as of the last heartbeat)
+        in_grace = max(int(h.get("peers") or 0) for h in healths) - 2 * PAIRS
+    per_ghost = mem["attributable_peak_mib"] / made if made else 0.0
+    if in_grace < made:
+        steady, basis = mem["attributable_after_mib"] / addresses, "measured: the server held fewer than were made"
+    else:
+        steady, basis = per_ghost * (GHOSTS_PER_S * GRACE if addresses == 1 else 1), "projected"
+    return {
+        "ghosts_made": made,
+        "ghosts_held": in_grace,
+        "mib_per_ghost": round(per_ghost, 2),
+        "steady_mib_per_address": round(steady, 1),
+        "steady_basis": basis,
+    }
+
+
 def next_window(by: Bystanders, c: Cluster) -> tuple[Window, dict[str, float]]:
     """End the current window: it, and the cores used in it."""
     now = cpu_seconds(c)
@@ -462,12 +486,7 @@ async def measure(c: Cluster, attack: str, seconds: float) -> dict[str, Any]:
         "node_log": [logged_events(c.logs / f"node{i}.log") for i in (1, 2)],
     }
     if attack.startswith("ghosts"):
-        done = int(report.get("ghosts", {}).get("done", 0))
-        per_ghost = mem["attributable_peak_mib"] / done if done else 0.0
-        row["mib_per_ghost"] = round(per_ghost, 2)
-        # What one address keeps alive once it has kept this up for a whole grace period.
-        per_address = GHOSTS_PER_S * GRACE if attack == "ghosts" else 1
-        row["steady_mib_per_address"] = round(per_ghost * per_address, 1)
+        row.update(ghost_figures(report, mem, held, healths, addresses))
     return row
 
 
@@ -570,8 +589,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         if "steady_mib_per_address" in row:
             notes.append(
-                f"- {row['attack']}: {row['mib_per_ghost']:g} MiB per ghost; kept up for the {GRACE:g} s grace, one "
-                f"address holds ~{row['steady_mib_per_address']:g} MiB"
+                f"- {row['attack']}: {row['ghosts_made']} ghosts made, {row['ghosts_held']} held after it, "
+                f"{row['mib_per_ghost']:g} MiB per ghost made; kept up for the {GRACE:g} s grace, one address holds "
+                f"~{row['steady_mib_per_address']:g} MiB ({row['steady_basis']})"
             )
         if row["attack"] == "resume-guess":
             c, v = row["attacker"].get("control", {}), row["attacker"].get("victim", {})
