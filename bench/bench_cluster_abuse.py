@@ -528,7 +528,7 @@ def targets(row: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     ]
     resumed = victim(row)
     if row["attack"] == "resume-guess":
-        out.append(("the victim resumes", bool(resumed), "yes" if resumed else "no"))
+        out.append(("the victim resumes", resumed, {True: "yes", False: "no", None: "not measured"}[resumed]))
     return out
 
 
@@ -584,7 +584,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     lines += ["", *common.table_head("| attack | target | figure | met |")]
     for row in rows:
         for what, ok, figure in targets(row):
-            lines.append(f"| {row['attack']} | {what} | {figure} | {'pass' if ok else 'FAIL'} |")
+            lines.append(f"| {row['attack']} | {what} | {figure} | {'-' if ok is None else 'pass' if ok else 'FAIL'} |")
     notes = []
     for row in rows:
         if "steady_mib_per_address" in row:

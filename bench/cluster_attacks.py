@@ -400,7 +400,7 @@ async def _victim_resumes(ports: list[int], address: str, room: str, guesses: in
         for k in range(guesses):
             bogus = secrets.token_urlsafe(24)
             answer = await guesser.join(f"guess{k}", resume=bogus, last_seq=0, resumable=True)
-            answers["welcome, resumed" if answer and answer.get("resumed") else "welcome, fresh"] += 1
+            answers["no welcome" if answer is None else "resumed" if answer.get("resumed") else "fresh join"] += 1
             guesser.send({"type": "leave"})
         guesser.reset()
     victim.reset()
