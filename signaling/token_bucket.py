@@ -31,6 +31,10 @@ class TokenBucket:
         self._tokens = tokens
         return False
 
+    def available(self, now: float) -> float:
+        """The tokens there are at ``now`` (nothing is spent)."""
+        return min(self.burst, self._tokens + (now - self._last) * self.rate)
+
     def wait(self, n: float = 1.0) -> float:
         """Seconds until ``n`` tokens are there (0 when they are), as of the last take."""
         return max(0.0, (n - self._tokens) / self.rate)

@@ -40,3 +40,11 @@ def test_take_many_at_once() -> None:
 def test_refuses_nonsense_settings(rate: float, burst: float) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate, burst, now=0.0)
+
+
+def test_available_counts_the_refill_and_spends_nothing() -> None:
+    bucket = TokenBucket(rate=10, burst=100, now=0.0)
+    assert bucket.take(80, 0.0)
+    assert bucket.available(1.0) == 30  # 20 left, 10 refilled
+    assert bucket.available(100.0) == 100  # never past the burst
+    assert bucket.take(30, 1.0) and not bucket.take(1, 1.0)

@@ -102,7 +102,7 @@ class SessionSocket:
             counters=app.counters,
             resume_grace=settings.resume_grace,
             address=client,
-            charge=self._charge,
+            budget=self,
         )
         self.driver = SessionDriver(session, self, app.later if app.backends.waits else None)
         self.join_deadline = app.connected(self)
@@ -112,9 +112,12 @@ class SessionSocket:
     def session(self) -> Session:
         return self.driver.session
 
-    def _charge(self, size: int) -> bool:
-        """Spend ``size`` more bytes of this connection's byte budget (what a broadcast's copies cost)."""
+    # ByteBudget: what a broadcast's further copies cost, from this connection's byte rate
+    def spend(self, size: int) -> bool:
         return self._limit.spend(size, self._app.clock())
+
+    def affords(self, size: int) -> bool:
+        return self._limit.affords(size, self._app.clock())
 
     @property
     def client(self) -> str:

@@ -68,6 +68,10 @@ class MessageRateLimit:
         nothing, when the budget has not that many."""
         return self._bytes.take(size, now)
 
+    def affords(self, size: int, now: float) -> bool:
+        """Whether ``size`` more bytes could be spent now; nothing is spent."""
+        return self._bytes.available(now) >= size
+
     @property
     def strikes(self) -> float:
         return self._strikes

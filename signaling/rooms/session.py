@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -54,15 +54,27 @@ from .backends import Backends
 from .ice import IceServerList
 from .peers import LiveMembers, Logger, Member, PeerSink, new_resume_token, token_digest
 
-__all__ = ["Authorize", "Charge", "Session", "SessionCounters", "Step"]
+__all__ = ["BIG_MESSAGE", "Authorize", "ByteBudget", "Session", "SessionCounters", "Step"]
 
 #: Checks a join before the directory sees it: returns the name the grant imposes (None: the client's own name
 #: stands) or raises SignalingError("unauthorized", ...) to refuse.
 Authorize = Callable[[Join], str | None]
 #: What ``handle_text`` hands back when the message needs the shared state: run it before the next message.
 Step = Coroutine[Any, Any, None]
-#: Spends bytes of the client's byte budget (its rate limit): False, spending nothing, when it has not that many.
-Charge = Callable[[int], bool]
+#: Past this size, a message that would go to all of a room is refused before it is parsed when its sender's byte
+#: budget could not pay for that (parsing 64 KB costs far more than refusing it; an SDP is a few KB).
+BIG_MESSAGE: Final = 16 * 1024
+
+
+class ByteBudget(Protocol):
+    """The client's byte budget (its rate limit), for what a message costs beyond the one copy it was admitted as."""
+
+    def spend(self, size: int) -> bool:
+        """Spend ``size`` bytes; False, spending nothing, when the budget has not that many."""
+
+    def affords(self, size: int) -> bool:
+        """Whether ``size`` bytes could be spent now (nothing is spent)."""
+
 
 #: How the not-joined error names each message that needs a room.
 _NEEDS_ROOM = {
@@ -102,8 +114,8 @@ class Session:
         counters: where relayed messages and errors are counted.
         resume_grace: seconds a resumable session outlives a drop; 0 turns resume off.
         address: the client's address: a dropped resumable session is a ghost charged to it (directory.py).
-        charge: spends the client's byte budget for what a broadcast costs beyond one copy (its size for each
-            further recipient), so that a message that becomes N copies costs its sender N times its size.
+        budget: the client's byte budget, which pays for what a broadcast costs beyond one copy (its size for
+            each further recipient), so that a message that becomes N copies costs its sender N times its size.
 
     Resume tokens are looked up without a throttle: they are 192-bit, so guessing is hopeless, and a lookup costs
     what a join does, which the message rate limits already; a throttle by address would only let bad tokens
@@ -116,7 +128,7 @@ class Session:
         "_authorize",
         "_backends",
         "_base_log",
-        "_charge",
+        "_budget",
         "_clock",
         "_closed",
         "_counters",
@@ -145,7 +157,7 @@ class Session:
         counters: SessionCounters | None = None,
         resume_grace: float = 0.0,
         address: str = "",
-        charge: Charge | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
         self._backends = backends
         self._router = backends.router
@@ -159,7 +171,7 @@ class Session:
         self._counters = counters if counters is not None else SessionCounters()
         self._grace = resume_grace
         self._address = address
-        self._charge = charge
+        self._budget = budget
         #: Told when the room layer refused one of this client's messages (the cluster's Redis out of memory).
         self._refused = self._delivery_refused
         self._member: Member | None = None
@@ -199,6 +211,8 @@ class Session:
             return None
         msg = None
         try:
+            if len(text) > BIG_MESSAGE:
+                self._afford_broadcast(len(text))
             msg = parse_client_message(text)
             if isinstance(msg, dict):  # a relayed message: a plain dict (models.py), the hot path
                 self._relay(msg, text)
@@ -255,18 +269,34 @@ class Session:
             )
         self._router.send(target, text, self._refused)
 
+    def _broadcast_cost(self, size: int) -> int:
+        """What a broadcast of ``size`` bytes costs beyond the one copy the transport admitted: as much again for
+        every further recipient (0 without a budget, or with one recipient at most)."""
+        others = len(self._members) - 1
+        return size * (others - 1) if self._budget is not None and others > 1 else 0
+
+    def _too_costly(self) -> SignalingError:
+        others = len(self._members) - 1
+        return SignalingError(
+            ErrorCode.RATE_LIMITED,
+            f"a message to all {others} peers counts {others} times its size against your byte rate; "
+            "message dropped (send less, or to one peer)",
+        )
+
+    def _afford_broadcast(self, size: int) -> None:
+        """Refuse a big message, unparsed, when its sender could not pay for it as a broadcast."""
+        cost = self._broadcast_cost(size)
+        if cost and self._budget is not None and not self._budget.affords(cost):
+            raise self._too_costly()
+
     def _relay_message(self, peer: str, msg: Message, text: str) -> None:
         to = msg.get("to")
         members = self._members
-        if to is None and self._charge is not None and len(members) > 2:
+        if to is None:
             # The transport charged one copy; every further recipient costs the cluster as much again.
-            others = len(members) - 1
-            if not self._charge(len(text) * (others - 1)):
-                raise SignalingError(
-                    ErrorCode.RATE_LIMITED,
-                    f"a message to all {others} peers counts {others} times its size against your byte rate; "
-                    "message dropped (send less, or to one peer)",
-                )
+            cost = self._broadcast_cost(len(text))
+            if cost and self._budget is not None and not self._budget.spend(cost):
+                raise self._too_costly()
         try:
             out = relayed_message_json(peer, msg["data"])
         except NonFiniteNumber:

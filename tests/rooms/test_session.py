@@ -15,7 +15,7 @@ from signaling.protocol.errors import ErrorCode
 from signaling.protocol.models import CLIENT_MESSAGE_TYPES, IceServer
 from signaling.protocol.parse import parse_server_message
 from signaling.rooms.ice import IceServerList
-from signaling.rooms.session import Session
+from signaling.rooms.session import BIG_MESSAGE, Session
 from tests.helpers.sinks import RecordingSink
 from tests.rooms.clients import Client, RoomCounts, Rooms, dumps, run
 
@@ -514,30 +514,61 @@ def test_any_text_yields_only_valid_server_messages(joined_first: bool, texts: l
     assert rooms.stats() == RoomCounts(rooms=1, peers=1)
 
 
-def test_a_broadcast_costs_its_size_for_every_recipient(rooms: Rooms) -> None:
-    """A message without ``to`` becomes one copy per peer: its sender's byte budget pays for each copy, in one
-    process as across a cluster; a message to one peer costs one copy."""
-    budget = {"bytes": 250_000}
+class Budget:
+    """A byte budget that does not refill: what a test's client may still spend."""
 
-    def charge(size: int) -> bool:
-        if size > budget["bytes"]:
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def spend(self, size: int) -> bool:
+        if size > self.left:
             return False
-        budget["bytes"] -= size
+        self.left -= size
         return True
 
-    sender = Client(rooms, charge=charge)
+    def affords(self, size: int) -> bool:
+        return size <= self.left
+
+
+def a_full_room(rooms: Rooms, budget: Budget) -> tuple[Client, list[Client]]:
+    sender = Client(rooms, budget=budget)
     sender.join("big")
     others = [Client(rooms) for _ in range(7)]
     for other in others:
         other.join("big")
     sender.sink.take()
-    data = "x" * 20_000
-    text = dumps({"type": "message", "data": data, "id": 1})
-    assert sender.send(text) == []  # 6 further copies charged: 120 KB of the 250 KB
-    assert budget["bytes"] == 250_000 - 6 * len(text)
-    assert sender.send(text) == []
-    (refused,) = sender.send(text)  # the budget has no 120 KB left
+    for other in others:
+        other.sink.take()
+    return sender, others
+
+
+def test_a_broadcast_costs_its_size_for_every_recipient(rooms: Rooms) -> None:
+    """A message without ``to`` becomes one copy per peer: its sender's byte budget pays for each copy, in one
+    process as across a cluster; a message to one peer costs one copy."""
+    budget = Budget(250_000)
+    sender, others = a_full_room(rooms, budget)
+    text = dumps({"type": "message", "data": "x" * 10_000, "id": 1})
+    assert sender.send(text) == []  # 6 further copies charged: 60 KB of the 250 KB
+    assert budget.left == 250_000 - 6 * len(text)
+    for _ in range(3):
+        assert sender.send(text) == []
+    (refused,) = sender.send(text)  # 10 KB left: not the 60 KB a fifth broadcast costs
     assert refused["code"] == ErrorCode.RATE_LIMITED and refused["ref"] == 1 and "7 peers" in refused["message"]
-    assert [len(o.sink.take()) for o in others] == [8 - n for n in range(7)]  # the later peer-joined, 2 copies
-    to_one = dumps({"type": "message", "data": data, "to": others[0].peer})
-    assert sender.send(to_one) == [] and others[0].sink.take()[0]["data"] == data  # nothing more charged
+    assert [len(o.sink.take()) for o in others] == [4] * 7
+    to_one = dumps({"type": "message", "data": "x" * 10_000, "to": others[0].peer})
+    assert sender.send(to_one) == [] and len(others[0].sink.take()) == 1  # nothing more charged
+    assert budget.left == 250_000 - 24 * len(text)
+
+
+def test_a_big_message_its_sender_could_not_pay_as_a_broadcast_is_refused_unparsed(rooms: Rooms) -> None:
+    """Parsing 64 KB costs more than refusing it: past BIG_MESSAGE, what the budget could not pay as a broadcast
+    is refused before it is parsed (no ``ref``: the id was never read), to one peer or not."""
+    budget = Budget(90_000)
+    sender, others = a_full_room(rooms, budget)
+    big = {"type": "message", "data": "y" * BIG_MESSAGE, "id": 2}
+    for message in (big, {**big, "to": others[0].peer}):
+        (refused,) = sender.send(message)
+        assert refused["code"] == ErrorCode.RATE_LIMITED and "ref" not in refused
+    assert budget.left == 90_000 and all(o.sink.take() == [] for o in others)
+    small = {"type": "message", "data": "z" * 1000, "id": 3}
+    assert sender.send(small) == [] and all(len(o.sink.take()) == 1 for o in others)
