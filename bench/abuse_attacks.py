@@ -71,6 +71,17 @@ REQUEST = (
 )
 
 
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked server frame: its first byte (FIN, opcode) and its payload."""
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", await reader.readexactly(8))[0]
+    return b0, await reader.readexactly(n)
+
+
 class Attacker:
     """One raw connection: it writes what the attack says and watches for the server's close."""
 
@@ -110,13 +121,7 @@ class Attacker:
         code = "eof"
         try:
             while True:
-                b0, b1 = await self.reader.readexactly(2)
-                n = b1 & 0x7F
-                if n == 126:
-                    n = struct.unpack("!H", await self.reader.readexactly(2))[0]
-                elif n == 127:
-                    n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
-                payload = await self.reader.readexactly(n)
+                b0, payload = await read_frame(self.reader)
                 if b0 & 0x0F == 0x8:
                     code = str(struct.unpack("!H", payload[:2])[0]) if len(payload) >= 2 else "1005"
                     break

@@ -271,10 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="3 s windows")
     parser.add_argument("--json", help="write the rows here")
     args: argparse.Namespace = parser.parse_args(argv)
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    unknown = set(attacks) - set(NAMES)
-    if unknown:
-        parser.error(f"unknown attacks: {', '.join(sorted(unknown))}")
+    attacks = common.chosen(parser, args.attacks, NAMES)
     seconds = 3.0 if args.quick else args.seconds
     port = procstat.free_port()
     cmd = [sys.executable, "-m", "signaling", "serve", "--port", str(port), "--log-level", "warning", "--no-uvloop"]

@@ -495,10 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tree", type=Path, default=REPO, help="source tree the nodes run from (default: this one)")
     parser.add_argument("--json", help="write the rows here")
     args: argparse.Namespace = parser.parse_args(argv)
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    unknown = set(attacks) - set(NAMES)
-    if unknown:
-        parser.error(f"unknown attacks: {', '.join(sorted(unknown))}")
+    attacks = common.chosen(parser, args.attacks, NAMES)
     seconds = 4.0 if args.quick else args.seconds
     tree = args.tree.resolve()
     where = code_under_test(tree)

@@ -47,7 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import common
-from bench.abuse_attacks import REQUEST, frame, source
+from bench.abuse_attacks import REQUEST, frame, read_frame, source
 
 #: A broadcast that spends 1/16 of the default byte burst (1 MiB): 16 of them fit, the 17th is refused.
 BIG = 64_000
@@ -149,14 +149,8 @@ class Raw:
         parts: list[bytes] = []
         try:
             while True:
-                b0, b1 = await self.reader.readexactly(2)
-                n = b1 & 0x7F
-                if n == 126:
-                    n = struct.unpack("!H", await self.reader.readexactly(2))[0]
-                elif n == 127:
-                    n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
-                payload = await self.reader.readexactly(n)
-                TALLY.received_bytes += n + 2
+                b0, payload = await read_frame(self.reader)
+                TALLY.received_bytes += len(payload) + 2
                 opcode = b0 & 0x0F
                 if opcode == 0x8:
                     self._closed(str(struct.unpack("!H", payload[:2])[0]) if len(payload) >= 2 else "1005")

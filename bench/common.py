@@ -295,3 +295,12 @@ def text_frame_header(length: int) -> bytes:
     if length < 65536:
         return struct.pack("!BBH", 0x81, 0x80 | 126, length)
     return struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+
+
+def chosen(parser: argparse.ArgumentParser, spec: str, names: Sequence[str]) -> list[str]:
+    """The comma-separated names of ``spec`` (an ``--attacks`` option, say), each one of ``names``."""
+    picked = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = set(picked) - set(names)
+    if unknown:
+        parser.error(f"unknown: {', '.join(sorted(unknown))} (choose from {', '.join(names)})")
+    return picked
