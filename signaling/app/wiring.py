@@ -211,7 +211,10 @@ class SignalingApp:
         self.addresses = ClientAddresses(parse_networks(settings.trusted_proxies), settings.proxy_header)
         self.origins = OriginPolicy(settings.allowed_origins)
         self.limits = AddressLimits(
-            settings.max_connections_per_ip, settings.connection_rate_per_ip, settings.connection_burst_per_ip
+            settings.max_connections_per_ip,
+            settings.connection_rate_per_ip,
+            settings.connection_burst_per_ip,
+            exempt=self.addresses.is_trusted,
         )
         self.static = StaticFiles(settings.web_root) if settings.web_root.is_dir() else None
         self.started = clock()
