@@ -7,6 +7,9 @@
 - The Dockerfile's build and run steps, carried out in a fresh virtual environment the way the image runs them
   (as its non-root user), give a server that answers the health check and drains on SIGTERM.
 - requirements.lock is the run-time closure of pyproject.toml.
+- The Kubernetes example (deploy/kubernetes/) validates against Kubernetes' schemas (kubernetes-validate bundles
+  them: no network), and says what the server needs: its probes' paths, a grace period that covers the drain, the
+  image's user, the Redis settings of redis_config.py.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
 from signaling import __version__
+from signaling.app.process import longest_drain
 from signaling.app.settings import Settings
 from signaling.cluster.redis_config import RECOMMENDED_PUBSUB, REQUIRED_POLICY
 from tests.helpers.certs import make_cert
@@ -37,6 +42,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 NGINX = ROOT / "deploy" / "nginx"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+#: The oldest Kubernetes the example is for (every version since still serves its API versions), and the newest
+#: whose schemas the validator ships.
+KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.latest_version())
 BIN = Path(sys.executable).parent
 #: The image's packages, downloaded by `make test-deps` (the suite has no network): pip installs from there.
 WHEELHOUSE = ROOT / ".tools" / "wheelhouse"
@@ -117,6 +126,8 @@ def test_every_signaling_variable_is_a_setting() -> None:
     for service in services.values():
         used |= {name for name in service.get("environment") or {} if name.startswith("SIGNALING_")}
     used |= {name for name in env_example() if name.startswith("SIGNALING_")}
+    pod = kubernetes()[("Deployment", "signaling")]["spec"]["template"]["spec"]["containers"][0]
+    used |= {name for name in kubernetes()[("ConfigMap", "signaling-config")]["data"]} | {e["name"] for e in pod["env"]}
     assert used and used <= SETTING_VARS, f"not settings: {sorted(used - SETTING_VARS)}"
 
 
@@ -185,6 +196,114 @@ def test_the_lock_is_the_closure_of_pyproject() -> None:
     lock = ROOT / "scripts" / "lock_requirements.py"
     done = subprocess.run([sys.executable, str(lock), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------------------------------------- Kubernetes
+
+
+def kubernetes() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every object of the example, the Secret's template included, by kind and name."""
+    objects = {}
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            for doc in yaml.safe_load_all(path.read_text()):
+                objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    return objects
+
+
+def pod_spec(name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = kubernetes()[("Deployment", name)]["spec"]["template"]["spec"]
+    return spec
+
+
+def test_the_kustomization_lists_every_manifest_but_the_secrets_template() -> None:
+    """``kubectl apply -k`` applies everything but the Secret, made by hand: a placeholder never replaces it."""
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    files = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+    assert sorted(kustomization["resources"]) == sorted(files)
+
+
+@pytest.mark.parametrize("path", sorted(KUBERNETES.glob("*.yaml")), ids=lambda p: p.name)
+def test_the_kubernetes_manifests_validate(path: Path) -> None:
+    """Strictly (an unknown or misspelt field fails), against the oldest and the newest Kubernetes."""
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc["kind"] == "Kustomization":  # kustomize's, not an API object: checked above
+            continue
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{path.name}: {doc['kind']}/{doc['metadata']['name']} on Kubernetes {version}: {exc}")
+
+
+def test_the_pods_probe_drain_and_run_as_the_image_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = kubernetes()
+    spec = pod_spec("signaling")
+    (container,) = spec["containers"]
+    _, run = stages()
+    assert container["image"] == f"signaling:{__version__}"
+    (port,) = container["ports"]
+    assert port["containerPort"] == int(run.env["SIGNALING_PORT"])
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+    for probe in ("livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    # The server as the pod configures it: the ConfigMap and the Secret are its environment.
+    (source,) = container["envFrom"]
+    config = objects[("ConfigMap", source["configMapRef"]["name"])]["data"]
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    for item in container["env"]:
+        ref = item["valueFrom"]["secretKeyRef"]
+        monkeypatch.setenv(item["name"], objects[("Secret", ref["name"])]["stringData"][ref["key"]])
+    settings = Settings(**{})
+    assert settings.redis_url is not None
+    # Kubernetes counts the preStop pause in the grace period, and sends SIGTERM after it.
+    sleep, pause = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert sleep == "sleep"
+    assert spec["terminationGracePeriodSeconds"] >= float(pause) + longest_drain(settings)
+    assert spec["securityContext"]["runAsUser"] == UID and spec["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+def test_compose_gives_a_node_the_time_to_drain() -> None:
+    node = compose()["services"]["signaling-a"]
+    settings = Settings(**{"redis_url": node["environment"]["SIGNALING_REDIS_URL"]})
+    grace = node["stop_grace_period"]
+    assert grace.endswith("s") and float(grace[:-1]) >= longest_drain(settings)
+
+
+def test_the_services_and_the_budget_select_the_pods() -> None:
+    objects = kubernetes()
+    for name in ("signaling", "signaling-redis"):
+        deployment = objects[("Deployment", name)]["spec"]
+        labels = deployment["template"]["metadata"]["labels"]
+        assert deployment["selector"]["matchLabels"] == labels
+        service = objects[("Service", name)]["spec"]
+        assert service["selector"] == labels
+        ports = {p["name"] for c in deployment["template"]["spec"]["containers"] for p in c["ports"]}
+        assert {p["targetPort"] for p in service["ports"]} <= ports
+    assert objects[("Deployment", "signaling")]["spec"]["replicas"] == 2
+    budget = objects[("PodDisruptionBudget", "signaling")]["spec"]
+    assert budget["selector"]["matchLabels"] == objects[("Service", "signaling")]["spec"]["selector"]
+    assert objects[("Service", "signaling")]["spec"]["sessionAffinity"] == "None"  # any node resumes any session
+
+
+def test_the_kubernetes_redis_runs_with_the_settings_the_cluster_asks_for() -> None:
+    objects = kubernetes()
+    (redis,) = pod_spec("signaling-redis")["containers"]
+    flags = dict(zip(redis["args"][::2], redis["args"][1::2], strict=True))
+    assert flags["--maxmemory-policy"] == REQUIRED_POLICY
+    assert flags["--client-output-buffer-limit"] == RECOMMENDED_PUBSUB.config_value()
+    url = objects[("ConfigMap", "signaling-config")]["data"]["SIGNALING_REDIS_URL"]
+    (port,) = objects[("Service", "signaling-redis")]["spec"]["ports"]
+    assert url == f"redis://signaling-redis:{port['port']}/0"
+
+
+def test_the_secrets_template_holds_no_secret() -> None:
+    (secret,) = [doc for (kind, _), doc in kubernetes().items() if kind == "Secret"]
+    for key, value in secret["stringData"].items():
+        assert value == "" or value.startswith("change-me"), f"{key}: a real-looking secret in the template"
 
 
 # ---------------------------------------------------------------------------------------------- the image's steps

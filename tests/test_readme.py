@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from signaling import __version__
 from signaling.protocol.parse import parse_client_message
@@ -25,6 +27,7 @@ from tests.helpers.server_process import running_server
 from tests.helpers.wait import wait_until_sync
 
 ROOT = Path(__file__).resolve().parents[1]
+KUBERNETES = ROOT / "deploy" / "kubernetes"
 VENV_BIN = Path(sys.executable).parent
 BLOCKS = readme_blocks()
 STEP = 30.0
@@ -216,6 +219,21 @@ def test_docker() -> None:
             ["docker-compose", "--env-file", ".env.example", *profile, "config", "-q"], cwd=ROOT, capture_output=True
         )
         assert done.returncode == 0, done.stderr
+
+
+def test_kubernetes() -> None:
+    """No cluster here: the commands make the Secret the Deployment reads, apply the kustomization and wait for
+    the Deployment (tests/test_deploy.py validates the manifests)."""
+    (block,) = blocks("kubernetes")
+    secret = yaml.safe_load((KUBERNETES / "secret.example.yaml").read_text())
+    deployment = yaml.safe_load((KUBERNETES / "deployment.yaml").read_text())
+    create, apply, rollout = (shlex.split(line) for line in block.code.replace("\\\n", " ").splitlines())
+    assert create[:4] == ["kubectl", "create", "secret", "generic"] and create[4] == secret["metadata"]["name"]
+    literals = dict(arg.removeprefix("--from-literal=").split("=", 1) for arg in create[5:])
+    assert set(literals) == set(secret["stringData"])
+    assert apply[:3] == ["kubectl", "apply", "-k"] and (ROOT / apply[3] / "kustomization.yaml").is_file()
+    assert (ROOT / apply[3]).resolve() == KUBERNETES
+    assert rollout == ["kubectl", "rollout", "status", f"deployment/{deployment['metadata']['name']}"]
 
 
 @pytest.mark.parametrize("block", blocks("dry-run"), ids=ids(blocks("dry-run")))

@@ -1,13 +1,17 @@
 """Per-address limits on WebSocket connections, so that one source cannot take everyone's slots.
 
 Concurrent connections per client address, and new connections per second per address (a token bucket each).
-Memory is bounded: counts exist only for addresses with open connections, and at most ``max_addresses``
-buckets are kept (the least recently used is dropped first, which can only give that address a fresh burst).
+A trusted proxy's own address is exempt: a connection that comes from one naming no client (a local tool, a
+health check, a proxy that sends no header) is not a client's, and counting it would cap a whole site behind the
+proxy at one address's share. Memory is bounded: counts exist only for addresses with open connections, and at
+most ``max_addresses`` buckets are kept (the least recently used is dropped first, which can only give that
+address a fresh burst).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from signaling.token_bucket import TokenBucket
 
@@ -26,8 +30,17 @@ class Refusal:
 
 
 class AddressLimits:
-    def __init__(self, max_per_address: int, rate: float, burst: int, *, max_addresses: int = 10_000) -> None:
+    def __init__(
+        self,
+        max_per_address: int,
+        rate: float,
+        burst: int,
+        *,
+        max_addresses: int = 10_000,
+        exempt: Callable[[str], bool] = lambda address: False,
+    ) -> None:
         self.max_per_address = max_per_address
+        self.exempt = exempt
         self.rate = rate
         self.burst = burst
         self.max_addresses = max_addresses
@@ -36,6 +49,8 @@ class AddressLimits:
 
     def check(self, address: str, now: float) -> Refusal | None:
         """Whether ``address`` may open one more connection now (spends one from its rate)."""
+        if self.exempt(address):
+            return None
         if self.max_per_address and self.open.get(address, 0) >= self.max_per_address:
             return Refusal(
                 "connections_per_ip",

@@ -10,6 +10,7 @@ import ssl
 
 import structlog
 
+from signaling.cluster.node import longest_stop
 from signaling.ws.aio.loop import loop_name
 from signaling.ws.aio.loop import run as run_loop
 from signaling.ws.aio.server import ServerConfig, WebSocketServer
@@ -18,9 +19,9 @@ from .addresses import parse_networks
 from .echo import EchoApp
 from .settings import Settings
 from .tls import CertReloader
-from .wiring import SignalingApp
+from .wiring import STEPS_TIMEOUT, SignalingApp
 
-__all__ = ["build_server", "run", "serve"]
+__all__ = ["build_server", "longest_drain", "run", "serve"]
 
 log = structlog.get_logger("signaling.server")
 
@@ -84,6 +85,14 @@ def transport_config(
         slow_consumer_timeout=settings.slow_consumer_timeout,
         ssl=ssl_context,
     )
+
+
+def longest_drain(settings: Settings) -> float:
+    """About the longest a drain (SIGTERM) takes: the close handshakes, the session steps still running, leaving the
+    cluster. The grace period before SIGKILL must cover it (Kubernetes' terminationGracePeriodSeconds, with the
+    preStop pause: deploy/kubernetes/deployment.yaml; compose's stop_grace_period)."""
+    seconds = transport_config(settings).close_wait + STEPS_TIMEOUT
+    return seconds + (longest_stop() if settings.redis_url is not None else 0.0)
 
 
 def build_server(

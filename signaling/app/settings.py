@@ -26,6 +26,10 @@ DEFAULT_WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 
 #: A list setting written as comma-separated values (``a,b``), in the environment and on the command line.
 CommaList = Annotated[list[str], NoDecode]
+#: The addresses a proxy on the same host connects from (uvicorn's convention): trusted unless told otherwise.
+LOOPBACK = ("127.0.0.1", "::1")
+#: The value that empties a list whose default is not empty (an empty variable counts as unset).
+NONE = "none"
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 TABLE_BEGIN = "<!-- settings:begin -->"
@@ -49,8 +53,9 @@ class Settings(BaseSettings):
     )
     web_root: Path = Field(DEFAULT_WEB_ROOT, description="Folder served as static files at /.")
     trusted_proxies: CommaList = Field(
-        default_factory=list,
-        description="Reverse proxies (IPs or CIDRs) whose --proxy-header names the real client.",
+        default_factory=lambda: list(LOOPBACK),
+        description="Reverse proxies (IPs or CIDRs) whose --proxy-header names the client; their own requests are not "
+        "limited per address. none: no proxy.",
     )
     proxy_header: Literal["x-forwarded-for", "forwarded"] = Field(
         "x-forwarded-for", description="The header the trusted proxies set: X-Forwarded-For or Forwarded (RFC 7239)."
@@ -180,6 +185,8 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
+            if value.strip().lower() == NONE:
+                return []
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
@@ -217,7 +224,9 @@ def _shown_default(name: str) -> str:
     if isinstance(default, bool):
         return "on" if default else "off"
     if isinstance(default, list):
-        return "`[]`" if name == "ice_servers" else "none"
+        if name == "ice_servers":
+            return "`[]`"
+        return f"`{','.join(default)}`" if default else "none"
     return f"`{default}`"
 
 

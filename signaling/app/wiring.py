@@ -52,6 +52,8 @@ DRAINING = "server draining: reconnect to continue"
 #: Why clients are closed (1011) when the cluster's Redis is lost: 1013 (Try Again Later) would say it better, but
 #: it is a later IANA registration that RFC 6455 endpoints (and the transport here) treat as invalid.
 CLUSTER_LOST = "the room service is unavailable: reconnect in a moment"
+#: Seconds a drain waits for the session steps still running (joins, ends of sessions) before it goes on.
+STEPS_TIMEOUT = 5.0
 
 
 def batched(handle: Callable[[str], None], batch: WriteBatch) -> Callable[[str], None]:
@@ -214,7 +216,10 @@ class SignalingApp:
         self.addresses = ClientAddresses(parse_networks(settings.trusted_proxies), settings.proxy_header)
         self.origins = OriginPolicy(settings.allowed_origins)
         self.limits = AddressLimits(
-            settings.max_connections_per_ip, settings.connection_rate_per_ip, settings.connection_burst_per_ip
+            settings.max_connections_per_ip,
+            settings.connection_rate_per_ip,
+            settings.connection_burst_per_ip,
+            exempt=self.addresses.is_trusted,
         )
         self.static = StaticFiles(settings.web_root) if settings.web_root.is_dir() else None
         self.started = clock()
@@ -305,7 +310,7 @@ class SignalingApp:
     async def drain(self) -> None:
         """Wait for the session steps still running (joins, ends of sessions), as shutdown does."""
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+            await asyncio.wait(list(self._tasks), timeout=STEPS_TIMEOUT)
 
     @property
     def turn_credentials_issued(self) -> int:

@@ -39,7 +39,7 @@ from .replay import RedisReplay
 from .routing import RedisRouter
 from .schema import Names
 
-__all__ = ["ClusterNode", "new_node_id"]
+__all__ = ["LINK_TIMEOUT", "ClusterNode", "longest_stop", "new_node_id"]
 
 log = structlog.get_logger("signaling.cluster")
 
@@ -51,6 +51,16 @@ def new_node_id() -> str:
     """Random, unique across restarts: /healthz (unauthenticated) shows it, so it names no host or process; the
     log line ``cluster_joined`` maps it to them."""
     return f"n-{secrets.token_hex(6)}"
+
+
+#: Seconds to connect to Redis, and to wait for a reply before the link counts as lost.
+LINK_TIMEOUT = 5.0
+
+
+def longest_stop(timeout: float = LINK_TIMEOUT) -> float:
+    """About the longest ``ClusterNode.stop`` takes: when Redis does not answer, the retirement fails the link
+    within one ``timeout`` and closing the link waits at most one more."""
+    return 2 * timeout
 
 
 class ClusterNode:
@@ -82,7 +92,7 @@ class ClusterNode:
         on_lost: Callable[[str], None],
         on_restored: Callable[[], None],
         clock: Callable[[], float] = time.time,
-        timeout: float = 5.0,
+        timeout: float = LINK_TIMEOUT,
     ) -> None:
         self.url = url
         self.timeout = timeout

@@ -116,3 +116,14 @@ def test_rate_buckets_are_bounded() -> None:
     for i in range(1000):
         limits.check(f"10.0.{i // 256}.{i % 256}", 0)
     assert len(limits._buckets) == 100
+
+
+def test_an_exempt_address_is_never_refused() -> None:
+    """A trusted proxy's own address: the wiring passes ``ClientAddresses.is_trusted``."""
+    limits = AddressLimits(max_per_address=1, rate=1, burst=1, exempt=lambda address: address == "proxy")
+    for _ in range(3):
+        assert limits.check("proxy", 0) is None
+        limits.opened("proxy")
+    assert limits.check("a", 0) is None
+    limits.opened("a")
+    assert limits.check("a", 0) is not None

@@ -155,7 +155,10 @@ async def test_a_foreign_browser_origin_is_refused_with_403(start_signaling: Ser
 
 
 async def test_connections_per_address_and_their_rate_are_limited(start_signaling: ServerFactory) -> None:
-    server = await start_signaling(max_connections_per_ip=2, connection_rate_per_ip=1000, connection_burst_per_ip=1000)
+    # Loopback is a proxy's address, exempt, unless no proxy is trusted (tests/app/test_proxy_limits.py).
+    server = await start_signaling(
+        trusted_proxies="none", max_connections_per_ip=2, connection_rate_per_ip=1000, connection_burst_per_ip=1000
+    )
     url = f"ws://127.0.0.1:{server.port}/ws"
     async with connect(url), connect(url):
         with pytest.raises(InvalidStatus) as info:
@@ -163,7 +166,7 @@ async def test_connections_per_address_and_their_rate_are_limited(start_signalin
         assert info.value.status == 429
     async with connect(url):  # the slots came back
         pass
-    rated = await start_signaling(connection_rate_per_ip=1, connection_burst_per_ip=2)
+    rated = await start_signaling(trusted_proxies="none", connection_rate_per_ip=1, connection_burst_per_ip=2)
     url = f"ws://127.0.0.1:{rated.port}/ws"
     for _ in range(2):
         async with connect(url):

@@ -10,7 +10,8 @@ Modes (tests/test_readme.py and tests/e2e/test_readme_js.py carry them out): ``r
 line starts a server, the others run against it), ``background ports=A,B,..`` (starts processes in the
 background; every port must answer), ``peer port=P`` and ``python port=P`` (run against a live server),
 ``js`` (a module in Chromium on a live server's page), ``json`` (protocol messages, checked by the models),
-``docker`` (needs an engine: the files those commands use are checked instead), ``dry-run`` (``make -n``).
+``docker`` (needs an engine: the files those commands use are checked instead), ``kubernetes`` (needs a cluster:
+the same), ``dry-run`` (``make -n``).
 Ports named in a mode are replaced by free ones before the block runs: tests use free loopback ports only.
 """
 
@@ -24,7 +25,9 @@ from pathlib import Path
 __all__ = ["MODES", "Block", "readme_blocks"]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-MODES = frozenset({"run", "serve", "serve-check", "background", "peer", "python", "js", "json", "docker", "dry-run"})
+MODES = frozenset(
+    {"run", "serve", "serve-check", "background", "peer", "python", "js", "json", "docker", "kubernetes", "dry-run"}
+)
 _DIRECTIVE = re.compile(r"<!-- readme-test: (?P<mode>[\w-]+)(?P<args>(?: \w+=[\w,]+)*)(?: \(.*\))? -->")
 
 

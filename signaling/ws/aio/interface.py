@@ -97,6 +97,11 @@ class ServerConfig:
     ssl: ssl_module.SSLContext | None = None
     backlog: int = 1024
 
+    @property
+    def close_wait(self) -> float:
+        """The longest closing every connection waits for the close handshakes before it drops those left."""
+        return self.close_timeout + 1.0
+
     def exempt(self, host: str) -> bool:
         if not self.exempt_networks:
             return False

@@ -182,7 +182,7 @@ class WebSocketServer:
                 c.transport.close()
         if self.connections:
             try:
-                await asyncio.wait_for(self._all_closed.wait(), self.config.close_timeout + 1.0)
+                await asyncio.wait_for(self._all_closed.wait(), self.config.close_wait)
             except TimeoutError:
                 for c in list(self.connections):
                     if c.transport is not None:
