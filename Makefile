@@ -22,7 +22,7 @@ $(VENV)/.run-installed: pyproject.toml requirements.lock | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml requirements.lock | $(VENV)/bin/python
-	$(BIN)/pip install -q -c requirements.lock -e '.[fast,peer,test,bench]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[fast,numpy,peer,test,bench]'
 	touch $(VENV)/.run-installed $@
 
 # The image's packages, fetched while there is a network: tests/test_deploy.py installs them offline (the suite
