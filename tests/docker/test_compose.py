@@ -179,7 +179,7 @@ async def test_up_gives_turn_credentials_coturn_accepts(stack: Stack) -> None:
         )
         try:
             host, port = relay.get_extra_info("sockname")
-            assert host == "127.0.0.1" and relays[0] <= port <= relays[1], (host, port)
+            assert host == env["TURN_EXTERNAL_IP"] and relays[0] <= port <= relays[1], (host, port)
         finally:
             relay.close()
     with pytest.raises(stun.TransactionFailed) as refused:
