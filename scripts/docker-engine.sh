@@ -71,7 +71,7 @@ start() {
   rm -f "$SOCK"
   # --bridge=none: no default bridge (compose and the tests make their own networks); --iptables=false and
   # --ip-masq=false: no rules on the machine's firewall (published ports go through docker-proxy).
-  setsid dockerd \
+  dockerd \
     --host "unix://$SOCK" --data-root "$DIR/data" --exec-root "$RUN/exec" --pidfile "$PIDFILE" \
     --iptables=false --ip-masq=false --bridge=none \
     >"$LOG" 2>&1 </dev/null &
@@ -81,11 +81,12 @@ start() {
       echo "docker engine: pid $(running_pid), unix://$SOCK"
       return 0
     fi
-    [ -d "/proc/$launched" ] || running_pid >/dev/null || break
+    [ -d "/proc/$launched" ] || break
     sleep 0.1
   done
   echo "the docker engine did not start; its log ($LOG):" >&2
   tail -n 30 "$LOG" >&2
+  kill -TERM "$launched" 2>/dev/null || true
   stop
   exit 1
 }

@@ -6,6 +6,8 @@ its base is a local stand-in for the registry's python image, only on these mach
   and the container exits 0 well inside the grace period.
 - It holds only the server: its layers above the base stay within the budget, with no compiler, no pip, no
   caches and no tests.
+- The hash that says which tree an image was built from (tests/docker/images.py) covers exactly the files
+  Docker sends as the build context.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from signaling import __version__
 from signaling.clients.signaling_client import SignalingClient
 from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.frames import CloseCode
-from tests.docker.images import project_tag, standin_tags
+from tests.docker.images import context_files, project_tag, standin_tags
 from tests.docker.probes import answers, http_json
 from tests.helpers.docker import Docker
 from tests.helpers.dockerfile import parse_dockerfile
@@ -138,3 +140,23 @@ def test_the_image_holds_only_the_server_within_its_budget(docker: Docker) -> No
     found = dict(line.split(" ", 1) for line in out.splitlines())
     # ensurepip is in the standard library of the base (and `python -m venv` needs it): not ours to remove.
     assert found == {"compilers": "[]", "installers": "['ensurepip']", "caches": "[]", "tests": "[]"}, out
+
+
+def test_the_content_hash_covers_the_build_context_docker_sees(docker: Docker, tmp_path: Path) -> None:
+    """The files Docker sends for this tree (.dockerignore applied by Docker itself), listed from inside a build,
+    are the ones images.py hashes: a change to any of them makes a new image, and nothing else does."""
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {standin_tags()['python']}\nCOPY . /context\nRUN cd /context && find . -type f | sort > /files\n"
+    )
+    tag = f"signaling-test-context:{uuid.uuid4().hex[:8]}"
+    docker.run("build", "--quiet", "--file", str(tmp_path / "Dockerfile"), "--tag", tag, str(ROOT))
+    try:
+        listed = docker.run("run", "--rm", "--entrypoint", "cat", tag, "/files").stdout.split()
+    finally:
+        docker.run("rmi", tag)
+    sent = {name.removeprefix("./") for name in listed}
+    # The Dockerfile (ours or the one named by --file) and .dockerignore are hashed whether or not they are sent.
+    sent = {
+        name for name in sent if name not in ("Dockerfile", ".dockerignore") and not name.startswith(".dockerfile.")
+    }
+    assert sorted(sent) == context_files()
