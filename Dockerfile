@@ -15,7 +15,15 @@ COPY requirements.lock ./
 RUN python -m venv /opt/signaling && /opt/signaling/bin/pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY signaling ./signaling
-RUN /opt/signaling/bin/pip install --no-cache-dir --no-deps . && /opt/signaling/bin/python -m compileall -q /opt/signaling
+# Optional extras of pyproject.toml, e.g. --build-arg EXTRAS=numpy; their own packages are not in the lock.
+ARG EXTRAS=""
+# The project alone (the lock holds every package it needs: pip check says so), the extras asked for, then pip and
+# setuptools go: the server never installs anything.
+RUN /opt/signaling/bin/pip install --no-cache-dir --no-deps . \
+ && if [ -n "$EXTRAS" ]; then /opt/signaling/bin/pip install --no-cache-dir -c requirements.lock ".[$EXTRAS]"; fi \
+ && /opt/signaling/bin/pip check \
+ && /opt/signaling/bin/pip uninstall --yes --quiet pip setuptools \
+ && /opt/signaling/bin/python -m compileall -q /opt/signaling
 
 # ---------------------------------------------------------------------------------------------- run
 FROM ${PYTHON_IMAGE}

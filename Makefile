@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8765
 
-.PHONY: run test venv test-deps system-deps autobahn-env lint typecheck pytest bench clean
+.PHONY: run test venv test-deps system-deps autobahn-env docker-images lint typecheck pytest bench clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/signaling serve --host $(HOST) --port $(PORT)
@@ -22,18 +22,16 @@ $(VENV)/.run-installed: pyproject.toml requirements.lock | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml requirements.lock | $(VENV)/bin/python
-	$(BIN)/pip install -q -c requirements.lock -e '.[fast,peer,test,bench]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[fast,numpy,peer,test,bench]'
 	touch $(VENV)/.run-installed $@
 
-# The image's packages, fetched while there is a network: tests/test_deploy.py installs them offline (the suite
-# runs in a namespace with loopback only), the way the Dockerfile does, with Debian's python3 (3.11.2, whose
-# redis also wants async-timeout: the image's 3.11.7 does not).
-WHEELHOUSE := .tools/wheelhouse
-$(WHEELHOUSE)/.complete: requirements.lock | $(VENV)/bin/python
-	$(BIN)/pip download -q --only-binary=:all: -d $(WHEELHOUSE) -r requirements.lock 'setuptools>=77' 'async-timeout>=4.0.3'
-	touch $@
+# The images tests/docker/ runs: stand-ins for the registry's bases, then the project's image from its Dockerfile,
+# built with the network by the project's own engine (scripts/docker-engine.sh); cached by content, so a second run
+# only checks. The suite starts that engine again inside its loopback-only namespace.
+docker-images: system-deps $(VENV)/.test-installed
+	$(BIN)/python -m tests.docker.images
 
-test-deps: system-deps $(VENV)/.test-installed autobahn-env $(WHEELHOUSE)/.complete
+test-deps: system-deps $(VENV)/.test-installed autobahn-env docker-images
 
 system-deps:
 	bash scripts/install-system-packages.sh
@@ -61,4 +59,5 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 clean:
+	bash scripts/docker-engine.sh stop
 	rm -rf $(VENV) .venv27 .tools test-artifacts .mypy_cache .ruff_cache .pytest_cache

@@ -9,11 +9,15 @@ have chromium || need+=(chromium)
 have turnserver || need+=(coturn)
 have redis-server || need+=(redis-server)
 have nginx || need+=(nginx-light)           # `nginx -t` checks the reverse-proxy example (deploy/nginx/)
-have docker-compose || need+=(docker-compose)  # `docker-compose config -q` checks docker-compose.yml (no engine)
+# A Docker engine of the project's own (scripts/docker-engine.sh) builds and runs the image and the compose file;
+# debootstrap makes the root of the stand-in base images (tests/docker/images.py).
+have docker-compose || need+=(docker-compose)
+have dockerd || need+=(docker.io)
+have runc || need+=(runc)
+have debootstrap || need+=(debootstrap)
 have ip || need+=(iproute2)
 have unshare || need+=(util-linux)
-# Debian's own python3 makes the venvs: `make` (when it is the python3 on PATH) and the Dockerfile-steps test.
-/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+# The python3 on PATH makes the venvs (`make`): when it is Debian's, it needs python3-venv.
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -1,11 +1,9 @@
-"""The deployment files, checked without a Docker engine (none can run here: README, "Docker and compose").
+"""The deployment files, read: what holds before anything runs (tests/docker/ builds and runs them for real).
 
 - hadolint passes on the Dockerfile; docker-compose 1.29 validates docker-compose.yml (both profiles); nginx
   accepts both reverse-proxy examples (``nginx -t``).
 - The compose file, the Dockerfile, .env.example and the settings model agree: every SIGNALING_* variable is a
   setting, ports and the TURN secret are wired the same way everywhere, the health check is one command.
-- The Dockerfile's build and run steps, carried out in a fresh virtual environment the way the image runs them
-  (as its non-root user), give a server that answers the health check and drains on SIGTERM.
 - requirements.lock is the run-time closure of pyproject.toml.
 - The Kubernetes example (deploy/kubernetes/) validates against Kubernetes' schemas (kubernetes-validate bundles
   them: no network), and says what the server needs: its probes' paths, a grace period that covers the drain, the
@@ -14,13 +12,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +28,6 @@ from signaling.app.settings import Settings
 from signaling.cluster.redis_config import RECOMMENDED_PUBSUB, REQUIRED_POLICY
 from tests.helpers.certs import make_cert
 from tests.helpers.dockerfile import Stage, parse_dockerfile
-from tests.helpers.ports import free_port
-from tests.helpers.server_process import running_process
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -47,8 +39,6 @@ KUBERNETES = ROOT / "deploy" / "kubernetes"
 #: whose schemas the validator ships.
 KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.latest_version())
 BIN = Path(sys.executable).parent
-#: The image's packages, downloaded by `make test-deps` (the suite has no network): pip installs from there.
-WHEELHOUSE = ROOT / ".tools" / "wheelhouse"
 SETTING_VARS = {f"SIGNALING_{name.upper()}" for name in Settings.model_fields}
 #: The image's user: the Dockerfile creates it and runs as it.
 UID = 10001
@@ -304,97 +294,3 @@ def test_the_secrets_template_holds_no_secret() -> None:
     (secret,) = [doc for (kind, _), doc in kubernetes().items() if kind == "Secret"]
     for key, value in secret["stringData"].items():
         assert value == "" or value.startswith("change-me"), f"{key}: a real-looking secret in the template"
-
-
-# ---------------------------------------------------------------------------------------------- the image's steps
-
-
-@pytest.fixture
-def image_root() -> Iterator[Path]:
-    """A directory standing for the image's file system (world-readable: the image's user reads it)."""
-    root = Path(tempfile.mkdtemp(prefix="signaling-image-"))
-    root.chmod(0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def in_image(root: Path, text: str) -> str:
-    """Paths of the image (/opt/signaling, /src) under ``root``; ``python`` is Debian's python3 (the same minor
-    version as the base image's, and one the image's user may run: pyenv's lives in /root)."""
-    text = text.replace("/opt/signaling", f"{root}/opt/signaling").replace("/src", f"{root}/src")
-    return re.sub(r"^python ", "/usr/bin/python3 ", text)
-
-
-def test_the_images_steps_give_a_server_that_answers_its_health_check(image_root: Path) -> None:
-    assert (WHEELHOUSE / ".complete").exists(), (
-        "no wheelhouse: run `make test-deps` (it downloads the image's packages)"
-    )
-    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(WHEELHOUSE)}
-    build, run = stages()
-    # The build stage: WORKDIR, COPY from the context, RUN, in order.
-    workdir = image_root
-    for step in build.instructions:
-        if step.keyword == "WORKDIR":
-            workdir = Path(in_image(image_root, step.text))
-            workdir.mkdir(parents=True, exist_ok=True)
-        elif step.keyword == "COPY":
-            *sources, dest = step.text.split()
-            for source in sources:
-                into = dest.endswith("/") or dest == "."
-                copy(ROOT / source, workdir / (Path(source).name if into else dest))
-        elif step.keyword == "RUN":
-            done = subprocess.run(
-                in_image(image_root, step.text),
-                shell=True,
-                cwd=workdir,
-                env={**os.environ, **build.env, **offline},
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            assert done.returncode == 0, f"{step.text}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    # The run stage: COPY --from=build (already in place: same paths) and from the context; the user exists.
-    for step in run.all("COPY"):
-        if not step.text.startswith("--from="):
-            source, dest = step.text.split()
-            copy(ROOT / source, Path(in_image(image_root, dest)))
-    env: dict[str, str | None] = {
-        key: in_image(image_root, value).replace("$PATH", os.environ["PATH"]) for key, value in run.env.items()
-    }
-    env["SIGNALING_HOST"] = "127.0.0.1"  # tests listen on loopback only; the image listens on 0.0.0.0
-    env["SIGNALING_PORT"] = str(free_port())
-    as_user = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--"]
-    command, *args = run.one("ENTRYPOINT").exec_form
-    program = shutil.which(command, path=env["PATH"])
-    assert program is not None and program.startswith(str(image_root)), program
-    with running_process(
-        [*as_user, program, *args],
-        name="image-entrypoint",
-        port=int(str(env["SIGNALING_PORT"])),
-        env=env,
-        env_drop_prefixes=("SIGNALING_",),  # only what the image sets
-        cwd="/",
-        ok_returncodes=(0,),
-    ) as server:
-        health = run.one("HEALTHCHECK").exec_form
-        done = subprocess.run(
-            [*as_user, *health],
-            env={k: v for k, v in {**os.environ, **env}.items() if v is not None},
-            cwd="/",
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert done.returncode == 0, done.stderr
-        assert '"event": "listening"' in server.log_text()  # JSON logs, as SIGNALING_LOG_FORMAT says
-    assert '"event": "stopped"' in server.log_text()  # SIGTERM: the drain ran to its end, exit status 0
-
-
-def copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    else:
-        shutil.copy2(source, target)

@@ -202,25 +202,6 @@ def test_json(block: Block) -> None:
         parse_client_message(line)  # a SignalingError names what is wrong
 
 
-def test_docker() -> None:
-    """No engine can run here: each command is one the deployment files support, and those files are checked
-    (tests/test_deploy.py validates the compose file with both profiles, the Dockerfile, and .env.example)."""
-    (block,) = blocks("docker")
-    commands = [line.split("#")[0].strip() for line in block.code.splitlines() if line.strip()]
-    assert commands == [
-        "cp .env.example .env",
-        "docker compose up",
-        "docker compose --profile cluster up",
-        f"docker build -t signaling:{__version__} .",
-    ]
-    assert (ROOT / ".env.example").exists() and (ROOT / "Dockerfile").exists()
-    for profile in ([], ["--profile", "cluster"]):
-        done = subprocess.run(
-            ["docker-compose", "--env-file", ".env.example", *profile, "config", "-q"], cwd=ROOT, capture_output=True
-        )
-        assert done.returncode == 0, done.stderr
-
-
 def test_kubernetes() -> None:
     """No cluster here: the commands make the Secret the Deployment reads, apply the kustomization and wait for
     the Deployment (tests/test_deploy.py validates the manifests)."""

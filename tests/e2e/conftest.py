@@ -49,12 +49,8 @@ Fixtures
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import re
 import shutil
-import socket
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +74,7 @@ from signaling.ws.aio.server import WebSocketServer
 from tests.helpers import inprocess
 from tests.helpers.certs import CertPair, make_cert
 from tests.helpers.inprocess import InProcessServers
+from tests.helpers.netns import loopback_only_problem
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
@@ -142,41 +139,6 @@ def _test_failed(node: pytest.Item) -> bool:
 
 
 # ---------------------------------------------------------------------------------- loopback-only network
-
-_SIOCGIFFLAGS = 0x8913
-_IFF_UP = 0x1
-_IFF_LOOPBACK = 0x8
-
-
-def interface_flags() -> dict[str, int]:
-    """Interface name -> IFF_* flags, for the network namespace this process is in.
-
-    Not /sys/class/net: sysfs shows the namespace it was mounted in, so under a bare ``unshare -n`` it still
-    lists the host's interfaces. if_nameindex() and the SIOCGIFFLAGS ioctl ask the kernel about ours.
-    """
-    flags: dict[str, int] = {}
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for _, name in socket.if_nameindex():
-            request = struct.pack("16s24x", name.encode()[:15])
-            try:
-                answer = fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request)
-            except OSError as exc:
-                if exc.errno == errno.ENODEV:  # vanished meanwhile
-                    continue
-                raise
-            flags[name] = struct.unpack_from("H", answer, 16)[0]
-    return flags
-
-
-def loopback_only_problem() -> str | None:
-    """Why this is not a loopback-only network namespace, or None when it is."""
-    flags = interface_flags()
-    others = sorted(name for name, f in flags.items() if f & _IFF_UP and not f & _IFF_LOOPBACK)
-    if others:
-        return f"non-loopback network interfaces are up: {', '.join(others)}"
-    if not any(f & _IFF_UP and f & _IFF_LOOPBACK for f in flags.values()):
-        return "no loopback interface is up (run `ip link set lo up` inside the namespace)"
-    return None
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,8 +10,8 @@ Modes (tests/test_readme.py and tests/e2e/test_readme_js.py carry them out): ``r
 line starts a server, the others run against it), ``background ports=A,B,..`` (starts processes in the
 background; every port must answer), ``peer port=P`` and ``python port=P`` (run against a live server),
 ``js`` (a module in Chromium on a live server's page), ``json`` (protocol messages, checked by the models),
-``docker`` (needs an engine: the files those commands use are checked instead), ``kubernetes`` (needs a cluster:
-the same), ``dry-run`` (``make -n``).
+``docker`` (carried out on the project's own Docker engine by tests/docker/test_compose.py), ``kubernetes`` (needs a
+cluster: the files those commands use are checked instead), ``dry-run`` (``make -n``).
 Ports named in a mode are replaced by free ones before the block runs: tests use free loopback ports only.
 """
 

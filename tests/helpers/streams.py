@@ -15,9 +15,18 @@ __all__ = ["NumberedStream"]
 
 
 class NumberedStream:
-    """``count`` messages (0, 1, ...) from ``sender`` to ``receiver`` (peer ``to``), at most ``window`` ahead."""
+    """``count`` messages (0, 1, ...) from ``sender`` to ``receiver`` (peer ``to``), at most ``window`` ahead; with
+    ``pause_at``, the sender stops before that message until ``go_on`` is set."""
 
-    def __init__(self, sender: SignalingClient, receiver: SignalingClient, to: str, count: int, window: int) -> None:
+    def __init__(
+        self,
+        sender: SignalingClient,
+        receiver: SignalingClient,
+        to: str,
+        count: int,
+        window: int,
+        pause_at: int | None = None,
+    ) -> None:
         self.sender = sender
         self.receiver = receiver
         self.to = to
@@ -26,6 +35,9 @@ class NumberedStream:
         #: What the receiver got, in order, and the welcomes its resumes brought.
         self.received: list[int] = []
         self.welcomes: list[Welcome] = []
+        #: The sender waits for it before message ``pause_at`` (to send the rest at a moment the test chooses).
+        self.pause_at = pause_at
+        self.go_on = asyncio.Event()
         self._progress = asyncio.Event()
 
     async def until_received(self, count: int) -> None:
@@ -45,6 +57,8 @@ class NumberedStream:
 
     async def _send(self) -> None:
         for n in range(self.count):
+            if n == self.pause_at:
+                await self.go_on.wait()
             await self.until_received(n - self.window)
             await self.sender.send_message(n, to=self.to)
 
