@@ -65,7 +65,11 @@ class Settings(BaseSettings):
     auth_secret: SecretStr | None = Field(
         None, description="HS256 secret (32+ characters) for room tokens; set, every join needs a token."
     )
-    auth_max_failures: int = Field(10, ge=1, description="Failed tokens from one address before it is throttled.")
+    auth_max_failures: int = Field(
+        10,
+        ge=1,
+        description="Failed tokens from one address before its bad ones get no details (valid ones still join).",
+    )
     auth_failure_window: float = Field(60.0, gt=0, description="Seconds over which failed tokens are counted.")
     allowed_origins: CommaList = Field(
         default_factory=list,

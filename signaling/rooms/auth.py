@@ -111,8 +111,9 @@ class RoomTokens:
 
 
 class AuthThrottle:
-    """Failed token checks per client address: past ``max_failures`` within ``window`` seconds, joins from that
-    address are refused without looking at the token until the window has passed.
+    """Failed token checks per client address: past ``max_failures`` within ``window`` seconds, the address's bad
+    tokens are answered without saying what is wrong with them until the window has passed. A valid token is
+    never refused for it: behind one address (an office NAT) a guesser must not lock its neighbours out.
 
     Memory is bounded: at most ``max_addresses`` addresses are remembered, the oldest forgotten first.
     """
@@ -155,7 +156,7 @@ class AuthThrottle:
 
 
 class JoinAuthorizer:
-    """The join check a session calls: the address throttle first, then the token.
+    """The join check a session calls: the token, then, for a bad one, the address throttle.
 
     ``for_client(address)`` gives the callable a Session takes as ``authorize``: it returns the name the token
     imposes (None: the client's own name stands) or raises ``unauthorized``.
@@ -169,13 +170,15 @@ class JoinAuthorizer:
     def for_client(self, address: str) -> Callable[[Join], str | None]:
         def authorize(join: Join) -> str | None:
             now = self.clock()
-            wait = self.throttle.retry_after(address, now)
-            if wait is not None:
-                raise _refused(f"too many failed tokens from your address: try again in {wait:.0f} s")
             try:
                 grant = self.tokens.verify(join.token, join.room, now)
             except SignalingError:
+                wait = self.throttle.retry_after(address, now)
                 self.throttle.failed(address, now)
+                if wait is not None:  # a guesser learns nothing more; a valid token would still pass
+                    raise _refused(
+                        f"too many failed tokens from your address: details withheld for {wait:.0f} s"
+                    ) from None
                 raise
             return grant.name
 
