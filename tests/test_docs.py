@@ -56,7 +56,14 @@ def test_the_grafana_dashboard_queries_metrics_the_server_exports() -> None:
     from signaling.ws.aio.stats import TransportStats
 
     dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
-    app = SignalingApp(_Settings.model_validate({"turn_secret": "x", "turn_urls": "turn:h"}))
+    settings = {
+        "turn_secret": "x",
+        "turn_urls": "turn:h",
+        "redis_url": "redis://127.0.0.1:1/0",
+    }  # a node: cluster metrics
+    app = SignalingApp(_Settings.model_validate(settings))
+    assert app.cluster is not None
+    app.cluster.backlog_bytes = 0  # read at the first heartbeat
     app.transport_stats = TransportStats()
     exported = app.metrics.render().decode()
     suffixes = {"counter": ("", "_total"), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
