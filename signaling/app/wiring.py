@@ -29,7 +29,7 @@ from signaling.rooms.ice import IceServerList, TurnCredentials
 from signaling.rooms.limits import JoinDeadline, JoinDeadlines, MessageRateLimit
 from signaling.rooms.session import Session, SessionCounters
 from signaling.ws.aio.batch import WriteBatch
-from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
+from signaling.ws.aio.server import Later, ServerConnection, Upgrade, WebSocketServer
 from signaling.ws.aio.stats import TransportStats
 from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.frames import CloseCode
@@ -38,6 +38,7 @@ from signaling.ws.http11 import Request, Response
 
 from .address_limits import AddressLimits
 from .addresses import ClientAddresses, parse_networks
+from .api import API_PREFIX, ServerApi
 from .metrics import Metrics
 from .origins import OriginPolicy
 from .routes import StaticFiles, http_response, not_found, refused
@@ -213,6 +214,15 @@ class SignalingApp:
                 AuthThrottle(settings.auth_max_failures, settings.auth_failure_window),
                 wall_clock,
             )
+        #: The server API for the application's backend (``settings.api_key``), if on.
+        self.api: ServerApi | None = None
+        if settings.api_key is not None:
+            self.api = ServerApi(
+                settings.api_key.get_secret_value(),
+                AuthThrottle(settings.auth_max_failures, settings.auth_failure_window),
+                self.backends.directory,
+                clock,
+            )
         self.addresses = ClientAddresses(parse_networks(settings.trusted_proxies), settings.proxy_header)
         self.origins = OriginPolicy(settings.allowed_origins)
         self.limits = AddressLimits(
@@ -318,7 +328,11 @@ class SignalingApp:
 
     # ------------------------------------------------------------------ requests
 
-    def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade:
+    def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade | Later:
+        if request.path.startswith(API_PREFIX):
+            if self.api is None:
+                return not_found(request)
+            return self.api.handle(request, self.addresses.resolve(peer[0] if peer else None, request.headers))
         if not is_upgrade_request(request):
             return http_response(
                 request,

@@ -124,6 +124,21 @@ class DirectoryContract:
         await directory.join(member(directory, "third"))  # the room count went down: a new room fits
         await directory.join(member(directory, "fourth"))
 
+    async def test_rooms_and_rosters_are_read_from_every_node(self, backend: Backend) -> None:
+        here, there = (await backend()).backends.directory, (await backend()).backends.directory
+        a, b = member(here, "b-room", name="a"), member(there, "b-room", resumable=True)
+        await here.join(a)
+        await there.join(b, lease_of(b))
+        await there.join(member(there, "a-room"))
+        await there.release(b.peer, lease_of(b), NOW + 60)  # a ghost is still in its room
+        for directory in (here, there):
+            assert await directory.rooms("", 10) == [("a-room", 1), ("b-room", 2)]
+            assert await directory.rooms("", 1) == [("a-room", 1)]
+            assert await directory.rooms("a-room", 10) == [("b-room", 2)]
+            roster = await directory.roster("b-room")
+            assert [(m.peer, m.name) for m in roster] == [(a.peer, "a"), (b.peer, None)]
+            assert await directory.roster("nowhere") == []
+
     async def test_a_lease_is_claimed_once_and_rotates(self, node: Node) -> None:
         directory = node.backends.directory
         a = member(directory, resumable=True)

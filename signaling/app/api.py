@@ -1,0 +1,117 @@
+"""The server API: what a backend reads of the rooms (and, later, steers), over HTTP on the server's port.
+
+Off unless ``api_key`` is set. Every request carries ``Authorization: Bearer <key>``, compared in constant time;
+a wrong or missing key is a 401, and an address past its failure budget (the room tokens' ``AuthThrottle``) a
+429 instead, but a right key is never refused for it: a guesser behind a backend's NAT must not lock it out.
+Answers come ``Later``: in cluster mode they are read from Redis, so they cover every node.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import parse_qs, unquote
+
+from signaling.protocol.errors import SignalingError
+from signaling.rooms.auth import AuthThrottle
+from signaling.rooms.directory import RoomDirectory
+from signaling.ws.aio.server import Later
+from signaling.ws.http11 import Headers, Request, Response
+
+from .routes import SECURITY_HEADERS
+
+__all__ = ["API_PREFIX", "DEFAULT_LIMIT", "MAX_LIMIT", "ServerApi"]
+
+API_PREFIX: Final = "/api/v1/"
+#: Rooms per page of ``GET /api/v1/rooms`` unless ``?limit=`` says otherwise, and the most it may say.
+DEFAULT_LIMIT: Final = 1000
+MAX_LIMIT: Final = 10_000
+
+
+def json_response(status: int, body: object) -> Response:
+    headers = Headers([("Content-Type", "application/json"), ("Cache-Control", "no-store"), *SECURITY_HEADERS])
+    return Response(status, headers, json.dumps(body, separators=(",", ":")).encode())
+
+
+def _error(status: int, message: str, extra: tuple[tuple[str, str], ...] = ()) -> Response:
+    response = json_response(status, {"error": message})
+    for name, value in extra:
+        response.headers.add(name, value)
+    return response
+
+
+class ServerApi:
+    """Routes ``/api/v1/...`` for a client address that the caller has resolved (behind trusted proxies)."""
+
+    def __init__(self, key: str, throttle: AuthThrottle, directory: RoomDirectory, clock: Callable[[], float]) -> None:
+        self._key = ("Bearer " + key).encode("utf-8")
+        self.throttle = throttle
+        self.directory = directory
+        self.clock = clock
+
+    def handle(self, request: Request, client: str) -> Response | Later:
+        refusal = self._authenticate(request, client)
+        if refusal is not None:
+            return refusal
+        try:
+            parts = [unquote(p, errors="strict") for p in request.path[len(API_PREFIX) :].split("/")]
+        except UnicodeDecodeError:
+            return _error(404, "not found")
+        method = request.method
+        if parts == ["rooms"]:
+            if method != "GET":
+                return _error(405, "method not allowed", (("Allow", "GET"),))
+            return self._list(request.query)
+        if len(parts) == 2 and parts[0] == "rooms" and parts[1]:
+            if method != "GET":
+                return _error(405, "method not allowed", (("Allow", "GET"),))
+            return Later(self._room(parts[1]))
+        return _error(404, "not found")
+
+    def _authenticate(self, request: Request, client: str) -> Response | None:
+        """None when the request carries the key; else the 401, or the 429 of an address past its budget."""
+        given = request.headers.get("Authorization", "") or ""
+        if hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._key):
+            return None
+        now = self.clock()
+        wait = self.throttle.retry_after(client, now)
+        self.throttle.failed(client, now)
+        if wait is not None:
+            return _error(
+                429, "too many failed API keys from your address", (("Retry-After", str(max(1, round(wait)))),)
+            )
+        return _error(
+            401, "this API needs Authorization: Bearer <SIGNALING_API_KEY>", (("WWW-Authenticate", "Bearer"),)
+        )
+
+    def _list(self, query: str) -> Response | Later:
+        fields = parse_qs(query)
+        after = fields.get("after", [""])[0]
+        try:
+            limit = int(fields.get("limit", [str(DEFAULT_LIMIT)])[0])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LIMIT:
+            return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
+        return Later(self._rooms(after, limit))
+
+    async def _rooms(self, after: str, limit: int) -> Response:
+        try:
+            rooms = await self.directory.rooms(after, limit)
+        except SignalingError as exc:
+            return _error(503, exc.message, (("Retry-After", "1"),))
+        body: dict[str, Any] = {"rooms": [{"room": room, "peers": peers} for room, peers in rooms]}
+        body["next"] = rooms[-1][0] if len(rooms) == limit else None
+        return json_response(200, body)
+
+    async def _room(self, room: str) -> Response:
+        try:
+            members = await self.directory.roster(room)
+        except SignalingError as exc:
+            return _error(503, exc.message, (("Retry-After", "1"),))
+        if not members:
+            return _error(404, f"no room {room!r}")
+        peers = [{"id": m.peer, "name": m.name, "meta": m.meta, "connected": bool(m.node)} for m in members]
+        return json_response(200, {"room": room, "peers": peers})

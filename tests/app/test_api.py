@@ -1,0 +1,125 @@
+"""The server API over real sockets (README, "Your backend: API and webhooks"): its key, the throttle that never
+locks out the right key, the listings on one node and cluster-wide on two nodes of one redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from signaling.app.api import API_PREFIX
+from signaling.app.settings import Settings
+from signaling.clients.signaling_client import SignalingClient
+from signaling.ws.aio.server import WebSocketServer
+
+ServerFactory = Callable[..., Awaitable[WebSocketServer]]
+KEY = "k" * 40
+AUTH = {"Authorization": "Bearer " + KEY}
+STEP = 5.0
+
+
+def base(server: WebSocketServer) -> str:
+    return f"http://127.0.0.1:{server.port}{API_PREFIX}"
+
+
+def ws(server: WebSocketServer) -> str:
+    return f"ws://127.0.0.1:{server.port}/ws"
+
+
+@contextlib.asynccontextmanager
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=STEP)) as session:
+        yield session
+
+
+async def call(
+    session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str] | None = None
+) -> tuple[int, Any, aiohttp.ClientResponse]:
+    async with session.request(method, url, headers=AUTH if headers is None else headers) as response:
+        body = await response.json() if response.content_type == "application/json" else await response.text()
+        return response.status, body, response
+
+
+async def test_without_a_key_there_is_no_api(start_signaling: ServerFactory) -> None:
+    server = await start_signaling()
+    async with http() as session:
+        for method in ("GET", "DELETE", "POST"):
+            assert (await call(session, method, base(server) + "rooms"))[0] == 404
+
+
+def test_a_short_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="api_key must be at least 32"):
+        Settings.model_validate({"api_key": "short"})
+
+
+async def test_a_missing_or_wrong_key_is_a_401_and_a_right_one_always_works(start_signaling: ServerFactory) -> None:
+    server = await start_signaling(api_key=KEY, auth_max_failures=3)
+    url = base(server) + "rooms"
+    async with http() as session:
+        wrong = [{}, {"Authorization": "Bearer " + "x" * 40}, {"Authorization": KEY}]
+        for headers in wrong:
+            status, _, response = await call(session, "GET", url, headers)
+            assert status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+        status, _, response = await call(session, "GET", url, wrong[1])
+        assert status == 429 and int(response.headers["Retry-After"]) >= 1
+        status, body, _ = await call(session, "GET", url)  # the same address, the right key
+        assert (status, body) == (200, {"rooms": [], "next": None})
+
+
+async def test_unknown_routes_methods_and_bad_limits(start_signaling: ServerFactory) -> None:
+    server = await start_signaling(api_key=KEY)
+    async with http() as session:
+        assert (await call(session, "GET", base(server) + "nothing"))[0] == 404
+        assert (await call(session, "GET", base(server) + "rooms/nowhere"))[0] == 404
+        assert (await call(session, "PUT", base(server) + "rooms"))[0] == 405
+        for limit in ("0", "10001", "x"):
+            assert (await call(session, "GET", base(server) + "rooms?limit=" + limit))[0] == 400
+
+
+async def rooms_and_roster(one: WebSocketServer, other: WebSocketServer) -> None:
+    """Peers in two rooms through ``one`` and ``other``: each lists them all."""
+    async with (
+        SignalingClient.connect(ws(one)) as a,
+        SignalingClient.connect(ws(other)) as b,
+        SignalingClient.connect(ws(other)) as c,
+        http() as session,
+    ):
+        wa = await a.join("a-room", name="a", meta={"role": "host"})
+        wb = await b.join("a-room", name="b")
+        await c.join("z")
+        for server in (one, other):
+            status, body, _ = await call(session, "GET", base(server) + "rooms")
+            assert status == 200 and body == {
+                "rooms": [{"room": "a-room", "peers": 2}, {"room": "z", "peers": 1}],
+                "next": None,
+            }
+            status, body, _ = await call(session, "GET", base(server) + "rooms?limit=1")
+            assert body == {"rooms": [{"room": "a-room", "peers": 2}], "next": "a-room"}
+            status, body, _ = await call(session, "GET", base(server) + "rooms?limit=1&after=a-room")
+            assert body["rooms"] == [{"room": "z", "peers": 1}]
+            status, body, _ = await call(session, "GET", base(server) + "rooms/a-room")
+            assert status == 200 and body == {
+                "room": "a-room",
+                "peers": [
+                    {"id": wa.peer, "name": "a", "meta": {"role": "host"}, "connected": True},
+                    {"id": wb.peer, "name": "b", "meta": None, "connected": True},
+                ],
+            }
+
+
+async def test_rooms_and_their_peers_on_one_node(start_signaling: ServerFactory) -> None:
+    server = await start_signaling(api_key=KEY)
+    await rooms_and_roster(server, server)
+
+
+async def test_rooms_and_their_peers_across_two_nodes(
+    start_signaling: ServerFactory, redis_settings: dict[str, str]
+) -> None:
+    one = await start_signaling(api_key=KEY, **redis_settings)
+    other = await start_signaling(api_key=KEY, **redis_settings)
+    async with asyncio.timeout(4 * STEP):
+        await rooms_and_roster(one, other)
