@@ -1,4 +1,4 @@
-"""The server API: what a backend reads of the rooms (and, later, steers), over HTTP on the server's port.
+"""The server API: what a backend reads of the rooms and does to them, over HTTP on the server's port.
 
 Off unless ``api_key`` is set. Every request carries ``Authorization: Bearer <key>``, compared in constant time;
 a wrong or missing key is a 401, and an address past its failure budget (the room tokens' ``AuthThrottle``) a
@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote
 
 from signaling.protocol.errors import SignalingError
 from signaling.rooms.auth import AuthThrottle
-from signaling.rooms.directory import RoomDirectory
+from signaling.rooms.backends import Backends
 from signaling.ws.aio.server import Later
 from signaling.ws.http11 import Headers, Request, Response
 
@@ -45,10 +45,11 @@ def _error(status: int, message: str, extra: tuple[tuple[str, str], ...] = ()) -
 class ServerApi:
     """Routes ``/api/v1/...`` for a client address that the caller has resolved (behind trusted proxies)."""
 
-    def __init__(self, key: str, throttle: AuthThrottle, directory: RoomDirectory, clock: Callable[[], float]) -> None:
+    def __init__(self, key: str, throttle: AuthThrottle, backends: Backends, clock: Callable[[], float]) -> None:
         self._key = ("Bearer " + key).encode("utf-8")
         self.throttle = throttle
-        self.directory = directory
+        self.backends = backends
+        self.directory = backends.directory
         self.clock = clock
 
     def handle(self, request: Request, client: str) -> Response | Later:
@@ -65,9 +66,15 @@ class ServerApi:
                 return _error(405, "method not allowed", (("Allow", "GET"),))
             return self._list(request.query)
         if len(parts) == 2 and parts[0] == "rooms" and parts[1]:
-            if method != "GET":
-                return _error(405, "method not allowed", (("Allow", "GET"),))
-            return Later(self._room(parts[1]))
+            if method == "GET":
+                return Later(self._room(parts[1]))
+            if method == "DELETE":
+                return Later(self._remove(parts[1], None))
+            return _error(405, "method not allowed", (("Allow", "GET, DELETE"),))
+        if len(parts) == 4 and parts[0] == "rooms" and parts[1] and parts[2] == "peers" and parts[3]:
+            if method == "DELETE":
+                return Later(self._remove(parts[1], parts[3]))
+            return _error(405, "method not allowed", (("Allow", "DELETE"),))
         return _error(404, "not found")
 
     def _authenticate(self, request: Request, client: str) -> Response | None:
@@ -105,6 +112,17 @@ class ServerApi:
         body: dict[str, Any] = {"rooms": [{"room": room, "peers": peers} for room, peers in rooms]}
         body["next"] = rooms[-1][0] if len(rooms) == limit else None
         return json_response(200, body)
+
+    async def _remove(self, room: str, peer: str | None) -> Response:
+        """Remove ``peer`` from ``room``, or every peer of it (None): 204, or 404 when there was none."""
+        try:
+            peers = [peer] if peer is not None else [m.peer for m in await self.directory.roster(room)]
+            removed = [p for p in peers if await self.backends.remove(room, p)]
+        except SignalingError as exc:
+            return _error(503, exc.message, (("Retry-After", "1"),))
+        if not removed:
+            return _error(404, f"no peer {peer!r} in room {room!r}" if peer is not None else f"no room {room!r}")
+        return Response(204, Headers(list(SECURITY_HEADERS)))
 
     async def _room(self, room: str) -> Response:
         try:

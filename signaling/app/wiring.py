@@ -20,7 +20,7 @@ import structlog
 
 from signaling import __version__
 from signaling.cluster.node import ClusterNode
-from signaling.protocol.facts import END_SESSION_CLOSE_CODE, TAKEN_OVER_CLOSE_CODE
+from signaling.protocol.facts import END_SESSION_CLOSE_CODE, REMOVED_CLOSE_CODE, TAKEN_OVER_CLOSE_CODE
 from signaling.protocol.models import IceServer
 from signaling.rooms.auth import AuthThrottle, JoinAuthorizer, RoomTokens
 from signaling.rooms.backends import Backends, in_memory
@@ -131,6 +131,10 @@ class SessionSocket:
         self.session.moved()
         self.ws.close(TAKEN_OVER_CLOSE_CODE, "session resumed on another connection")
 
+    def removed(self) -> None:
+        self.session.moved()  # the peer has left its room already: nothing for the session to end
+        self.ws.close(REMOVED_CLOSE_CODE, "removed")
+
     # The driver's connection
     def pause_reading(self) -> None:
         self.ws.pause_reading()
@@ -220,7 +224,7 @@ class SignalingApp:
             self.api = ServerApi(
                 settings.api_key.get_secret_value(),
                 AuthThrottle(settings.auth_max_failures, settings.auth_failure_window),
-                self.backends.directory,
+                self.backends,
                 clock,
             )
         self.addresses = ClientAddresses(parse_networks(settings.trusted_proxies), settings.proxy_header)

@@ -1,10 +1,11 @@
 """The server API over real sockets (README, "Your backend: API and webhooks"): its key, the throttle that never
-locks out the right key, the listings on one node and cluster-wide on two nodes of one redis-server."""
+locks out the right key, the listings and the removals, on one node and across two nodes of one redis-server."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,7 +15,10 @@ import pytest
 from signaling.app.api import API_PREFIX
 from signaling.app.settings import Settings
 from signaling.clients.signaling_client import SignalingClient
+from signaling.protocol.facts import REMOVED_CLOSE_CODE
+from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
+from signaling.ws.exceptions import ConnectionClosed
 
 ServerFactory = Callable[..., Awaitable[WebSocketServer]]
 KEY = "k" * 40
@@ -123,3 +127,65 @@ async def test_rooms_and_their_peers_across_two_nodes(
     other = await start_signaling(api_key=KEY, **redis_settings)
     async with asyncio.timeout(4 * STEP):
         await rooms_and_roster(one, other)
+
+
+async def recv(ws: ClientConnection) -> dict[str, Any]:
+    async with asyncio.timeout(STEP):
+        message: dict[str, Any] = json.loads(await ws.recv())
+    return message
+
+
+async def join(ws: ClientConnection, **fields: Any) -> dict[str, Any]:
+    await ws.send(json.dumps({"type": "join", "room": "r", **fields}))
+    welcome = await recv(ws)
+    assert welcome["type"] == "welcome", welcome
+    return welcome
+
+
+async def closed_as_removed(ws: ClientConnection) -> None:
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await recv(ws)
+    assert (closed.value.code, closed.value.reason) == (REMOVED_CLOSE_CODE, "removed")
+
+
+async def removals(one: WebSocketServer, other: WebSocketServer) -> None:
+    """A peer connected to ``one`` removed through ``other``, then the whole room."""
+    async with connect(ws(one)) as victim, connect(ws(other)) as bob, http() as session:
+        gone = await join(victim, resumable=True)
+        stays = await join(bob, resumable=True)
+        assert (await recv(victim))["type"] == "peer-joined"
+        status, _, _ = await call(session, "DELETE", base(other) + f"rooms/r/peers/{gone['peer']}")
+        assert status == 204
+        await closed_as_removed(victim)
+        left = await recv(bob)
+        assert (left["type"], left["peer"]) == ("peer-left", gone["peer"])
+        _, body, _ = await call(session, "GET", base(one) + "rooms/r")
+        assert [p["id"] for p in body["peers"]] == [stays["peer"]]
+        assert (await call(session, "DELETE", base(one) + f"rooms/r/peers/{gone['peer']}"))[0] == 404
+        assert (await call(session, "DELETE", base(one) + f"rooms/elsewhere/peers/{stays['peer']}"))[0] == 404
+        async with connect(ws(one)) as again, connect(ws(one)) as ghost:
+            fresh = await join(again, resume=gone["resume"], last_seq=0)  # the session is over: no resume
+            assert fresh["resumed"] is False and fresh["peer"] != gone["peer"]
+            ghostly = await join(ghost, resumable=True)
+            await ghost.close(1001)  # a drop: its session waits in its grace period, connected nowhere
+            assert (await call(session, "DELETE", base(other) + "rooms/r"))[0] == 204
+            await closed_as_removed(bob)
+            await closed_as_removed(again)
+            assert (await call(session, "GET", base(one) + "rooms/r"))[0] == 404
+            assert (await call(session, "DELETE", base(one) + "rooms/r"))[0] == 404
+            async with connect(ws(other)) as back:
+                fresh = await join(back, resume=ghostly["resume"], last_seq=0)
+                assert fresh["resumed"] is False
+
+
+async def test_removing_peers_on_one_node(start_signaling: ServerFactory) -> None:
+    server = await start_signaling(api_key=KEY)
+    await removals(server, server)
+
+
+async def test_removing_peers_across_two_nodes(start_signaling: ServerFactory, redis_settings: dict[str, str]) -> None:
+    one = await start_signaling(api_key=KEY, **redis_settings)
+    other = await start_signaling(api_key=KEY, **redis_settings)
+    async with asyncio.timeout(4 * STEP):
+        await removals(one, other)

@@ -295,6 +295,23 @@ class DeliveryContract:
         assert [m.get("seq") for m in got] == [None, 1, 2, 3, 4]
         assert old.texts == []
 
+    @pytest.mark.parametrize("resumable", [False, True])
+    async def test_a_removed_member_is_closed_where_it_is_and_the_others_told(
+        self, node: Node, other: Node, resumable: bool
+    ) -> None:
+        who, sink = await joined(node, resumable=resumable)
+        bob, bob_sink = await joined(other)
+        assert not await other.backends.remove("elsewhere", who.peer)
+        assert await other.backends.remove("r", who.peer)  # asked on any process
+        await sink.until_removed()
+        (left,) = await bob_sink.received(1)
+        assert (left["type"], left["peer"]) == ("peer-left", who.peer)
+        assert not await node.backends.remove("r", who.peer)
+        assert [m.peer for m in await node.backends.directory.roster("r")] == [bob.peer]
+        if resumable:  # its session is over: no resume
+            assert await node.backends.directory.claim(lease_of(who), "new", NOW) is None
+        assert not bob_sink.was_removed
+
     async def test_a_broadcast_reaches_each_member_once_in_order(self, node: Node, other: Node) -> None:
         """One text for a whole room, members plain and resumable, here and on another process: each gets it
         once, numbered if resumable, in the order sent."""
