@@ -14,6 +14,8 @@ export const MAX_ID_LENGTH = 64;
 export const END_SESSION_CLOSE_CODE = 1000;
 /** The session of this connection was resumed on another connection. */
 export const TAKEN_OVER_CLOSE_CODE = 4001;
+/** The `from` of a `message` sent by the application's backend (the server API) rather than by a peer. */
+export const SERVER_SENDER = "server";
 /** The application's backend removed this peer: its session is over. */
 export const REMOVED_CLOSE_CODE = 4003;
 /** Close codes after which a client neither resumes nor reconnects by itself. */

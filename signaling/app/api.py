@@ -3,7 +3,8 @@
 Off unless ``api_key`` is set. Every request carries ``Authorization: Bearer <key>``, compared in constant time;
 a wrong or missing key is a 401, and an address past its failure budget (the room tokens' ``AuthThrottle``) a
 429 instead, but a right key is never refused for it: a guesser behind a backend's NAT must not lock it out.
-Answers come ``Later``: in cluster mode they are read from Redis, so they cover every node.
+Answers that touch the rooms come ``Later``: in cluster mode they go through Redis, so they cover every node
+(a removal reaches the node holding the connection; a message is sent as a peer's would be).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote
 
+from signaling.protocol.encode import relayed_message_json
 from signaling.protocol.errors import SignalingError
+from signaling.protocol.facts import SERVER_SENDER
+from signaling.protocol.models import NonFiniteNumber
 from signaling.rooms.auth import AuthThrottle
 from signaling.rooms.backends import Backends
 from signaling.ws.aio.server import Later
@@ -40,6 +44,11 @@ def _error(status: int, message: str, extra: tuple[tuple[str, str], ...] = ()) -
     for name, value in extra:
         response.headers.add(name, value)
     return response
+
+
+def _no_constant(name: str) -> object:
+    """NaN and Infinity, which Python's json reads, are not JSON: a peer's parser would refuse them."""
+    raise ValueError(f"{name} is not JSON")
 
 
 class ServerApi:
@@ -71,6 +80,10 @@ class ServerApi:
             if method == "DELETE":
                 return Later(self._remove(parts[1], None))
             return _error(405, "method not allowed", (("Allow", "GET, DELETE"),))
+        if len(parts) == 3 and parts[0] == "rooms" and parts[1] and parts[2] == "messages":
+            if method != "POST":
+                return _error(405, "method not allowed", (("Allow", "POST"),))
+            return self._message(parts[1], request.body)
         if len(parts) == 4 and parts[0] == "rooms" and parts[1] and parts[2] == "peers" and parts[3]:
             if method == "DELETE":
                 return Later(self._remove(parts[1], parts[3]))
@@ -123,6 +136,32 @@ class ServerApi:
         if not removed:
             return _error(404, f"no peer {peer!r} in room {room!r}" if peer is not None else f"no room {room!r}")
         return Response(204, Headers(list(SECURITY_HEADERS)))
+
+    def _message(self, room: str, body: bytes) -> Response | Later:
+        """``{"data": <any JSON>, "to": <peer id>?}``: a ``message`` from ``server`` to one peer or all."""
+        try:
+            payload = json.loads(body, parse_constant=_no_constant)
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        to = payload.get("to") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or "data" not in payload or not isinstance(to, str | None):
+            return _error(400, 'the body must be a JSON object: {"data": <any JSON>, "to": "<peer id>" (optional)}')
+        try:
+            text = relayed_message_json(SERVER_SENDER, payload["data"])
+        except NonFiniteNumber:
+            return _error(400, "data holds NaN or Infinity, which JSON does not have")
+        return Later(self._send(room, to, text))
+
+    async def _send(self, room: str, to: str | None, text: str) -> Response:
+        try:
+            members = await self.directory.roster(room)
+        except SignalingError as exc:
+            return _error(503, exc.message, (("Retry-After", "1"),))
+        targets = [m for m in members if to is None or m.peer == to]
+        if not targets:
+            return _error(404, f"no peer {to!r} in room {room!r}" if members else f"no room {room!r}")
+        self.backends.router.send_all(targets, "", text)  # kept for the resumable ones, as a peer's would be
+        return json_response(202, {"delivered": len(targets)})
 
     async def _room(self, room: str) -> Response:
         try:

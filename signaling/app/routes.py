@@ -1,7 +1,7 @@
 """Plain HTTP on the WebSocket port: health, metrics, the WebSocket path's 426, and the static web/ files.
 
 Small on purpose: the sans-I/O HTTP parser of the transport reads the head, these functions build the
-response, and the connection closes after it. No web framework, no request bodies.
+response, and the connection closes after it. No web framework; request bodies are for the server API (api.py).
 """
 
 from __future__ import annotations

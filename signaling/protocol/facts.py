@@ -27,6 +27,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "REMOVED_CLOSE_CODE",
     "ROOM_PATTERN",
+    "SERVER_SENDER",
     "TAKEN_OVER_CLOSE_CODE",
     "render_js",
 ]
@@ -50,6 +51,9 @@ MAX_ID_LENGTH: Final = 64
 END_SESSION_CLOSE_CODE: Final = 1000
 #: The server closes a connection with this code when its session was resumed on another connection.
 TAKEN_OVER_CLOSE_CODE: Final = 4001
+#: The ``from`` of a ``message`` that the application's backend sent (the server API), not a peer: never a peer id,
+#: which is 16 characters long.
+SERVER_SENDER: Final = "server"
 #: The server closes a connection with this code (reason "removed") when the application's backend removed its
 #: peer (the server API): the session is over, its resume token dead, the others told ``peer-left``.
 REMOVED_CLOSE_CODE: Final = 4003
@@ -102,6 +106,8 @@ export const MAX_ID_LENGTH = {MAX_ID_LENGTH};
 export const END_SESSION_CLOSE_CODE = {END_SESSION_CLOSE_CODE};
 /** The session of this connection was resumed on another connection. */
 export const TAKEN_OVER_CLOSE_CODE = {TAKEN_OVER_CLOSE_CODE};
+/** The `from` of a `message` sent by the application's backend (the server API) rather than by a peer. */
+export const SERVER_SENDER = {json.dumps(SERVER_SENDER)};
 /** The application's backend removed this peer: its session is over. */
 export const REMOVED_CLOSE_CODE = {REMOVED_CLOSE_CODE};
 /** Close codes after which a client neither resumes nor reconnects by itself. */

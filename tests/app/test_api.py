@@ -16,6 +16,7 @@ from signaling.app.api import API_PREFIX
 from signaling.app.settings import Settings
 from signaling.clients.signaling_client import SignalingClient
 from signaling.protocol.facts import REMOVED_CLOSE_CODE
+from signaling.protocol.models import RelayedMessage
 from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.exceptions import ConnectionClosed
@@ -189,3 +190,83 @@ async def test_removing_peers_across_two_nodes(start_signaling: ServerFactory, r
     other = await start_signaling(api_key=KEY, **redis_settings)
     async with asyncio.timeout(4 * STEP):
         await removals(one, other)
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, Any]:
+    headers = {**AUTH, "Content-Type": "application/json"}
+    async with session.post(url, data=body, headers=headers) as response:
+        json_body = response.content_type == "application/json"
+        return response.status, await response.json() if json_body else await response.text()
+
+
+async def nothing_pending(ws: ClientConnection) -> None:
+    """The next message is the pong of a ping sent now: nothing else was on its way."""
+    await ws.send(json.dumps({"type": "ping"}))
+    assert await recv(ws) == {"type": "pong"}
+
+
+async def messages(one: WebSocketServer, other: WebSocketServer) -> None:
+    """Messages from the backend, sent through ``other``, to peers on ``one`` and ``other``."""
+    async with connect(ws(one)) as a, connect(ws(other)) as b, http() as session:
+        wa = await join(a)
+        await join(b, resumable=True)
+        assert (await recv(a))["type"] == "peer-joined"
+        url = base(other) + "rooms/r/messages"
+        assert await post(session, url, b'{"data": {"hello": [1, "\\u00e9"]}}') == (202, {"delivered": 2})
+        sent = {"type": "message", "from": "server", "data": {"hello": [1, "é"]}}
+        assert await recv(a) == sent
+        assert await recv(b) == {**sent, "seq": 1}  # numbered (and kept) as a peer's would be
+        assert await post(session, url, json.dumps({"data": None, "to": wa["peer"]}).encode()) == (
+            202,
+            {"delivered": 1},
+        )
+        assert await recv(a) == {"type": "message", "from": "server", "data": None}
+        await nothing_pending(b)
+        assert (await post(session, url, json.dumps({"data": 1, "to": "nobody"}).encode()))[0] == 404
+        assert (await post(session, base(one) + "rooms/nowhere/messages", b'{"data": 1}'))[0] == 404
+        for bad in (b"not json", b"[]", b'{"to": "x"}', b'{"data": 1, "to": 3}', b'{"data": NaN}', b"\xff"):
+            assert (await post(session, url, bad))[0] == 400, bad
+        assert (await call(session, "GET", url))[0] == 405
+        status, _ = await post(session, url, json.dumps({"data": "x" * 70_000}).encode())
+        assert status == 413
+        await nothing_pending(a)
+
+
+async def test_messages_from_the_backend_on_one_node(start_signaling: ServerFactory) -> None:
+    server = await start_signaling(api_key=KEY)
+    await messages(server, server)
+
+
+async def test_messages_from_the_backend_across_two_nodes(
+    start_signaling: ServerFactory, redis_settings: dict[str, str]
+) -> None:
+    one = await start_signaling(api_key=KEY, **redis_settings)
+    other = await start_signaling(api_key=KEY, **redis_settings)
+    async with asyncio.timeout(4 * STEP):
+        await messages(one, other)
+
+
+async def test_a_chunked_body_is_refused_with_411(start_signaling: ServerFactory) -> None:
+    server = await start_signaling(api_key=KEY)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"POST /api/v1/rooms/r/messages HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    )
+    async with asyncio.timeout(STEP):
+        answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 411 Length Required\r\n")
+
+
+async def test_the_python_client_reads_the_backend_and_stops_after_a_removal(start_signaling: ServerFactory) -> None:
+    server = await start_signaling(api_key=KEY)
+    async with SignalingClient.connect(ws(server)) as client, http() as session:
+        welcome = await client.join("r")
+        assert await post(session, base(server) + "rooms/r/messages", b'{"data": "hi"}') == (202, {"delivered": 1})
+        message = await client.expect(RelayedMessage)
+        assert (message.from_, message.data) == ("server", "hi")
+        assert (await call(session, "DELETE", base(server) + f"rooms/r/peers/{welcome.peer}"))[0] == 204
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.recv()
+        assert closed.value.code == REMOVED_CLOSE_CODE and client.reconnects == 0  # final: no resume tried
