@@ -55,7 +55,7 @@ class ServerApi:
     """Routes ``/api/v1/...`` for a client address that the caller has resolved (behind trusted proxies)."""
 
     def __init__(self, key: str, throttle: AuthThrottle, backends: Backends, clock: Callable[[], float]) -> None:
-        self._key = ("Bearer " + key).encode("utf-8")
+        self._key = key.encode("utf-8")
         self.throttle = throttle
         self.backends = backends
         self.directory = backends.directory
@@ -92,8 +92,9 @@ class ServerApi:
 
     def _authenticate(self, request: Request, client: str) -> Response | None:
         """None when the request carries the key; else the 401, or the 429 of an address past its budget."""
-        given = request.headers.get("Authorization", "") or ""
-        if hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._key):
+        scheme, _, given = (request.headers.get("Authorization") or "").partition(" ")
+        # Header values arrive decoded as latin-1: encoded back, they are the bytes the client sent.
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("latin-1", "replace"), self._key):
             return None
         now = self.clock()
         wait = self.throttle.retry_after(client, now)

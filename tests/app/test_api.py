@@ -73,6 +73,7 @@ async def test_a_missing_or_wrong_key_is_a_401_and_a_right_one_always_works(star
         assert status == 429 and int(response.headers["Retry-After"]) >= 1
         status, body, _ = await call(session, "GET", url)  # the same address, the right key
         assert (status, body) == (200, {"rooms": [], "next": None})
+        assert (await call(session, "GET", url, {"Authorization": "bearer " + KEY}))[0] == 200  # any case
 
 
 async def test_unknown_routes_methods_and_bad_limits(start_signaling: ServerFactory) -> None:
