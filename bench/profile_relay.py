@@ -217,6 +217,9 @@ async def run_stages(opts: argparse.Namespace) -> list[tuple[str, float]]:
         def taken_over(self) -> None:
             pass
 
+        def removed(self) -> None:
+            pass
+
     backends = in_memory()
     directory, router = backends.directory, backends.router
     for _ in range(2):

@@ -45,6 +45,9 @@ class ListSink:
     def taken_over(self) -> None:
         pass
 
+    def removed(self) -> None:
+        pass
+
 
 def main() -> None:
     parser = common.make_parser(__doc__)

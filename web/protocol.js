@@ -14,7 +14,11 @@ export const MAX_ID_LENGTH = 64;
 export const END_SESSION_CLOSE_CODE = 1000;
 /** The session of this connection was resumed on another connection. */
 export const TAKEN_OVER_CLOSE_CODE = 4001;
+/** The `from` of a `message` sent by the application's backend (the server API) rather than by a peer. */
+export const SERVER_SENDER = "server";
+/** The application's backend removed this peer: its session is over. */
+export const REMOVED_CLOSE_CODE = 4003;
 /** Close codes after which a client neither resumes nor reconnects by itself. */
-export const FINAL_CLOSE_CODES = Object.freeze([1002, 1003, 1007, 1008, 1009, 4001]);
+export const FINAL_CLOSE_CODES = Object.freeze([1002, 1003, 1007, 1008, 1009, 4001, 4003]);
 /** The server's default limits, for messages that explain them. */
 export const DEFAULTS = Object.freeze({"maxMessageSize": 65536, "roomMaxPeers": 8, "resumeGrace": 30.0});

@@ -1,7 +1,7 @@
 """Plain HTTP on the WebSocket port: health, metrics, the WebSocket path's 426, and the static web/ files.
 
 Small on purpose: the sans-I/O HTTP parser of the transport reads the head, these functions build the
-response, and the connection closes after it. No web framework, no request bodies.
+response, and the connection closes after it. No web framework; request bodies are for the server API (api.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from signaling.ws.http11 import Headers, Request, Response
 
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
-__all__ = ["StaticFiles", "http_response", "not_found", "refused"]
+__all__ = ["SECURITY_HEADERS", "StaticFiles", "http_response", "not_found", "refused"]
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -34,14 +34,14 @@ _TYPES = {
     ".map": "application/json",
     ".woff2": "font/woff2",
 }
-_SECURITY_HEADERS = (
+SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
 )
 
 
 def _text(status: int, body: str, extra: tuple[tuple[str, str], ...] = (), *, head: bool = False) -> Response:
-    headers = Headers([("Content-Type", "text/plain; charset=utf-8"), *_SECURITY_HEADERS, *extra])
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8"), *SECURITY_HEADERS, *extra])
     data = (body + "\n").encode("utf-8")
     if head:  # RFC 9110 9.3.2: the same headers as GET, never content
         headers.add("Content-Length", str(len(data)))
@@ -94,7 +94,7 @@ class StaticFiles:
                 ("Cache-Control", "no-cache"),
                 ("ETag", etag),
                 ("Last-Modified", formatdate(stat.st_mtime, usegmt=True)),
-                *_SECURITY_HEADERS,
+                *SECURITY_HEADERS,
             ]
         )
         if _not_modified(request, etag, stat.st_mtime):
@@ -143,7 +143,7 @@ def http_response(
         )
     if path == "/healthz":
         body = json.dumps(health(), separators=(",", ":")).encode()
-        headers = Headers([("Content-Type", "application/json"), ("Cache-Control", "no-store"), *_SECURITY_HEADERS])
+        headers = Headers([("Content-Type", "application/json"), ("Cache-Control", "no-store"), *SECURITY_HEADERS])
         return _head_aware(request, Response(200, headers, body))
     if path == "/readyz":
         up = ready()

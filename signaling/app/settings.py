@@ -70,7 +70,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Failed tokens from one address before its bad ones get no details (valid ones still join).",
     )
-    auth_failure_window: float = Field(60.0, gt=0, description="Seconds over which failed tokens are counted.")
+    auth_failure_window: float = Field(
+        60.0, gt=0, description="Seconds over which failed tokens (and failed API keys) are counted."
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="Bearer key (32+ characters) of the server API (/api/v1/...) for your backend; unset: no API.",
+    )
     allowed_origins: CommaList = Field(
         default_factory=list,
         description="Browser origins allowed besides the server's own (https://app.example); * allows any.",
@@ -211,6 +217,8 @@ class Settings(BaseSettings):
             raise ValueError("write_buffer_low must not exceed write_buffer_high")
         if self.auth_secret is not None and len(self.auth_secret.get_secret_value()) < 32:
             raise ValueError("auth_secret must be at least 32 characters (e.g. openssl rand -hex 32)")
+        if self.api_key is not None and len(self.api_key.get_secret_value()) < 32:
+            raise ValueError("api_key must be at least 32 characters (e.g. openssl rand -hex 32)")
         if (self.turn_secret is None) != (not self.turn_urls):
             raise ValueError("turn_secret and turn_urls go together")
         if self.rate_burst_bytes < self.max_message_size and not self.echo:

@@ -20,7 +20,7 @@ import structlog
 
 from signaling import __version__
 from signaling.cluster.node import ClusterNode
-from signaling.protocol.facts import END_SESSION_CLOSE_CODE, TAKEN_OVER_CLOSE_CODE
+from signaling.protocol.facts import END_SESSION_CLOSE_CODE, REMOVED_CLOSE_CODE, TAKEN_OVER_CLOSE_CODE
 from signaling.protocol.models import IceServer
 from signaling.rooms.auth import AuthThrottle, JoinAuthorizer, RoomTokens
 from signaling.rooms.backends import Backends, in_memory
@@ -29,7 +29,7 @@ from signaling.rooms.ice import IceServerList, TurnCredentials
 from signaling.rooms.limits import JoinDeadline, JoinDeadlines, MessageRateLimit
 from signaling.rooms.session import Session, SessionCounters
 from signaling.ws.aio.batch import WriteBatch
-from signaling.ws.aio.server import ServerConnection, Upgrade, WebSocketServer
+from signaling.ws.aio.server import Later, ServerConnection, Upgrade, WebSocketServer
 from signaling.ws.aio.stats import TransportStats
 from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.frames import CloseCode
@@ -38,6 +38,7 @@ from signaling.ws.http11 import Request, Response
 
 from .address_limits import AddressLimits
 from .addresses import ClientAddresses, parse_networks
+from .api import API_PREFIX, ServerApi
 from .metrics import Metrics
 from .origins import OriginPolicy
 from .routes import StaticFiles, http_response, not_found, refused
@@ -130,6 +131,10 @@ class SessionSocket:
         self.session.moved()
         self.ws.close(TAKEN_OVER_CLOSE_CODE, "session resumed on another connection")
 
+    def removed(self) -> None:
+        self.session.moved()  # the peer has left its room already: nothing for the session to end
+        self.ws.close(REMOVED_CLOSE_CODE, "removed")
+
     # The driver's connection
     def pause_reading(self) -> None:
         self.ws.pause_reading()
@@ -212,6 +217,15 @@ class SignalingApp:
                 RoomTokens(settings.auth_secret.get_secret_value()),
                 AuthThrottle(settings.auth_max_failures, settings.auth_failure_window),
                 wall_clock,
+            )
+        #: The server API for the application's backend (``settings.api_key``), if on.
+        self.api: ServerApi | None = None
+        if settings.api_key is not None:
+            self.api = ServerApi(
+                settings.api_key.get_secret_value(),
+                AuthThrottle(settings.auth_max_failures, settings.auth_failure_window),
+                self.backends,
+                clock,
             )
         self.addresses = ClientAddresses(parse_networks(settings.trusted_proxies), settings.proxy_header)
         self.origins = OriginPolicy(settings.allowed_origins)
@@ -318,7 +332,11 @@ class SignalingApp:
 
     # ------------------------------------------------------------------ requests
 
-    def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade:
+    def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade | Later:
+        if request.path.startswith(API_PREFIX):
+            if self.api is None:
+                return not_found(request)
+            return self.api.handle(request, self.addresses.resolve(peer[0] if peer else None, request.headers))
         if not is_upgrade_request(request):
             return http_response(
                 request,

@@ -342,6 +342,23 @@ class RedisDirectory(RoomDirectory):
         self._where.clear()
         return departures
 
+    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
+        reply = await self._read("signaling_rooms", after, limit)
+        return [(reply[i], int(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+    async def roster(self, room: str) -> list[Member]:
+        reply = await self._read("signaling_snapshot", room)
+        return members_from(room, reply[1:])
+
+    async def _read(self, function: str, *args: Any) -> list[Any]:
+        """A read-only call of library.lua; ``unavailable`` when Redis cannot answer."""
+        try:
+            reply: list[Any] = await self._linked().fcall(function, *args)
+        except Unavailable as exc:
+            log.warning("cluster_call_failed", function=function, error=str(exc))
+            raise unavailable() from None
+        return reply
+
     def stats(self) -> DirectoryStats:
         cluster = self.cluster
         return DirectoryStats(

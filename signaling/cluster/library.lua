@@ -210,6 +210,29 @@ redis.register_function('signaling_snapshot', function(_, a)
   return out
 end)
 
+-- P, after, limit: the rooms named after `after` (byte order), at most `limit`, each followed by its number of
+-- members: {room, n, room, n...}. Read-only, for the server API; sorting all names is bounded by max_rooms.
+redis.register_function{
+  function_name = 'signaling_rooms',
+  flags = {'no-writes'},
+  callback = function(_, a)
+    local P, after, limit = a[1], a[2], tonumber(a[3])
+    local names = {}
+    for _, room in ipairs(redis.call('HKEYS', P .. ':rooms')) do
+      if room > after then
+        names[#names + 1] = room
+      end
+    end
+    table.sort(names)
+    local out = {}
+    for i = 1, math.min(limit, #names) do
+      out[#out + 1] = names[i]
+      out[#out + 1] = redis.call('ZCARD', P .. ':r:' .. names[i])
+    end
+    return out
+  end,
+}
+
 -- P, deadline, peer, room, j, node, res, lease, max_peers, max_rooms: join within the limits.
 -- Returns {'ok', <members already there: j, node, res...>}, or {'room-full'}, {'server-full'}, {'taken'}.
 register_fenced('signaling_join', function(P, a)

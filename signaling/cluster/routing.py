@@ -28,7 +28,7 @@ from signaling.rooms.replay import NUMBER_TAIL, numbering, with_number
 from signaling.rooms.routing import Refused, Router
 
 from .link import Numbered, RedisLink
-from .schema import RECORD_SEPARATOR, parse_delivery, plain_delivery, recipients, takeover_delivery
+from .schema import RECORD_SEPARATOR, parse_delivery, plain_delivery, recipients, removal_delivery, takeover_delivery
 
 __all__ = ["WAITING_BYTES", "RedisRouter"]
 
@@ -134,6 +134,12 @@ class RedisRouter(Router):
         if self._link is not None:
             self._link.publish(self._link.names.node_channel(node), takeover_delivery(peer))
 
+    def remove(self, peer: str, node: str) -> None:
+        if node == self.node:
+            self.deliveries.remove(peer)
+        elif self._link is not None:
+            self._link.publish(self._link.names.node_channel(node), removal_delivery(peer))
+
     # ------------------------------------------------------------------ receiving
 
     def on_delivery(self, payload: str) -> None:
@@ -142,7 +148,9 @@ class RedisRouter(Router):
         for record in payload.split(RECORD_SEPARATOR):
             delivery = parse_delivery(record)
             text = delivery.text
-            if text is None:
+            if delivery.removed:
+                deliveries.remove(delivery.peers[0])
+            elif text is None:
                 deliveries.take_over(delivery.peers[0])
             elif delivery.seqs is not None:
                 for peer, seq in zip(delivery.peers, delivery.seqs, strict=True):

@@ -28,7 +28,8 @@ Every key expires (library.lua, ``STATE_TTL_MS``: an hour) unless the nodes keep
 once the last node has stopped or died.
 
 Channels: ``P:members`` carries every membership change as ``room|version|change``; ``P:node:<node>`` carries
-what a node must hand to its connections: records (see :func:`parse_delivery`) separated by newlines.
+what a node must hand to its connections (texts, takeovers, removals): records (see :func:`parse_delivery`)
+separated by newlines.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __all__ = [
     "parse_delivery",
     "plain_delivery",
     "recipients",
+    "removal_delivery",
     "takeover_delivery",
 ]
 
@@ -111,13 +113,14 @@ def parse_change(payload: str) -> Change:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One record of a node's channel: a text for some of the node's peers, or a takeover (``peers`` has the one
-    peer, ``text`` is None). A numbered text is one record for all its recipients on the node: ``seqs`` holds
-    each one's number and ``text`` its ``numbering`` (replay.py), not a copy per recipient."""
+    """One record of a node's channel: a text for some of the node's peers, or a takeover or a removal (``peers``
+    has the one peer, ``text`` is None). A numbered text is one record for all its recipients on the node:
+    ``seqs`` holds each one's number and ``text`` its ``numbering`` (replay.py), not a copy per recipient."""
 
     peers: list[str]
     text: str | None
     seqs: list[int] | None = None
+    removed: bool = False
 
 
 def recipients(peers: list[str]) -> str:
@@ -133,9 +136,13 @@ def takeover_delivery(peer: str) -> str:
     return "t|" + peer
 
 
+def removal_delivery(peer: str) -> str:
+    return "x|" + peer
+
+
 def parse_delivery(payload: str) -> Delivery:
-    """``d|peers|text``, ``s|peer:seq,peer:seq|head`` (numbered, by library.lua's ``signaling_deliver``) or
-    ``t|peer``."""
+    """``d|peers|text``, ``s|peer:seq,peer:seq|head`` (numbered, by library.lua's ``signaling_deliver``),
+    ``t|peer`` (a takeover) or ``x|peer`` (a removal)."""
     kind = payload[:2]
     if kind == "d|":
         named, text = payload[2:].split("|", 1)
@@ -151,4 +158,6 @@ def parse_delivery(payload: str) -> Delivery:
         return Delivery(peers, head, seqs)
     if kind == "t|":
         return Delivery([payload[2:]], None)
+    if kind == "x|":
+        return Delivery([payload[2:]], None, removed=True)
     raise ValueError(f"unknown delivery {payload[:80]!r}")

@@ -25,7 +25,9 @@ __all__ = [
     "MAX_ID_LENGTH",
     "MAX_META_BYTES",
     "MAX_NAME_LENGTH",
+    "REMOVED_CLOSE_CODE",
     "ROOM_PATTERN",
+    "SERVER_SENDER",
     "TAKEN_OVER_CLOSE_CODE",
     "render_js",
 ]
@@ -49,11 +51,18 @@ MAX_ID_LENGTH: Final = 64
 END_SESSION_CLOSE_CODE: Final = 1000
 #: The server closes a connection with this code when its session was resumed on another connection.
 TAKEN_OVER_CLOSE_CODE: Final = 4001
+#: The ``from`` of a ``message`` that the application's backend sent (the server API), not a peer: never a peer id,
+#: which is 16 characters long.
+SERVER_SENDER: Final = "server"
+#: The server closes a connection with this code (reason "removed") when the application's backend removed its
+#: peer (the server API): the session is over, its resume token dead, the others told ``peer-left``.
+REMOVED_CLOSE_CODE: Final = 4003
 #: Close codes after which a client neither resumes nor reconnects by itself: the server judged the client's own
 #: behaviour (1002 a protocol violation, 1003 binary data, 1007 invalid UTF-8, 1008 a policy such as abuse or a
-#: slow consumer, 1009 a message too big), or the session went on on another connection (4001). After any other
+#: slow consumer, 1009 a message too big), or the session went on on another connection (4001), or the
+#: application's backend removed the peer (4003). After any other
 #: (1001 drain, 1006 drop, 1011 server error, a 1000 the client did not start) the clients resume.
-FINAL_CLOSE_CODES: Final = (1002, 1003, 1007, 1008, 1009, TAKEN_OVER_CLOSE_CODE)
+FINAL_CLOSE_CODES: Final = (1002, 1003, 1007, 1008, 1009, TAKEN_OVER_CLOSE_CODE, REMOVED_CLOSE_CODE)
 
 # ---------------------------------------------------------------------------------------------- defaults
 
@@ -97,6 +106,10 @@ export const MAX_ID_LENGTH = {MAX_ID_LENGTH};
 export const END_SESSION_CLOSE_CODE = {END_SESSION_CLOSE_CODE};
 /** The session of this connection was resumed on another connection. */
 export const TAKEN_OVER_CLOSE_CODE = {TAKEN_OVER_CLOSE_CODE};
+/** The `from` of a `message` sent by the application's backend (the server API) rather than by a peer. */
+export const SERVER_SENDER = {json.dumps(SERVER_SENDER)};
+/** The application's backend removed this peer: its session is over. */
+export const REMOVED_CLOSE_CODE = {REMOVED_CLOSE_CODE};
 /** Close codes after which a client neither resumes nor reconnects by itself. */
 export const FINAL_CLOSE_CODES = Object.freeze([{codes}]);
 /** The server's default limits, for messages that explain them. */

@@ -322,7 +322,7 @@ class RelayedCandidate(_ServerMessage):
 
 
 class RelayedMessage(_ServerMessage):
-    """Application data from `from`."""
+    """Application data from `from`: a peer's id, or `"server"` when the application's backend sent it."""
 
     type: Literal["message"]
     from_: PeerId = Field(alias="from")

@@ -51,6 +51,20 @@ class Backends:
             self.replay.forget(gone.member.peer)
         self.announce(departures)
 
+    async def remove(self, room: str, peer: str) -> bool:
+        """The application's backend removes ``peer`` from ``room`` (the server API): it leaves at once, its
+        resume token dies, the others get ``peer-left`` and its connection, on whichever node, closes with 4003.
+        False when there is no such peer in that room (or it left meanwhile)."""
+        if not any(m.peer == peer for m in await self.directory.roster(room)):
+            return False
+        gone = await self.directory.leave(peer)
+        if gone is None:
+            return False
+        self.ended([gone])
+        if gone.member.node:  # a ghost in its grace period has no connection to close
+            self.router.remove(peer, gone.member.node)
+        return True
+
     async def end_expired(self, now: float) -> int:
         """End the sessions that ended without their connection saying so (a grace ran out; with several nodes,
         a node died): the others get ``peer-left``. Returns how many ended."""

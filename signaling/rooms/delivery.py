@@ -44,6 +44,10 @@ class Pending:
     def taken_over(self) -> None:
         self.taken_over_meanwhile = True
 
+    def removed(self) -> None:
+        """Removed while its resume is set up here: that session must not go on either (it is closed, 4001)."""
+        self.taken_over_meanwhile = True
+
 
 class Deliveries:
     """The sinks of this process's members, by peer id, and the last ``seq`` each was handed."""
@@ -114,6 +118,12 @@ class Deliveries:
             else:
                 self._last.pop(peer, None)
             sink.taken_over()
+
+    def remove(self, peer: str) -> None:
+        """``peer`` was removed by the application's backend (it has left its room): close its connection here."""
+        sink = self.sinks.get(peer)
+        if sink is not None:
+            sink.removed()
 
     # ------------------------------------------------------------------ texts
 

@@ -160,6 +160,24 @@ class RoomDirectory(ABC):
         who tells the others (``peer-left``) and drops what was kept for it."""
 
     @abstractmethod
+    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
+        """The rooms of every node named after ``after`` (in code point order), at most ``limit``, each with its
+        number of members (ghosts included): the server API's listing, paged by name so each page is bounded.
+
+        Raises:
+            SignalingError: ``unavailable`` when the shared state cannot be read.
+        """
+
+    @abstractmethod
+    async def roster(self, room: str) -> list[Member]:
+        """The members of ``room`` on every node, in join order (ghosts included); empty when there is no such
+        room. Unlike ``members``, read from the shared state: for the server API, not the relay.
+
+        Raises:
+            SignalingError: ``unavailable`` when the shared state cannot be read.
+        """
+
+    @abstractmethod
     def stats(self) -> DirectoryStats: ...
 
 
@@ -288,6 +306,13 @@ class InMemoryDirectory(RoomDirectory):
     async def expired(self, now: float) -> list[Departure]:
         due = [peer for peer, until in self._grace.items() if until <= now]
         return [gone for peer in due if (gone := self._leave(peer, None)) is not None]
+
+    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
+        names = sorted(name for name in self._rooms if name > after)[:limit]
+        return [(name, len(self._rooms[name])) for name in names]
+
+    async def roster(self, room: str) -> list[Member]:
+        return list(self._rooms.get(room, {}).values())
 
     def stats(self) -> DirectoryStats:
         connected = len(self._peers) - len(self._grace)

@@ -31,6 +31,9 @@ class PeerSink(Protocol):
     def taken_over(self) -> None:
         """The session was resumed on another connection: close this one (4001) without leaving the room."""
 
+    def removed(self) -> None:
+        """The application's backend removed the peer, which has already left its room: close (4003)."""
+
 
 class Logger(Protocol):
     """The part of a structlog bound logger that the domain uses."""

@@ -49,6 +49,11 @@ class Router(ABC):
         """``peer``'s session was resumed here: close its previous connection, on another node ``node``, if still
         open there (one on this node is closed by the session that displaced it: ``Deliveries.expect``)."""
 
+    @abstractmethod
+    def remove(self, peer: str, node: str) -> None:
+        """``peer`` was removed by the application's backend: close its connection (4003) on ``node``, this one or
+        another."""
+
 
 class LocalRouter(Router):
     """The router of a single process: every member is connected here (or in its grace period here)."""
@@ -73,3 +78,6 @@ class LocalRouter(Router):
 
     def take_over(self, peer: str, node: str) -> None:
         """One process has no other node."""
+
+    def remove(self, peer: str, node: str) -> None:
+        self.deliveries.remove(peer)

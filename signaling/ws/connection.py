@@ -69,7 +69,7 @@ from .frames import (
     unmasked_text_frame,
 )
 from .handshake import ClientHandshake, build_accept_response, check_request, reject_response
-from .http11 import DEFAULT_MAX_HEAD, HeadParser, Request, Response, parse_request_head, parse_response_head
+from .http11 import DEFAULT_MAX_HEAD, HeadParser, Request, RequestReader, Response, parse_response_head
 from .mask import LOW, NUMPY_THRESHOLD, REPEAT, apply_mask, unmask_utf8
 
 __all__ = ["DEFAULT_MAX_FRAGMENTS", "DEFAULT_MAX_MESSAGE_SIZE", "Connection", "Side", "State"]
@@ -125,6 +125,7 @@ class Connection:
         "_held_close",
         "_message",
         "_out",
+        "_reader",
         "close_code",
         "close_rcvd",
         "close_reason",
@@ -174,6 +175,7 @@ class Connection:
         self.subprotocol: str | None = None
         self.request: Request | None = None
         self._head: HeadParser | None = HeadParser(max_head_size)
+        self._reader = RequestReader(self._head)  # a server's request: its head, then its body
         self._client_handshake: ClientHandshake | None = None
         self._out: list[bytes] = []
         #: Our close frame for a violation found while parsing; goes out last at the next data_to_send().
@@ -318,22 +320,20 @@ class Connection:
             events.append(HandshakeComplete(response, subprotocol))
         else:
             if self.request is not None:
-                # The owner has not answered yet: a client must wait for the 101 before sending frames (4.1),
-                # so whatever comes now is kept for after accept(), up to one head's worth.
+                # Not answered yet: a client waits for the 101 to send frames (4.1); kept for accept(), a head's worth.
                 if len(self._buf) + len(data) <= head_parser.max_size:
                     self._buf = self._buf + data
                 return None
             try:
-                head = head_parser.feed(data)
-                if head is None:
-                    return None
-                self.request = parse_request_head(head)
+                self.request = self._reader.feed(data)
             except HandshakeError as exc:
                 events.append(BadRequest(exc))
                 self.reject(exc)
                 return None
+            if self.request is None:
+                return None
             events.append(RequestReceived(self.request))
-            self._buf = head_parser.trailing
+            self._buf = self._reader.trailing
             return None
         self._head = None
         return head_parser.trailing

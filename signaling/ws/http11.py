@@ -1,8 +1,8 @@
 """The HTTP/1.1 subset the opening handshake and the small HTTP routes need (RFC 9110/9112), sans-I/O.
 
-Only heads are parsed: a server here never reads request bodies (it answers and closes the connection
-instead), and a client only reads the 101 response head. Bytes after the head are handed back untouched, because in a
-WebSocket upgrade they are already frames.
+Heads are parsed here; a request's body only when it has a Content-Length (``body_length``: the server API's
+small JSON bodies), never a chunked one, and a client only reads the 101 response head. Bytes after the head
+(and body) are handed back untouched, because in a WebSocket upgrade they are already frames.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from http import HTTPStatus
 from .exceptions import HandshakeError
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
     "DEFAULT_MAX_HEAD",
     "HeadParser",
     "Headers",
     "Request",
+    "RequestReader",
     "Response",
+    "body_length",
     "parse_request_head",
     "parse_response_head",
 ]
@@ -27,6 +30,8 @@ __all__ = [
 #: Longest request or response head accepted, terminator included: 8 KiB, nginx's default, far above any real upgrade.
 DEFAULT_MAX_HEAD = 8192
 MAX_HEADERS = 100
+#: Largest request body read: a server API request is a small JSON document (larger: 413).
+DEFAULT_MAX_BODY = 64 * 1024
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^ \x00-\x1f\x7f]+) HTTP/([0-9])\.([0-9])")
@@ -91,6 +96,8 @@ class Request:
     target: str
     version: tuple[int, int]
     headers: Headers
+    #: What followed the head, ``Content-Length`` bytes (``body_length``); empty for most requests.
+    body: bytes = b""
 
     @property
     def path(self) -> str:
@@ -102,9 +109,9 @@ class Request:
         return self.target.split("?", 1)[1] if "?" in self.target else ""
 
     def serialize(self) -> bytes:
-        """Request line, headers, CRLF CRLF (a client's request has no body here)."""
+        """Request line, headers, CRLF CRLF, body (its Content-Length is the caller's to set)."""
         major, minor = self.version
-        return _serialize_head(f"{self.method} {self.target} HTTP/{major}.{minor}", self.headers)
+        return _serialize_head(f"{self.method} {self.target} HTTP/{major}.{minor}", self.headers) + self.body
 
 
 @dataclass(slots=True)
@@ -180,6 +187,29 @@ def parse_request_head(head: bytes) -> Request:
     )
 
 
+def body_length(request: Request, max_body: int = DEFAULT_MAX_BODY) -> int:
+    """How many body bytes follow ``request``'s head (RFC 9112 6.3): its Content-Length, 0 without one.
+
+    Raises:
+        HandshakeError: 411 for a Transfer-Encoding (chunked bodies are not read: send a Content-Length), 400 for
+            a Content-Length that is not a number or disagrees with another (request smuggling), 413 past
+            ``max_body``.
+    """
+    if "Transfer-Encoding" in request.headers:
+        raise HandshakeError(411, "send the body with a Content-Length, not a Transfer-Encoding")
+    values = {v.strip() for field in request.headers.get_all("Content-Length") for v in field.split(",")}
+    if not values:
+        return 0
+    if len(values) > 1:
+        raise HandshakeError(400, "conflicting Content-Length values")
+    (text,) = values
+    if not text.isascii() or not text.isdigit():
+        raise HandshakeError(400, "Content-Length is not a number")
+    if len(text) > 18 or int(text) > max_body:  # 18 digits: no huge integer is parsed
+        raise HandshakeError(413, f"the body is larger than {max_body} bytes")
+    return int(text)
+
+
 def parse_response_head(head: bytes) -> Response:
     """A response head without its final CRLF CRLF."""
     status_line, *lines = head.split(b"\r\n")
@@ -222,3 +252,37 @@ class HeadParser:
         self.trailing = bytes(self._buf[end + 4 :])
         self._buf = bytearray()
         return head
+
+
+class RequestReader:
+    """A server's reading of one request: its head (``head``, a HeadParser), then its Content-Length body.
+
+    ``feed`` returns the request once its body is complete (at once when it has none); the bytes after it stay
+    in ``trailing``. A head or a body the server refuses raises HandshakeError (``body_length``).
+    """
+
+    __slots__ = ("_body", "_length", "_request", "head", "max_body", "trailing")
+
+    def __init__(self, head: HeadParser, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.head = head
+        self.max_body = max_body
+        self.trailing = b""
+        self._request: Request | None = None
+        self._length = 0
+        self._body = b""
+
+    def feed(self, data: bytes) -> Request | None:
+        request = self._request
+        if request is None:
+            head = self.head.feed(data)
+            if head is None:
+                return None
+            request = self._request = parse_request_head(head)
+            self._length = body_length(request, self.max_body)
+            data = self.head.trailing
+        self._body += data
+        if len(self._body) < self._length:
+            return None
+        request.body, self.trailing = self._body[: self._length], self._body[self._length :]
+        self._body = b""
+        return request

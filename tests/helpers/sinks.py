@@ -17,6 +17,8 @@ class RecordingSink:
         self.texts: list[str] = []
         #: Set when the domain closed this connection because its session was resumed on another one.
         self.was_taken_over = False
+        #: Set when the domain closed it because the application's backend removed its peer.
+        self.was_removed = False
         #: Whether the driver holds reading, and how many steps failed (each would close the connection, 1011).
         self.reading_paused = False
         self.failed_steps = 0
@@ -29,6 +31,11 @@ class RecordingSink:
 
     def taken_over(self) -> None:
         self.was_taken_over = True
+        if self._changed is not None:
+            self._changed.set()
+
+    def removed(self) -> None:
+        self.was_removed = True
         if self._changed is not None:
             self._changed.set()
 
@@ -63,6 +70,11 @@ class RecordingSink:
     async def until_taken_over(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         async with asyncio.timeout(timeout):
             while not self.was_taken_over:
+                await self._change()
+
+    async def until_removed(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while not self.was_removed:
                 await self._change()
 
     async def _change(self) -> None:

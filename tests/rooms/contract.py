@@ -124,6 +124,21 @@ class DirectoryContract:
         await directory.join(member(directory, "third"))  # the room count went down: a new room fits
         await directory.join(member(directory, "fourth"))
 
+    async def test_rooms_and_rosters_are_read_from_every_node(self, backend: Backend) -> None:
+        here, there = (await backend()).backends.directory, (await backend()).backends.directory
+        a, b = member(here, "b-room", name="a"), member(there, "b-room", resumable=True)
+        await here.join(a)
+        await there.join(b, lease_of(b))
+        await there.join(member(there, "a-room"))
+        await there.release(b.peer, lease_of(b), NOW + 60)  # a ghost is still in its room
+        for directory in (here, there):
+            assert await directory.rooms("", 10) == [("a-room", 1), ("b-room", 2)]
+            assert await directory.rooms("", 1) == [("a-room", 1)]
+            assert await directory.rooms("a-room", 10) == [("b-room", 2)]
+            roster = await directory.roster("b-room")
+            assert [(m.peer, m.name) for m in roster] == [(a.peer, "a"), (b.peer, None)]
+            assert await directory.roster("nowhere") == []
+
     async def test_a_lease_is_claimed_once_and_rotates(self, node: Node) -> None:
         directory = node.backends.directory
         a = member(directory, resumable=True)
@@ -279,6 +294,23 @@ class DeliveryContract:
         got = await new.received(5)
         assert [m.get("seq") for m in got] == [None, 1, 2, 3, 4]
         assert old.texts == []
+
+    @pytest.mark.parametrize("resumable", [False, True])
+    async def test_a_removed_member_is_closed_where_it_is_and_the_others_told(
+        self, node: Node, other: Node, resumable: bool
+    ) -> None:
+        who, sink = await joined(node, resumable=resumable)
+        bob, bob_sink = await joined(other)
+        assert not await other.backends.remove("elsewhere", who.peer)
+        assert await other.backends.remove("r", who.peer)  # asked on any process
+        await sink.until_removed()
+        (left,) = await bob_sink.received(1)
+        assert (left["type"], left["peer"]) == ("peer-left", who.peer)
+        assert not await node.backends.remove("r", who.peer)
+        assert [m.peer for m in await node.backends.directory.roster("r")] == [bob.peer]
+        if resumable:  # its session is over: no resume
+            assert await node.backends.directory.claim(lease_of(who), "new", NOW) is None
+        assert not bob_sink.was_removed
 
     async def test_a_broadcast_reaches_each_member_once_in_order(self, node: Node, other: Node) -> None:
         """One text for a whole room, members plain and resumable, here and on another process: each gets it

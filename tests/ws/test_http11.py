@@ -1,4 +1,5 @@
-"""http11.py: the head parser (whole, trickled, 8 KiB limit), request/response heads, Headers, serialization."""
+"""http11.py: the head parser (whole, trickled, 8 KiB limit), request/response heads, Headers, serialization, and
+the length of a request body."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from signaling.ws.http11 import (
     Headers,
     HeadParser,
     Request,
+    RequestReader,
     Response,
+    body_length,
     parse_request_head,
     parse_response_head,
 )
@@ -260,3 +263,68 @@ class TestResponseSerialize:
         assert parsed.status == 426
         assert parsed.headers.get("sec-websocket-version") == "13"
         assert body == b"x"
+
+
+def post(headers: list[tuple[str, str]]) -> Request:
+    return Request("POST", "/api/v1/rooms/r/messages", (1, 1), Headers([("Host", "h"), *headers]))
+
+
+class TestBodyLength:
+    @pytest.mark.parametrize(
+        ("headers", "expected"),
+        [
+            pytest.param([], 0, id="none"),
+            pytest.param([("Content-Length", "0")], 0, id="zero"),
+            pytest.param([("Content-Length", "12")], 12, id="twelve"),
+            pytest.param([("content-length", " 12 ")], 12, id="any-case-and-spaces"),
+            pytest.param([("Content-Length", "12, 12")], 12, id="a-repeated-list"),
+            pytest.param([("Content-Length", "12"), ("Content-Length", "12")], 12, id="repeated-fields"),
+            pytest.param([("Content-Length", "65536")], 65536, id="exactly-64-KiB"),
+            pytest.param([("Content-Length", "65537")], 413, id="past-64-KiB"),
+            pytest.param([("Content-Length", "9" * 40)], 413, id="huge"),
+            pytest.param([("Content-Length", "12"), ("Content-Length", "13")], 400, id="conflicting-smuggling"),
+            pytest.param([("Content-Length", "-1")], 400, id="negative"),
+            pytest.param([("Content-Length", "1e3")], 400, id="not-digits"),
+            pytest.param([("Content-Length", "\uff11\uff12")], 400, id="non-ascii-digits"),
+            pytest.param([("Content-Length", "")], 400, id="empty"),
+            pytest.param([("Transfer-Encoding", "chunked")], 411, id="chunked"),
+            pytest.param([("Transfer-Encoding", "chunked"), ("Content-Length", "3")], 411, id="chunked-and-length"),
+        ],
+    )
+    def test_table(self, headers: list[tuple[str, str]], expected: int) -> None:
+        if expected in (400, 411, 413):
+            with pytest.raises(HandshakeError) as error:
+                body_length(post(headers))
+            assert error.value.status == expected
+        else:
+            assert body_length(post(headers)) == expected
+
+    def test_the_limit_is_the_callers(self) -> None:
+        assert body_length(post([("Content-Length", "10")]), max_body=10) == 10
+        with pytest.raises(HandshakeError):
+            body_length(post([("Content-Length", "11")]), max_body=10)
+
+    def test_a_body_is_serialized_after_the_head(self) -> None:
+        request = post([("Content-Length", "2")])
+        request.body = b"{}"
+        assert request.serialize().endswith(b"\r\n\r\n{}")
+
+
+class TestRequestReader:
+    def test_byte_by_byte_with_what_follows(self) -> None:
+        wire = b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello\x81\x80"
+        reader = RequestReader(HeadParser())
+        for i in range(len(wire) - 3):
+            assert reader.feed(wire[i : i + 1]) is None
+        request = reader.feed(wire[-3:])
+        assert request is not None and request.body == b"hello" and reader.trailing == b"\x81\x80"
+
+    def test_no_body_is_at_once(self) -> None:
+        reader = RequestReader(HeadParser())
+        request = reader.feed(HEAD + b"\x81")
+        assert request is not None and request.body == b"" and reader.trailing == b"\x81"
+
+    def test_a_refused_length_raises_before_the_body(self) -> None:
+        with pytest.raises(HandshakeError) as error:
+            RequestReader(HeadParser(), max_body=4).feed(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+        assert error.value.status == 413

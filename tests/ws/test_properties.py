@@ -16,6 +16,7 @@ from signaling.ws.connection import Connection, Side, State
 from signaling.ws.exceptions import HandshakeError
 from signaling.ws.frames import Opcode
 from signaling.ws.handshake import ClientHandshake
+from signaling.ws.http11 import DEFAULT_MAX_BODY
 
 from .helpers import RFC_KEY, after_handshake, close_body, frame, read_frames, request_head, response_101
 
@@ -316,3 +317,35 @@ def test_random_response_head(head: bytes) -> None:
     assert all(isinstance(e, ev.HandshakeFailed | ev.HandshakeComplete) for e in events)
     if events and isinstance(events[0], ev.HandshakeFailed):
         assert conn.state is State.CLOSED and conn.close_transport
+
+
+# ------------------------------------------------------------------------------------------------ request bodies
+
+
+@BOUNDED
+@given(body=st.binary(max_size=3000), after=st.binary(max_size=50), data=st.data())
+def test_a_request_body_is_the_same_however_it_is_cut(body: bytes, after: bytes, data: st.DataObject) -> None:
+    """A Content-Length body comes whole with its request, whatever the reads; what follows it stays unread."""
+    head = f"POST /api HTTP/1.1\r\nHost: h\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    wire = head + body + after
+    conn = Connection(Side.SERVER)
+    received: list[ev.Event] = []
+    fed = 0
+    for piece in cut(wire, data.draw(split_points(len(wire)))):
+        received += conn.receive_data(piece)
+        fed += len(piece)
+        assert (conn.request is None) == (fed < len(head) + len(body))  # received once the body is complete
+    (event,) = received
+    assert isinstance(event, ev.RequestReceived)
+    assert event.request.body == body and conn.request is event.request
+    assert conn.state is State.CONNECTING and conn.data_to_send() == b""
+
+
+@FEWER
+@given(size=st.integers(DEFAULT_MAX_BODY + 1, 10**12), data=st.data())
+def test_a_body_past_the_limit_is_refused_before_it_is_read(size: int, data: st.DataObject) -> None:
+    head = f"POST /api HTTP/1.1\r\nHost: h\r\nContent-Length: {size}\r\n\r\n".encode()
+    conn = Connection(Side.SERVER)
+    events = conn.receive_data(head + data.draw(st.binary(max_size=100)))
+    assert [type(e) for e in events] == [ev.BadRequest]
+    assert conn.data_to_send().startswith(b"HTTP/1.1 413 ")

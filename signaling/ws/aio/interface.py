@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import ssl as ssl_module
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,7 +18,7 @@ from ..http11 import Request, Response
 if TYPE_CHECKING:
     from .server import ServerConnection
 
-__all__ = ["App", "IPNetwork", "ServerConfig", "Upgrade", "WebSocketHandler"]
+__all__ = ["App", "IPNetwork", "Later", "ServerConfig", "Upgrade", "WebSocketHandler"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -45,13 +45,21 @@ class Upgrade:
     extra_headers: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(slots=True)
+class Later:
+    """The application's answer to a plain request that it can only give after a wait (a read of shared state):
+    sent when ``response`` is done, unless the client has gone meanwhile; a failure is answered with a 500."""
+
+    response: Awaitable[Response]
+
+
 class App(Protocol):
     """Routes each request: a plain HTTP response, or an Upgrade to WebSocket.
 
     ``peer`` is the TCP peer's address (host, port), or None when the transport does not know it.
     """
 
-    def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade: ...
+    def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade | Later: ...
 
 
 @dataclass(slots=True)

@@ -23,13 +23,14 @@ from ..connection import OPEN
 from ..exceptions import HandshakeError
 from ..frames import CloseCode
 from .batch import WriteBatch
-from .interface import App, ServerConfig, Upgrade, WebSocketHandler
+from .interface import App, Later, ServerConfig, Upgrade, WebSocketHandler
 from .server_connection import ServerConnection
 from .stats import TransportStats
 
 __all__ = [
     "READ_BUFFER_SIZE",
     "App",
+    "Later",
     "ServerConfig",
     "ServerConnection",
     "Upgrade",

@@ -29,7 +29,7 @@ from ..exceptions import HandshakeError, InvalidState
 from ..frames import CloseCode
 from ..http11 import Request, Response
 from .endpoint import Endpoint
-from .interface import WebSocketHandler
+from .interface import Later, WebSocketHandler
 from .stats import READ_SAMPLE
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class ServerConnection(Endpoint, asyncio.BufferedProtocol):
         "_frames_charge",
         "_frames_owed",
         "_frames_seen",
+        "_later",
         "_server",
         "_waiters",
         "_waiting_on",
@@ -106,6 +107,8 @@ class ServerConnection(Endpoint, asyncio.BufferedProtocol):
         self._frames_owed = 0
         self._frames_charge = 0
         self._frames_seen = 0
+        #: The answer being prepared for a plain request (``Later``).
+        self._later: asyncio.Future[Response] | None = None
 
     # ------------------------------------------------------------ asyncio.BufferedProtocol
 
@@ -177,6 +180,8 @@ class ServerConnection(Endpoint, asyncio.BufferedProtocol):
         self.fail(CloseCode.POLICY_VIOLATION, f"over {cfg.frame_rate:g} frames/s (burst {cfg.frame_burst:g})")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._later is not None:
+            self._later.cancel()
         super().connection_lost(exc)
         self._release_waits()
         server = self._server
@@ -291,9 +296,11 @@ class ServerConnection(Endpoint, asyncio.BufferedProtocol):
             self.conn.reject(HandshakeError(500, "internal error"))
             return
         if isinstance(decision, Response):
-            if "Connection" not in decision.headers:
-                decision.headers.add("Connection", "close")
-            self.conn.send_response(decision)
+            self._respond(decision)
+            return
+        if isinstance(decision, Later):
+            self._later = asyncio.ensure_future(decision.response)
+            self._later.add_done_callback(self._answer_later)
             return
         if server.full:
             server.stats.rejections["server_full"] += 1
@@ -321,6 +328,25 @@ class ServerConnection(Endpoint, asyncio.BufferedProtocol):
             return
         # Frames a client pipelined behind its request are parsed now.
         self._handle_events(self.conn.receive_data(b""))
+
+    def _respond(self, response: Response) -> None:
+        if "Connection" not in response.headers:
+            response.headers.add("Connection", "close")
+        self.conn.send_response(response)
+
+    def _answer_later(self, done: asyncio.Future[Response]) -> None:
+        """A ``Later`` answer is ready: sent, unless the client has gone meanwhile."""
+        self._later = None
+        if done.cancelled() or self.transport is None or self.conn.state is not CONNECTING:
+            return
+        error = done.exception()
+        if error is not None:
+            log.error("app_error", conn=self.id, where="handle_request", exc_info=error)
+            self._server.stats.rejections["internal"] += 1
+            self.conn.reject(HandshakeError(500, "internal error"))
+        else:
+            self._respond(done.result())
+        self.flush()
 
     def _handler_failed(self, where: str) -> None:
         log.exception("handler_error", conn=self.id, client=self.client_address, where=where)

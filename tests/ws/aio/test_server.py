@@ -17,8 +17,10 @@ import pytest
 
 from signaling.app.echo import EchoApp
 from signaling.ws.aio.client import connect
+from signaling.ws.aio.server import Later
 from signaling.ws.exceptions import ConnectionClosed, InvalidStatus
 from signaling.ws.frames import Opcode
+from signaling.ws.http11 import Request, Response
 from tests.helpers import async_running_server
 from tests.helpers.apps import ScriptedEchoApp
 from tests.helpers.inprocess import ws_url
@@ -187,3 +189,52 @@ async def test_rfc_sample_handshake_against_the_real_process() -> None:
             assert frame.opcode == Opcode.CLOSE and frame.close_code == 1000
             assert await client.at_eof()
         client.close()
+
+
+# -------------------------------------------------------------------------------------- answers given later
+
+
+class LaterApp:
+    """Answers every request ``Later``, with a future the test completes (or fails)."""
+
+    def __init__(self) -> None:
+        self.answers: asyncio.Queue[asyncio.Future[Response]] = asyncio.Queue()
+
+    def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Later:
+        answer: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.answers.put_nowait(answer)
+        return Later(answer)
+
+
+async def get(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /later HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    return reader, writer
+
+
+async def test_a_later_answer_is_sent_when_ready_and_a_failure_is_a_500(start_server) -> None:
+    app = LaterApp()
+    server = await start_server(app)
+    reader, writer = await get(server.port)
+    answer = await asyncio.wait_for(app.answers.get(), 5)
+    answer.set_result(Response(200, body=b"ready"))
+    response = await read_all(reader)
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nConnection: close\r\n" in response
+    assert response.endswith(b"\r\n\r\nready")
+    writer.close()
+    reader, writer = await get(server.port)
+    (await asyncio.wait_for(app.answers.get(), 5)).set_exception(RuntimeError("boom"))
+    assert (await read_all(reader)).startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    writer.close()
+
+
+async def test_a_later_answer_is_dropped_when_the_client_has_gone(start_server) -> None:
+    app = LaterApp()
+    server = await start_server(app)
+    _, writer = await get(server.port)
+    answer = await asyncio.wait_for(app.answers.get(), 5)
+    ended = asyncio.Event()
+    answer.add_done_callback(lambda _: ended.set())
+    writer.close()
+    await asyncio.wait_for(ended.wait(), 5)
+    assert answer.cancelled() and not server.connections  # the connection is gone: nobody waits for its answer
