@@ -62,6 +62,10 @@ stop() {
   fi
   rm -f "$PIDFILE"
   unmount_leftovers
+  # The run-time folder is the engine's alone: once it is gone, nothing of it is left under /run either.
+  if [ -z "${pid:-}" ] || [ ! -d "/proc/$pid" ]; then
+    rm -rf "$RUN"
+  fi
 }
 
 start() {
