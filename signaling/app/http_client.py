@@ -8,7 +8,6 @@ bound) only so the connection can be used again. No client library: the server h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from typing import Final
 from urllib.parse import urlsplit
@@ -28,7 +27,12 @@ _Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class PostFailed(Exception):
-    """The POST got no HTTP answer: connection refused or reset, a timeout, a malformed response."""
+    """The POST got no HTTP answer: connection refused or reset, a timeout, a malformed response. ``stale``: a
+    kept connection was closed before any answer began (the receiver closed it while idle): try a new one."""
+
+    def __init__(self, message: str, *, stale: bool = False) -> None:
+        super().__init__(message)
+        self.stale = stale
 
 
 class HttpPoster:
@@ -56,13 +60,16 @@ class HttpPoster:
             PostFailed: no HTTP answer within the timeout.
         """
         async with self._slots:
-            while self._idle:  # a kept connection the receiver may have closed meanwhile: one try each
-                stream = self._idle.pop()
-                with contextlib.suppress(PostFailed):
-                    return await self._exchange(stream, body, headers)
+            while self._idle:  # a kept connection the receiver may have closed meanwhile
+                try:
+                    return await self._exchange(self._idle.pop(), body, headers)
+                except PostFailed as exc:
+                    if not exc.stale:
+                        raise
             return await self._exchange(None, body, headers)
 
     async def _exchange(self, stream: _Stream | None, body: bytes, headers: list[tuple[str, str]]) -> int:
+        reused = stream is not None
         try:
             async with asyncio.timeout(self.timeout):
                 if stream is None:
@@ -77,7 +84,12 @@ class HttpPoster:
         except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             if stream is not None:
                 stream[1].close()
-            raise PostFailed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
+            closed = isinstance(exc, ConnectionResetError | BrokenPipeError) or (
+                isinstance(exc, asyncio.IncompleteReadError) and not exc.partial
+            )
+            stale = reused and closed
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise PostFailed(text, stale=stale) from None
         except (HandshakeError, ValueError) as exc:
             if stream is not None:
                 stream[1].close()
