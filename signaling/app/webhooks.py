@@ -100,6 +100,8 @@ class WebhookSender:
         self.given_up = 0
         #: Seconds from an event's change to its 2xx.
         self.latency = Histogram((0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
+        #: Whether this process is the one sending (always, alone; in a cluster, the node holding the lease).
+        self.sending = False
         self._rooms: dict[str, deque[RoomEvent]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._taken = 0
@@ -136,6 +138,7 @@ class WebhookSender:
             except Exception:  # never the end of webhooks: look again at the next poll
                 log.exception("webhook_outbox_failed")
                 events = []
+            self.sending = events is not None
             if events is None:
                 self._abandon()
             else:
@@ -146,6 +149,10 @@ class WebhookSender:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL):
                     await self._wake.wait()
+
+    def health(self) -> dict[str, object]:
+        """For /healthz: whether this process sends, what waits, what was given up."""
+        return {"sending": self.sending, "queue": self.outbox.depth(), "given_up": self.given_up}
 
     def _add(self, event: RoomEvent) -> None:
         self._taken += 1

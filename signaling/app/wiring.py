@@ -297,11 +297,11 @@ class SignalingApp:
 
     async def start(self) -> None:
         """Join the cluster, if any (or keep trying: until then the server is not ready); send webhooks."""
-        if self.webhooks is not None:
-            self.webhooks.start()
         if self.cluster is not None:
             await self.cluster.start()
             self._schedule_grace_sweep()  # it also ends the sessions of nodes that died
+        if self.webhooks is not None:  # after the link, so a cluster's sender looks at once
+            self.webhooks.start()
 
     @property
     def accepting(self) -> bool:
@@ -472,6 +472,7 @@ class SignalingApp:
             "peers": stats.peers,
             "local_peers": stats.local_peers,
             "cluster": self._cluster_health(stats.nodes),
+            "webhooks": self.webhooks.health() if self.webhooks is not None else None,
         }
 
     def _cluster_health(self, nodes: int) -> dict[str, object] | None:
