@@ -137,7 +137,8 @@ class WebhookSender:
                 events = await self.outbox.take(space)
             except Exception:  # never the end of webhooks: look again at the next poll
                 log.exception("webhook_outbox_failed")
-                events = []
+                await asyncio.sleep(POLL)
+                continue
             self.sending = events is not None
             if events is None:
                 self._abandon()
@@ -146,7 +147,10 @@ class WebhookSender:
                     self._add(event)
                 if events and len(events) == space:
                     continue  # there may be more: take them while there is room
-            with contextlib.suppress(TimeoutError):
+            if not self.sending:  # another node sends: only look again, at the poll, whether it still does
+                await asyncio.sleep(POLL)
+                continue
+            with contextlib.suppress(TimeoutError):  # wakes coalesce: one take for all the changes meanwhile
                 async with asyncio.timeout(POLL):
                     await self._wake.wait()
 
