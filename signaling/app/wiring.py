@@ -43,6 +43,7 @@ from .metrics import Metrics
 from .origins import OriginPolicy
 from .routes import StaticFiles, http_response, not_found, refused
 from .settings import Settings
+from .ywebrtc import YWebrtcEndpoint
 
 __all__ = ["SessionSocket", "SignalingApp"]
 
@@ -251,6 +252,8 @@ class SignalingApp:
         self.transport_stats: TransportStats | None = None
         self.metrics = Metrics(self)
         self._refresh: asyncio.TimerHandle | None = None
+        #: y-webrtc's signaling protocol on ``settings.ywebrtc_path`` (app/ywebrtc.py).
+        self.ywebrtc = YWebrtcEndpoint(self)
 
     def _backends(self, settings: Settings) -> Backends:
         limits: dict[str, Any] = {
@@ -292,6 +295,7 @@ class SignalingApp:
         """The rooms can no longer be kept true across nodes: close every client; they come back when it works."""
         for socket in list(self.sockets):
             socket.ws.close(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
+        self.ywebrtc.close_all(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
 
     async def shutdown(self, server: WebSocketServer) -> None:
         """Drain: /readyz turns 503 and new clients are refused, every client is closed with 1001 (a resumable
@@ -346,7 +350,7 @@ class SignalingApp:
                 ready=lambda: self.ready and self.accepting,
                 metrics=self.metrics.render,
             )
-        if request.path != self.settings.path:
+        if request.path != self.settings.path and request.path != self.ywebrtc.path:
             return not_found(request)
         if not self.accepting:
             self.rejections["unavailable"] += 1
@@ -363,6 +367,8 @@ class SignalingApp:
             self.rejections[refusal.reason] += 1
             log.info("connection_refused", client=client, reason=refusal.reason)
             return refused(429, refusal.text, retry_after=refusal.retry_after)
+        if request.path == self.ywebrtc.path:
+            return self.ywebrtc.upgrade(request, client)
         return Upgrade(lambda ws: SessionSocket(self, client, ws))
 
     # ------------------------------------------------------------------ sessions
