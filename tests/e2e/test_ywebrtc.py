@@ -1,0 +1,95 @@
+"""Yjs documents synced by the real y-webrtc provider in Chromium, through our /y-webrtc endpoint.
+
+y-webrtc and yjs come from npm (tests/interop/ywebrtc/package-lock.json), bundled by esbuild into one script
+(``make test-deps`` runs tests/interop/ywebrtc/install.sh) that the signaling server serves beside the page, so
+nothing is fetched from elsewhere. Two browser contexts share no BroadcastChannel, so the documents can only meet
+through signaling and a WebRTC data channel (loopback candidates, no ICE servers): text typed into one appears in
+the other, in the clear, with a ``password`` (y-webrtc then encrypts what it publishes), and with the two pages on
+two nodes of a cluster.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from playwright.async_api import BrowserContext, Page
+
+from signaling.ws.aio.server import WebSocketServer
+from tests.helpers.inprocess import server_url
+
+pytestmark = pytest.mark.timeout(90)
+
+ServerFactory = Callable[..., Awaitable[WebSocketServer]]
+ContextFactory = Callable[..., Awaitable[BrowserContext]]
+
+PAGE = Path(__file__).resolve().parent / "pages" / "ywebrtc" / "index.html"
+BUNDLE = Path(__file__).resolve().parents[1] / "interop" / "ywebrtc" / "dist" / "ywebrtc.js"
+SYNC_MS = 30_000
+
+
+@pytest.fixture
+def web_root(tmp_path: Path) -> Path:
+    """The page and the bundle, for the signaling server to serve (its own origin: the Origin check passes)."""
+    if not BUNDLE.is_file():
+        pytest.fail(f"{BUNDLE} is missing: run `make test-deps` (tests/interop/ywebrtc/install.sh)", pytrace=False)
+    root = tmp_path / "web"
+    root.mkdir()
+    shutil.copy(PAGE, root / "index.html")
+    shutil.copy(BUNDLE, root / "ywebrtc.js")
+    return root
+
+
+async def open_doc(new_context: ContextFactory, server: WebSocketServer, room: str, password: str | None) -> Page:
+    page = await (await new_context()).new_page()
+    await page.goto(server_url(server, "/index.html"))
+    await page.evaluate(
+        "([url, room, password]) => window.open_doc(url, room, password)",
+        [server_url(server, "/y-webrtc", ws=True), room, password],
+    )
+    return page
+
+
+async def edits_meet(a: Page, b: Page) -> None:
+    """Each page types; the other sees it, over a WebRTC connection between them."""
+    await a.evaluate("window.text.insert(0, 'hello from a')")
+    await b.wait_for_function("window.text.toString().includes('hello from a')", timeout=SYNC_MS)
+    await b.evaluate("window.text.insert(window.text.length, ' and b')")
+    await a.wait_for_function("window.text.toString() === 'hello from a and b'", timeout=SYNC_MS)
+    for page in (a, b):
+        assert await page.evaluate("window.webrtc_peers()") == 1
+
+
+async def leave(*pages: Page) -> None:
+    """Before the servers stop, or the providers' reconnection attempts would be console errors."""
+    for page in pages:
+        await page.evaluate("window.provider.disconnect(); window.provider.destroy()")
+
+
+@pytest.mark.parametrize("password", [None, "correct horse battery staple"])
+async def test_two_browsers_edit_one_document(
+    new_context: ContextFactory, start_signaling: ServerFactory, web_root: Path, password: str | None
+) -> None:
+    server = await start_signaling(web_root=web_root)
+    a = await open_doc(new_context, server, "yjs-doc", password)
+    b = await open_doc(new_context, server, "yjs-doc", password)
+    await edits_meet(a, b)
+    counters = server.app.ywebrtc.counters  # type: ignore[attr-defined]
+    assert counters.publishes > 0 and dict(counters.topics) == {"yjs-doc": 2}
+    await leave(a, b)
+
+
+async def test_two_browsers_on_two_nodes(
+    new_context: ContextFactory, start_signaling: ServerFactory, web_root: Path, redis_settings: dict[str, str]
+) -> None:
+    one = await start_signaling(web_root=web_root, **redis_settings)
+    two = await start_signaling(web_root=web_root, **redis_settings)
+    a = await open_doc(new_context, one, "yjs-doc", "secret")
+    b = await open_doc(new_context, two, "yjs-doc", "secret")
+    await edits_meet(a, b)
+    for node in (one, two):
+        counters = node.app.ywebrtc.counters  # type: ignore[attr-defined]
+        assert counters.publishes > 0 and dict(counters.topics) == {"yjs-doc": 1}
+    await leave(a, b)
