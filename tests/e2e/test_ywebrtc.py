@@ -19,6 +19,7 @@ from playwright.async_api import BrowserContext, Page
 
 from signaling.ws.aio.server import WebSocketServer
 from tests.helpers.inprocess import server_url
+from tests.helpers.readme import readme_blocks
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -28,6 +29,14 @@ ContextFactory = Callable[..., Awaitable[BrowserContext]]
 PAGE = Path(__file__).resolve().parent / "pages" / "ywebrtc" / "index.html"
 BUNDLE = Path(__file__).resolve().parents[1] / "interop" / "ywebrtc" / "dist" / "ywebrtc.js"
 SYNC_MS = 30_000
+#: What the README's example is run with here: the bundle's exports for its imports, this server for its URL, and
+#: no ICE servers (loopback candidates only; nothing leaves the machine).
+README_URL = "wss://signaling.example.com/y-webrtc"
+README_IMPORTS = (
+    ('import * as Y from "yjs";', "const Y = window.YW;"),
+    ('import { WebrtcProvider } from "y-webrtc";', "const { WebrtcProvider } = window.YW;"),
+    ("signaling: [", "peerOpts: { config: { iceServers: [] } }, signaling: ["),
+)
 
 
 @pytest.fixture
@@ -93,3 +102,25 @@ async def test_two_browsers_on_two_nodes(
         counters = node.app.ywebrtc.counters  # type: ignore[attr-defined]
         assert counters.publishes > 0 and dict(counters.topics) == {"yjs-doc": 1}
     await leave(a, b)
+
+
+async def test_the_readme_example_syncs_two_browsers(
+    new_context: ContextFactory, start_signaling: ServerFactory, web_root: Path
+) -> None:
+    """The README's "Yjs apps (y-webrtc)" example, as written but for its URL, in two contexts."""
+    (block,) = [b for b in readme_blocks() if b.mode == "ywebrtc-js"]
+    code = block.code
+    for old, new in README_IMPORTS:
+        assert old in code, f"the README's y-webrtc example no longer has {old!r}"
+        code = code.replace(old, new)
+    server = await start_signaling(web_root=web_root)
+    code = code.replace(README_URL, server_url(server, "/y-webrtc", ws=True))
+    code += "window.doc = doc; window.provider = provider; window.text = doc.getText('text');"
+    pages = []
+    for _ in range(2):
+        page = await (await new_context()).new_page()
+        await page.goto(server_url(server, "/index.html"))
+        await page.add_script_tag(content=code)
+        pages.append(page)
+    await edits_meet(*pages)
+    await leave(*pages)
