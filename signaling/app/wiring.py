@@ -437,6 +437,7 @@ class SignalingApp:
             if timer is not None:
                 timer.cancel()
         self._refresh = self._grace_timer = self._join_timer = None
+        self.ywebrtc.close()
 
     # ------------------------------------------------------------------ health
 

@@ -9,6 +9,7 @@ app's, made before the upgrade as for native clients. Metrics: ``signaling_ywebr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
@@ -21,7 +22,7 @@ from signaling.interop.ywebrtc import TokenCheck, TopicLimits, YWebrtcCounters, 
 from signaling.protocol.errors import SignalingError
 from signaling.protocol.facts import REMOVED_CLOSE_CODE
 from signaling.rooms.driver import SessionDriver
-from signaling.rooms.limits import MessageRateLimit
+from signaling.rooms.limits import JoinDeadline, JoinDeadlines, MessageRateLimit
 from signaling.ws.aio.server import ServerConnection, Upgrade
 from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.frames import CloseCode
@@ -39,7 +40,7 @@ class YWebrtcSocket:
     """A WebSocket carrying y-webrtc signaling: the transport's handler, the sink of its subscriptions, and the
     connection its driver holds and fails."""
 
-    __slots__ = ("_client", "_endpoint", "_limit", "deliver", "driver", "ws")
+    __slots__ = ("_client", "_endpoint", "_limit", "deliver", "driver", "join_deadline", "ws")
 
     def __init__(self, endpoint: YWebrtcEndpoint, client: str, ws: ServerConnection, token: TokenCheck) -> None:
         self._endpoint = endpoint
@@ -69,7 +70,7 @@ class YWebrtcSocket:
             logger=log.bind(conn=ws.id, client=client),
         )
         self.driver = SessionDriver(session, self, app.later if app.backends.waits else None)
-        endpoint.connected(self)
+        self.join_deadline = endpoint.connected(self)
 
     @property
     def client(self) -> str:
@@ -132,6 +133,12 @@ class YWebrtcSocket:
         self.driver.end(left=True)
         log.info("disconnected", conn=self.ws.id, client=self._client, code=closed.code)
 
+    def join_overdue(self) -> None:
+        """The join deadline passed: a connection with no topic then holds a slot for nothing (1008)."""
+        if not self.driver.session.topics and self.ws.is_open:
+            log.info("join_timeout", conn=self.ws.id, client=self._client)
+            self.ws.close(CloseCode.POLICY_VIOLATION, "no subscribe within the join timeout")
+
 
 class YWebrtcEndpoint:
     """The y-webrtc endpoint of an app: its connections, limits, counts and metrics."""
@@ -143,6 +150,9 @@ class YWebrtcEndpoint:
         self.limits = TopicLimits(settings.ywebrtc_max_topics, settings.ywebrtc_max_topic_length)
         self.counters = YWebrtcCounters()
         self.sockets: set[YWebrtcSocket] = set()
+        #: Connections that must subscribe within the native join timeout, checked by one timer while any wait.
+        self.deadlines: JoinDeadlines[YWebrtcSocket] = JoinDeadlines(settings.join_timeout)
+        self._timer: asyncio.TimerHandle | None = None
         app.metrics.registry.register(_Collector(self))
 
     def upgrade(self, request: Request, client: str) -> Upgrade:
@@ -157,14 +167,36 @@ class YWebrtcEndpoint:
                 token = exc  # answered at the first subscribe: the provider reconnects forever after a refusal
         return Upgrade(lambda ws: YWebrtcSocket(self, client, ws, token))
 
-    def connected(self, socket: YWebrtcSocket) -> None:
+    def connected(self, socket: YWebrtcSocket) -> JoinDeadline[YWebrtcSocket]:
+        """A new connection; its time to subscribe (cancelled when it goes)."""
         self.app.limits.opened(socket.client)
         self.sockets.add(socket)
         log.info("connected", conn=socket.ws.id, client=socket.client)
+        if self._timer is None:
+            self._schedule_check()
+        return self.deadlines.add(socket, self.app.clock())
 
     def disconnected(self, socket: YWebrtcSocket) -> None:
         self.app.limits.closed(socket.client)
         self.sockets.discard(socket)
+        socket.join_deadline.cancel()
+
+    def _schedule_check(self) -> None:
+        period = max(0.05, min(1.0, self.deadlines.timeout / 4))
+        self._timer = asyncio.get_running_loop().call_later(period, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        for socket in self.deadlines.due(self.app.clock()):
+            socket.join_overdue()
+        if self.deadlines:
+            self._schedule_check()
+
+    def close(self) -> None:
+        """Stop the timer (the app's ``close``, at shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def close_all(self, code: int, reason: str) -> None:
         """Close every connection (the cluster's Redis is lost: the subscriptions can no longer be kept true)."""

@@ -382,3 +382,16 @@ async def test_two_nodes_one_record_per_node_per_publish(two_nodes: list[WebSock
     assert len([r for r in records if "once" in r]) == 1
     for conn in (sender, *receivers):
         await conn.close()
+
+
+async def test_a_connection_that_never_subscribes_is_closed_at_the_join_timeout(
+    start_signaling: ServerFactory,
+) -> None:
+    server = await start_signaling(join_timeout=0.3)
+    async with connect(url(server)) as idle, connect(url(server)) as working:
+        await send(working, type="subscribe", topics=["doc"])
+        await pong(working)
+        with pytest.raises(ConnectionClosed):
+            await recv(idle)
+        assert idle.close_code == 1008
+        await pong(working)
