@@ -76,7 +76,10 @@ class YWebrtcSocket:
     def client(self) -> str:
         return self._client
 
-    # ByteBudget
+    # Budget
+    def spend_messages(self, count: int) -> bool:
+        return self._limit.spend_messages(count, self._endpoint.app.clock())
+
     def spend(self, size: int) -> bool:
         return self._limit.spend(size, self._endpoint.app.clock())
 

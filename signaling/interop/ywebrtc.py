@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import pydantic_core
 import structlog
@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_MAX_TOPICS",
     "DEFAULT_MAX_TOPIC_LENGTH",
     "ROOM_PREFIX",
+    "Budget",
     "TokenCheck",
     "TopicLimits",
     "YWebrtcCounters",
@@ -57,6 +58,13 @@ ROOM_PREFIX: Final = "y-webrtc:"
 DEFAULT_MAX_TOPICS: Final = 64
 #: Characters of a topic: y-webrtc's topic is the application's room name.
 DEFAULT_MAX_TOPIC_LENGTH: Final = 256
+
+
+class Budget(ByteBudget, Protocol):
+    """The connection's rate limits: bytes (a publish's copies) and messages (a subscribe's further topics)."""
+
+    def spend_messages(self, count: int) -> bool:
+        """Spend ``count`` messages more; False, spending nothing, when the budget has not that many."""
 
 
 def topic_room(topic: str) -> str:
@@ -121,7 +129,8 @@ class YWebrtcSession:
         token: the room token the connection came with, as checked then (``TokenCheck``); when tokens are on
             (not None), each topic subscribed must be covered by a valid one, and publishing needs a subscription.
         clock: the wall clock, for the token's expiry.
-        budget: the connection's byte budget: a publish to N subscribers costs N copies of its size.
+        budget: the connection's rate budget: a publish to N subscribers costs N copies of its size, a subscribe
+            or unsubscribe of N topics N messages (each is a join or a leave: with Redis, a round trip).
         counters: where this process counts.
         logger: bound with the connection's context.
     """
@@ -147,7 +156,7 @@ class YWebrtcSession:
         limits: TopicLimits | None = None,
         token: TokenCheck = None,
         clock: Callable[[], float],
-        budget: ByteBudget | None = None,
+        budget: Budget | None = None,
         counters: YWebrtcCounters | None = None,
         logger: Logger | None = None,
     ) -> None:
@@ -247,6 +256,14 @@ class YWebrtcSession:
             )
         return covered
 
+    def _charge(self, count: int, what: str) -> None:
+        """The message rate pays for every topic of a subscribe or unsubscribe beyond the first."""
+        budget = self._budget
+        if count > 1 and budget is not None and not budget.spend_messages(count - 1):
+            raise SignalingError(
+                ErrorCode.RATE_LIMITED, f"{what} {count} topics counts as {count} messages against your rate; dropped"
+            )
+
     def _subscribe(self, topics: list[str]) -> Step | None:
         new = [t for t in dict.fromkeys(topics) if t not in self._subscriptions]
         if not new:
@@ -261,7 +278,10 @@ class YWebrtcSession:
                 )
             )
             new = new[: max(room, 0)]
-        return self._joining(new) if new else None
+        if not new:
+            return None
+        self._charge(len(new), "subscribing to")
+        return self._joining(new)
 
     async def _joining(self, topics: list[str]) -> None:
         backends = self._backends
@@ -285,8 +305,11 @@ class YWebrtcSession:
             deliveries.attach(member.peer, self._sink)
 
     def _unsubscribe(self, topics: list[str]) -> Step | None:
-        gone = [self._subscriptions.pop(t) for t in dict.fromkeys(topics) if t in self._subscriptions]
-        return self._leaving(gone) if gone else None
+        held = [t for t in dict.fromkeys(topics) if t in self._subscriptions]
+        if not held:
+            return None
+        self._charge(len(held), "unsubscribing from")
+        return self._leaving([self._subscriptions.pop(t) for t in held])
 
     async def _leaving(self, members: list[Member]) -> None:
         backends = self._backends

@@ -335,25 +335,35 @@ async def two_nodes(
     yield [await start_signaling(**redis_settings), await start_signaling(**redis_settings)]
 
 
+async def seen(node: WebSocketServer, topic: str, subscribers: int) -> None:
+    """``node``'s view of the topic's room has caught up with the cluster (changes reach it through Redis)."""
+    directory = node.app.backends.directory  # type: ignore[attr-defined]
+    await wait_until(lambda: len(directory.members(topic_room(topic))) == subscribers, timeout=STEP)
+
+
 async def test_two_nodes_publish_reaches_both_with_the_clusters_count(two_nodes: list[WebSocketServer]) -> None:
     one, two = two_nodes
     a = await subscribed(one, "doc")
     b = await subscribed(two, "doc")
     c = await subscribed(two, "doc")
+    await seen(one, "doc", 3)
     await send(a, type="publish", topic="doc", data={"x": 1})
     want = {"type": "publish", "topic": "doc", "data": {"x": 1}, "clients": 3}
     assert [await recv(conn) for conn in (a, b, c)] == [want] * 3
     await send(c, type="publish", topic="doc", data=2)
     assert [(await recv(conn))["data"] for conn in (a, b, c)] == [2, 2, 2]
-    # A publisher subscribed to nothing on a node with no view of the topic still reaches it (read from Redis).
+    # A publisher on a node where nobody is subscribed to the topic (no view of its room there) still reaches
+    # its subscribers: the roster is read from Redis.
+    far = await subscribed(two, "far")
+    assert not one.app.backends.directory.members(topic_room("far"))  # type: ignore[attr-defined]
     async with connect(url(one)) as stranger:
-        await send(stranger, type="publish", topic="doc", data=3)
+        await send(stranger, type="publish", topic="far", data=3)
         await pong(stranger)
-    for conn in (a, b, c):
-        message = await recv(conn)
-        assert (message["data"], message["clients"]) == (3, 3)
+        assert await recv(far) == {"type": "publish", "topic": "far", "data": 3, "clients": 1}
+    await far.close()
     await send(b, type="unsubscribe", topics=["doc"])
     await pong(b)
+    await seen(one, "doc", 2)
     await send(a, type="publish", topic="doc", data=4)
     assert (await recv(a))["clients"] == 2
     assert (await recv(c))["clients"] == 2
@@ -366,6 +376,7 @@ async def test_two_nodes_one_record_per_node_per_publish(two_nodes: list[WebSock
     one, two = two_nodes
     sender = await subscribed(one, "doc")
     receivers = [await subscribed(two, "doc") for _ in range(7)]
+    await seen(one, "doc", 8)
     router = two.app.backends.router  # type: ignore[attr-defined]
     records: list[str] = []
     on_delivery = router.on_delivery
@@ -395,3 +406,15 @@ async def test_a_connection_that_never_subscribes_is_closed_at_the_join_timeout(
             await recv(idle)
         assert idle.close_code == 1008
         await pong(working)
+
+
+async def test_each_topic_of_a_subscribe_counts_as_a_message(start_signaling: ServerFactory) -> None:
+    """Each topic is a join (with Redis, a round trip): 64 topics per message must not multiply the rate by 64."""
+    server = await start_signaling(rate_limit=1, rate_burst=25)
+    async with connect(url(server)) as conn:
+        await send(conn, type="subscribe", topics=[f"t{n}" for n in range(10)])
+        await send(conn, type="unsubscribe", topics=[f"t{n}" for n in range(10)])  # 10 + 10 of the 25: 5 left
+        await send(conn, type="subscribe", topics=[f"u{n}" for n in range(10)])
+        refusal = await error(conn)
+        assert refusal["code"] == "rate-limited" and "10 topics" in refusal["message"]
+        assert not server.app.ywebrtc.counters.topics  # type: ignore[attr-defined]
