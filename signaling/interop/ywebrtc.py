@@ -30,6 +30,7 @@ import structlog
 
 from signaling.protocol.encode import PONG_JSON, error_json
 from signaling.protocol.errors import ErrorCode, SignalingError, shorten
+from signaling.protocol.models import NonFiniteNumber, dump_json_value
 from signaling.rooms.auth import Grant
 from signaling.rooms.backends import Backends
 from signaling.rooms.peers import LiveMembers, Logger, Member, PeerSink
@@ -349,7 +350,10 @@ class YWebrtcSession:
         if not count:
             return
         message["clients"] = count
-        text = pydantic_core.to_json(message).decode()
+        try:  # 1e400 parses as inf, which the browsers' JSON.parse could not read back: refused as natively
+            text = dump_json_value(message)
+        except NonFiniteNumber:
+            raise _invalid("publish: numbers must fit in a double") from None
         budget = self._budget
         # The transport charged one copy; every further recipient costs as much again (as a native broadcast does).
         if count > 1 and budget is not None and not budget.spend(len(text) * (count - 1)):

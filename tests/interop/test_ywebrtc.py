@@ -151,6 +151,7 @@ async def test_subscribing_twice_counts_once(server: WebSocketServer) -> None:
         ('{"type":"unsubscribe","topics":7}', "invalid-message"),
         ('{"type":"publish"}', "invalid-message"),
         ('{"type":"publish","topic":5}', "invalid-message"),
+        ('{"type":"publish","topic":"doc","data":1e400}', "invalid-message"),  # inf: JSON.parse could not
         ('{"type":"publish","topic":""}', "invalid-message"),
     ],
 )
