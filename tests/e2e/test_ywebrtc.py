@@ -10,6 +10,7 @@ two nodes of a cluster.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page
 
+from signaling.ws.aio.client import connect
 from signaling.ws.aio.server import WebSocketServer
 from tests.helpers.inprocess import server_url
 from tests.helpers.readme import readme_blocks
@@ -82,12 +84,23 @@ async def test_two_browsers_edit_one_document(
     new_context: ContextFactory, start_signaling: ServerFactory, web_root: Path, password: str | None
 ) -> None:
     server = await start_signaling(web_root=web_root)
-    a = await open_doc(new_context, server, "yjs-doc", password)
-    b = await open_doc(new_context, server, "yjs-doc", password)
-    await edits_meet(a, b)
-    counters = server.app.ywebrtc.counters  # type: ignore[attr-defined]
-    assert counters.publishes > 0 and dict(counters.topics) == {"yjs-doc": 2}
-    await leave(a, b)
+    async with connect(server_url(server, "/y-webrtc", ws=True)) as observer:  # sees what the server sees
+        await observer.send(json.dumps({"type": "subscribe", "topics": ["yjs-doc"]}))
+        await observer.send('{"type":"ping"}')
+        assert json.loads(await observer.recv()) == {"type": "pong"}  # subscribed
+        a = await open_doc(new_context, server, "yjs-doc", password)
+        b = await open_doc(new_context, server, "yjs-doc", password)
+        await edits_meet(a, b)
+        counters = server.app.ywebrtc.counters  # type: ignore[attr-defined]
+        assert counters.publishes > 0 and dict(counters.topics) == {"yjs-doc": 3}
+        await leave(a, b)
+        published = [json.loads(await observer.recv()) for _ in range(counters.publishes)]
+    # y-webrtc's announce and its WebRTC offers and answers; with a password, each one encrypted (base64).
+    payloads = [message["data"] for message in published]
+    if password is None:
+        assert {p["type"] for p in payloads} >= {"announce", "signal"}
+    else:
+        assert all(isinstance(p, str) and "offer" not in p for p in payloads)
 
 
 async def test_two_browsers_on_two_nodes(
