@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from playwright.async_api import BrowserContext, Page
 
+from signaling.rooms.auth import RoomTokens
 from signaling.ws.aio.client import connect
 from signaling.ws.aio.server import WebSocketServer
 from tests.helpers.inprocess import server_url
 from tests.helpers.readme import readme_blocks
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -53,12 +56,14 @@ def web_root(tmp_path: Path) -> Path:
     return root
 
 
-async def open_doc(new_context: ContextFactory, server: WebSocketServer, room: str, password: str | None) -> Page:
+async def open_doc(
+    new_context: ContextFactory, server: WebSocketServer, room: str, password: str | None, query: str = ""
+) -> Page:
     page = await (await new_context()).new_page()
     await page.goto(server_url(server, "/index.html"))
     await page.evaluate(
         "([url, room, password]) => window.open_doc(url, room, password)",
-        [server_url(server, "/y-webrtc", ws=True), room, password],
+        [server_url(server, "/y-webrtc", ws=True) + query, room, password],
     )
     return page
 
@@ -101,6 +106,25 @@ async def test_two_browsers_edit_one_document(
         assert {p["type"] for p in payloads} >= {"announce", "signal"}
     else:
         assert all(isinstance(p, str) and "offer" not in p for p in payloads)
+
+
+async def test_a_private_document_with_room_tokens(
+    new_context: ContextFactory, start_signaling: ServerFactory, web_root: Path
+) -> None:
+    """The token rides on the signaling URL; one for another team's documents gets nobody to sync with."""
+    secret = "t" * 32
+    server = await start_signaling(web_root=web_root, auth_secret=secret)
+    tokens, now = RoomTokens(secret), time.time()
+    team_a, team_b = (f"?token={tokens.issue(room, 600, now)}" for room in ("team-a/*", "team-b/*"))
+    a = await open_doc(new_context, server, "team-a/plans", None, team_a)
+    b = await open_doc(new_context, server, "team-a/plans", None, team_a)
+    await edits_meet(a, b)
+    intruder = await open_doc(new_context, server, "team-a/plans", None, team_b)
+    counters = server.app.ywebrtc.counters  # type: ignore[attr-defined]
+    await wait_until(lambda: counters.errors["unauthorized"] > 0, timeout=10)
+    assert dict(counters.topics) == {"team-a/plans": 2}
+    assert await intruder.evaluate("window.text.toString()") == ""
+    await leave(a, b, intruder)
 
 
 async def test_two_browsers_on_two_nodes(
