@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from signaling.interop.ywebrtc import DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPICS
+from signaling.interop.ywebrtc import DEFAULT_MAX_SUBSCRIBERS, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPICS
 from signaling.protocol import facts
 
 __all__ = ["DEFAULT_WEB_ROOT", "Settings", "settings_table"]
@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     )
     ywebrtc_max_topic_length: int = Field(
         DEFAULT_MAX_TOPIC_LENGTH, ge=1, le=4096, description="Characters of a y-webrtc topic (longer: skipped)."
+    )
+    ywebrtc_max_subscribers: int = Field(
+        DEFAULT_MAX_SUBSCRIBERS, ge=1, description="Subscribers of one y-webrtc topic (more: room-full)."
     )
 
     # Cluster

@@ -150,7 +150,9 @@ class YWebrtcEndpoint:
         self.app = app
         settings = app.settings
         self.path: str | None = None if settings.ywebrtc_path.lower() == "none" else settings.ywebrtc_path
-        self.limits = TopicLimits(settings.ywebrtc_max_topics, settings.ywebrtc_max_topic_length)
+        self.limits = TopicLimits(
+            settings.ywebrtc_max_topics, settings.ywebrtc_max_topic_length, settings.ywebrtc_max_subscribers
+        )
         self.counters = YWebrtcCounters()
         self.sockets: set[YWebrtcSocket] = set()
         #: Connections that must subscribe within the native join timeout, checked by one timer while any wait.

@@ -10,7 +10,8 @@ The mapping: topic ``t`` is the room ``y-webrtc:<t>`` (``:`` is outside the nati
 meet; ``|`` and ``%`` are escaped, ``|`` being the cluster's field separator), and each subscription is a member of
 it with a peer id of its own, whose sink is the connection. So a publish is ``router.send_all`` to the room's
 members (one record per node in a cluster), ``clients`` is the size of the room as the directory sees it (the
-cluster's), the room limits bound a topic's subscribers, and the server API lists and removes subscribers.
+cluster's), the directory bounds a topic's subscribers (with a limit of their own) and the number of rooms, and
+the server API lists and removes subscribers.
 
 Where the stock server dies or grows without bound, this one answers and goes on: malformed JSON (depth bounded by
 the parser), wrong shapes, non-string topics, too many topics per connection, too long a topic, a topic the
@@ -37,6 +38,7 @@ from signaling.rooms.peers import LiveMembers, Logger, Member, PeerSink
 from signaling.rooms.session import ByteBudget
 
 __all__ = [
+    "DEFAULT_MAX_SUBSCRIBERS",
     "DEFAULT_MAX_TOPICS",
     "DEFAULT_MAX_TOPIC_LENGTH",
     "ROOM_PREFIX",
@@ -59,6 +61,8 @@ ROOM_PREFIX: Final = "y-webrtc:"
 DEFAULT_MAX_TOPICS: Final = 64
 #: Characters of a topic: y-webrtc's topic is the application's room name.
 DEFAULT_MAX_TOPIC_LENGTH: Final = 256
+#: Subscribers of one topic: collaborators on one document at once (a provider connects to 20-35 of them).
+DEFAULT_MAX_SUBSCRIBERS: Final = 64
 
 
 class Budget(ByteBudget, Protocol):
@@ -82,10 +86,12 @@ def room_topic(room: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class TopicLimits:
-    """What one connection may hold: ``max_topics`` subscriptions, topics of ``max_topic_length`` characters."""
+    """What one connection may hold, ``max_topics`` subscriptions to topics of ``max_topic_length`` characters, and
+    one topic: ``max_subscribers`` (its room's peer limit, instead of the native rooms' one)."""
 
     max_topics: int = DEFAULT_MAX_TOPICS
     max_topic_length: int = DEFAULT_MAX_TOPIC_LENGTH
+    max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS
 
 
 class YWebrtcCounters:
@@ -293,7 +299,7 @@ class YWebrtcSession:
             member = Member(directory.new_peer_id(), topic_room(topic), None, None, directory.node, False)
             deliveries.expect(member.peer)  # texts for it wait from before the join is visible
             try:
-                await directory.join(member)
+                await directory.join(member, max_peers=self._limits.max_subscribers)
             except SignalingError as exc:
                 deliveries.cancel(member.peer)
                 self._refuse(SignalingError(exc.code, f"topic {shorten(topic)!r}: {exc.message}"))

@@ -199,8 +199,9 @@ async def test_topic_limits(start_signaling: ServerFactory) -> None:
         assert sorted(server.app.ywebrtc.counters.topics) == ["c", "d", "f"]  # type: ignore[attr-defined]
 
 
-async def test_a_topic_is_a_room_within_the_room_limits(start_signaling: ServerFactory) -> None:
-    server = await start_signaling(room_max_peers=2)
+async def test_a_topics_subscribers_have_a_limit_of_their_own(start_signaling: ServerFactory) -> None:
+    """Not the native rooms' (8 by default): a document may have more collaborators than a mesh call peers."""
+    server = await start_signaling(ywebrtc_max_subscribers=2, room_max_peers=1)
     a = await subscribed(server, "doc")
     b = await subscribed(server, "doc")
     async with connect(url(server)) as c:
@@ -419,3 +420,17 @@ async def test_each_topic_of_a_subscribe_counts_as_a_message(start_signaling: Se
         refusal = await error(conn)
         assert refusal["code"] == "rate-limited" and "10 topics" in refusal["message"]
         assert not server.app.ywebrtc.counters.topics  # type: ignore[attr-defined]
+
+
+async def test_two_nodes_share_a_topics_subscriber_limit(
+    start_signaling: ServerFactory, redis_settings: dict[str, str]
+) -> None:
+    one = await start_signaling(ywebrtc_max_subscribers=2, **redis_settings)
+    two = await start_signaling(ywebrtc_max_subscribers=2, **redis_settings)
+    a = await subscribed(one, "doc")
+    b = await subscribed(two, "doc")
+    async with connect(url(one)) as c:
+        await send(c, type="subscribe", topics=["doc"])
+        assert (await error(c))["code"] == "room-full"
+    await a.close()
+    await b.close()
