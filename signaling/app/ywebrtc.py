@@ -28,6 +28,8 @@ from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.frames import CloseCode
 from signaling.ws.http11 import Request
 
+from .settings import NONE
+
 if TYPE_CHECKING:
     from .wiring import SignalingApp
 
@@ -149,7 +151,7 @@ class YWebrtcEndpoint:
     def __init__(self, app: SignalingApp) -> None:
         self.app = app
         settings = app.settings
-        self.path: str | None = None if settings.ywebrtc_path.lower() == "none" else settings.ywebrtc_path
+        self.path: str | None = None if settings.ywebrtc_path.lower() == NONE else settings.ywebrtc_path
         self.limits = TopicLimits(
             settings.ywebrtc_max_topics, settings.ywebrtc_max_topic_length, settings.ywebrtc_max_subscribers
         )

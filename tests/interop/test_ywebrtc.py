@@ -434,3 +434,13 @@ async def test_two_nodes_share_a_topics_subscriber_limit(
         assert (await error(c))["code"] == "room-full"
     await a.close()
     await b.close()
+
+
+async def test_the_path_is_configurable_or_off(start_signaling: ServerFactory) -> None:
+    moved = await start_signaling(ywebrtc_path="/yjs")
+    async with connect(server_url(moved, "/yjs", ws=True)) as conn:
+        await pong(conn)
+    off = await start_signaling(ywebrtc_path="none")
+    for server in (moved, off):
+        with pytest.raises(Exception, match="404"):
+            await connect(url(server))
