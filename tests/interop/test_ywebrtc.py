@@ -14,7 +14,9 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import pytest
 
 from signaling.interop.ywebrtc import room_topic, topic_room
@@ -317,14 +319,31 @@ async def test_metrics(server: WebSocketServer) -> None:
 
 
 async def test_server_api_lists_and_removes_subscribers(start_signaling: ServerFactory) -> None:
-    server = await start_signaling(api_key="k" * 32)
-    a = await subscribed(server, "doc")
-    backends = server.app.backends  # type: ignore[attr-defined]
-    (member,) = await backends.directory.roster(topic_room("doc"))
-    assert await backends.remove(topic_room("doc"), member.peer)
+    """Over HTTP, as a backend would: the topic is the room ``y-webrtc:<topic>`` (a ``/`` in it percent-encoded)."""
+    key = "k" * 32
+    server = await start_signaling(api_key=key)
+    api = server_url(server, "/api/v1/rooms")
+    auth = {"Authorization": "Bearer " + key}
+    a = await subscribed(server, "team/doc")
+    b = await subscribed(server, "team/doc", "other")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=STEP), headers=auth) as http:
+        async with http.get(api) as response:
+            listed = await response.json()
+        assert listed["rooms"] == [{"room": "y-webrtc:other", "peers": 1}, {"room": "y-webrtc:team/doc", "peers": 2}]
+        room = api + "/" + quote(topic_room("team/doc"), safe=":")
+        async with http.get(room) as response:
+            peers = [p["id"] for p in (await response.json())["peers"]]
+        assert len(peers) == 2
+        async with http.delete(f"{room}/peers/{peers[0]}") as response:
+            assert response.status == 204
     with pytest.raises(ConnectionClosed):
         await recv(a)
     assert a.close_code == 4003
+    # The room layer tells the room, natively: the provider ignores anything but publish (docs/protocol.md).
+    assert (await recv(b))["type"] == "peer-left"
+    await send(b, type="publish", topic="team/doc")
+    assert (await recv(b))["clients"] == 1
+    await b.close()
 
 
 # ---------------------------------------------------------------------------------------------------- two nodes
