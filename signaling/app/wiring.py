@@ -152,14 +152,7 @@ class SessionSocket:
         limit = self._limit
         now = app.clock()
         if not limit.admit(len(text), now):
-            app.rate_limited += 1
-            reply = limit.refusal(text, now)
-            if reply is None:
-                log.warning("abuse_closed", conn=self.ws.id, client=self._client, peer=self.session.peer)
-                self.ws.close(CloseCode.POLICY_VIOLATION, "persistent rate limit abuse")
-            else:
-                app.counters.errors["rate-limited"] += 1
-                self.ws.send_text(reply)
+            app.over_rate(limit, self.ws, text, now, app.counters.errors, client=self._client, peer=self.session.peer)
             return
         app.messages += 1
         self.driver.feed(text)
@@ -372,6 +365,26 @@ class SignalingApp:
         return Upgrade(lambda ws: SessionSocket(self, client, ws))
 
     # ------------------------------------------------------------------ sessions
+
+    def over_rate(
+        self,
+        limit: MessageRateLimit,
+        ws: ServerConnection,
+        text: str,
+        now: float,
+        errors: Counter[str],
+        **context: object,
+    ) -> None:
+        """A message past its connection's rate (every protocol's): answered ``rate-limited`` (counted in
+        ``errors``), or, once the strikes reach the abuse limit, the connection closed (1008)."""
+        self.rate_limited += 1
+        reply = limit.refusal(text, now)
+        if reply is None:
+            log.warning("abuse_closed", conn=ws.id, **context)
+            ws.close(CloseCode.POLICY_VIOLATION, "persistent rate limit abuse")
+        else:
+            errors["rate-limited"] += 1
+            ws.send_text(reply)
 
     def connected(self, socket: SessionSocket) -> JoinDeadline[SessionSocket]:
         """A new signaling connection; its time to join (cancelled when it goes)."""

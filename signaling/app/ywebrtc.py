@@ -113,14 +113,7 @@ class YWebrtcSocket:
         limit = self._limit
         now = app.clock()
         if not limit.admit(len(text), now):
-            app.rate_limited += 1
-            reply = limit.refusal(text, now)
-            if reply is None:
-                log.warning("abuse_closed", conn=self.ws.id, client=self._client)
-                self.ws.close(CloseCode.POLICY_VIOLATION, "persistent rate limit abuse")
-            else:
-                self._endpoint.counters.errors["rate-limited"] += 1
-                self.ws.send_text(reply)
+            app.over_rate(limit, self.ws, text, now, self._endpoint.counters.errors, client=self._client)
             return
         app.messages += 1
         self.driver.feed(text)
