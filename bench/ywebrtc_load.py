@@ -37,6 +37,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 
 from bench import common
 from bench.procstat import rss_kib, snapshot, window_figures
+from bench.relay_load import percentile
 
 TEXT = WSMsgType.TEXT
 _now_ns = time.perf_counter_ns
@@ -146,13 +147,6 @@ async def close_all(clients: Sequence[Client]) -> None:
     for c in clients:
         if c.transport is not None and not c.transport.is_disconnected:
             c.transport.disconnect(graceful=False)
-
-
-def percentile(values: Sequence[int], q: float) -> float:
-    if not values:
-        return float("nan")
-    rank = max(1, min(len(values), round(q / 100 * len(values) + 0.5)))
-    return float(values[rank - 1])
 
 
 async def fanout(args: argparse.Namespace) -> dict[str, Any]:
