@@ -8,7 +8,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have chromium || need+=(chromium)
 have turnserver || need+=(coturn)
 have redis-server || need+=(redis-server)
-have nginx || need+=(nginx-light)           # `nginx -t` checks the reverse-proxy example (deploy/nginx/)
+have nginx || need+=(nginx-light)
+have npm || need+=(nodejs npm)              # y-webrtc, yjs and esbuild for the y-webrtc tests (tests/interop/ywebrtc/)           # `nginx -t` checks the reverse-proxy example (deploy/nginx/)
 # A Docker engine of the project's own (scripts/docker-engine.sh) builds and runs the image and the compose file;
 # debootstrap makes the root of the stand-in base images (tests/docker/images.py).
 have docker-compose || need+=(docker-compose)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from signaling.interop.ywebrtc import DEFAULT_MAX_SUBSCRIBERS, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPICS
 from signaling.protocol import facts
 
 from .webhooks import secret_key
@@ -182,6 +183,20 @@ class Settings(BaseSettings):
         description="Sessions in their grace period left on one node (more: the oldest end).",
     )
 
+    # y-webrtc (Yjs apps): signaling/interop/ywebrtc.py
+    ywebrtc_path: str = Field(
+        "/y-webrtc", description="URL path of the y-webrtc signaling endpoint (Yjs's WebRTC provider). none: off."
+    )
+    ywebrtc_max_topics: int = Field(
+        DEFAULT_MAX_TOPICS, ge=1, description="Topics (documents) one y-webrtc connection may subscribe to."
+    )
+    ywebrtc_max_topic_length: int = Field(
+        DEFAULT_MAX_TOPIC_LENGTH, ge=1, le=4096, description="Characters of a y-webrtc topic (longer: skipped)."
+    )
+    ywebrtc_max_subscribers: int = Field(
+        DEFAULT_MAX_SUBSCRIBERS, ge=1, description="Subscribers of one y-webrtc topic (more: room-full)."
+    )
+
     # Cluster
     redis_url: SecretStr | None = Field(
         None, description="Redis (redis://host:6379/0): processes on one Redis share rooms. Unset: one process."
@@ -230,6 +245,10 @@ class Settings(BaseSettings):
             raise ValueError("--certfile and --keyfile go together")
         if not self.path.startswith("/"):
             raise ValueError("path must start with /")
+        if self.ywebrtc_path.lower() != NONE and (
+            not self.ywebrtc_path.startswith("/") or self.ywebrtc_path == self.path
+        ):
+            raise ValueError("ywebrtc_path must start with / and differ from path (or be none)")
         if self.write_buffer_low > self.write_buffer_high:
             raise ValueError("write_buffer_low must not exceed write_buffer_high")
         if self.auth_secret is not None and len(self.auth_secret.get_secret_value()) < 32:

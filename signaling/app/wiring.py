@@ -45,6 +45,7 @@ from .origins import OriginPolicy
 from .routes import StaticFiles, http_response, not_found, refused
 from .settings import Settings
 from .webhooks import WebhookSender
+from .ywebrtc import YWebrtcEndpoint
 
 __all__ = ["SessionSocket", "SignalingApp"]
 
@@ -155,14 +156,7 @@ class SessionSocket:
         limit = self._limit
         now = app.clock()
         if not limit.admit(len(text), now):
-            app.rate_limited += 1
-            reply = limit.refusal(text, now)
-            if reply is None:
-                log.warning("abuse_closed", conn=self.ws.id, client=self._client, peer=self.session.peer)
-                self.ws.close(CloseCode.POLICY_VIOLATION, "persistent rate limit abuse")
-            else:
-                app.counters.errors["rate-limited"] += 1
-                self.ws.send_text(reply)
+            app.over_rate(limit, self.ws, text, now, app.counters.errors, client=self._client, peer=self.session.peer)
             return
         app.messages += 1
         self.driver.feed(text)
@@ -266,6 +260,8 @@ class SignalingApp:
         self.transport_stats: TransportStats | None = None
         self.metrics = Metrics(self)
         self._refresh: asyncio.TimerHandle | None = None
+        #: y-webrtc's signaling protocol on ``settings.ywebrtc_path`` (app/ywebrtc.py).
+        self.ywebrtc = YWebrtcEndpoint(self)
 
     def _backends(self, settings: Settings) -> Backends:
         limits: dict[str, Any] = {
@@ -312,6 +308,7 @@ class SignalingApp:
         """The rooms can no longer be kept true across nodes: close every client; they come back when it works."""
         for socket in list(self.sockets):
             socket.ws.close(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
+        self.ywebrtc.close_all(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
 
     async def shutdown(self, server: WebSocketServer) -> None:
         """Drain: /readyz turns 503 and new clients are refused, every client is closed with 1001 (a resumable
@@ -368,7 +365,7 @@ class SignalingApp:
                 ready=lambda: self.ready and self.accepting,
                 metrics=self.metrics.render,
             )
-        if request.path != self.settings.path:
+        if request.path != self.settings.path and request.path != self.ywebrtc.path:
             return not_found(request)
         if not self.accepting:
             self.rejections["unavailable"] += 1
@@ -385,9 +382,31 @@ class SignalingApp:
             self.rejections[refusal.reason] += 1
             log.info("connection_refused", client=client, reason=refusal.reason)
             return refused(429, refusal.text, retry_after=refusal.retry_after)
+        if request.path == self.ywebrtc.path:
+            return self.ywebrtc.upgrade(request, client)
         return Upgrade(lambda ws: SessionSocket(self, client, ws))
 
     # ------------------------------------------------------------------ sessions
+
+    def over_rate(
+        self,
+        limit: MessageRateLimit,
+        ws: ServerConnection,
+        text: str,
+        now: float,
+        errors: Counter[str],
+        **context: object,
+    ) -> None:
+        """A message past its connection's rate (every protocol's): answered ``rate-limited`` (counted in
+        ``errors``), or, once the strikes reach the abuse limit, the connection closed (1008)."""
+        self.rate_limited += 1
+        reply = limit.refusal(text, now)
+        if reply is None:
+            log.warning("abuse_closed", conn=ws.id, **context)
+            ws.close(CloseCode.POLICY_VIOLATION, "persistent rate limit abuse")
+        else:
+            errors["rate-limited"] += 1
+            ws.send_text(reply)
 
     def connected(self, socket: SessionSocket) -> JoinDeadline[SessionSocket]:
         """A new signaling connection; its time to join (cancelled when it goes)."""
@@ -453,6 +472,7 @@ class SignalingApp:
             if timer is not None:
                 timer.cancel()
         self._refresh = self._grace_timer = self._join_timer = None
+        self.ywebrtc.close()
 
     # ------------------------------------------------------------------ health
 

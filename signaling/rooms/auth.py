@@ -69,8 +69,9 @@ class RoomTokens:
             claims["name"] = name
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
-    def verify(self, token: str | None, room: str, now: float) -> Grant:
-        """The grant of ``token`` for joining ``room`` at ``now``.
+    def verify(self, token: str | None, room: str | None, now: float) -> Grant:
+        """The grant of ``token`` for joining ``room`` at ``now`` (None: whatever room it names, checked later
+        with ``Grant.covers``).
 
         Raises:
             SignalingError: ``unauthorized``, saying whether the token is missing, malformed, wrongly signed,
@@ -105,7 +106,7 @@ class RoomTokens:
         if exp <= now:
             raise _refused(f"token expired {now - exp:.0f} s ago: ask for a new one")
         grant = Grant(claimed_room, name, float(exp))
-        if not grant.covers(room):
+        if room is not None and not grant.covers(room):
             raise _refused(f"token is for room {shorten(claimed_room)!r}, not {room!r}")
         return grant
 
@@ -169,17 +170,23 @@ class JoinAuthorizer:
 
     def for_client(self, address: str) -> Callable[[Join], str | None]:
         def authorize(join: Join) -> str | None:
-            now = self.clock()
-            try:
-                grant = self.tokens.verify(join.token, join.room, now)
-            except SignalingError:
-                wait = self.throttle.retry_after(address, now)
-                self.throttle.failed(address, now)
-                if wait is not None:  # a guesser learns nothing more; a valid token would still pass
-                    raise _refused(
-                        f"too many failed tokens from your address: details withheld for {wait:.0f} s"
-                    ) from None
-                raise
-            return grant.name
+            return self.check(join.token, join.room, address).name
 
         return authorize
+
+    def check(self, token: str | None, room: str | None, address: str) -> Grant:
+        """The grant of ``token`` from client ``address`` for ``room`` (None: any room it names, for a protocol
+        that names its rooms later, y-webrtc's); a bad token counts against the address's throttle.
+
+        Raises:
+            SignalingError: ``unauthorized``, with details unless the address is over its failures.
+        """
+        now = self.clock()
+        try:
+            return self.tokens.verify(token, room, now)
+        except SignalingError:
+            wait = self.throttle.retry_after(address, now)
+            self.throttle.failed(address, now)
+            if wait is not None:  # a guesser learns nothing more; a valid token would still pass
+                raise _refused(f"too many failed tokens from your address: details withheld for {wait:.0f} s") from None
+            raise

@@ -135,10 +135,11 @@ class RoomDirectory(ABC):
         """An unguessable peer id not in use."""
 
     @abstractmethod
-    async def join(self, member: Member, lease: str | None = None) -> list[Member]:
+    async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
         """Add ``member`` to its room within the limits; return the members already there, in join order.
 
-        ``lease`` is the token digest of a resumable session (None for a plain one).
+        ``lease`` is the token digest of a resumable session (None for a plain one). ``max_peers`` replaces the
+        room's peer limit for this join (another protocol's rooms: y-webrtc's topics have their own).
 
         Raises:
             SignalingError: ``room-full`` (the room's peer limit, or the server's room limit for a new room).
@@ -245,15 +246,16 @@ class InMemoryDirectory(RoomDirectory):
                 return peer
         raise RuntimeError("the peer id generator keeps returning ids in use")
 
-    async def join(self, member: Member, lease: str | None = None) -> list[Member]:
+    async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
+        limit = self.max_peers_per_room if max_peers is None else max_peers
         members = self._rooms.get(member.room)
         new_room = members is None
         if members is None:
             if len(self._rooms) >= self.max_rooms:
                 raise server_full(member.room, self.max_rooms)
             members = self._rooms[member.room] = {}
-        elif len(members) >= self.max_peers_per_room:
-            raise room_full(member.room, self.max_peers_per_room)
+        elif len(members) >= limit:
+            raise room_full(member.room, limit)
         already = list(members.values())
         members[member.peer] = member
         self._peers[member.peer] = member

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
 from .peers import Logger
-from .session import Session, Step
+from .session import Step
 
-__all__ = ["INBOX_LIMIT", "Reading", "SessionDriver", "run_inline"]
+__all__ = ["INBOX_LIMIT", "Driven", "Reading", "SessionDriver", "run_inline"]
 
 T = TypeVar("T")
 
@@ -58,7 +58,20 @@ class Reading(Protocol):
         """A step raised (a bug, or a backend failure it did not expect): close the connection (1011)."""
 
 
-class SessionDriver:
+class Driven(Protocol):
+    """What the driver runs: a ``Session``, or another protocol's (signaling/interop/) with the same step rules."""
+
+    @property
+    def peer(self) -> str | None: ...
+    def handle_text(self, text: str) -> Step | None: ...
+    def left(self) -> Step: ...
+    def dropped(self) -> Step: ...
+
+
+S = TypeVar("S", bound=Driven)
+
+
+class SessionDriver(Generic[S]):
     """Feeds one connection's texts to its session and runs the steps that come back, in order.
 
     Args:
@@ -69,7 +82,7 @@ class SessionDriver:
 
     __slots__ = ("_busy", "_connection", "_ending", "_inbox", "_spawn", "session")
 
-    def __init__(self, session: Session, connection: Reading, spawn: Callable[[Step], object] | None) -> None:
+    def __init__(self, session: S, connection: Reading, spawn: Callable[[Step], object] | None) -> None:
         self.session = session
         self._connection = connection
         self._spawn = spawn

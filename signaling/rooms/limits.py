@@ -68,6 +68,11 @@ class MessageRateLimit:
         nothing, when the budget has not that many."""
         return self._bytes.take(size, now)
 
+    def spend_messages(self, count: int, now: float) -> bool:
+        """Spend ``count`` more messages for an admitted one that does the work of several (a y-webrtc subscribe
+        to many topics); False, spending nothing, when the budget has not that many."""
+        return self._messages.take(count, now)
+
     def affords(self, size: int, now: float) -> bool:
         """Whether ``size`` more bytes could be spent now; nothing is spent."""
         return self._bytes.available(now) >= size

@@ -11,6 +11,9 @@ line starts a server, the others run against it), ``background ports=A,B,..`` (s
 background; every port must answer), ``peer port=P`` and ``python port=P`` (run against a live server),
 ``js`` (a module in Chromium on a live server's page), ``receiver port=P`` (a webhook receiver: a server sends it
 a room's events, which it must print), ``json`` (protocol messages, checked by the models),
+
+``js`` (a module in Chromium on a live server's page), ``ywebrtc-js`` (a Yjs app's y-webrtc provider, two of
+them syncing in Chromium), ``json`` (protocol messages, checked by the models),
 ``docker`` (carried out on the project's own Docker engine by tests/docker/test_compose.py), ``kubernetes`` (needs a
 cluster: the files those commands use are checked instead), ``dry-run`` (``make -n``).
 Ports named in a mode are replaced by free ones before the block runs: tests use free loopback ports only.
@@ -30,6 +33,7 @@ MODES = frozenset(
     {
         "run", "serve", "serve-check", "background", "peer", "python", "js", "json", "docker", "kubernetes", "dry-run",
         "receiver",
+        "ywebrtc-js",  # a Yjs app's y-webrtc set-up, run in two Chromium contexts by tests/e2e/test_ywebrtc.py
     }
 )  # fmt: skip
 _DIRECTIVE = re.compile(r"<!-- readme-test: (?P<mode>[\w-]+)(?P<args>(?: \w+=[\w,]+)*)(?: \(.*\))? -->")

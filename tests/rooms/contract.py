@@ -109,6 +109,21 @@ class DirectoryContract:
         await node.settle()
         assert directory.stats().rooms == 2
 
+    async def test_a_join_may_bring_its_rooms_own_peer_limit(self, node: Node) -> None:
+        """Another protocol's rooms (y-webrtc's topics) have a peer limit of their own; the room count is shared."""
+        directory = node.backends.directory
+        for _ in range(5):
+            await directory.join(member(directory, "topic"), max_peers=5)
+        with pytest.raises(SignalingError) as full:
+            await directory.join(member(directory, "topic"), max_peers=5)
+        assert full.value.code is ErrorCode.ROOM_FULL and "5 peers" in full.value.message
+        with pytest.raises(SignalingError):
+            await directory.join(member(directory, "topic"))  # the room's own 3
+        await directory.join(member(directory, "native"))
+        with pytest.raises(SignalingError) as no_room:
+            await directory.join(member(directory, "other"), max_peers=5)
+        assert "limit of 2 rooms" in no_room.value.message
+
     async def test_leave_tells_who_is_left_and_an_empty_room_goes(self, node: Node) -> None:
         directory = node.backends.directory
         a, b = member(directory), member(directory)
