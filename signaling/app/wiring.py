@@ -43,6 +43,7 @@ from .metrics import Metrics
 from .origins import OriginPolicy
 from .routes import StaticFiles, http_response, not_found, refused
 from .settings import Settings
+from .whip import Endpoints
 
 __all__ = ["SessionSocket", "SignalingApp"]
 
@@ -250,6 +251,8 @@ class SignalingApp:
         #: The transport server's stats, for /metrics (``use_transport``).
         self.transport_stats: TransportStats | None = None
         self.metrics = Metrics(self)
+        #: WHIP and WHEP (``/whip/{room}``, ``/whep/{room}``): sessions of one HTTP request as peers of a room.
+        self.whip = Endpoints(self)
         self._refresh: asyncio.TimerHandle | None = None
 
     def _backends(self, settings: Settings) -> Backends:
@@ -299,6 +302,7 @@ class SignalingApp:
         self.draining = True
         self.close()
         await server.close_connections(CloseCode.GOING_AWAY, DRAINING)
+        await self.whip.close()
         await self.drain()
         if self.cluster is not None:
             await self.cluster.stop()
@@ -337,6 +341,8 @@ class SignalingApp:
             if self.api is None:
                 return not_found(request)
             return self.api.handle(request, self.addresses.resolve(peer[0] if peer else None, request.headers))
+        if request.path.startswith(("/whip/", "/whep/")):
+            return self.whip.handle(request, peer)
         if not is_upgrade_request(request):
             return http_response(
                 request,
