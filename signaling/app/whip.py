@@ -28,7 +28,6 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from pydantic import ValidationError
 
 from signaling.interop.whip import (
-    ENDPOINT_KINDS,
     SDP_TYPE,
     SDPFRAG_TYPE,
     choose_receiver,
@@ -42,6 +41,7 @@ from signaling.interop.whip import (
     quoted,
     status_for,
 )
+from signaling.protocol.facts import ENDPOINT_ENDED, ENDPOINT_KINDS
 from signaling.protocol.models import ErrorMessage, PeerLeft, RelayedAnswer, RelayedMessage, Welcome
 from signaling.protocol.parse import parse_server_message
 from signaling.rooms.limits import MessageRateLimit
@@ -54,12 +54,10 @@ from .routes import SECURITY_HEADERS
 if TYPE_CHECKING:
     from .wiring import SignalingApp
 
-__all__ = ["ENDED", "EndpointSession", "Endpoints"]
+__all__ = ["EndpointSession", "Endpoints"]
 
 log = structlog.get_logger("signaling.whip")
 
-#: What a receiving peer sends the session (as ``message`` data) when its media from or to it ended.
-ENDED: Final = "ended"
 #: Request headers a browser client sends; named one by one, since ``*`` does not cover Authorization.
 ALLOW_HEADERS: Final = "Authorization, Content-Type, If-Match"
 EXPOSE_HEADERS: Final = "Location, ETag, Link, Accept-Patch"
@@ -146,7 +144,7 @@ class EndpointSession:
             self._end_later("receiver_left")
         elif isinstance(msg, RelayedMessage) and msg.from_ == self.target:
             data = msg.data
-            if isinstance(data, dict) and data.get("type") == ENDED:
+            if isinstance(data, dict) and data.get("type") == ENDPOINT_ENDED:
                 self._end_later("receiver_ended")
         # Its candidates and offers have nowhere to go: WHIP and WHEP answer once, with every candidate.
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from signaling.protocol.errors import ErrorCode
+from signaling.protocol.facts import ENDPOINT_KINDS
 from signaling.protocol.models import IceCandidate, IceServer, PeerInfo
 
 __all__ = [
-    "ENDPOINT_KINDS",
     "MAX_FRAGMENT_CANDIDATES",
     "SDPFRAG_TYPE",
     "SDP_TYPE",
@@ -35,8 +35,6 @@ __all__ = [
     "status_for",
 ]
 
-#: The two endpoints: a WHIP session publishes into the room, a WHEP session plays from it.
-ENDPOINT_KINDS: Final = ("whip", "whep")
 SDP_TYPE: Final = "application/sdp"
 SDPFRAG_TYPE: Final = "application/trickle-ice-sdpfrag"
 #: Candidates one PATCH may carry: a client gathers a handful per interface; more is a flood, not ICE.

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import signal
 import ssl
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import structlog
 
@@ -20,6 +21,7 @@ from signaling.clients.peer.media import LocalMedia
 from signaling.clients.peer.options import PeerOptions
 from signaling.clients.peer.sdp import restrict_host_addresses
 from signaling.clients.signaling_client import SignalingClient, SignalingErrorReply
+from signaling.protocol.facts import ENDPOINT_KINDS
 from signaling.protocol.models import (
     ErrorMessage,
     IceServer,
@@ -41,6 +43,11 @@ log = structlog.get_logger("signaling.peer")
 
 #: Bound on closing connections and leaving at shutdown.
 SHUTDOWN_TIMEOUT_S: Final = 5.0
+
+
+def is_endpoint(meta: Mapping[str, Any] | None) -> bool:
+    """Whether a peer is a WHIP or WHEP session (docs/protocol.md, "WHIP and WHEP"), by its ``meta.kind``."""
+    return meta is not None and meta.get("kind") in ENDPOINT_KINDS
 
 
 class Peer:
@@ -136,7 +143,8 @@ class Peer:
             resumable=welcome.resume is not None,
         )
         for info in welcome.peers:
-            self.link(info.peer, initiator=True)  # we are the newcomer: we offer
+            if not is_endpoint(info.meta):  # a WHIP/WHEP session offers when it wants us, once
+                self.link(info.peer, initiator=True)  # we are the newcomer: we offer
 
     async def _reconnected(self, welcome: Welcome) -> None:
         """The signaling connection dropped and came back. Resumed: the media never stopped, the links go on
@@ -164,8 +172,9 @@ class Peer:
             # An offer can come before peer-joined only from a peer we have not heard of yet: it starts.
             self.link(msg.from_, initiator=False).handle(msg)
         elif isinstance(msg, PeerJoined):
-            log.info("peer_joined", peer=msg.peer, name=msg.name)
-            self.link(msg.peer, initiator=False)  # the newcomer offers; we wait for it
+            log.info("peer_joined", peer=msg.peer, name=msg.name, meta=msg.meta)
+            if not is_endpoint(msg.meta):  # a WHIP/WHEP session offers to one peer only, maybe not us
+                self.link(msg.peer, initiator=False)  # the newcomer offers; we wait for it
         elif isinstance(msg, PeerLeft):
             log.info("peer_left", peer=msg.peer)
             await self.drop(msg.peer)
