@@ -286,3 +286,38 @@ async def test_a_client_gone_before_the_answer_leaves(start_signaling: ServerFac
             with contextlib.suppress(asyncio.CancelledError):
                 await post
         assert await recv(alice) == {"type": "peer-left", "peer": joined["peer"]}
+
+
+async def test_the_receiving_peer_on_another_node(
+    start_signaling: ServerFactory, redis_settings: dict[str, str]
+) -> None:
+    """Cluster mode: the POST, PATCH and DELETE reach one node, the receiving peer is on the other."""
+    one = await start_signaling(**redis_settings)
+    other = await start_signaling(**redis_settings)
+    async with contextlib.AsyncExitStack() as stack, http() as session, asyncio.timeout(6 * STEP):
+        alice, _ = await join(other, stack)
+        post = asyncio.ensure_future(request(session, "POST", url(one, "/whip/r"), OFFER, SDP))
+        whip = await answer_the_offer(alice)
+        status, body, response = await post
+        assert (status, body) == (201, ANSWER)
+        location = response.headers["Location"]
+        carol, welcome = await join(one, stack)  # a later joiner on the POST's node sees the session too
+        assert {"peer": whip["peer"], "name": None, "meta": {"kind": "whip"}} in welcome["peers"]
+        assert (await recv(alice))["peer"] == welcome["peer"]
+        frag = f"m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na={CANDIDATE}\r\n"
+        assert (await request(session, "PATCH", url(one, location), frag, FRAG))[0] == 204
+        got = await recv(alice)
+        assert (got["type"], got["from"], got["candidate"]["sdpMLineIndex"]) == ("candidate", whip["peer"], 0)
+        assert (await request(session, "DELETE", url(one, location)))[0] == 200
+        for ws in (alice, carol):
+            assert await recv(ws) == {"type": "peer-left", "peer": whip["peer"]}
+        # No answer across nodes either: 504, and the session leaves.
+        slow = await start_signaling(whip_answer_timeout=0.3, **redis_settings)
+        status, _, _ = await request(session, "POST", url(slow, "/whip/r"), OFFER, SDP)
+        assert status == 504
+        for ws in (alice, carol):
+            late = await recv(ws)
+            assert late["type"] == "peer-joined"
+        assert (await recv(alice))["type"] == "offer"  # alice was here first: the offer went to her
+        for ws in (alice, carol):
+            assert await recv(ws) == {"type": "peer-left", "peer": late["peer"]}
