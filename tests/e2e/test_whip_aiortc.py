@@ -121,3 +121,25 @@ async def test_an_aiortc_whep_player_watches_a_peer(loopback_candidates: None) -
             await wait_event(proc, "peer_left", peer=joined["peer"])
         finally:
             await pc.close()
+
+
+async def test_a_publisher_gone_without_delete_leaves_the_room(loopback_candidates: None) -> None:
+    """No DELETE: the receiving peer sees the media end (here the publisher closes DTLS; a vanished one fails ICE
+    consent after about 30 s) and tells the session, which leaves."""
+    async with (
+        async_running_server() as srv,
+        running_peer(f"{srv.url}/ws", "show", "p") as proc,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT)) as http,
+    ):
+        await self_id(proc)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
+        _, location = await post_offer(http, f"{srv.http_url}/whip/show", pc)
+        await connection_state(pc, "connected", "the publisher connected")
+        publisher = (await wait_event(proc, "peer_joined"))["peer"]
+        await wait_for(proc, frames_from(publisher, 5), "frames")
+        await pc.close()
+        await wait_event(proc, "endpoint_media_failed", peer=publisher)
+        await wait_event(proc, "peer_left", peer=publisher)
+        async with http.delete(srv.http_url + location) as response:
+            assert response.status == 404
