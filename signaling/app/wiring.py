@@ -295,6 +295,7 @@ class SignalingApp:
         """The rooms can no longer be kept true across nodes: close every client; they come back when it works."""
         for socket in list(self.sockets):
             socket.ws.close(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
+        self.later(self.whip.close())  # their rooms cannot be kept true either: the clients must POST again
 
     async def shutdown(self, server: WebSocketServer) -> None:
         """Drain: /readyz turns 503 and new clients are refused, every client is closed with 1001 (a resumable

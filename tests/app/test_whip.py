@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,8 @@ from signaling.app.wiring import SignalingApp
 from signaling.rooms.auth import RoomTokens
 from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
+from tests.helpers.redis import READY, redis_argv
+from tests.helpers.server_process import async_running_process
 from tests.helpers.wait import wait_until
 
 ServerFactory = Callable[..., Awaitable[WebSocketServer]]
@@ -321,3 +324,20 @@ async def test_the_receiving_peer_on_another_node(
         assert (await recv(alice))["type"] == "offer"  # alice was here first: the offer went to her
         for ws in (alice, carol):
             assert await recv(ws) == {"type": "peer-left", "peer": late["peer"]}
+
+
+async def test_sessions_end_when_the_cluster_loses_redis(start_signaling: ServerFactory, tmp_path: Path) -> None:
+    """Their rooms can no longer be kept true: like WebSocket clients, they end (the client must POST again)."""
+    async with async_running_process(redis_argv(tmp_path), name="redis-whip", ready_log=READY) as redis_process:
+        server = await start_signaling(redis_url=f"redis://127.0.0.1:{redis_process.port}/0", redis_prefix="w")
+        app = server.app
+        assert isinstance(app, SignalingApp)
+        async with contextlib.AsyncExitStack() as stack, http() as session:
+            alice, _ = await join(server, stack)
+            post = asyncio.ensure_future(request(session, "POST", url(server, "/whip/r"), OFFER, SDP))
+            await answer_the_offer(alice)
+            status, _, response = await post
+            assert status == 201 and app.whip.sessions
+            await redis_process.stop_async()
+            await wait_until(lambda: not app.whip.sessions, timeout=STEP, message="the session outlived Redis")
+            assert (await request(session, "DELETE", url(server, response.headers["Location"])))[0] == 404
