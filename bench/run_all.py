@@ -26,6 +26,7 @@ def plan(quick: bool) -> list[list[str]]:
             ["bench.bench_abuse", "--quick"],
             ["bench.bench_cluster_abuse", "--quick"],
             ["bench.bench_load", "both", "--conns", "2000", "--churn-clients", "200", "--seconds", "10"],
+            ["bench.bench_whip", "--quick"],
         ]
     return [
         ["bench.bench_parse"],
@@ -36,6 +37,7 @@ def plan(quick: bool) -> list[list[str]]:
         ["bench.bench_abuse"],
         ["bench.bench_cluster_abuse"],
         ["bench.bench_load"],
+        ["bench.bench_whip"],
     ]
 
 
