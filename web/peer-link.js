@@ -25,6 +25,9 @@ export const FALLBACK_OFFER_MS = 5000;
 /** How long an answer to a WHIP/WHEP session waits for candidates to be gathered before it goes anyway. */
 export const GATHER_TIMEOUT_MS = 5000;
 
+/** A WHIP/WHEP session whose media stays disconnected this long is told it ended (a vanished broadcaster). */
+export const ENDPOINT_DISCONNECTED_MS = 10000;
+
 /** Label of the chat data channel. */
 export const CHAT_LABEL = 'chat';
 
@@ -96,7 +99,8 @@ export class PeerLink extends EventTarget {
     /** Incoming signaling is applied strictly in order, one message at a time. */
     this._queue = Promise.resolve();
     this._prevBytes = null;
-    this._timers = { fallback: null, stats: null, channel: null };
+    this._timers = { fallback: null, stats: null, channel: null, endpoint: null };
+    this._endpointTold = false;
 
     const pc = new RTCPeerConnection({ iceServers: iceServers ?? [], iceTransportPolicy: iceTransportPolicy ?? 'all' });
     this.pc = pc;
@@ -180,6 +184,7 @@ export class PeerLink extends EventTarget {
     clearTimeout(this._timers.fallback);
     clearInterval(this._timers.stats);
     clearTimeout(this._timers.channel);
+    clearTimeout(this._timers.endpoint);
     for (const ch of this.channels) {
       try { ch.close(); } catch { /* ignore */ }
     }
@@ -414,6 +419,13 @@ export class PeerLink extends EventTarget {
     });
   }
 
+  _endpointEnded(why) {
+    if (this.closed || this._endpointTold) return;
+    this._endpointTold = true;
+    this.log('info', `media with ${this.endpoint} session ${this.id} ${why}: telling it`);
+    this.signaling.sendMessage({ type: ENDPOINT_ENDED }, this.id);
+  }
+
   _onLocalCandidate(candidate) {
     if (this.closed || this.endpoint) return; // a WHIP/WHEP session takes no trickle: they are in the answer
     if (candidate && candidate.candidate === '') return; // legacy per-m-line end marker
@@ -487,10 +499,14 @@ export class PeerLink extends EventTarget {
   _onConnectionState() {
     const st = this.pc.connectionState;
     this.log('info', `pc ${this.id}: ${st}`);
-    if (st === 'failed' && !this.closed && this.endpoint) {
-      // It cannot restart ICE with us: the media is over, and the session should leave the room.
-      this.log('info', `media with ${this.endpoint} session ${this.id} failed: telling it`);
-      this.signaling.sendMessage({ type: ENDPOINT_ENDED }, this.id);
+    if (this.endpoint && !this.closed) {
+      // It cannot restart ICE with us: when the media failed, was closed, or stays disconnected for
+      // ENDPOINT_DISCONNECTED_MS (a broadcaster that vanished), tell the session, which then leaves the room.
+      clearTimeout(this._timers.endpoint);
+      if (st === 'failed' || st === 'closed') this._endpointEnded(st);
+      else if (st === 'disconnected') {
+        this._timers.endpoint = setTimeout(() => this._endpointEnded('disconnected'), ENDPOINT_DISCONNECTED_MS);
+      }
     } else if (st === 'failed' && !this.closed) {
       // An ICE restart renegotiates through the same perfect-negotiation path.
       this.log('info', `restarting ICE with ${this.id}`);

@@ -74,3 +74,21 @@ async def test_an_npm_whep_client_plays_a_demo_pages_camera(
     (whep_peer,) = await alice.tile_peers()
     await player.evaluate("() => window.stop()")
     await alice.wait_tile_gone(whep_peer, timeout_s=CONNECT_TIMEOUT_S)
+
+
+async def test_a_publisher_that_closes_without_delete_leaves_the_call(
+    start_signaling: ServerFactory, new_context: ContextFactory
+) -> None:
+    """No DELETE: the demo page sees the media stay disconnected (ENDPOINT_DISCONNECTED_MS, 10 s) and tells the
+    session (``ended``), which leaves the room."""
+    publisher, origin = await client_page(new_context, start_signaling)
+    server = await start_signaling(allowed_origins=[origin])
+    room = unique_room("whip")
+    alice = await open_call(new_context, server.port, room, "Alice")
+    await alice.wait_status("joined")
+    await publisher.evaluate("url => window.publish(url)", f"http://127.0.0.1:{server.port}/whip/{room}")
+    await alice.wait_connected(1, channel=False)
+    (whip_peer,) = await alice.tile_peers()
+    await publisher.close()  # the tab goes: its RTCPeerConnection ends DTLS, and nobody sends DELETE
+    await alice.wait_tile_gone(whip_peer, timeout_s=10 + CONNECT_TIMEOUT_S)
+    assert whip_peer not in await alice.page.evaluate("() => [...window.app.client.peers.keys()]")
