@@ -341,3 +341,35 @@ async def test_sessions_end_when_the_cluster_loses_redis(start_signaling: Server
             await redis_process.stop_async()
             await wait_until(lambda: not app.whip.sessions, timeout=STEP, message="the session outlived Redis")
             assert (await request(session, "DELETE", url(server, response.headers["Location"])))[0] == 404
+
+
+async def test_a_session_counts_as_a_connection_of_its_address(start_signaling: ServerFactory) -> None:
+    server = await start_signaling(max_connections_per_ip=2, trusted_proxies="none")
+    async with contextlib.AsyncExitStack() as stack, http() as session:
+        alice, _ = await join(server, stack)  # one connection of 127.0.0.1
+        post = asyncio.ensure_future(request(session, "POST", url(server, "/whip/r"), OFFER, SDP))
+        await answer_the_offer(alice)
+        status, _, response = await post
+        assert status == 201  # the second
+        status, body, refused = await request(session, "POST", url(server, "/whip/r"), OFFER, SDP)
+        assert status == 429 and int(refused.headers["Retry-After"]) >= 1, body
+        assert (await request(session, "DELETE", url(server, response.headers["Location"])))[0] == 200
+        await recv(alice)  # peer-left
+        post = asyncio.ensure_future(request(session, "POST", url(server, "/whip/r"), OFFER, SDP))
+        await answer_the_offer(alice)
+        assert (await post)[0] == 201
+
+
+async def test_the_server_api_removes_a_session(start_signaling: ServerFactory) -> None:
+    key = "k" * 40
+    server = await start_signaling(api_key=key)
+    async with contextlib.AsyncExitStack() as stack, http() as session:
+        alice, _ = await join(server, stack)
+        post = asyncio.ensure_future(request(session, "POST", url(server, "/whip/r"), OFFER, SDP))
+        whip = await answer_the_offer(alice)
+        status, _, response = await post
+        assert status == 201
+        removal = url(server, f"/api/v1/rooms/r/peers/{whip['peer']}")
+        assert (await request(session, "DELETE", removal, headers={"Authorization": "Bearer " + key}))[0] == 204
+        assert await recv(alice) == {"type": "peer-left", "peer": whip["peer"]}
+        assert (await request(session, "DELETE", url(server, response.headers["Location"])))[0] == 404
