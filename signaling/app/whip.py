@@ -137,7 +137,9 @@ class EndpointSession:
         elif self.target is None:
             return
         elif isinstance(msg, RelayedAnswer) and msg.from_ == self.target:
-            if not self.answer.done():
+            if not msg.sdp.startswith("v=0"):  # never a 201 without an answer
+                self._fail(502, "the receiving peer's answer is not an SDP answer")
+            elif not self.answer.done():
                 self.answer.set_result(msg.sdp)
         elif isinstance(msg, PeerLeft) and msg.peer == self.target:
             self._fail(502, "the receiving peer left the room before answering")

@@ -373,3 +373,16 @@ async def test_the_server_api_removes_a_session(start_signaling: ServerFactory) 
         assert (await request(session, "DELETE", removal, headers={"Authorization": "Bearer " + key}))[0] == 204
         assert await recv(alice) == {"type": "peer-left", "peer": whip["peer"]}
         assert (await request(session, "DELETE", url(server, response.headers["Location"])))[0] == 404
+
+
+async def test_an_answer_that_is_no_sdp_is_a_502(start_signaling: ServerFactory) -> None:
+    server = await start_signaling()
+    async with contextlib.AsyncExitStack() as stack, http() as session:
+        alice, _ = await join(server, stack)
+        post = asyncio.ensure_future(request(session, "POST", url(server, "/whip/r"), OFFER, SDP))
+        joined = await recv(alice)
+        assert (await recv(alice))["type"] == "offer"
+        await alice.send(json.dumps({"type": "answer", "to": joined["peer"], "sdp": ""}))
+        status, body, _ = await post
+        assert status == 502 and "not an SDP answer" in body
+        assert await recv(alice) == {"type": "peer-left", "peer": joined["peer"]}
