@@ -359,9 +359,10 @@ class Endpoints:
             return _reply(415, f"send candidates as {SDPFRAG_TYPE}", (("Accept-Patch", SDPFRAG_TYPE),))
         if not if_match(request.headers.get("If-Match"), session.etag):
             return _reply(412, "If-Match does not name this session's ICE session (its ETag)")
+        # Charged before it is parsed: the PATCH as one message of its size, each further candidate as one more
+        # message to the receiving peer, as a WebSocket peer's candidates would be.
         if not session.limit.admit(len(request.body), self.app.clock()):
-            self.app.rate_limited += 1
-            return _reply(429, "too many PATCH requests for this session", (("Retry-After", "1"),))
+            return self._too_fast()
         try:
             fragment = parse_sdpfrag(request.body.decode("utf-8"), session.mids)
         except (UnicodeDecodeError, ValueError) as exc:
@@ -371,11 +372,20 @@ class Endpoints:
             return _reply(422, "ICE restarts are not supported here: DELETE the session and POST a new offer")
         target = session.target
         assert target is not None
-        for candidate in fragment.candidates:
-            session.relay({"type": "candidate", "to": target, "candidate": candidate})
+        messages: list[dict[str, Any]] = [
+            {"type": "candidate", "to": target, "candidate": candidate} for candidate in fragment.candidates
+        ]
         if fragment.end:
-            session.relay({"type": "candidate", "to": target, "candidate": None})
+            messages.append({"type": "candidate", "to": target, "candidate": None})
+        for index, message in enumerate(messages):
+            if index and not session.limit.admit(0, self.app.clock()):
+                return self._too_fast()
+            session.relay(message)
         return _reply(204, extra=(("ETag", session.etag),))
+
+    def _too_fast(self) -> Response:
+        self.app.rate_limited += 1
+        return _reply(429, "too many candidates or PATCH requests for this session: slow down", (("Retry-After", "1"),))
 
     async def _delete(self, session: EndpointSession) -> Response:
         await session.end("deleted")

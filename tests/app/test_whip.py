@@ -386,3 +386,21 @@ async def test_an_answer_that_is_no_sdp_is_a_502(start_signaling: ServerFactory)
         status, body, _ = await post
         assert status == 502 and "not an SDP answer" in body
         assert await recv(alice) == {"type": "peer-left", "peer": joined["peer"]}
+
+
+async def test_each_trickled_candidate_counts_against_the_message_rate(start_signaling: ServerFactory) -> None:
+    server = await start_signaling(rate_limit=0.01, rate_burst=4)
+    async with contextlib.AsyncExitStack() as stack, http() as session:
+        alice, _ = await join(server, stack)
+        post = asyncio.ensure_future(request(session, "POST", url(server, "/whip/r"), OFFER, SDP))
+        await answer_the_offer(alice)
+        status, _, response = await post
+        assert status == 201
+        frag = "".join(f"a=candidate:{i} 1 udp 1 127.0.0.1 {5000 + i} typ host\r\n" for i in range(6))
+        status, _, refused = await request(session, "PATCH", url(server, response.headers["Location"]), frag, FRAG)
+        assert status == 429 and refused.headers["Retry-After"] == "1"
+        # The PATCH (which pays for its first candidate) and three more fit the burst of 4; the rest were refused.
+        got = [(await recv(alice))["candidate"]["candidate"].split()[0] for _ in range(4)]
+        assert got == ["candidate:0", "candidate:1", "candidate:2", "candidate:3"]
+        await alice.send(json.dumps({"type": "ping"}))
+        assert (await recv(alice))["type"] == "pong"  # nothing else was queued for her
