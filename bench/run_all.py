@@ -26,6 +26,7 @@ def plan(quick: bool) -> list[list[str]]:
             ["bench.bench_abuse", "--quick"],
             ["bench.bench_cluster_abuse", "--quick"],
             ["bench.bench_load", "both", "--conns", "2000", "--churn-clients", "200", "--seconds", "10"],
+            ["bench.bench_webhooks", "--quick"],
             ["bench.bench_whip", "--quick"],
         ]
     return [
@@ -37,6 +38,7 @@ def plan(quick: bool) -> list[list[str]]:
         ["bench.bench_abuse"],
         ["bench.bench_cluster_abuse"],
         ["bench.bench_load"],
+        ["bench.bench_webhooks"],
         ["bench.bench_whip"],
     ]
 
