@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from signaling.app.webhooks import new_secret
 from signaling.app.wiring import SignalingApp
 from signaling.rooms.auth import RoomTokens
 from signaling.ws.aio.client import ClientConnection, connect
@@ -26,6 +27,7 @@ from signaling.ws.aio.server import WebSocketServer
 from tests.helpers.redis import READY, redis_argv
 from tests.helpers.server_process import async_running_process
 from tests.helpers.wait import wait_until
+from tests.helpers.webhook_receiver import receiving
 
 ServerFactory = Callable[..., Awaitable[WebSocketServer]]
 STEP = 5.0
@@ -404,3 +406,22 @@ async def test_each_trickled_candidate_counts_against_the_message_rate(start_sig
         assert got == ["candidate:0", "candidate:1", "candidate:2", "candidate:3"]
         await alice.send(json.dumps({"type": "ping"}))
         assert (await recv(alice))["type"] == "pong"  # nothing else was queued for her
+
+
+async def test_the_backend_is_told_of_a_session_by_webhooks(start_signaling: ServerFactory) -> None:
+    secret = new_secret()
+    async with receiving(secret) as receiver:
+        server = await start_signaling(webhook_urls=receiver.url, webhook_secret=secret)
+        async with contextlib.AsyncExitStack() as stack, http() as session:
+            alice, welcome = await join(server, stack)
+            post = asyncio.ensure_future(request(session, "POST", url(server, "/whip/r"), OFFER, SDP))
+            whip = await answer_the_offer(alice)
+            status, _, response = await post
+            assert status == 201
+            assert (await request(session, "DELETE", url(server, response.headers["Location"])))[0] == 200
+            events = await receiver.until(4)
+        joined, left = events[2], events[3]
+        assert joined["type"] == "peer.joined" and joined["data"]["peer"] == whip["peer"]
+        assert joined["data"]["meta"] == {"kind": "whip"}
+        assert (left["type"], left["data"]["peer"], left["data"]["reason"]) == ("peer.left", whip["peer"], "left")
+        assert events[1]["data"]["peer"] == welcome["peer"]
