@@ -24,6 +24,7 @@ from signaling.app.wiring import SignalingApp
 from signaling.rooms.auth import RoomTokens
 from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
+from tests.helpers.ports import free_port
 from tests.helpers.redis import READY, redis_argv
 from tests.helpers.server_process import async_running_process
 from tests.helpers.wait import wait_until
@@ -31,6 +32,7 @@ from tests.helpers.webhook_receiver import receiving
 
 ServerFactory = Callable[..., Awaitable[WebSocketServer]]
 STEP = 5.0
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s" * 40
 PWD = "p" + "w" * 22
 OFFER = (
@@ -425,3 +427,43 @@ async def test_the_backend_is_told_of_a_session_by_webhooks(start_signaling: Ser
         assert joined["data"]["meta"] == {"kind": "whip"}
         assert (left["type"], left["data"]["peer"], left["data"]["reason"]) == ("peer.left", whip["peer"], "left")
         assert events[1]["data"]["peer"] == welcome["peer"]
+
+
+async def test_the_cluster_example_proxy_keeps_a_session_on_its_node(
+    start_signaling: ServerFactory, redis_settings: dict[str, str], tmp_path: Path
+) -> None:
+    """deploy/nginx/cluster.conf in front of two nodes: each session's PATCH and DELETE reach the node that took
+    its POST (requests are spread by room), wherever the receiving peer is."""
+    nodes = [await start_signaling(**redis_settings) for _ in range(2)]
+    port = free_port()
+    text = (ROOT / "deploy" / "nginx" / "cluster.conf").read_text()
+    for letter, node in zip("ab", nodes, strict=True):
+        text = text.replace(f"server signaling-{letter}:8765", f"server 127.0.0.1:{node.port}")
+    (tmp_path / "site.conf").write_text(text.replace("listen 80;", f"listen 127.0.0.1:{port};"))
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  include {tmp_path}/site.conf;\n}}\n"
+    )
+    argv = ["nginx", "-g", "daemon off;", "-e", str(tmp_path / "error.log"), "-p", str(tmp_path), "-c", str(main)]
+    async with (
+        async_running_process(argv, name="nginx", port=port, ok_returncodes=(0,)),
+        contextlib.AsyncExitStack() as stack,
+        http() as session,
+        asyncio.timeout(6 * STEP),
+    ):
+        proxy = f"http://127.0.0.1:{port}"
+        frag = f"a=mid:0\r\na={CANDIDATE}\r\n"
+        for index in range(6):  # rooms hash to either node; a round robin would send some PATCHes astray
+            room = f"room{index}"
+            alice, _ = await join(nodes[index % 2], stack, room=room)
+            post = asyncio.ensure_future(request(session, "POST", f"{proxy}/whip/{room}", OFFER, SDP))
+            whip = await answer_the_offer(alice)
+            status, _, response = await post
+            assert status == 201
+            location = proxy + response.headers["Location"]
+            for _ in range(3):
+                assert (await request(session, "PATCH", location, frag, FRAG))[0] == 204
+                assert (await recv(alice))["from"] == whip["peer"]
+            assert (await request(session, "DELETE", location))[0] == 200
+            assert await recv(alice) == {"type": "peer-left", "peer": whip["peer"]}
