@@ -8,6 +8,9 @@ import { PeerLink } from './peer-link.js';
 import { displayName } from './names.js';
 import { ENDPOINT_KINDS } from './protocol.js';
 
+/** How the tile of a WHIP or WHEP session (which has no name) is labelled. */
+const ENDPOINT_NAMES = { whip: 'Broadcast (WHIP)', whep: 'Viewer (WHEP)' };
+
 /** Whether a peer is a WHIP or WHEP session: it offers, once, to the peer it wants; nobody offers to it. */
 const isEndpoint = (info) => ENDPOINT_KINDS.includes(info?.meta?.kind);
 
@@ -68,7 +71,7 @@ export class Mesh {
     if (old) this.removeLink(info.peer);
     const link = new PeerLink({
       id: info.peer,
-      name: info.name ?? null,
+      name: info.name ?? ENDPOINT_NAMES[info.meta?.kind] ?? null,
       meta: info.meta ?? null,
       selfId: this.state.selfId,
       initiator,

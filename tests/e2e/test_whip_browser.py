@@ -50,6 +50,8 @@ async def test_an_npm_whip_client_publishes_its_camera_into_a_call(
     whip_peer = next(iter(readings))
     kind = await alice.page.evaluate("id => window.app.client.peers.get(id).meta.kind", whip_peer)
     assert kind == "whip"
+    name = alice.page.locator(f"#tiles .tile[data-peer='{whip_peer}'] [data-role=name]")
+    assert await name.inner_text() == "Broadcast (WHIP)"
     await publisher.wait_for_function(f"() => window.media.framesSent > {MIN_FRAMES}", timeout=VIDEO_TIMEOUT_S * 1000)
     # The demo page sent it nothing to play: a WHIP session only publishes.
     link = await alice.page.evaluate("id => window.app.peers[id]", whip_peer)
