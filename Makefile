@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8765
 
-.PHONY: run test venv test-deps system-deps autobahn-env docker-images ywebrtc-deps lint typecheck pytest bench clean
+.PHONY: run test venv test-deps system-deps autobahn-env docker-images ywebrtc-deps whip-js lint typecheck pytest bench clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/signaling serve --host $(HOST) --port $(PORT)
@@ -31,7 +31,7 @@ $(VENV)/.test-installed: pyproject.toml requirements.lock | $(VENV)/bin/python
 docker-images: system-deps $(VENV)/.test-installed
 	$(BIN)/python -m tests.docker.images
 
-test-deps: system-deps $(VENV)/.test-installed autobahn-env docker-images ywebrtc-deps
+test-deps: system-deps $(VENV)/.test-installed autobahn-env docker-images ywebrtc-deps whip-js
 
 # y-webrtc, yjs and esbuild from tests/interop/ywebrtc/package-lock.json, and the page's bundle (a no-op when done).
 ywebrtc-deps:
@@ -42,6 +42,10 @@ system-deps:
 
 autobahn-env:
 	bash scripts/install-autobahn.sh
+
+# The npm WHIP/WHEP client the browser tests load (tests/interop/whip/), from its package-lock.json.
+whip-js:
+	bash tests/interop/whip/install.sh
 
 # ruff, then the import contracts of pyproject.toml ([tool.importlinter]): imports only go down the layers.
 lint: $(VENV)/.test-installed

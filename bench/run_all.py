@@ -28,6 +28,7 @@ def plan(quick: bool) -> list[list[str]]:
             ["bench.bench_load", "both", "--conns", "2000", "--churn-clients", "200", "--seconds", "10"],
             ["bench.bench_webhooks", "--quick"],
             ["bench.bench_ywebrtc", "--quick"],
+            ["bench.bench_whip", "--quick"],
         ]
     return [
         ["bench.bench_parse"],
@@ -40,6 +41,7 @@ def plan(quick: bool) -> list[list[str]]:
         ["bench.bench_load"],
         ["bench.bench_webhooks"],
         ["bench.bench_ywebrtc"],
+        ["bench.bench_whip"],
     ]
 
 

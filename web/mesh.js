@@ -6,6 +6,13 @@
  */
 import { PeerLink } from './peer-link.js';
 import { displayName } from './names.js';
+import { ENDPOINT_KINDS } from './protocol.js';
+
+/** How the tile of a WHIP or WHEP session (which has no name) is labelled. */
+const ENDPOINT_NAMES = { whip: 'Broadcast (WHIP)', whep: 'Viewer (WHEP)' };
+
+/** Whether a peer is a WHIP or WHEP session: it offers, once, to the peer it wants; nobody offers to it. */
+const isEndpoint = (info) => ENDPOINT_KINDS.includes(info?.meta?.kind);
 
 export class Mesh {
   /**
@@ -64,7 +71,7 @@ export class Mesh {
     if (old) this.removeLink(info.peer);
     const link = new PeerLink({
       id: info.peer,
-      name: info.name ?? null,
+      name: info.name ?? ENDPOINT_NAMES[info.meta?.kind] ?? null,
       meta: info.meta ?? null,
       selfId: this.state.selfId,
       initiator,
@@ -121,13 +128,13 @@ export class Mesh {
         const link = this.links.get(p.peer);
         if (link && (link.state === 'failed' || link.state === 'closed')) this.removeLink(p.peer);
         // A peer that joined while we were away got us in its welcome, so it offers to us.
-        if (!this.links.has(p.peer)) this.addLink(p, false);
+        if (!this.links.has(p.peer) && !isEndpoint(p)) this.addLink(p, false);
       }
     } else {
       // New session (first join, or a reconnect with a new peer id): the others saw peer-left for our old id
       // and peer-joined for the new one. Every old link is stale; we are the newcomer, so we offer to each.
       this.removeAll();
-      for (const p of w.peers) this.addLink(p, true);
+      for (const p of w.peers) if (!isEndpoint(p)) this.addLink(p, true);
     }
     this.ui.renderRoom();
     this.announceMediaState();
@@ -135,7 +142,7 @@ export class Mesh {
 
   _onPeerJoined(p) {
     this.log('info', `peer-joined ${p.peer} (${p.name ?? ''})`);
-    if (!this.state.inCall) return;
+    if (!this.state.inCall || isEndpoint(p)) return; // a WHIP/WHEP session's link comes with its offer
     // The newcomer offers; we wait for it.
     this.addLink(p, false);
     this.announceMediaState(p.peer);

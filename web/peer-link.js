@@ -13,10 +13,20 @@
  *   its first offer) waits for that offer, so exactly one side starts, and perfect negotiation only has to
  *   handle later renegotiations and rare races. If a non-initiator has had no offer after
  *   `FALLBACK_OFFER_MS` (a peer that only answers), it offers itself.
+ * - a WHIP or WHEP session (`meta.kind`, docs/protocol.md "WHIP and WHEP"): it offers once and cannot take
+ *   trickled candidates nor a new offer, so this side only answers, after gathering every candidate, never
+ *   offers, opens no data channel, and tells it `ended` when the media fails (it cannot restart ICE).
  */
+import { ENDPOINT_ENDED, ENDPOINT_KINDS } from './protocol.js';
 
 /** A non-initiator that has received no offer after this long makes the first offer itself. */
 export const FALLBACK_OFFER_MS = 5000;
+
+/** How long an answer to a WHIP/WHEP session waits for candidates to be gathered before it goes anyway. */
+export const GATHER_TIMEOUT_MS = 5000;
+
+/** A WHIP/WHEP session whose media stays disconnected this long is told it ended (a vanished broadcaster). */
+export const ENDPOINT_DISCONNECTED_MS = 10000;
 
 /** Label of the chat data channel. */
 export const CHAT_LABEL = 'chat';
@@ -63,7 +73,9 @@ export class PeerLink extends EventTarget {
     this.meta = meta ?? null;
     this.selfId = selfId;
     this.polite = selfId < id;
-    this.initiator = initiator;
+    /** `whip` or `whep` when the remote peer is such a session (it only offers, once), else null. */
+    this.endpoint = ENDPOINT_KINDS.includes(meta?.kind) ? meta.kind : null;
+    this.initiator = initiator && !this.endpoint;
     this.signaling = signaling;
     this.log = log ?? (() => {});
     this.closed = false;
@@ -87,12 +99,14 @@ export class PeerLink extends EventTarget {
     /** Incoming signaling is applied strictly in order, one message at a time. */
     this._queue = Promise.resolve();
     this._prevBytes = null;
-    this._timers = { fallback: null, stats: null, channel: null };
+    this._timers = { fallback: null, stats: null, channel: null, endpoint: null };
+    this._endpointTold = false;
 
     const pc = new RTCPeerConnection({ iceServers: iceServers ?? [], iceTransportPolicy: iceTransportPolicy ?? 'all' });
     this.pc = pc;
-    this._addLocalMedia(localStream, initiator);
-    if (initiator) this._attachChannel(pc.createDataChannel(CHAT_LABEL));
+    // A WHIP publisher only sends: our media has nowhere to go. A WHEP player gets it in our answer.
+    this._addLocalMedia(this.endpoint === 'whip' ? null : localStream, this.initiator);
+    if (this.initiator) this._attachChannel(pc.createDataChannel(CHAT_LABEL));
 
     pc.addEventListener('negotiationneeded', () => this._onNegotiationNeeded());
     pc.addEventListener('icecandidate', ({ candidate }) => this._onLocalCandidate(candidate));
@@ -103,7 +117,7 @@ export class PeerLink extends EventTarget {
     pc.addEventListener('signalingstatechange', () => this._changed());
     pc.addEventListener('icegatheringstatechange', () => this._changed());
 
-    if (!initiator) {
+    if (!this.initiator && !this.endpoint) {
       this._timers.fallback = setTimeout(() => this._fallbackOffer(), FALLBACK_OFFER_MS);
     }
     this._timers.stats = setInterval(() => this.updateStats(), 1500);
@@ -170,6 +184,7 @@ export class PeerLink extends EventTarget {
     clearTimeout(this._timers.fallback);
     clearInterval(this._timers.stats);
     clearTimeout(this._timers.channel);
+    clearTimeout(this._timers.endpoint);
     for (const ch of this.channels) {
       try { ch.close(); } catch { /* ignore */ }
     }
@@ -299,7 +314,7 @@ export class PeerLink extends EventTarget {
   }
 
   async _onNegotiationNeeded() {
-    if (this.closed || this.makingOffer || this.pc.signalingState !== 'stable') return;
+    if (this.closed || this.endpoint || this.makingOffer || this.pc.signalingState !== 'stable') return;
     // Exactly one side starts: a non-initiator waits for the first offer (see the file comment). Its own
     // tracks are already added, so they go out in the answer; anything the offer could not carry triggers
     // negotiationneeded again once the first exchange is done, and then this side may offer.
@@ -359,6 +374,7 @@ export class PeerLink extends EventTarget {
       }
       if (description.type === 'offer') {
         await pc.setLocalDescription();
+        if (this.endpoint) await this._gathered();
         if (!this.closed) this.signaling.sendAnswer(this.id, pc.localDescription.sdp);
         this.log('info', `answer -> ${this.id}`);
         // Safety net: local tracks the offer had no m-line for still need an offer of our own. Browsers fire
@@ -387,8 +403,31 @@ export class PeerLink extends EventTarget {
     }
   }
 
+  /** Resolves once ICE gathering is complete (or after GATHER_TIMEOUT_MS): the answer then holds every candidate. */
+  _gathered() {
+    const pc = this.pc;
+    return new Promise((resolve) => {
+      const done = () => {
+        pc.removeEventListener('icegatheringstatechange', check);
+        clearTimeout(timer);
+        resolve();
+      };
+      const check = () => { if (pc.iceGatheringState === 'complete') done(); };
+      const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+      pc.addEventListener('icegatheringstatechange', check);
+      check();
+    });
+  }
+
+  _endpointEnded(why) {
+    if (this.closed || this._endpointTold) return;
+    this._endpointTold = true;
+    this.log('info', `media with ${this.endpoint} session ${this.id} ${why}: telling it`);
+    this.signaling.sendMessage({ type: ENDPOINT_ENDED }, this.id);
+  }
+
   _onLocalCandidate(candidate) {
-    if (this.closed) return;
+    if (this.closed || this.endpoint) return; // a WHIP/WHEP session takes no trickle: they are in the answer
     if (candidate && candidate.candidate === '') return; // legacy per-m-line end marker
     this.signaling.sendCandidate(this.id, candidate ?? null);
     if (candidate) this.candidatesSent += 1;
@@ -437,7 +476,7 @@ export class PeerLink extends EventTarget {
    * `datachannel` event once SCTP is up; should it not have arrived 3 s after connecting, create one too.
    */
   _ensureChannel() {
-    if (this.closed || this.channels.size) return;
+    if (this.closed || this.endpoint || this.channels.size) return;
     const sdp = this.pc.remoteDescription?.sdp ?? '';
     if (!/^m=application /m.test(sdp)) {
       if (this.pc.signalingState === 'stable') {
@@ -460,7 +499,15 @@ export class PeerLink extends EventTarget {
   _onConnectionState() {
     const st = this.pc.connectionState;
     this.log('info', `pc ${this.id}: ${st}`);
-    if (st === 'failed' && !this.closed) {
+    if (this.endpoint && !this.closed) {
+      // It cannot restart ICE with us: when the media failed, was closed, or stays disconnected for
+      // ENDPOINT_DISCONNECTED_MS (a broadcaster that vanished), tell the session, which then leaves the room.
+      clearTimeout(this._timers.endpoint);
+      if (st === 'failed' || st === 'closed') this._endpointEnded(st);
+      else if (st === 'disconnected') {
+        this._timers.endpoint = setTimeout(() => this._endpointEnded('disconnected'), ENDPOINT_DISCONNECTED_MS);
+      }
+    } else if (st === 'failed' && !this.closed) {
       // An ICE restart renegotiates through the same perfect-negotiation path.
       this.log('info', `restarting ICE with ${this.id}`);
       try { this.pc.restartIce(); } catch { /* closed */ }

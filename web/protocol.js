@@ -16,6 +16,10 @@ export const END_SESSION_CLOSE_CODE = 1000;
 export const TAKEN_OVER_CLOSE_CODE = 4001;
 /** The `from` of a `message` sent by the application's backend (the server API) rather than by a peer. */
 export const SERVER_SENDER = "server";
+/** The `meta.kind` of a WHIP or WHEP session's peer: it offers once and wants an answer with every candidate. */
+export const ENDPOINT_KINDS = Object.freeze(["whip", "whep"]);
+/** The `data.type` of the `message` that tells such a session its media ended (it then leaves). */
+export const ENDPOINT_ENDED = "ended";
 /** The application's backend removed this peer: its session is over. */
 export const REMOVED_CLOSE_CODE = 4003;
 /** Close codes after which a client neither resumes nor reconnects by itself. */

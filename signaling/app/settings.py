@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     room_max_peers: int = Field(facts.DEFAULT_ROOM_MAX_PEERS, ge=1, description="Peers per room (more: room-full).")
     max_rooms: int = Field(facts.DEFAULT_MAX_ROOMS, ge=1, description="Rooms in existence at once.")
     join_timeout: float = Field(30.0, gt=0, description="Seconds a connection may stay without joining (1008).")
+    whip_answer_timeout: float = Field(
+        15.0, gt=0, description="Seconds a WHIP/WHEP POST waits for the receiving peer's answer (then 504)."
+    )
     rate_limit: float = Field(50.0, gt=0, description="Messages per second a connection may send on average.")
     rate_burst: int = Field(500, ge=1, description="Messages a connection may send in a burst above the rate.")
     rate_limit_bytes: int = Field(256 * 1024, ge=1, description="Bytes per second a connection may send.")

@@ -45,6 +45,7 @@ from .origins import OriginPolicy
 from .routes import StaticFiles, http_response, not_found, refused
 from .settings import Settings
 from .webhooks import WebhookSender
+from .whip import Endpoints
 from .ywebrtc import YWebrtcEndpoint
 
 __all__ = ["SessionSocket", "SignalingApp"]
@@ -259,6 +260,8 @@ class SignalingApp:
         #: The transport server's stats, for /metrics (``use_transport``).
         self.transport_stats: TransportStats | None = None
         self.metrics = Metrics(self)
+        #: WHIP and WHEP (``/whip/{room}``, ``/whep/{room}``): sessions of one HTTP request as peers of a room.
+        self.whip = Endpoints(self)
         self._refresh: asyncio.TimerHandle | None = None
         #: y-webrtc's signaling protocol on ``settings.ywebrtc_path`` (app/ywebrtc.py).
         self.ywebrtc = YWebrtcEndpoint(self)
@@ -309,6 +312,7 @@ class SignalingApp:
         for socket in list(self.sockets):
             socket.ws.close(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
         self.ywebrtc.close_all(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
+        self.later(self.whip.close())  # their rooms cannot be kept true either: the clients must POST again
 
     async def shutdown(self, server: WebSocketServer) -> None:
         """Drain: /readyz turns 503 and new clients are refused, every client is closed with 1001 (a resumable
@@ -316,6 +320,7 @@ class SignalingApp:
         self.draining = True
         self.close()
         await server.close_connections(CloseCode.GOING_AWAY, DRAINING)
+        await self.whip.close()
         await self.drain()
         if self.cluster is not None:
             await self.cluster.stop()
@@ -356,6 +361,8 @@ class SignalingApp:
             if self.api is None:
                 return not_found(request)
             return self.api.handle(request, self.addresses.resolve(peer[0] if peer else None, request.headers))
+        if request.path.startswith(("/whip/", "/whep/")):
+            return self.whip.handle(request, peer)
         if not is_upgrade_request(request):
             return http_response(
                 request,

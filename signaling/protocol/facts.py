@@ -22,6 +22,8 @@ __all__ = [
     "DEFAULT_ROOM_MAX_PEERS",
     "DEFAULT_WEBHOOK_QUEUE",
     "DEFAULT_WEBHOOK_RETRY_FOR",
+    "ENDPOINT_ENDED",
+    "ENDPOINT_KINDS",
     "END_SESSION_CLOSE_CODE",
     "FINAL_CLOSE_CODES",
     "MAX_ID_LENGTH",
@@ -56,6 +58,12 @@ TAKEN_OVER_CLOSE_CODE: Final = 4001
 #: The ``from`` of a ``message`` that the application's backend sent (the server API), not a peer: never a peer id,
 #: which is 16 characters long.
 SERVER_SENDER: Final = "server"
+#: The ``meta.kind`` of a WHIP or WHEP session's synthetic peer (docs/protocol.md, "WHIP and WHEP"): it only
+#: offers, once, and its receiver answers with every candidate gathered (it cannot trickle to it).
+ENDPOINT_KINDS: Final = ("whip", "whep")
+#: The ``data.type`` of the ``message`` a receiving peer sends such a session when the media between them ended:
+#: the session leaves (only that peer can see a broadcaster vanish).
+ENDPOINT_ENDED: Final = "ended"
 #: The server closes a connection with this code (reason "removed") when the application's backend removed its
 #: peer (the server API): the session is over, its resume token dead, the others told ``peer-left``.
 REMOVED_CLOSE_CODE: Final = 4003
@@ -115,6 +123,10 @@ export const END_SESSION_CLOSE_CODE = {END_SESSION_CLOSE_CODE};
 export const TAKEN_OVER_CLOSE_CODE = {TAKEN_OVER_CLOSE_CODE};
 /** The `from` of a `message` sent by the application's backend (the server API) rather than by a peer. */
 export const SERVER_SENDER = {json.dumps(SERVER_SENDER)};
+/** The `meta.kind` of a WHIP or WHEP session's peer: it offers once and wants an answer with every candidate. */
+export const ENDPOINT_KINDS = Object.freeze({json.dumps(list(ENDPOINT_KINDS))});
+/** The `data.type` of the `message` that tells such a session its media ended (it then leaves). */
+export const ENDPOINT_ENDED = {json.dumps(ENDPOINT_ENDED)};
 /** The application's backend removed this peer: its session is over. */
 export const REMOVED_CLOSE_CODE = {REMOVED_CLOSE_CODE};
 /** Close codes after which a client neither resumes nor reconnects by itself. */

@@ -97,6 +97,9 @@ class LinkContext:
     stats_interval: float
     #: The file to record what this remote peer sends (None: do not record it).
     record_path: str | None
+    #: Called with the remote peer's id when its connection fails or the remote closes it (aiortc cannot
+    #: restart ICE).
+    on_failed: Callable[[str], None] | None = None
 
 
 class Link:
@@ -181,6 +184,8 @@ class Link:
                 self.log.info("peer_state", state=pc.connectionState)
                 if pc.connectionState == "connected":
                     self._spawn(self._start_recorder(), f"recorder-{self.remote}")
+                elif pc.connectionState in ("failed", "closed") and not self.closed and self.context.on_failed:
+                    self.context.on_failed(self.remote)  # closed: the remote ended DTLS, not us
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

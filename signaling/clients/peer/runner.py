@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import signal
 import ssl
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import structlog
 
@@ -20,6 +21,7 @@ from signaling.clients.peer.media import LocalMedia
 from signaling.clients.peer.options import PeerOptions
 from signaling.clients.peer.sdp import restrict_host_addresses
 from signaling.clients.signaling_client import SignalingClient, SignalingErrorReply
+from signaling.protocol.facts import ENDPOINT_ENDED, ENDPOINT_KINDS
 from signaling.protocol.models import (
     ErrorMessage,
     IceServer,
@@ -43,6 +45,11 @@ log = structlog.get_logger("signaling.peer")
 SHUTDOWN_TIMEOUT_S: Final = 5.0
 
 
+def is_endpoint(meta: Mapping[str, Any] | None) -> bool:
+    """Whether a peer is a WHIP or WHEP session (docs/protocol.md, "WHIP and WHEP"), by its ``meta.kind``."""
+    return meta is not None and meta.get("kind") in ENDPOINT_KINDS
+
+
 class Peer:
     """Joins the room and keeps one Link per other peer in it until stopped."""
 
@@ -54,6 +61,9 @@ class Peer:
         self.ice_servers: list[IceServer] = []
         self.links: dict[str, Link] = {}
         self._recording: str | None = None  # the remote peer recorded when --record has no {peer}
+        #: The WHIP/WHEP sessions of the room: they offer to us, once; we tell them when their media failed.
+        self.endpoints: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _record_path_for(self, remote: str) -> str | None:
         """Where to record ``remote``: ``{peer}`` in --record makes one file per peer; else the first peer only."""
@@ -85,9 +95,22 @@ class Peer:
                 hello_interval=self.options.hello_interval,
                 stats_interval=self.options.stats_interval,
                 record_path=self._record_path_for(remote),
+                on_failed=self._failed if remote in self.endpoints else None,
             )
             link = self.links[remote] = Link(context, remote, initiator=initiator)
         return link
+
+    def _failed(self, remote: str) -> None:
+        """The media with a WHIP/WHEP session failed: it cannot restart ICE, so tell it to leave, and drop it."""
+        log.info("endpoint_media_failed", peer=remote)
+        task = asyncio.get_running_loop().create_task(self._end_endpoint(remote))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _end_endpoint(self, remote: str) -> None:
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await self.client.send_message({"type": ENDPOINT_ENDED}, to=remote)
+        await self.drop(remote)
 
     async def drop(self, remote: str) -> None:
         link = self.links.pop(remote, None)
@@ -136,7 +159,10 @@ class Peer:
             resumable=welcome.resume is not None,
         )
         for info in welcome.peers:
-            self.link(info.peer, initiator=True)  # we are the newcomer: we offer
+            if is_endpoint(info.meta):
+                self.endpoints.add(info.peer)
+            else:  # a WHIP/WHEP session offers when it wants us, once
+                self.link(info.peer, initiator=True)  # we are the newcomer: we offer
 
     async def _reconnected(self, welcome: Welcome) -> None:
         """The signaling connection dropped and came back. Resumed: the media never stopped, the links go on
@@ -164,10 +190,14 @@ class Peer:
             # An offer can come before peer-joined only from a peer we have not heard of yet: it starts.
             self.link(msg.from_, initiator=False).handle(msg)
         elif isinstance(msg, PeerJoined):
-            log.info("peer_joined", peer=msg.peer, name=msg.name)
-            self.link(msg.peer, initiator=False)  # the newcomer offers; we wait for it
+            log.info("peer_joined", peer=msg.peer, name=msg.name, meta=msg.meta)
+            if is_endpoint(msg.meta):  # a WHIP/WHEP session offers to one peer only, maybe not us
+                self.endpoints.add(msg.peer)
+            else:
+                self.link(msg.peer, initiator=False)  # the newcomer offers; we wait for it
         elif isinstance(msg, PeerLeft):
             log.info("peer_left", peer=msg.peer)
+            self.endpoints.discard(msg.peer)
             await self.drop(msg.peer)
             log.info("links", count=len(self.links))
         elif isinstance(msg, RelayedMessage):
