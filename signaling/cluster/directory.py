@@ -19,7 +19,15 @@ import structlog
 from signaling.protocol import facts
 from signaling.protocol.encode import peer_entry_json
 from signaling.protocol.errors import SignalingError
-from signaling.rooms.directory import Departure, DirectoryStats, RoomDirectory, room_full, server_full, unavailable
+from signaling.rooms.directory import (
+    Departure,
+    DirectoryStats,
+    PeerTaken,
+    RoomDirectory,
+    room_full,
+    server_full,
+    unavailable,
+)
 from signaling.rooms.peers import LiveMembers, Member, new_peer_id
 
 from .link import RedisLink, Unavailable
@@ -222,7 +230,8 @@ class RedisDirectory(RoomDirectory):
     def new_peer_id(self) -> str:
         return self._new_id()
 
-    async def join(self, member: Member, lease: str | None = None) -> list[Member]:
+    async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
+        limit = self.max_peers_per_room if max_peers is None else max_peers
         view = await self._watch(member.room)
         try:
             reply = await self._fenced(
@@ -233,7 +242,7 @@ class RedisDirectory(RoomDirectory):
                 self.node,
                 "1" if member.resumable else "0",
                 lease or "",
-                self.max_peers_per_room,
+                limit,
                 self.max_rooms,
             )
         except SignalingError:
@@ -243,10 +252,10 @@ class RedisDirectory(RoomDirectory):
         if status != "ok":
             self._unhold(member.room, view)
             if status == "room-full":
-                raise room_full(member.room, self.max_peers_per_room)
+                raise room_full(member.room, limit)
             if status == "server-full":
                 raise server_full(member.room, self.max_rooms)
-            raise RuntimeError(f"peer id {member.peer!r} is taken")
+            raise PeerTaken(member.peer)
         member.node = self.node
         view.members.setdefault(member.peer, member)
         self._connected(member.room, view, member.peer)
