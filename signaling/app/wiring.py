@@ -41,6 +41,7 @@ from .addresses import ClientAddresses, parse_networks
 from .api import API_PREFIX, ServerApi
 from .metrics import Metrics
 from .origins import OriginPolicy
+from .peerjs import PeerJS
 from .routes import StaticFiles, http_response, not_found, refused
 from .settings import Settings
 
@@ -251,6 +252,8 @@ class SignalingApp:
         self.transport_stats: TransportStats | None = None
         self.metrics = Metrics(self)
         self._refresh: asyncio.TimerHandle | None = None
+        #: The PeerJS endpoint (``settings.peerjs``): PeerJS apps on the same room layer.
+        self.peerjs = PeerJS(self) if settings.peerjs else None
 
     def _backends(self, settings: Settings) -> Backends:
         limits: dict[str, Any] = {
@@ -292,6 +295,8 @@ class SignalingApp:
         """The rooms can no longer be kept true across nodes: close every client; they come back when it works."""
         for socket in list(self.sockets):
             socket.ws.close(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
+        if self.peerjs is not None:
+            self.peerjs.close_all(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
 
     async def shutdown(self, server: WebSocketServer) -> None:
         """Drain: /readyz turns 503 and new clients are refused, every client is closed with 1001 (a resumable
@@ -333,6 +338,8 @@ class SignalingApp:
     # ------------------------------------------------------------------ requests
 
     def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade | Later:
+        if self.peerjs is not None and self.peerjs.owns(request.path):
+            return self.peerjs.handle(request, peer)
         if request.path.startswith(API_PREFIX):
             if self.api is None:
                 return not_found(request)
@@ -431,6 +438,8 @@ class SignalingApp:
             if timer is not None:
                 timer.cancel()
         self._refresh = self._grace_timer = self._join_timer = None
+        if self.peerjs is not None:
+            self.peerjs.close()
 
     # ------------------------------------------------------------------ health
 

@@ -169,17 +169,20 @@ class JoinAuthorizer:
 
     def for_client(self, address: str) -> Callable[[Join], str | None]:
         def authorize(join: Join) -> str | None:
-            now = self.clock()
-            try:
-                grant = self.tokens.verify(join.token, join.room, now)
-            except SignalingError:
-                wait = self.throttle.retry_after(address, now)
-                self.throttle.failed(address, now)
-                if wait is not None:  # a guesser learns nothing more; a valid token would still pass
-                    raise _refused(
-                        f"too many failed tokens from your address: details withheld for {wait:.0f} s"
-                    ) from None
-                raise
-            return grant.name
+            return self.check(join.token, join.room, address)
 
         return authorize
+
+    def check(self, token: str | None, room: str, address: str) -> str | None:
+        """The name ``token`` imposes in ``room`` (None: the client's own), or ``unauthorized`` raised; a failure
+        counts against ``address``. Other protocols (signaling/interop/) check their tokens here too."""
+        now = self.clock()
+        try:
+            grant = self.tokens.verify(token, room, now)
+        except SignalingError:
+            wait = self.throttle.retry_after(address, now)
+            self.throttle.failed(address, now)
+            if wait is not None:  # a guesser learns nothing more; a valid token would still pass
+                raise _refused(f"too many failed tokens from your address: details withheld for {wait:.0f} s") from None
+            raise
+        return grant.name

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
 from .peers import Logger
-from .session import Session, Step
+from .session import Step
 
-__all__ = ["INBOX_LIMIT", "Reading", "SessionDriver", "run_inline"]
+__all__ = ["INBOX_LIMIT", "Driven", "Reading", "SessionDriver", "run_inline"]
 
 T = TypeVar("T")
 
@@ -58,18 +58,31 @@ class Reading(Protocol):
         """A step raised (a bug, or a backend failure it did not expect): close the connection (1011)."""
 
 
-class SessionDriver:
+class Driven(Protocol):
+    """What the driver runs: a Session, or another protocol's session (signaling/interop/)."""
+
+    @property
+    def peer(self) -> str | None: ...
+    def handle_text(self, text: str) -> Step | None: ...
+    def left(self) -> Step: ...
+    def dropped(self) -> Step: ...
+
+
+D = TypeVar("D", bound=Driven)
+
+
+class SessionDriver(Generic[D]):
     """Feeds one connection's texts to its session and runs the steps that come back, in order.
 
     Args:
-        session: the connection's session.
+        session: the connection's session (a Session, or any ``Driven``).
         connection: where reads are held and failures reported.
         spawn: runs a step as a task (the process keeps track of it); None when the backends never wait.
     """
 
     __slots__ = ("_busy", "_connection", "_ending", "_inbox", "_spawn", "session")
 
-    def __init__(self, session: Session, connection: Reading, spawn: Callable[[Step], object] | None) -> None:
+    def __init__(self, session: D, connection: Reading, spawn: Callable[[Step], object] | None) -> None:
         self.session = session
         self._connection = connection
         self._spawn = spawn
@@ -87,6 +100,10 @@ class SessionDriver:
         step = self.session.handle_text(text)
         if step is not None:
             self._start(step)
+
+    def begin(self, step: Step) -> None:
+        """A step of the connection's own before its first text (another protocol's opening join)."""
+        self._start(step)
 
     def end(self, *, left: bool) -> None:
         """The connection is gone: ``left`` when the client ended its session on purpose (a close it started
