@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8765
 
-.PHONY: run test venv test-deps system-deps autobahn-env docker-images lint typecheck pytest bench clean
+.PHONY: run test venv test-deps system-deps peerjs-deps autobahn-env docker-images lint typecheck pytest bench clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/signaling serve --host $(HOST) --port $(PORT)
@@ -31,10 +31,13 @@ $(VENV)/.test-installed: pyproject.toml requirements.lock | $(VENV)/bin/python
 docker-images: system-deps $(VENV)/.test-installed
 	$(BIN)/python -m tests.docker.images
 
-test-deps: system-deps $(VENV)/.test-installed autobahn-env docker-images
+test-deps: system-deps $(VENV)/.test-installed autobahn-env docker-images peerjs-deps
 
 system-deps:
 	bash scripts/install-system-packages.sh
+
+peerjs-deps: system-deps
+	bash scripts/install-peerjs.sh
 
 autobahn-env:
 	bash scripts/install-autobahn.sh
