@@ -98,6 +98,7 @@ async def test_heartbeat_is_unanswered_and_what_is_not_a_message_is_ignored(
     for text in ('{"type":"HEARTBEAT"}', '{"type":"FOO","dst":"bob"}', "not json", "[1,2]", '{"type":5}', "{}"):
         await a.send(text)
     await a.send('{"type":"OFFER","dst":"bob","payload":NaN}')  # not JSON: ignored, never relayed as NaN
+    await a.send('{"type":"OFFER","dst":"bob","payload":[1e999]}')  # past a double: ignored, never Infinity
     await a.send(json.dumps({"type": "OFFER", "dst": "bob", "payload": 1}))
     assert await recv(b) == {"type": "OFFER", "src": "alice", "dst": "bob", "payload": 1}
     await b.send(json.dumps({"type": "CANDIDATE", "dst": "alice", "payload": 2}))

@@ -12,13 +12,13 @@ The error texts are the original's (its ``Errors`` enum), so apps that match on 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
 
 import pydantic_core
 
 from signaling.protocol.facts import MAX_ID_LENGTH, ROOM_PATTERN
-from signaling.protocol.models import dump_json_value
+from signaling.protocol.models import NonFiniteNumber, dump_json_value
 from signaling.rooms.peers import FOREIGN_MARK
 
 __all__ = [
@@ -65,6 +65,24 @@ _KEY = re.compile(ROOM_PATTERN)
 ROOM_PREFIX: Final = "peerjs" + FOREIGN_MARK
 
 
+def codec(*, fast: bool = True) -> tuple[Callable[[str], Any], Callable[[Any], str]]:
+    """(loads, dumps): orjson when installed (the ``fast`` extra; a CANDIDATE parsed and written again costs a
+    third of pydantic_core's time), which reads numbers as JavaScript does (past 64 bits, a double; past a
+    double, an error), so what it reads it can write; else pydantic_core, whose infinities ``dumps`` refuses
+    (NonFiniteNumber). Both refuse NaN and Infinity, which are not JSON. ``fast=False``: pydantic_core anyway."""
+    try:
+        if not fast:
+            raise ImportError("pydantic_core asked for")
+        import orjson
+    except ImportError:
+        return (lambda text: pydantic_core.from_json(text, allow_inf_nan=False)), dump_json_value
+    loads, dumps = orjson.loads, orjson.dumps
+    return loads, lambda value: dumps(value).decode()
+
+
+_loads, _dumps = codec()
+
+
 def valid_id(peer_id: str) -> bool:
     return len(peer_id) <= MAX_ID_LENGTH and _ID.fullmatch(peer_id) is not None
 
@@ -92,10 +110,9 @@ def expire_json(src: str, dst: str) -> str:
     return '{"type":"EXPIRE","src":' + dump_json_value(src) + ',"dst":' + dump_json_value(dst) + "}"
 
 
-@dataclass(frozen=True, slots=True)
-class Relayed:
+class Relayed(NamedTuple):
     """A message for another peer: its ``type``, its ``dst`` (None when the client sent none, or not a short
-    string) and the ``text`` that peer gets."""
+    string) and the ``text`` that peer gets. A tuple: made per message, it must cost little."""
 
     type: str
     dst: str | None
@@ -106,7 +123,7 @@ def parse(text: str, src: str) -> Relayed | str | None:
     """A client's text: a Relayed message from ``src``, ``HEARTBEAT``, or None for what is ignored (not JSON, not
     an object, another type). NaN and Infinity are not JSON; they are refused here, so never relayed."""
     try:
-        msg = pydantic_core.from_json(text, allow_inf_nan=False)
+        msg = _loads(text)
     except ValueError:
         return None
     if type(msg) is not dict:
@@ -120,8 +137,10 @@ def parse(text: str, src: str) -> Relayed | str | None:
     if type(dst) is not str or not dst or len(dst) > MAX_ID_LENGTH:
         return Relayed(kind, None, "")
     # The original's order and fields: type, src, dst, payload (absent when the client sent none).
-    head = '{"type":"' + kind + '","src":"' + src + '","dst":' + dump_json_value(dst)
-    payload = msg.get("payload")
-    if payload is None and "payload" not in msg:
+    head = '{"type":"' + kind + '","src":"' + src + '","dst":' + _dumps(dst)
+    if "payload" not in msg:
         return Relayed(kind, dst, head + "}")
-    return Relayed(kind, dst, head + ',"payload":' + dump_json_value(payload) + "}")
+    try:
+        return Relayed(kind, dst, head + ',"payload":' + _dumps(msg["payload"]) + "}")
+    except NonFiniteNumber:  # a number past a double (1e999), read as an infinity: not JSON either
+        return None
