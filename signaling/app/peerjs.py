@@ -222,7 +222,15 @@ class PeerJS:
             )
         if request.method not in ("GET", "HEAD"):
             return _text(405, "method not allowed", cors, (("Allow", "GET, HEAD, OPTIONS"),))
-        parts = path[len(self.prefix) :].strip("/").split("/")
+        response = self._api(request, cors)
+        if request.method == "HEAD" and isinstance(response, Response):  # RFC 9110 9.3.2: no content
+            response.headers.add("Content-Length", str(len(response.body)))
+            response.body = b""
+        return response
+
+    def _api(self, request: Request, cors: tuple[tuple[str, str], ...]) -> Response | Later:
+        """GET {prefix}/, {prefix}/{key}/id, {prefix}/{key}/peers."""
+        parts = request.path[len(self.prefix) :].strip("/").split("/")
         if parts == [""]:
             return _json(200, ABOUT, cors)
         if len(parts) != 2 or not wire.valid_key(parts[0]):
@@ -232,7 +240,7 @@ class PeerJS:
             # What the original does: a random UUID, text/html, whatever the key (the socket checks it).
             return _text(200, str(uuid.uuid4()), cors, content_type="text/html; charset=utf-8")
         if what == "peers":
-            if not app.settings.peerjs_discovery or key not in self.keys:
+            if not self.app.settings.peerjs_discovery or key not in self.keys:
                 return _text(401, "Unauthorized", cors)
             return Later(self._peers(key, cors))
         if what == SOCKET_NAME and key == SOCKET_NAME:

@@ -230,7 +230,9 @@ class RedisDirectory(RoomDirectory):
     def new_peer_id(self) -> str:
         return self._new_id()
 
-    async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
+    async def join(
+        self, member: Member, lease: str | None = None, *, max_peers: int | None = None, listed: bool = True
+    ) -> list[Member]:
         limit = self.max_peers_per_room if max_peers is None else max_peers
         view = await self._watch(member.room)
         try:
@@ -244,6 +246,7 @@ class RedisDirectory(RoomDirectory):
                 lease or "",
                 limit,
                 self.max_rooms,
+                "1" if listed else "0",
             )
         except SignalingError:
             self._unhold(member.room, view)

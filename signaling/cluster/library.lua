@@ -233,9 +233,9 @@ redis.register_function{
   end,
 }
 
--- P, deadline, peer, room, j, node, res, lease, max_peers, max_rooms: join within the limits.
--- Returns {'ok', <members already there: j, node, res...>}, or {'taken'} (the peer id is a member: checked
--- first), {'room-full'}, {'server-full'}.
+-- P, deadline, peer, room, j, node, res, lease, max_peers, max_rooms, listed: join within the limits.
+-- Returns {'ok', <members already there: j, node, res...; none unless listed is '1'>}, or {'taken'} (the peer
+-- id is a member: checked first), {'room-full'}, {'server-full'}.
 register_fenced('signaling_join', function(P, a)
   local peer, room, node, lease = a[3], a[4], a[6], a[8]
   local key = P .. ':m:' .. peer
@@ -252,8 +252,10 @@ register_fenced('signaling_join', function(P, a)
     return {'room-full'}
   end
   local out = {'ok'}
-  for _, x in ipairs(members_of(P, room)) do
-    out[#out + 1] = x
+  if a[11] == '1' then
+    for _, x in ipairs(members_of(P, room)) do
+      out[#out + 1] = x
+    end
   end
   redis.call('ZADD', room_key, redis.call('INCR', P .. ':order'), peer)
   redis.call('HSET', key, 'room', room, 'j', a[5], 'node', node, 'res', a[7], 'lease', lease, 'seq', 0, 'kb', 0)

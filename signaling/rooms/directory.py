@@ -123,11 +123,14 @@ class RoomDirectory(ABC):
         """An unguessable peer id not in use."""
 
     @abstractmethod
-    async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
+    async def join(
+        self, member: Member, lease: str | None = None, *, max_peers: int | None = None, listed: bool = True
+    ) -> list[Member]:
         """Add ``member`` to its room within the limits; return the members already there, in join order.
 
         ``lease`` is the token digest of a session that can be claimed (None for a plain one). ``max_peers`` is
         the room's peer limit for this join, when its room is not a native one (None: ``max_peers_per_room``).
+        ``listed=False`` returns no one: a room of thousands (a PeerJS key) is not read out at every join.
 
         Raises:
             PeerTaken: ``member.peer`` is a member already (checked before the limits).
@@ -230,7 +233,9 @@ class InMemoryDirectory(RoomDirectory):
                 return peer
         raise RuntimeError("the peer id generator keeps returning ids in use")
 
-    async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
+    async def join(
+        self, member: Member, lease: str | None = None, *, max_peers: int | None = None, listed: bool = True
+    ) -> list[Member]:
         if member.peer in self._peers:
             raise PeerTaken(member.peer)
         limit = self.max_peers_per_room if max_peers is None else max_peers
@@ -241,7 +246,7 @@ class InMemoryDirectory(RoomDirectory):
             members = self._rooms[member.room] = {}
         elif len(members) >= limit:
             raise room_full(member.room, limit)
-        already = list(members.values())
+        already = list(members.values()) if listed else []
         members[member.peer] = member
         self._peers[member.peer] = member
         if lease is not None:

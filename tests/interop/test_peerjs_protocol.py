@@ -267,6 +267,8 @@ async def test_id_is_a_fresh_uuid_and_peers_is_401_while_discovery_is_off(start_
     assert status == 200 and json.loads(text)["name"] == "PeerJS Server"
     assert (await get(f"{base}/peerjs/nothing"))[0] == 404
     assert (await get(f"{base}/peerjs/peerjs"))[0] == 426
+    async with aiohttp.ClientSession() as http, http.head(f"{base}/peerjs/id") as r:
+        assert r.status == 200 and int(r.headers["Content-Length"]) == 36 and await r.read() == b""
 
 
 async def test_discovery_lists_a_keys_ids(start_signaling: ServerFactory, peers: Peers) -> None:

@@ -124,10 +124,11 @@ class DirectoryContract:
         assert gone is not None and gone.member.name == "a"
         await there.join(Member(a.peer, "r", "b", None, there.node, False))  # free again
 
-    async def test_a_join_may_carry_its_room_limit(self, node: Node) -> None:
+    async def test_a_join_may_carry_its_room_limit_and_list_no_one(self, node: Node) -> None:
         directory = node.backends.directory
-        for _ in range(5):
-            await directory.join(member(directory, "big"), max_peers=5)
+        for i in range(5):
+            assert await directory.join(member(directory, "big"), max_peers=5, listed=i == 0) == []
+        assert len(directory.members("big")) == 5  # the view is whole all the same
         with pytest.raises(SignalingError) as full:
             await directory.join(member(directory, "big"), max_peers=5)
         assert full.value.code is ErrorCode.ROOM_FULL and "5 peers" in full.value.message

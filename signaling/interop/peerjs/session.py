@@ -163,7 +163,7 @@ class PeerJSSession:
         displaced = deliveries.expect(peer)
         lease, outcome, previous = self._leases[0], "open", ""
         try:
-            await directory.join(member, lease, max_peers=self._max_peers)
+            await directory.join(member, lease, max_peers=self._max_peers, listed=False)
         except PeerTaken:
             claimed = None
             for held, lease in (self._leases, self._leases[::-1]):
