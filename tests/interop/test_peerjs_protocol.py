@@ -20,6 +20,7 @@ from signaling.rooms.auth import RoomTokens
 from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.exceptions import ConnectionClosed, InvalidStatus
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -130,6 +131,8 @@ async def test_the_same_token_takes_the_id_over(start_signaling: ServerFactory, 
     await again.send(json.dumps({"type": "CANDIDATE", "dst": "bob", "payload": 3}))
     assert await recv(b) == {"type": "CANDIDATE", "src": "alice", "dst": "bob", "payload": 3}
     await again.close()
+    app = server.app
+    await wait_until(lambda: app.connections == 1, timeout=STEP)  # type: ignore[attr-defined]
     await peers.open(server, "alice", "other")  # gone with its last connection: free
 
 
@@ -197,6 +200,8 @@ async def test_a_drop_frees_the_id_at_once(start_signaling: ServerFactory, peers
     (socket,) = server.app.peerjs.sockets  # type: ignore[attr-defined]
     socket.ws.transport.abort()  # no close handshake: the TCP connection is just gone
     await closed(a)
+    app = server.app
+    await wait_until(lambda: app.connections == 0, timeout=STEP)  # type: ignore[attr-defined]
     await peers.open(server, "alice", "t2")  # another client may have it now, as with the original
 
 
@@ -245,6 +250,18 @@ async def test_rate_limited_messages_are_dropped_and_counted(start_signaling: Se
     assert "signaling_rate_limited_total 2.0" in metrics
     assert 'signaling_peerjs_relayed_total{type="CANDIDATE"} 2.0' in metrics
     assert 'signaling_peerjs_opened_total{outcome="open"} 2.0' in metrics
+
+
+async def test_connections_per_address_count_peerjs_sockets_too(start_signaling: ServerFactory, peers: Peers) -> None:
+    server = await start_signaling(max_connections_per_ip=2, trusted_proxies="none")
+    await peers.open(server, "alice")
+    async with connect(f"ws://127.0.0.1:{server.port}/ws"):  # a native connection from the same address
+        with pytest.raises(InvalidStatus) as refused:
+            await peers.raw(server, "bob")
+        assert refused.value.response.status == 429
+    app = server.app
+    await wait_until(lambda: app.connections == 1, timeout=STEP)  # type: ignore[attr-defined]
+    await peers.open(server, "bob")  # the native one went: room again
 
 
 # --------------------------------------------------------------------------------------------- HTTP API
