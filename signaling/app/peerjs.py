@@ -86,7 +86,7 @@ class PeerJSSocket:
             expire_timeout=s.peerjs_expire_timeout,
             waiting=peerjs.waiting,
             counters=peerjs.counters,
-            clock=app.clock,
+            clock=app.wall_clock,
             logger=log.bind(conn=ws.id, client=client),
         )
         self.driver = SessionDriver(session, self, app.later if app.backends.waits else None)
@@ -177,7 +177,7 @@ class PeerJS:
 
     def _tick(self) -> None:
         self._timer = None
-        now = self.app.clock()
+        now = self.app.wall_clock()  # the sessions' clock
         for session in list(self._waiting):
             if not session.tick(now):
                 self._waiting.discard(session)

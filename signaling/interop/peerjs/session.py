@@ -82,6 +82,7 @@ class PeerJSSession:
         max_peers: the most peers one key holds.
         expire_timeout: seconds a message waits for its peer before the sender gets ``EXPIRE``.
         waiting: called when this session starts having messages that wait (the caller then ticks it).
+        clock: the wall clock (Unix seconds), as the directory's leases take it; ``tick`` takes the same.
     """
 
     __slots__ = (
@@ -118,7 +119,7 @@ class PeerJSSession:
         expire_timeout: float,
         waiting: Callable[[PeerJSSession], None],
         counters: PeerJSCounters | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         logger: Logger | None = None,
     ) -> None:
         self._backends = backends
