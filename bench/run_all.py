@@ -25,6 +25,7 @@ def plan(quick: bool) -> list[list[str]]:
             ["bench.bench_cluster", "--quick"],
             ["bench.bench_abuse", "--quick"],
             ["bench.bench_cluster_abuse", "--quick"],
+            ["bench.bench_peerjs", "--quick"],
             ["bench.bench_load", "both", "--conns", "2000", "--churn-clients", "200", "--seconds", "10"],
         ]
     return [
@@ -35,6 +36,7 @@ def plan(quick: bool) -> list[list[str]]:
         ["bench.bench_cluster"],
         ["bench.bench_abuse"],
         ["bench.bench_cluster_abuse"],
+        ["bench.bench_peerjs"],
         ["bench.bench_load"],
     ]
 
