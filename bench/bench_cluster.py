@@ -39,18 +39,21 @@ TARGET_P99 = 2.0
 TARGET_THROUGHPUT = 0.5
 
 
-def node_command(port: int, redis_url: str | None) -> list[str]:
+def node_command(port: int, redis_url: str | None, extra: Sequence[str] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "signaling", "serve", "--host", "127.0.0.1", "--port", str(port), "--uvloop"]
     cmd += ["--rate-limit", "1000000", "--rate-burst", "1000000", "--room-max-peers", "8", "--max-rooms", "100000"]
     cmd += LIFTED_LIMITS
     if redis_url is not None:
         cmd += ["--redis-url", redis_url]
-    return cmd
+    return [*cmd, *extra]
 
 
 @contextlib.contextmanager
-def server_side(setup: str, cpu: int | None) -> Iterator[tuple[list[int], list[int], list[str]]]:
-    """Start a set-up's processes on ``cpu``; yield (ports the clients use, pids, their names)."""
+def server_side(
+    setup: str, cpu: int | None, extra: Sequence[str] = ()
+) -> Iterator[tuple[list[int], list[int], list[str]]]:
+    """Start a set-up's processes on ``cpu`` (the nodes with ``extra`` arguments); yield (ports the clients use,
+    pids, their names)."""
     with contextlib.ExitStack() as stack:
         pids: list[int] = []
         names: list[str] = []
@@ -70,7 +73,10 @@ def server_side(setup: str, cpu: int | None) -> Iterator[tuple[list[int], list[i
             port = free_port()
             pid, _ = stack.enter_context(
                 started(
-                    pinned(node_command(port, redis_url), cpu), "node", port_ready(port), preexec_fn=_die_with_parent
+                    pinned(node_command(port, redis_url, extra), cpu),
+                    "node",
+                    port_ready(port),
+                    preexec_fn=_die_with_parent,
                 )
             )
             pids.append(pid)

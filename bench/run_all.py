@@ -27,6 +27,7 @@ def plan(quick: bool) -> list[list[str]]:
             ["bench.bench_cluster_abuse", "--quick"],
             ["bench.bench_peerjs", "--quick"],
             ["bench.bench_load", "both", "--conns", "2000", "--churn-clients", "200", "--seconds", "10"],
+            ["bench.bench_webhooks", "--quick"],
         ]
     return [
         ["bench.bench_parse"],
@@ -38,6 +39,7 @@ def plan(quick: bool) -> list[list[str]]:
         ["bench.bench_cluster_abuse"],
         ["bench.bench_peerjs"],
         ["bench.bench_load"],
+        ["bench.bench_webhooks"],
     ]
 
 

@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -194,6 +195,54 @@ def test_python(block: Block, live_server: int, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
     assert "says {'hello': 'bob'}" in done.stdout, done.stdout
+
+
+def test_receiver(tmp_path: Path) -> None:
+    """The webhook receiver example gets a room's life from a real server, checked by its own library."""
+    (block,) = blocks("receiver")
+    port = free_port()
+    script = tmp_path / "receiver.py"
+    script.write_text(re.sub(rf"\b{block.ports[0]}\b", str(port), block.code))
+    secret = subprocess.run(
+        [str(VENV_BIN / "signaling"), "webhook-secret"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    env = shell_env(SIGNALING_WEBHOOK_SECRET=secret)
+    receiver = subprocess.Popen(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until_sync(lambda: listening(port), timeout=STEP, message="the receiver did not listen")
+        hooks = {"SIGNALING_WEBHOOK_URLS": f"http://127.0.0.1:{port}/", "SIGNALING_WEBHOOK_SECRET": secret}
+        with running_server(env=hooks) as server:
+            join_and_leave(f"ws://127.0.0.1:{server.port}/ws")
+            lines = [receiver_line(receiver) for _ in range(4)]
+    finally:
+        receiver.kill()
+        receiver.communicate()
+    peer = lines[1].split()[3]
+    assert lines == ["room.started demo 1", f"peer.joined demo 2 {peer}", f"peer.left demo 3 {peer} left",
+                     "room.finished demo 4"]  # fmt: skip
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def receiver_line(receiver: subprocess.Popen[str]) -> str:
+    assert receiver.stdout is not None
+    line = receiver.stdout.readline()
+    assert line, f"the receiver ended: {receiver.stderr.read() if receiver.stderr else ''}"
+    return line.strip()
+
+
+def join_and_leave(url: str) -> None:
+    from websockets.sync.client import connect
+
+    with connect(url) as ws:
+        ws.send(json.dumps({"type": "join", "room": "demo"}))
+        assert json.loads(ws.recv(timeout=STEP))["type"] == "welcome"
+        ws.send(json.dumps({"type": "leave"}))
 
 
 @pytest.mark.parametrize("block", blocks("json"), ids=ids(blocks("json")))

@@ -123,14 +123,14 @@ class ServerApi:
             rooms = await self.directory.rooms(after, limit)
         except SignalingError as exc:
             return _error(503, exc.message, (("Retry-After", "1"),))
-        body: dict[str, Any] = {"rooms": [{"room": room, "peers": peers} for room, peers in rooms]}
-        body["next"] = rooms[-1][0] if len(rooms) == limit else None
+        body: dict[str, Any] = {"rooms": [{"room": r.room, "peers": r.peers, "seq": r.seq} for r in rooms]}
+        body["next"] = rooms[-1].room if len(rooms) == limit else None
         return json_response(200, body)
 
     async def _remove(self, room: str, peer: str | None) -> Response:
         """Remove ``peer`` from ``room``, or every peer of it (None): 204, or 404 when there was none."""
         try:
-            peers = [peer] if peer is not None else [m.peer for m in await self.directory.roster(room)]
+            peers = [peer] if peer is not None else [m.peer for m in (await self.directory.roster(room)).members]
             removed = [p for p in peers if await self.backends.remove(room, p)]
         except SignalingError as exc:
             return _error(503, exc.message, (("Retry-After", "1"),))
@@ -155,7 +155,7 @@ class ServerApi:
 
     async def _send(self, room: str, to: str | None, text: str) -> Response:
         try:
-            members = await self.directory.roster(room)
+            members = (await self.directory.roster(room)).members
         except SignalingError as exc:
             return _error(503, exc.message, (("Retry-After", "1"),))
         targets = [m for m in members if to is None or m.peer == to]
@@ -166,10 +166,10 @@ class ServerApi:
 
     async def _room(self, room: str) -> Response:
         try:
-            members = await self.directory.roster(room)
+            roster = await self.directory.roster(room)
         except SignalingError as exc:
             return _error(503, exc.message, (("Retry-After", "1"),))
-        if not members:
+        if not roster.members:
             return _error(404, f"no room {room!r}")
-        peers = [{"id": m.peer, "name": m.name, "meta": m.meta, "connected": bool(m.node)} for m in members]
-        return json_response(200, {"room": room, "peers": peers})
+        peers = [{"id": m.peer, "name": m.name, "meta": m.meta, "connected": bool(m.node)} for m in roster.members]
+        return json_response(200, {"room": room, "seq": roster.seq, "peers": peers})

@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the auth secret (default: SIGNALING_AUTH_SECRET; prefer the variable: arguments show in ps)",
     )
+    sub.add_parser(
+        "webhook-secret",
+        help="print a new webhook signing secret (whsec_..., for SIGNALING_WEBHOOK_SECRET and your receiver)",
+    )
     health = sub.add_parser(
         "health",
         help="exit 0 if the server on this host answers /healthz (a container's HEALTHCHECK)",
@@ -170,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "health":
         return _health(args.url, args.timeout)
+    if args.command == "webhook-secret":
+        from .webhooks import new_secret
+
+        print(new_secret())
+        return 0
     if args.command == "token":
         return _print_token(args.room, args.ttl, args.name, args.secret or os.environ.get("SIGNALING_AUTH_SECRET"))
     from signaling.logs import configure_logging

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from signaling.cluster.node import ClusterNode
     from signaling.interop.peerjs.session import PeerJSCounters
 
+    from .webhooks import WebhookSender
     from .wiring import SignalingApp
 
 __all__ = ["CONTENT_TYPE", "Metrics", "close_code_label"]
@@ -80,6 +81,38 @@ def _cluster_health(cluster: ClusterNode) -> Iterator[Metric]:
     for setting in config.checked:
         family.add_metric([setting], int(setting in wrong))
     yield family
+
+
+def _webhooks(sender: WebhookSender) -> Iterator[Metric]:
+    family = CounterMetricFamily(
+        "signaling_webhook_deliveries",
+        "Webhook events delivered to a URL (a 2xx), or given up after the retry period, by result.",
+        labels=["result"],
+    )
+    family.add_metric(["sent"], sender.sent)
+    family.add_metric(["given_up"], sender.given_up)
+    yield family
+    yield CounterMetricFamily(
+        "signaling_webhook_retries",
+        "Webhook tries that failed (not 2xx, no answer) and were retried.",
+        value=sender.retried,
+    )
+    yield GaugeMetricFamily(
+        "signaling_webhook_queue_depth",
+        "Webhook events waiting or being sent (a cluster's outbox, as its sender last read it).",
+        value=sender.outbox.depth(),
+    )
+    yield CounterMetricFamily(
+        "signaling_webhook_events_lost",
+        "Webhook events not kept because the queue was full (a gap in their room's seq).",
+        value=sender.outbox.lost(),
+    )
+    yield _histogram(
+        "signaling_webhook_delivery_latency_seconds",
+        "From the change in the room to its event's 2xx, per URL.",
+        sender.latency,
+        unit_label=lambda b: "+Inf" if b == float("inf") else f"{b:g}",
+    )
 
 
 class _SignalingCollector(Collector):
@@ -147,6 +180,8 @@ class _SignalingCollector(Collector):
         yield CounterMetricFamily(
             "signaling_turn_credentials_issued", "TURN credentials handed out.", value=app.turn_credentials_issued
         )
+        if app.webhooks is not None:
+            yield from _webhooks(app.webhooks)
         if stats is None:
             return
         yield CounterMetricFamily("signaling_handshakes", "WebSocket handshakes accepted.", value=stats.handshakes)

@@ -145,7 +145,7 @@ class PeerJSSocket:
         app.connections -= 1
         app.limits.closed(self._client)
         self._peerjs.sockets.discard(self)
-        self.driver.end(left=False)
+        self.driver.end(left=closed.by_peer)  # PeerJS has no end-session code: a close the client started
         log.info("disconnected", conn=self.ws.id, client=self._client, code=closed.code, reason=closed.reason)
 
 
@@ -249,7 +249,7 @@ class PeerJS:
 
     async def _peers(self, key: str, cors: tuple[tuple[str, str], ...]) -> Response:
         try:
-            members = await self.app.backends.directory.roster(wire.room_of(key))
+            members = (await self.app.backends.directory.roster(wire.room_of(key))).members
         except SignalingError as exc:
             return _text(503, exc.message, cors)
         start = len(key) + 1

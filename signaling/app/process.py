@@ -19,7 +19,7 @@ from .addresses import parse_networks
 from .echo import EchoApp
 from .settings import Settings
 from .tls import CertReloader
-from .wiring import STEPS_TIMEOUT, SignalingApp
+from .wiring import STEPS_TIMEOUT, WEBHOOK_FLUSH, SignalingApp
 
 __all__ = ["build_server", "longest_drain", "run", "serve"]
 
@@ -92,6 +92,8 @@ def longest_drain(settings: Settings) -> float:
     cluster. The grace period before SIGKILL must cover it (Kubernetes' terminationGracePeriodSeconds, with the
     preStop pause: deploy/kubernetes/deployment.yaml; compose's stop_grace_period)."""
     seconds = transport_config(settings).close_wait + STEPS_TIMEOUT
+    if settings.webhook_urls and settings.redis_url is None:
+        seconds += WEBHOOK_FLUSH
     return seconds + (longest_stop() if settings.redis_url is not None else 0.0)
 
 

@@ -15,11 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from signaling.protocol import facts
+
+from .webhooks import secret_key
 
 __all__ = ["DEFAULT_WEB_ROOT", "Settings", "settings_table"]
 
@@ -81,6 +84,20 @@ class Settings(BaseSettings):
     allowed_origins: CommaList = Field(
         default_factory=list,
         description="Browser origins allowed besides the server's own (https://app.example); * allows any.",
+    )
+    webhook_urls: CommaList = Field(
+        default_factory=list, description="Your backend's URLs that get the room events (webhooks); unset: none."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="The webhooks' signing secret: whsec_ + base64 (signaling webhook-secret prints one)."
+    )
+    webhook_retry_for: float = Field(
+        facts.DEFAULT_WEBHOOK_RETRY_FOR, gt=0, description="Seconds an event is retried for before it is given up."
+    )
+    webhook_queue: int = Field(
+        facts.DEFAULT_WEBHOOK_QUEUE,
+        ge=1,
+        description="Webhook events waiting at most (in memory, or the cluster's in Redis); more are counted lost.",
     )
 
     # Transport limits and timers
@@ -207,7 +224,7 @@ class Settings(BaseSettings):
             return json.loads(value) if value.strip() else []
         return value
 
-    @field_validator("trusted_proxies", "allowed_origins", "turn_urls", "peerjs_keys", mode="before")
+    @field_validator("trusted_proxies", "allowed_origins", "turn_urls", "webhook_urls", "peerjs_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -241,6 +258,13 @@ class Settings(BaseSettings):
             raise ValueError("path must not be under peerjs_path")
         if (self.turn_secret is None) != (not self.turn_urls):
             raise ValueError("turn_secret and turn_urls go together")
+        if (self.webhook_secret is None) != (not self.webhook_urls):
+            raise ValueError("webhook_secret and webhook_urls go together")
+        if self.webhook_secret is not None:
+            secret_key(self.webhook_secret.get_secret_value())  # ValueError says what a secret looks like
+        for url in self.webhook_urls:
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise ValueError(f"webhook URLs are http:// or https:// URLs with a host, not {url!r}")
         if self.rate_burst_bytes < self.max_message_size and not self.echo:
             raise ValueError("rate_burst_bytes must be at least max_message_size, or big messages could never pass")
         return self

@@ -25,6 +25,7 @@ from signaling.protocol.models import IceServer
 from signaling.rooms.auth import AuthThrottle, JoinAuthorizer, RoomTokens
 from signaling.rooms.backends import Backends, in_memory
 from signaling.rooms.driver import SessionDriver, run_inline
+from signaling.rooms.events import InMemoryOutbox
 from signaling.rooms.ice import IceServerList, TurnCredentials
 from signaling.rooms.limits import JoinDeadline, JoinDeadlines, MessageRateLimit
 from signaling.rooms.session import Session, SessionCounters
@@ -44,6 +45,7 @@ from .origins import OriginPolicy
 from .peerjs import PeerJS
 from .routes import StaticFiles, http_response, not_found, refused
 from .settings import Settings
+from .webhooks import WebhookSender
 
 __all__ = ["SessionSocket", "SignalingApp"]
 
@@ -56,6 +58,8 @@ DRAINING = "server draining: reconnect to continue"
 CLUSTER_LOST = "the room service is unavailable: reconnect in a moment"
 #: Seconds a drain waits for the session steps still running (joins, ends of sessions) before it goes on.
 STEPS_TIMEOUT = 5.0
+#: Seconds a drain gives the webhooks still waiting in a single process's outbox (in a cluster they wait in Redis).
+WEBHOOK_FLUSH = 5.0
 
 
 def batched(handle: Callable[[str], None], batch: WriteBatch) -> Callable[[str], None]:
@@ -219,6 +223,17 @@ class SignalingApp:
                 AuthThrottle(settings.auth_max_failures, settings.auth_failure_window),
                 wall_clock,
             )
+        #: The webhooks to the application's backend (``settings.webhook_urls``), if on; started by ``start``.
+        self.webhooks: WebhookSender | None = None
+        if settings.webhook_secret is not None and self.backends.outbox is not None:
+            self.webhooks = WebhookSender(
+                settings.webhook_urls,
+                settings.webhook_secret.get_secret_value(),
+                self.backends.outbox,
+                retry_for=settings.webhook_retry_for,
+                clock=clock,
+                wall_clock=wall_clock,
+            )
         #: The server API for the application's backend (``settings.api_key``), if on.
         self.api: ServerApi | None = None
         if settings.api_key is not None:
@@ -264,8 +279,10 @@ class SignalingApp:
             "kept_count": settings.resume_buffer,
             "kept_bytes": settings.resume_buffer_bytes,
         }
+        webhooks = bool(settings.webhook_urls)
         if settings.redis_url is None:
-            return in_memory(**limits)
+            outbox = InMemoryOutbox(settings.webhook_queue, self.wall_clock) if webhooks else None
+            return in_memory(**limits, outbox=outbox)
         self.cluster = ClusterNode(
             settings.redis_url.get_secret_value(),
             **limits,
@@ -275,16 +292,19 @@ class SignalingApp:
             on_lost=self._cluster_lost,
             on_restored=lambda: log.info("accepting_again"),
             clock=self.wall_clock,
+            webhook_queue=settings.webhook_queue if webhooks else None,
         )
         return self.cluster.backends
 
     # ------------------------------------------------------------------ life
 
     async def start(self) -> None:
-        """Join the cluster, if any (or keep trying: until then the server is not ready)."""
+        """Join the cluster, if any (or keep trying: until then the server is not ready); send webhooks."""
         if self.cluster is not None:
             await self.cluster.start()
             self._schedule_grace_sweep()  # it also ends the sessions of nodes that died
+        if self.webhooks is not None:  # after the link, so a cluster's sender looks at once
+            self.webhooks.start()
 
     @property
     def accepting(self) -> bool:
@@ -307,6 +327,8 @@ class SignalingApp:
         await self.drain()
         if self.cluster is not None:
             await self.cluster.stop()
+        if self.webhooks is not None:  # the sessions' last events first (in memory: they go with the process)
+            await self.webhooks.stop(flush=WEBHOOK_FLUSH)
 
     def use_transport(self, server: WebSocketServer) -> None:
         """The process's transport server: its counts for /metrics, its write batch for texts from other nodes."""
@@ -459,6 +481,7 @@ class SignalingApp:
             "peers": stats.peers,
             "local_peers": stats.local_peers,
             "cluster": self._cluster_health(stats.nodes),
+            "webhooks": self.webhooks.health() if self.webhooks is not None else None,
         }
 
     def _cluster_health(self, nodes: int) -> dict[str, object] | None:

@@ -24,10 +24,13 @@ from signaling.rooms.directory import (
     DirectoryStats,
     PeerTaken,
     RoomDirectory,
+    RoomSummary,
+    Roster,
     room_full,
     server_full,
     unavailable,
 )
+from signaling.rooms.events import LeftBecause
 from signaling.rooms.peers import LiveMembers, Member, new_peer_id
 
 from .link import RedisLink, Unavailable
@@ -188,7 +191,7 @@ class RedisDirectory(RoomDirectory):
             view.ready.set_exception(Unavailable(str(exc)))
             view.ready.exception()  # retrieved: the waiters, if any, get it too
             raise unavailable() from None
-        view.load(int(reply[0]), members_from(room, reply[1:]))
+        view.load(int(reply[0]), members_from(room, reply[2:]))
         return view
 
     def _unhold(self, room: str, view: RoomView) -> None:
@@ -264,8 +267,10 @@ class RedisDirectory(RoomDirectory):
         self._connected(member.room, view, member.peer)
         return members_from(member.room, reply[1:])
 
-    async def leave(self, peer: str, lease: str | None = None) -> Departure | None:
-        reply = await self._finish(peer, "signaling_leave", peer, lease or "")
+    async def leave(
+        self, peer: str, lease: str | None = None, reason: LeftBecause = LeftBecause.LEFT
+    ) -> Departure | None:
+        reply = await self._finish(peer, "signaling_leave", peer, lease or "", reason.value)
         departures = self._departures(reply)
         return departures[0] if departures else None
 
@@ -354,13 +359,13 @@ class RedisDirectory(RoomDirectory):
         self._where.clear()
         return departures
 
-    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
+    async def rooms(self, after: str, limit: int) -> list[RoomSummary]:
         reply = await self._read("signaling_rooms", after, limit)
-        return [(reply[i], int(reply[i + 1])) for i in range(0, len(reply), 2)]
+        return [RoomSummary(reply[i], int(reply[i + 1]), int(reply[i + 2])) for i in range(0, len(reply), 3)]
 
-    async def roster(self, room: str) -> list[Member]:
+    async def roster(self, room: str) -> Roster:
         reply = await self._read("signaling_snapshot", room)
-        return members_from(room, reply[1:])
+        return Roster(members_from(room, reply[2:]), int(reply[1]))
 
     async def _read(self, function: str, *args: Any) -> list[Any]:
         """A read-only call of library.lua; ``unavailable`` when Redis cannot answer."""

@@ -16,7 +16,8 @@
 -- left in Redis STATE_TTL_MS after the last node stopped or died, and no key lives without an owner.
 local STATE_TTL_MS = 3600000
 -- The cluster-wide keys (suffixes after P:).
-local GLOBAL_KEYS = {'nodes', 'dead', 'rooms', 'peers', 'leases', 'graces', 'order', 'version'}
+local GLOBAL_KEYS = {'nodes', 'dead', 'rooms', 'peers', 'leases', 'graces', 'order', 'version', 'seq', 'wh', 'wh:on',
+  'wh:lost'}
 -- Members whose keys a heartbeat renews, at most (a node's members are renewed over several heartbeats).
 local RENEW_BATCH = 200
 
@@ -83,6 +84,30 @@ local function members_of(P, room)
   return out
 end
 
+-- Record a webhook event of `room` (library.lua and signaling/rooms/events.py agree on the kinds): it takes the
+-- room's next number (P:seq, kept whether or not webhooks are on: the server API shows it) and, when a node with
+-- webhooks registered the outbox (P:wh:on: the cluster's id nonce and the outbox's bound), goes into the outbox
+-- stream P:wh, in the same atomic step as the change it tells of. A full outbox counts it in P:wh:lost instead.
+local function record(P, room, kind, peer, detail)
+  local seq = redis.call('HINCRBY', P .. ':seq', room, 1)
+  redis.call('PEXPIRE', P .. ':seq', STATE_TTL_MS)
+  local on = redis.call('HMGET', P .. ':wh:on', 'n', 'max')
+  if not on[1] then
+    return
+  end
+  local stream = P .. ':wh'
+  if redis.call('XLEN', stream) >= tonumber(on[2]) then
+    redis.call('INCR', P .. ':wh:lost')
+    redis.call('PEXPIRE', P .. ':wh:lost', STATE_TTL_MS)
+    return
+  end
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('XADD', stream, '*', 't', kind, 'r', room, 's', seq, 'ms', ms, 'n', on[1], 'p', peer or '',
+    'd', detail or '')
+  redis.call('PEXPIRE', stream, STATE_TTL_MS)
+end
+
 local function publish_change(P, room, change)
   local version = redis.call('INCR', P .. ':version')
   if redis.call('EXISTS', P .. ':r:' .. room) == 1 then
@@ -94,8 +119,9 @@ local function publish_change(P, room, change)
   return version
 end
 
--- Remove a member; returns {room, j, node, res, <the members left: j, node, res...>} or nil.
-local function remove(P, peer)
+-- Remove a member (`reason`: its peer.left event's); returns {room, j, node, res, <the members left: j, node,
+-- res...>} or nil.
+local function remove(P, peer, reason)
   local key = P .. ':m:' .. peer
   local f = redis.call('HMGET', key, 'room', 'j', 'node', 'res', 'lease')
   if not f[1] then
@@ -113,6 +139,11 @@ local function remove(P, peer)
   redis.call('SREM', P .. ':peers', peer)
   unghost(P, peer, key)
   redis.call('DEL', key, P .. ':k:' .. peer)
+  record(P, room, 'peer.left', peer, reason)
+  if redis.call('EXISTS', P .. ':r:' .. room) == 0 then
+    record(P, room, 'room.finished')
+    redis.call('HDEL', P .. ':seq', room)
+  end
   publish_change(P, room, 'l|' .. peer)
   local out = {room, f[2], f[3], f[4]}
   for _, x in ipairs(members_of(P, room)) do
@@ -122,8 +153,8 @@ local function remove(P, peer)
 end
 
 -- End `peer`'s membership, its departure appended to `gone`; false when it was no member (any more).
-local function depart(P, peer, gone)
-  local departure = remove(P, peer)
+local function depart(P, peer, gone, reason)
+  local departure = remove(P, peer, reason)
   if departure then
     gone[#gone + 1] = departure
   end
@@ -139,8 +170,9 @@ local function bury(P, node)
 end
 
 -- Up to `budget` members connected to a node that is gone: resumable ones get a grace period (they may resume
--- on another node), the others leave; their departures are appended to `gone`. Returns the budget left.
-local function orphan(P, node, grace_until, budget, gone)
+-- on another node), the others leave (`reason`); their departures are appended to `gone`. Returns the budget
+-- left. A node that died ('node-lost') marks its resumable ones, whose grace may run out with that reason.
+local function orphan(P, node, grace_until, budget, gone, reason)
   local set = P .. ':n:' .. node
   for _, peer in ipairs(redis.call('SRANDMEMBER', set, budget)) do
     budget = budget - 1
@@ -148,10 +180,10 @@ local function orphan(P, node, grace_until, budget, gone)
     local f = redis.call('HMGET', key, 'res', 'lease')
     if grace_until > 0 and f[1] == '1' and f[2] and f[2] ~= '' then
       redis.call('ZADD', P .. ':graces', 'NX', grace_until, peer)
-      redis.call('HSET', key, 'node', '')
+      redis.call('HSET', key, 'node', '', 'why', reason == 'node-lost' and reason or '')
       redis.call('SREM', set, peer)
       renew(P, peer, nil, grace_until * 1000)
-    elseif not depart(P, peer, gone) then
+    elseif not depart(P, peer, gone, reason) then
       redis.call('SREM', set, peer)
     end
   end
@@ -161,10 +193,15 @@ local function orphan(P, node, grace_until, budget, gone)
   return budget
 end
 
--- P, node, ttl_ms, now: a node starts.
+-- P, node, ttl_ms, now[, nonce, outbox bound]: a node starts; one that sends webhooks turns the outbox on (the
+-- first such node's nonce stays the cluster's, the part of every event id that tells clusters apart).
 redis.register_function('signaling_register', function(_, a)
   local P, node = a[1], a[2]
   redis.call('HSET', P .. ':nodes', node, a[4])
+  if a[5] then
+    redis.call('HSETNX', P .. ':wh:on', 'n', a[5])
+    redis.call('HSET', P .. ':wh:on', 'max', a[6])
+  end
   redis.call('SET', P .. ':alive:' .. node, '1', 'PX', a[3])
   renew_globals(P, node)
   return 1
@@ -195,15 +232,18 @@ end)
 redis.register_function('signaling_retire', function(_, a)
   local P, node = a[1], a[2]
   bury(P, node)
+  if redis.call('GET', P .. ':wh:lead') == node then
+    redis.call('DEL', P .. ':wh:lead')
+  end
   local gone = {}
-  orphan(P, node, tonumber(a[3]), tonumber(a[4]), gone)
+  orphan(P, node, tonumber(a[3]), tonumber(a[4]), gone, 'dropped')
   return {redis.call('SCARD', P .. ':n:' .. node), gone}
 end)
 
--- P, room: the room's members and the version they reflect.
+-- P, room: the version and the room's last event number the members reflect, then the members.
 redis.register_function('signaling_snapshot', function(_, a)
   local P = a[1]
-  local out = {tonumber(redis.call('GET', P .. ':version') or '0')}
+  local out = {tonumber(redis.call('GET', P .. ':version') or '0'), tonumber(redis.call('HGET', P .. ':seq', a[2]) or '0')}
   for _, x in ipairs(members_of(P, a[2])) do
     out[#out + 1] = x
   end
@@ -211,7 +251,7 @@ redis.register_function('signaling_snapshot', function(_, a)
 end)
 
 -- P, after, limit: the rooms named after `after` (byte order), at most `limit`, each followed by its number of
--- members: {room, n, room, n...}. Read-only, for the server API; sorting all names is bounded by max_rooms.
+-- members and its last event number: {room, n, seq, room, n, seq...}. Read-only, for the server API; sorting all names is bounded by max_rooms.
 redis.register_function{
   function_name = 'signaling_rooms',
   flags = {'no-writes'},
@@ -228,6 +268,7 @@ redis.register_function{
     for i = 1, math.min(limit, #names) do
       out[#out + 1] = names[i]
       out[#out + 1] = redis.call('ZCARD', P .. ':r:' .. names[i])
+      out[#out + 1] = tonumber(redis.call('HGET', P .. ':seq', names[i]) or '0')
     end
     return out
   end,
@@ -257,6 +298,10 @@ register_fenced('signaling_join', function(P, a)
       out[#out + 1] = x
     end
   end
+  if count == 0 then
+    record(P, room, 'room.started')
+  end
+  record(P, room, 'peer.joined', peer, a[5])
   redis.call('ZADD', room_key, redis.call('INCR', P .. ':order'), peer)
   redis.call('HSET', key, 'room', room, 'j', a[5], 'node', node, 'res', a[7], 'lease', lease, 'seq', 0, 'kb', 0)
   if lease ~= '' then
@@ -270,13 +315,13 @@ register_fenced('signaling_join', function(P, a)
   return out
 end)
 
--- P, deadline, peer, lease ('' for any): leave. Returns {'ok', <departure>} or {'none'}.
+-- P, deadline, peer, lease ('' for any), reason: leave. Returns {'ok', <departure>} or {'none'}.
 register_fenced('signaling_leave', function(P, a)
   local peer, lease = a[3], a[4]
   if lease ~= '' and redis.call('HGET', P .. ':m:' .. peer, 'lease') ~= lease then
     return {'none'}
   end
-  local departure = remove(P, peer)
+  local departure = remove(P, peer, a[5])
   if not departure then
     return {'none'}
   end
@@ -306,13 +351,13 @@ register_fenced('signaling_release', function(P, a)
     redis.call('ZADD', budget, grace_until, peer)
     redis.call('PEXPIREAT', budget, math.floor(grace_until * 1000) + STATE_TTL_MS)
   end
-  redis.call('HSET', key, 'node', '', 'g', table.concat(names, ' '))
+  redis.call('HSET', key, 'node', '', 'g', table.concat(names, ' '), 'why', '')
   for i = 6, #a, 2 do
     local budget = P .. ':g:' .. a[i]
     local over = redis.call('ZCARD', budget) - tonumber(a[i + 1])
     if over > 0 then
       for _, ghost in ipairs(redis.call('ZRANGE', budget, 0, over - 1)) do
-        if not depart(P, ghost, out) then
+        if not depart(P, ghost, out, 'expired') then
           redis.call('ZREM', budget, ghost)
         end
       end
@@ -337,7 +382,7 @@ register_fenced('signaling_claim', function(P, a)
   local f = redis.call('HMGET', key, 'room', 'j', 'res', 'node')
   redis.call('HDEL', P .. ':leases', digest)
   redis.call('HSET', P .. ':leases', a[4], peer)
-  redis.call('HSET', key, 'lease', a[4], 'node', node)
+  redis.call('HSET', key, 'lease', a[4], 'node', node, 'why', '')
   redis.call('ZREM', P .. ':graces', peer)
   unghost(P, peer, key)
   renew(P, peer, f[1], 0)
@@ -388,16 +433,39 @@ redis.register_function('signaling_sweep', function(_, a)
     if budget <= 0 then
       break
     end
-    budget = orphan(P, node, grace_until, budget, gone)
+    budget = orphan(P, node, grace_until, budget, gone, 'node-lost')
   end
   if budget > 0 then
     for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':graces', '-inf', now, 'LIMIT', 0, budget)) do
-      if not depart(P, peer, gone) then
+      local why = redis.call('HGET', P .. ':m:' .. peer, 'why')
+      if not depart(P, peer, gone, (why and why ~= '') and why or 'expired') then
         redis.call('ZREM', P .. ':graces', peer)
       end
     end
   end
   return gone
+end)
+
+-- P, node, after, limit, lease_ms: the webhook sender of `node` asks for the outbox's events after stream id
+-- `after` ('' for the first). One node at a time sends (P:wh:lead, a lease it renews with each call), so each
+-- event is sent once for the cluster, in order; when its lease lapses (the node died) another takes over and
+-- starts from the oldest event not yet done. Returns {'follow'} to the others, else
+-- {'lead', events waiting, events lost, <up to `limit` entries: id, fields>}.
+redis.register_function('signaling_outbox_take', function(_, a)
+  local P, node, limit = a[1], a[2], tonumber(a[4])
+  local lead = P .. ':wh:lead'
+  local holder = redis.call('GET', lead)
+  if holder and holder ~= node then
+    return {'follow'}
+  end
+  redis.call('SET', lead, node, 'PX', a[5])
+  local stream = P .. ':wh'
+  local out = {'lead', redis.call('XLEN', stream), tonumber(redis.call('GET', P .. ':wh:lost') or '0')}
+  if limit > 0 then
+    local start = a[3] == '' and '-' or '(' .. a[3]
+    out[4] = redis.call('XRANGE', stream, start, '+', 'COUNT', limit)
+  end
+  return out
 end)
 
 -- P, sender, number, max_count, max_bytes, then (peers, head, tail) for each text, `peers` its resumable

@@ -34,6 +34,7 @@ from signaling.rooms.delivery import Deliveries
 
 from .directory import RedisDirectory
 from .link import RedisLink, Unavailable
+from .outbox import RedisOutbox
 from .redis_config import RedisConfig, config_value, parse_omem, parse_output_limits
 from .replay import RedisReplay
 from .routing import RedisRouter
@@ -93,6 +94,7 @@ class ClusterNode:
         on_restored: Callable[[], None],
         clock: Callable[[], float] = time.time,
         timeout: float = LINK_TIMEOUT,
+        webhook_queue: int | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
@@ -110,7 +112,9 @@ class ClusterNode:
         )
         self.router = RedisRouter(Deliveries(), kept_count=kept_count, kept_bytes=kept_bytes)
         self.replay = RedisReplay(kept_count=kept_count, kept_bytes=kept_bytes)
-        self.backends = Backends(self.directory, self.router, self.replay)
+        #: The webhook outbox (``webhook_queue``: its bound; None: this node sends no webhooks).
+        self.outbox = RedisOutbox(webhook_queue) if webhook_queue is not None else None
+        self.backends = Backends(self.directory, self.router, self.replay, self.outbox)
         #: Where the messages of this node's channel go; the process wraps it in its transport's write batch.
         self.on_delivery: Callable[[str], None] = self.router.on_delivery
         self._on_lost = on_lost
@@ -164,7 +168,7 @@ class ClusterNode:
             self.url,
             self.names,
             new_node_id(),
-            on_change=self.directory.on_change,
+            on_change=self._on_change,
             on_delivery=lambda payload: self.on_delivery(payload),
             on_lost=self._lost,
             on_refused=self.router.on_refused,
@@ -174,18 +178,25 @@ class ClusterNode:
         )
         await link.open()
         try:
-            await link.fcall("signaling_register", link.node, self._ttl_ms, self._clock())
+            outbox = self.outbox.register_args() if self.outbox is not None else ()
+            await link.fcall("signaling_register", link.node, self._ttl_ms, self._clock(), *outbox)
             self.redis_config = await self._read_config(link)
         except Unavailable:
             await link.close()
             raise
         self._link = link
-        for part in (self.directory, self.router, self.replay):
-            part.link_up(link)
+        for part in (self.directory, self.router, self.replay, self.outbox):
+            if part is not None:
+                part.link_up(link)
         self.down_reason = None
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat(link))
         # The one place that maps the node id (random, shown by /healthz) to the host and process.
         log.info("cluster_joined", node=link.node, redis=self.names.prefix, host=socket.gethostname(), pid=os.getpid())
+
+    def _on_change(self, payload: str) -> None:
+        self.directory.on_change(payload)
+        if self.outbox is not None:  # every event comes with a membership change: the sender looks
+            self.outbox.poke()
 
     @property
     def _ttl_ms(self) -> int:
@@ -337,3 +348,5 @@ class ClusterNode:
         self.directory.link_down()
         self.router.link_down(lost)
         self.replay.link_down()
+        if self.outbox is not None:
+            self.outbox.link_down()

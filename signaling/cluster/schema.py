@@ -22,6 +22,11 @@ library.lua, the Redis functions that change the state, uses the same names. Wit
                             ``n:<node>``: see ``RoomDirectory.ghost_budgets``), scored by the end of their grace
 ``P:sent:<sender>``         the last ``signaling_deliver`` call a process ran (each runs once; kept a day)
 ``P:order``, ``P:version``  counters: join order, and the version of membership changes
+``P:seq``                   hash: room -> the number of its last webhook event (``signaling.rooms.events``)
+``P:wh``                    stream: the webhook outbox, events not yet delivered or given up (cluster/outbox.py)
+``P:wh:on``                 hash: the outbox is on (a node sends webhooks): ``n`` (the ids' nonce), ``max``
+``P:wh:lead``               the node that sends the webhooks: a lease it renews
+``P:wh:lost``               counter: events not recorded because the outbox was full
 ==========================  ====================================================================================
 
 Every key expires (library.lua, ``STATE_TTL_MS``: an hour) unless the nodes keep renewing it, so nothing is left
@@ -76,6 +81,10 @@ class Names:
 
     def node_channel(self, node: str) -> str:
         return self.prefix + ":node:" + node
+
+    @property
+    def outbox(self) -> str:
+        return self.prefix + ":wh"
 
 
 def member_from(room: str, j: str, node: str, resumable: str) -> Member:

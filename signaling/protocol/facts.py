@@ -20,6 +20,8 @@ __all__ = [
     "DEFAULT_RESUME_BUFFER_BYTES",
     "DEFAULT_RESUME_GRACE",
     "DEFAULT_ROOM_MAX_PEERS",
+    "DEFAULT_WEBHOOK_QUEUE",
+    "DEFAULT_WEBHOOK_RETRY_FOR",
     "END_SESSION_CLOSE_CODE",
     "FINAL_CLOSE_CODES",
     "MAX_ID_LENGTH",
@@ -83,6 +85,11 @@ DEFAULT_RESUME_BUFFER_BYTES: Final = 128 * 1024
 #: (64 x nodes + 32) x 128 KiB of kept messages: 12 MiB with one node, 20 MiB with two.
 DEFAULT_MAX_GHOSTS_PER_ADDRESS: Final = 32
 DEFAULT_MAX_GHOSTS: Final = 10_000
+#: Webhook events waiting or being sent, at most (one process's queue; in a cluster, the Redis outbox): past it,
+#: new events are counted as lost rather than kept while a receiver is down. About 300 bytes each.
+DEFAULT_WEBHOOK_QUEUE: Final = 100_000
+#: Seconds a webhook event is retried for before it is given up (Standard Webhooks senders: hours to days).
+DEFAULT_WEBHOOK_RETRY_FOR: Final = 3600.0
 
 
 def render_js() -> str:

@@ -14,6 +14,7 @@ from signaling.protocol.encode import peer_left_json
 
 from .delivery import Deliveries
 from .directory import Departure, InMemoryDirectory, RoomDirectory
+from .events import InMemoryOutbox, LeftBecause, Outbox, RoomNumbers
 from .peers import foreign, new_peer_id
 from .replay import InMemoryReplay, ReplayStore
 from .routing import LocalRouter, Router
@@ -24,11 +25,13 @@ __all__ = ["Backends", "in_memory"]
 @dataclass(frozen=True, slots=True)
 class Backends:
     """The room layer of one process: ``directory`` (who is where), ``router`` (texts to members), ``replay``
-    (what resumable sessions are replayed), and the router's ``deliveries`` (this process's connections)."""
+    (what resumable sessions are replayed), the router's ``deliveries`` (this process's connections), and the
+    ``outbox`` of the events the directory records for webhooks (None: webhooks are off)."""
 
     directory: RoomDirectory
     router: Router
     replay: ReplayStore
+    outbox: Outbox | None = None
 
     @property
     def deliveries(self) -> Deliveries:
@@ -57,9 +60,9 @@ class Backends:
         """The application's backend removes ``peer`` from ``room`` (the server API): it leaves at once, its
         resume token dies, the others get ``peer-left`` and its connection, on whichever node, closes with 4003.
         False when there is no such peer in that room (or it left meanwhile)."""
-        if not any(m.peer == peer for m in await self.directory.roster(room)):
+        if not any(m.peer == peer for m in (await self.directory.roster(room)).members):
             return False
-        gone = await self.directory.leave(peer)
+        gone = await self.directory.leave(peer, reason=LeftBecause.REMOVED)
         if gone is None:
             return False
         self.ended([gone])
@@ -85,8 +88,9 @@ def in_memory(
     kept_bytes: int = facts.DEFAULT_RESUME_BUFFER_BYTES,
     node: str = "local",
     peer_ids: Callable[[], str] = new_peer_id,
+    outbox: InMemoryOutbox | None = None,
 ) -> Backends:
-    """The room layer of a single process, with the server's defaults."""
+    """The room layer of a single process, with the server's defaults; ``outbox`` keeps its webhook events."""
     replay = InMemoryReplay(kept_count=kept_count, kept_bytes=kept_bytes)
     directory = InMemoryDirectory(
         max_peers_per_room=max_peers_per_room,
@@ -95,5 +99,6 @@ def in_memory(
         max_ghosts=max_ghosts,
         node=node,
         peer_ids=peer_ids,
+        numbers=RoomNumbers(outbox),
     )
-    return Backends(directory, LocalRouter(Deliveries(), replay), replay)
+    return Backends(directory, LocalRouter(Deliveries(), replay), replay, outbox)

@@ -33,6 +33,7 @@ from signaling.protocol.facts import (
     DEFAULT_ROOM_MAX_PEERS,
 )
 
+from .events import LeftBecause, RoomNumbers
 from .peers import LiveMembers, Member, new_peer_id
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "InMemoryDirectory",
     "PeerTaken",
     "RoomDirectory",
+    "RoomSummary",
+    "Roster",
     "room_full",
     "server_full",
     "unavailable",
@@ -80,6 +83,24 @@ class Departure:
 
     member: Member
     others: list[Member]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSummary:
+    """A room as the server API lists it: its number of members (ghosts included) and its last event number."""
+
+    room: str
+    peers: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """A room's members on every node, in join order, and the ``seq`` of its last event: the snapshot a backend
+    reconciles its webhook events with (events up to ``seq`` are reflected in ``members``)."""
+
+    members: list[Member]
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +159,13 @@ class RoomDirectory(ABC):
         """
 
     @abstractmethod
-    async def leave(self, peer: str, lease: str | None = None) -> Departure | None:
+    async def leave(
+        self, peer: str, lease: str | None = None, reason: LeftBecause = LeftBecause.LEFT
+    ) -> Departure | None:
         """Remove ``peer`` (and its lease); None if it was not in a room.
 
         ``lease`` is the token digest the caller holds: a session since resumed elsewhere (its lease rotated) is
-        not removed by the connection it left behind.
+        not removed by the connection it left behind. ``reason`` is the ``peer.left`` event's.
         """
 
     @abstractmethod
@@ -174,18 +197,19 @@ class RoomDirectory(ABC):
         who tells the others (``peer-left``) and drops what was kept for it."""
 
     @abstractmethod
-    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
-        """The rooms of every node named after ``after`` (in code point order), at most ``limit``, each with its
-        number of members (ghosts included): the server API's listing, paged by name so each page is bounded.
+    async def rooms(self, after: str, limit: int) -> list[RoomSummary]:
+        """The rooms of every node named after ``after`` (in code point order), at most ``limit``: the server
+        API's listing, paged by name so each page is bounded.
 
         Raises:
             SignalingError: ``unavailable`` when the shared state cannot be read.
         """
 
     @abstractmethod
-    async def roster(self, room: str) -> list[Member]:
-        """The members of ``room`` on every node, in join order (ghosts included); empty when there is no such
-        room. Unlike ``members``, read from the shared state: for the server API, not the relay.
+    async def roster(self, room: str) -> Roster:
+        """The members of ``room`` on every node, in join order (ghosts included), none when there is no such
+        room, and its last event number. Unlike ``members``, read from the shared state: for the server API, not
+        the relay.
 
         Raises:
             SignalingError: ``unavailable`` when the shared state cannot be read.
@@ -209,6 +233,7 @@ class InMemoryDirectory(RoomDirectory):
         max_ghosts: int = DEFAULT_MAX_GHOSTS,
         node: str = "local",
         peer_ids: Callable[[], str] = new_peer_id,
+        numbers: RoomNumbers | None = None,
     ) -> None:
         if min(max_peers_per_room, max_rooms, max_ghosts_per_address, max_ghosts) < 1:
             raise ValueError("max_peers_per_room, max_rooms and the ghost limits must be at least 1")
@@ -218,6 +243,7 @@ class InMemoryDirectory(RoomDirectory):
         self.max_ghosts = max_ghosts
         self.node = node
         self._new_id = peer_ids
+        self.numbers = numbers if numbers is not None else RoomNumbers()
         self._rooms: dict[str, dict[str, Member]] = {}
         self._peers: dict[str, Member] = {}
         self._leases: dict[str, str] = {}  # token digest -> peer
@@ -240,6 +266,7 @@ class InMemoryDirectory(RoomDirectory):
             raise PeerTaken(member.peer)
         limit = self.max_peers_per_room if max_peers is None else max_peers
         members = self._rooms.get(member.room)
+        new_room = members is None
         if members is None:
             if len(self._rooms) >= self.max_rooms:
                 raise server_full(member.room, self.max_rooms)
@@ -252,12 +279,15 @@ class InMemoryDirectory(RoomDirectory):
         if lease is not None:
             self._leases[lease] = member.peer
             self._lease_of[member.peer] = lease
+        self.numbers.joined(member, new_room=new_room)
         return already
 
-    async def leave(self, peer: str, lease: str | None = None) -> Departure | None:
-        return self._leave(peer, lease)
+    async def leave(
+        self, peer: str, lease: str | None = None, reason: LeftBecause = LeftBecause.LEFT
+    ) -> Departure | None:
+        return self._leave(peer, lease, reason)
 
-    def _leave(self, peer: str, lease: str | None) -> Departure | None:
+    def _leave(self, peer: str, lease: str | None, reason: LeftBecause) -> Departure | None:
         member = self._peers.get(peer)
         if member is None or (lease is not None and self._lease_of.get(peer) != lease):
             return None
@@ -266,6 +296,7 @@ class InMemoryDirectory(RoomDirectory):
         del members[peer]
         if not members:
             del self._rooms[member.room]
+        self.numbers.left(member, reason, last=not members)
         digest = self._lease_of.pop(peer, None)
         if digest is not None:
             del self._leases[digest]
@@ -295,7 +326,7 @@ class InMemoryDirectory(RoomDirectory):
             ghosts = self._ghosts.setdefault(name, {})
             ghosts[peer] = None
             while len(ghosts) > limit:
-                gone = self._leave(next(iter(ghosts)), None)
+                gone = self._leave(next(iter(ghosts)), None, LeftBecause.EXPIRED)
                 assert gone is not None  # a ghost is a member
                 ended.append(gone)
         return ended
@@ -324,14 +355,14 @@ class InMemoryDirectory(RoomDirectory):
 
     async def expired(self, now: float) -> list[Departure]:
         due = [peer for peer, until in self._grace.items() if until <= now]
-        return [gone for peer in due if (gone := self._leave(peer, None)) is not None]
+        return [gone for peer in due if (gone := self._leave(peer, None, LeftBecause.EXPIRED)) is not None]
 
-    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
+    async def rooms(self, after: str, limit: int) -> list[RoomSummary]:
         names = sorted(name for name in self._rooms if name > after)[:limit]
-        return [(name, len(self._rooms[name])) for name in names]
+        return [RoomSummary(name, len(self._rooms[name]), self.numbers.seq(name)) for name in names]
 
-    async def roster(self, room: str) -> list[Member]:
-        return list(self._rooms.get(room, {}).values())
+    async def roster(self, room: str) -> Roster:
+        return Roster(list(self._rooms.get(room, {}).values()), self.numbers.seq(room))
 
     def stats(self) -> DirectoryStats:
         connected = len(self._peers) - len(self._grace)

@@ -51,6 +51,7 @@ from signaling.protocol.models import (
 from signaling.protocol.parse import non_finite_error, parse_client_message
 
 from .backends import Backends
+from .events import LeftBecause
 from .ice import IceServerList
 from .peers import LiveMembers, Logger, Member, PeerSink, new_resume_token, token_digest
 
@@ -224,7 +225,7 @@ class Session:
                 return None
             if self._member is None:
                 raise SignalingError(ErrorCode.NOT_JOINED, "join a room before sending leave")
-            return self._answering(msg, self._end("leave"))
+            return self._answering(msg, self._end("leave", LeftBecause.LEFT))
         except SignalingError as exc:
             self._refuse(exc, msg)
         return None
@@ -397,7 +398,7 @@ class Session:
             deliveries.cancel(member.peer)
             reason = "resume_gap" if member.room == msg.room else "resume_other_room"
             self._log.info(reason, last_seq=last_seq, room=msg.room)
-            await self._end(reason)
+            await self._end(reason, LeftBecause.DROPPED)
             return False
         others = [m for m in self._members.values() if m.peer != member.peer]
         welcome = welcome_json(
@@ -439,8 +440,9 @@ class Session:
 
     # ------------------------------------------------------------------ leaving
 
-    async def _end(self, reason: str) -> None:
-        """Leave the room now: the others get ``peer-left``, a resumable session's token dies."""
+    async def _end(self, reason: str, why: LeftBecause) -> None:
+        """Leave the room now: the others get ``peer-left``, a resumable session's token dies; ``why`` is what
+        the ``peer.left`` event says."""
         member = self._member
         if member is None:
             raise SignalingError(ErrorCode.NOT_JOINED, "join a room before sending leave")
@@ -451,7 +453,7 @@ class Session:
         backends.deliveries.detach(member.peer, self._sink)
         announced, self._announced = self._announced, False
         lease, self._lease = self._lease, None
-        gone = await backends.directory.leave(member.peer, lease)
+        gone = await backends.directory.leave(member.peer, lease, why)
         if gone is not None:
             if member.resumable:
                 backends.replay.forget(member.peer)
@@ -471,7 +473,7 @@ class Session:
         """The client ended its session on purpose (it closed the connection with the end-session code): it
         leaves at once, resumable or not. Idempotent with ``dropped``; later texts are ignored."""
         if self._begin_end():
-            await self._end("closed")
+            await self._end("closed", LeftBecause.LEFT)
 
     async def dropped(self) -> None:
         """The connection is gone otherwise (a drop, a close the server started...): a resumable session stays in
@@ -491,7 +493,7 @@ class Session:
                 self._log.info("ghosts_ended", peers=[gone.member.peer for gone in ended])
                 backends.ended(ended)
             return
-        await self._end("closed")
+        await self._end("closed", LeftBecause.DROPPED)
 
     def _begin_end(self) -> bool:
         """Mark the session closed; whether it still has a room to end (not closed before, joined, not moved)."""

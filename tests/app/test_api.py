@@ -100,16 +100,17 @@ async def rooms_and_roster(one: WebSocketServer, other: WebSocketServer) -> None
         for server in (one, other):
             status, body, _ = await call(session, "GET", base(server) + "rooms")
             assert status == 200 and body == {
-                "rooms": [{"room": "a-room", "peers": 2}, {"room": "z", "peers": 1}],
+                "rooms": [{"room": "a-room", "peers": 2, "seq": 3}, {"room": "z", "peers": 1, "seq": 2}],
                 "next": None,
             }
             status, body, _ = await call(session, "GET", base(server) + "rooms?limit=1")
-            assert body == {"rooms": [{"room": "a-room", "peers": 2}], "next": "a-room"}
+            assert body == {"rooms": [{"room": "a-room", "peers": 2, "seq": 3}], "next": "a-room"}
             status, body, _ = await call(session, "GET", base(server) + "rooms?limit=1&after=a-room")
-            assert body["rooms"] == [{"room": "z", "peers": 1}]
+            assert body["rooms"] == [{"room": "z", "peers": 1, "seq": 2}]
             status, body, _ = await call(session, "GET", base(server) + "rooms/a-room")
             assert status == 200 and body == {
                 "room": "a-room",
+                "seq": 3,  # started, a joined, b joined: events up to 3 are in this snapshot
                 "peers": [
                     {"id": wa.peer, "name": "a", "meta": {"role": "host"}, "connected": True},
                     {"id": wb.peer, "name": "b", "meta": None, "connected": True},

@@ -9,6 +9,7 @@ import pytest
 from signaling.cluster.node import ClusterNode
 from tests.cluster.nodes import Nodes
 from tests.rooms.contract import Backend, DeliveryContract, DirectoryContract
+from tests.rooms.events_contract import EventsContract
 
 
 @pytest.fixture
@@ -26,4 +27,8 @@ class TestRedisDirectory(DirectoryContract):
 
 
 class TestRedisDelivery(DeliveryContract):
+    pass
+
+
+class TestRedisEvents(EventsContract):
     pass

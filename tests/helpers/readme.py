@@ -9,7 +9,8 @@ Modes (tests/test_readme.py and tests/e2e/test_readme_js.py carry them out): ``r
 ``serve port=P`` (a server that must answer /healthz, then drain on SIGTERM), ``serve-check port=P`` (the first
 line starts a server, the others run against it), ``background ports=A,B,..`` (starts processes in the
 background; every port must answer), ``peer port=P`` and ``python port=P`` (run against a live server),
-``js`` (a module in Chromium on a live server's page), ``json`` (protocol messages, checked by the models),
+``js`` (a module in Chromium on a live server's page), ``receiver port=P`` (a webhook receiver: a server sends it
+a room's events, which it must print), ``json`` (protocol messages, checked by the models),
 ``docker`` (carried out on the project's own Docker engine by tests/docker/test_compose.py), ``kubernetes`` (needs a
 cluster: the files those commands use are checked instead), ``dry-run`` (``make -n``).
 Ports named in a mode are replaced by free ones before the block runs: tests use free loopback ports only.
@@ -26,8 +27,11 @@ __all__ = ["MODES", "Block", "readme_blocks"]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MODES = frozenset(
-    {"run", "serve", "serve-check", "background", "peer", "python", "js", "json", "docker", "kubernetes", "dry-run"}
-)
+    {
+        "run", "serve", "serve-check", "background", "peer", "python", "js", "json", "docker", "kubernetes", "dry-run",
+        "receiver",
+    }
+)  # fmt: skip
 _DIRECTIVE = re.compile(r"<!-- readme-test: (?P<mode>[\w-]+)(?P<args>(?: \w+=[\w,]+)*)(?: \(.*\))? -->")
 
 

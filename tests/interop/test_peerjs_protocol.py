@@ -16,11 +16,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from signaling.app.webhooks import new_secret
 from signaling.rooms.auth import RoomTokens
 from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.exceptions import ConnectionClosed, InvalidStatus
+from tests.app.test_api import KEY, base, call, http
 from tests.helpers.wait import wait_until
+from tests.helpers.webhook_receiver import receiving
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -262,6 +265,27 @@ async def test_connections_per_address_count_peerjs_sockets_too(start_signaling:
     app = server.app
     await wait_until(lambda: app.connections == 1, timeout=STEP)  # type: ignore[attr-defined]
     await peers.open(server, "bob")  # the native one went: room again
+
+
+async def test_events_and_the_server_api_cover_peerjs_peers(start_signaling: ServerFactory, peers: Peers) -> None:
+    secret = new_secret()
+    async with receiving(secret) as receiver:
+        server = await start_signaling(webhook_urls=receiver.url, webhook_secret=secret, api_key=KEY)
+        a, b = await peers.open(server, "alice", "t1"), await peers.open(server, "bob")
+        await peers.open(server, "alice", "t1")  # a takeover is no event
+        assert (await closed(a)).code == 4001
+        async with http() as session:
+            status, room, _ = await call(session, "GET", base(server) + "rooms/peerjs.peerjs")
+            assert status == 200 and [p["id"] for p in room["peers"]] == ["peerjs.alice", "peerjs.bob"]
+            assert (await call(session, "DELETE", base(server) + "rooms/peerjs.peerjs/peers/peerjs.bob"))[0] == 204
+        assert (await closed(b)).code == 4003
+        events = await receiver.until(4)
+    assert [(e["type"], e["data"].get("peer"), e["data"].get("reason")) for e in events] == [
+        ("room.started", None, None),
+        ("peer.joined", "peerjs.alice", None),
+        ("peer.joined", "peerjs.bob", None),
+        ("peer.left", "peerjs.bob", "removed"),
+    ]
 
 
 # --------------------------------------------------------------------------------------------- HTTP API

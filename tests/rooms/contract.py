@@ -20,7 +20,7 @@ import pytest
 
 from signaling.protocol.errors import ErrorCode, SignalingError
 from signaling.rooms.backends import Backends
-from signaling.rooms.directory import PeerTaken, RoomDirectory
+from signaling.rooms.directory import PeerTaken, RoomDirectory, RoomSummary, Roster
 from signaling.rooms.peers import Member
 from tests.helpers.sinks import RecordingSink
 from tests.helpers.wait import wait_until
@@ -118,7 +118,8 @@ class DirectoryContract:
             # The id is checked before the limits: the full room "r" still answers "taken".
             with pytest.raises(PeerTaken):
                 await directory.join(Member(a.peer, room, "b", None, directory.node, False), "lease-b")
-        assert [m.name for m in await there.roster("r")] == ["a"] and await there.roster("elsewhere") == []
+        assert [m.name for m in (await there.roster("r")).members] == ["a"]
+        assert (await there.roster("elsewhere")).members == []
         assert await there.claim("lease-b", "x", NOW) is None
         gone = await here.leave(a.peer, "lease-a")
         assert gone is not None and gone.member.name == "a"
@@ -158,12 +159,13 @@ class DirectoryContract:
         await there.join(member(there, "a-room"))
         await there.release(b.peer, lease_of(b), NOW + 60)  # a ghost is still in its room
         for directory in (here, there):
-            assert await directory.rooms("", 10) == [("a-room", 1), ("b-room", 2)]
-            assert await directory.rooms("", 1) == [("a-room", 1)]
-            assert await directory.rooms("a-room", 10) == [("b-room", 2)]
+            assert await directory.rooms("", 10) == [RoomSummary("a-room", 1, 2), RoomSummary("b-room", 2, 3)]
+            assert await directory.rooms("", 1) == [RoomSummary("a-room", 1, 2)]
+            assert await directory.rooms("a-room", 10) == [RoomSummary("b-room", 2, 3)]
             roster = await directory.roster("b-room")
-            assert [(m.peer, m.name) for m in roster] == [(a.peer, "a"), (b.peer, None)]
-            assert await directory.roster("nowhere") == []
+            assert [(m.peer, m.name) for m in roster.members] == [(a.peer, "a"), (b.peer, None)]
+            assert roster.seq == 3  # started, two joins
+            assert await directory.roster("nowhere") == Roster([], 0)
 
     async def test_a_lease_is_claimed_once_and_rotates(self, node: Node) -> None:
         directory = node.backends.directory
@@ -333,7 +335,7 @@ class DeliveryContract:
         (left,) = await bob_sink.received(1)
         assert (left["type"], left["peer"]) == ("peer-left", who.peer)
         assert not await node.backends.remove("r", who.peer)
-        assert [m.peer for m in await node.backends.directory.roster("r")] == [bob.peer]
+        assert [m.peer for m in (await node.backends.directory.roster("r")).members] == [bob.peer]
         if resumable:  # its session is over: no resume
             assert await node.backends.directory.claim(lease_of(who), "new", NOW) is None
         assert not bob_sink.was_removed

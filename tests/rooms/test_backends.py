@@ -9,14 +9,17 @@ from typing import Any
 import pytest
 
 from signaling.rooms.backends import in_memory
+from signaling.rooms.events import InMemoryOutbox
 from tests.rooms.contract import Backend, DeliveryContract, DirectoryContract
+from tests.rooms.events_contract import EventsContract
 
 
 class MemoryNode:
     """The only process: nothing to wait for, no other process to hear from."""
 
-    def __init__(self, **limits: Any) -> None:
-        self.backends = in_memory(**limits)
+    def __init__(self, *, webhook_queue: int | None = None, **limits: Any) -> None:
+        outbox = InMemoryOutbox(webhook_queue) if webhook_queue is not None else None
+        self.backends = in_memory(**limits, outbox=outbox)
 
     async def settle(self) -> None:
         pass
@@ -47,4 +50,8 @@ class TestInMemoryDirectory(DirectoryContract):
 
 
 class TestInMemoryDelivery(DeliveryContract):
+    pass
+
+
+class TestInMemoryEvents(EventsContract):
     pass

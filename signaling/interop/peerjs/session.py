@@ -26,6 +26,7 @@ import structlog
 from signaling.protocol.errors import ErrorCode, SignalingError
 from signaling.rooms.backends import Backends
 from signaling.rooms.directory import PeerTaken
+from signaling.rooms.events import LeftBecause
 from signaling.rooms.peers import LiveMembers, Logger, Member, PeerSink, token_digest
 
 from . import wire
@@ -276,10 +277,11 @@ class PeerJSSession:
     async def _give_up(self) -> None:
         """LEAVE without ``dst``: the original frees the id; here the connection goes with it (1000)."""
         self._closed = True
-        await self._end()
+        await self._end(LeftBecause.LEFT)
         self._sink.close()
 
-    async def _end(self) -> None:
+    async def _end(self, why: LeftBecause) -> None:
+        """Give the id up; ``why`` is the ``peer.left`` event's reason."""
         member = self._member
         if member is None or self._moved:
             return
@@ -289,16 +291,18 @@ class PeerJSSession:
         self._bytes = 0
         backends.deliveries.detach(member.peer, self._sink)
         # No one is told: PeerJS peers learn of a departure from their own connections, not from the server.
-        await backends.directory.leave(member.peer, self._lease)
+        await backends.directory.leave(member.peer, self._lease, why)
         self._log.info("peerjs_closed")
 
     async def left(self) -> None:
+        """The client closed its connection (PeerJS has no end-session code: any close it started)."""
         self._closed = True
-        await self._end()
+        await self._end(LeftBecause.LEFT)
 
     async def dropped(self) -> None:
+        """The connection ended otherwise (a drop, a close the server started): the id is free at once."""
         self._closed = True
-        await self._end()
+        await self._end(LeftBecause.DROPPED)
 
     def moved(self) -> None:
         """The id was taken over by another connection (the same token): this one ends without touching it."""
