@@ -3,13 +3,16 @@ comes late (it must leave nothing), and the bounds of what waits for absent peer
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from signaling.interop.peerjs import session as peerjs_session
 from signaling.interop.peerjs import wire
 from signaling.interop.peerjs.session import PeerJSCounters, PeerJSSession
 from signaling.rooms.backends import Backends, in_memory
+from signaling.rooms.directory import InMemoryDirectory
 from signaling.rooms.driver import run_inline
+from signaling.rooms.peers import Member
 
 
 class Sink:
@@ -89,3 +92,38 @@ def test_one_expire_per_absent_peer_after_the_timeout() -> None:
     clock.now += 0.2
     assert alice.tick(clock.now) is False
     assert sink.texts[1:] == [wire.expire_json("x", "alice"), wire.expire_json("y", "alice")]
+
+
+async def test_a_failed_attempt_on_a_held_id_never_holds_its_holders_texts() -> None:
+    """While another token's attempt on the id waits for the directory (Redis, in a cluster), texts for the
+    holder still reach it at once: nothing of the holder's is touched before the token is known to hold it."""
+    gate, entered = asyncio.Event(), asyncio.Event()
+
+    class Slow(InMemoryDirectory):
+        async def claim(self, digest: str, new_digest: str, now: float) -> tuple[Member, str] | None:
+            entered.set()
+            await gate.wait()
+            return await super().claim(digest, new_digest, now)
+
+    plain = in_memory()
+    backends = Backends(Slow(), plain.router, plain.replay)
+    _, holder = opened(backends, "alice", "t1")
+    bob, _ = opened(backends, "bob")
+    thief_sink = Sink()
+    thief = PeerJSSession(
+        backends,
+        thief_sink,
+        key="k",
+        peer_id="alice",
+        token="t2",
+        max_peers=100,
+        expire_timeout=5.0,
+        waiting=lambda s: None,
+    )
+    attempt = asyncio.ensure_future(thief.open())
+    await entered.wait()  # the attempt now waits in the directory
+    bob.handle_text(json.dumps({"type": "OFFER", "dst": "alice", "payload": 1}))
+    assert json.loads(holder.texts[-1])["payload"] == 1
+    gate.set()
+    await attempt
+    assert thief_sink.texts == [wire.ID_TAKEN_JSON] and thief_sink.closed and not holder.taken

@@ -3,9 +3,10 @@
 The connection's id is a member of its key's room (wire.room_of), joined when the WebSocket opens. The join is
 the one atomic check of the id: taken by a live member, the id is taken over when the same token holds it (the
 token's digest is the member's lease: ``RoomDirectory.claim``, the old connection closed with 4001), else the
-client gets ``ID-TAKEN`` and a close, and the holder keeps it. The lease alternates between two digests of the
-token, so that the connection taken over, whose end may reach the directory after the takeover, holds the other
-one and leaves nothing (``leave`` checks the lease).
+client gets ``ID-TAKEN`` and a close, and the holder keeps it, its texts untouched meanwhile (an id held here is
+not even tried: the claim alone decides, and the holder's texts are only redirected once it has). The lease
+alternates between two digests of the token, so that the connection taken over, whose end may reach the
+directory after the takeover, holds the other one and leaves nothing (``leave`` checks the lease).
 
 A message for a peer not in the room waits, as the original's queue does, until that peer connects (checked at
 each ``tick``; later messages to it wait behind it, in order) or the expire timeout passes: then the sender gets
@@ -160,43 +161,61 @@ class PeerJSSession:
         backends = self._backends
         directory, deliveries = backends.directory, backends.deliveries
         peer = self._peer
-        member = Member(peer, wire.room_of(self._key), None, None, directory.node, False)
-        # Texts for it wait from before the id is visible to anyone who could send it some.
-        displaced = deliveries.expect(peer)
-        lease, outcome, previous = self._leases[0], "open", ""
+        member: Member | None = None
         try:
-            await directory.join(member, lease, max_peers=self._max_peers, listed=False)
-        except PeerTaken:
-            claimed = None
-            for held, lease in (self._leases, self._leases[::-1]):
-                claimed = await directory.claim(held, lease, self._clock())
-                if claimed is not None:
-                    break
-            if claimed is None:
-                deliveries.cancel(peer, displaced)
-                self._refuse("id-taken", wire.ID_TAKEN_JSON)
-                return
-            (member, previous), outcome = claimed, "taken-over"
+            if peer not in deliveries.sinks:  # a connection here holds the id (or is opening it): no join
+                member = await self._join()
+            outcome, previous, displaced = "open", "", None
+            if member is None:
+                claimed = await self._claim()
+                if claimed is None:
+                    self._refuse("id-taken", wire.ID_TAKEN_JSON)
+                    return
+                (member, previous), outcome = claimed, "taken-over"
+                # Texts for it wait from now on; the connection that had them closes (4001) without leaving: its
+                # lease is no longer the id's.
+                displaced = deliveries.expect(peer)
         except SignalingError as exc:
-            deliveries.cancel(peer, displaced)
             text = wire.CONNECTION_LIMIT_EXCEED if exc.code is ErrorCode.ROOM_FULL else exc.message
             self._refuse("refused", wire.error_json(text))
             return
-        except BaseException:
-            deliveries.cancel(peer, displaced)
-            raise
-        # The connection that held the id closes (4001) without leaving: its lease is no longer the id's.
         if displaced is not None:
             displaced.taken_over()
         elif previous and previous != directory.node:
             backends.router.take_over(peer, previous)
-        self._member, self._lease = member, lease
+        self._member = member
         self._members = directory.members(member.room)
         self._counters.opened[outcome] += 1
         self._log.info("peerjs_open", outcome=outcome)
         if not deliveries.attach(peer, self._sink, (wire.OPEN_JSON,)):
             deliveries.detach(peer, self._sink)  # taken over again meanwhile: that one goes on
             self._sink.taken_over()
+
+    async def _join(self) -> Member | None:
+        """Join the key's room under the id; None when the id is taken. Texts for it wait from before the join is
+        visible to anyone who could send it some."""
+        directory, deliveries = self._backends.directory, self._backends.deliveries
+        member = Member(self._peer, wire.room_of(self._key), None, None, directory.node, False)
+        deliveries.expect(self._peer)
+        try:
+            await directory.join(member, self._leases[0], max_peers=self._max_peers, listed=False)
+        except BaseException as exc:
+            deliveries.cancel(self._peer)
+            if isinstance(exc, PeerTaken):
+                return None
+            raise
+        self._lease = self._leases[0]
+        return member
+
+    async def _claim(self) -> tuple[Member, str] | None:
+        """Take the id over when this token's lease holds it (either of the two digests, moved to the other)."""
+        directory = self._backends.directory
+        for held, lease in (self._leases, self._leases[::-1]):
+            claimed = await directory.claim(held, lease, self._clock())
+            if claimed is not None:
+                self._lease = lease
+                return claimed
+        return None
 
     def _refuse(self, outcome: str, text: str) -> None:
         self._counters.opened[outcome] += 1
