@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8765
 
-.PHONY: run test venv test-deps system-deps autobahn-env docker-images ywebrtc-deps whip-js lint typecheck pytest bench clean
+.PHONY: run test venv test-deps system-deps autobahn-env docker-images ywebrtc-deps whip-js peerjs-deps lint typecheck pytest bench clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/signaling serve --host $(HOST) --port $(PORT)
@@ -31,7 +31,7 @@ $(VENV)/.test-installed: pyproject.toml requirements.lock | $(VENV)/bin/python
 docker-images: system-deps $(VENV)/.test-installed
 	$(BIN)/python -m tests.docker.images
 
-test-deps: system-deps $(VENV)/.test-installed autobahn-env docker-images ywebrtc-deps whip-js
+test-deps: system-deps $(VENV)/.test-installed autobahn-env docker-images ywebrtc-deps whip-js peerjs-deps
 
 # y-webrtc, yjs and esbuild from tests/interop/ywebrtc/package-lock.json, and the page's bundle (a no-op when done).
 ywebrtc-deps:
@@ -39,6 +39,9 @@ ywebrtc-deps:
 
 system-deps:
 	bash scripts/install-system-packages.sh
+
+peerjs-deps: system-deps
+	bash scripts/install-peerjs.sh
 
 autobahn-env:
 	bash scripts/install-autobahn.sh

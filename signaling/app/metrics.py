@@ -23,6 +23,7 @@ from signaling.ws.frames import CloseCode
 
 if TYPE_CHECKING:
     from signaling.cluster.node import ClusterNode
+    from signaling.interop.peerjs.session import PeerJSCounters
 
     from .webhooks import WebhookSender
     from .wiring import SignalingApp
@@ -174,6 +175,8 @@ class _SignalingCollector(Collector):
             "reason",
             rejections.items(),
         )
+        if app.peerjs is not None:
+            yield from _peerjs(app.peerjs.counters)
         yield CounterMetricFamily(
             "signaling_turn_credentials_issued", "TURN credentials handed out.", value=app.turn_credentials_issued
         )
@@ -203,6 +206,30 @@ class _SignalingCollector(Collector):
             stats.send_buffer_peaks,
             unit_label=lambda b: "+Inf" if b == float("inf") else f"{b:.0f}",
         )
+
+
+def _peerjs(counters: PeerJSCounters) -> Iterator[Metric]:
+    """The PeerJS endpoint's counts (its connections, messages and rate limits count with the native ones)."""
+    yield _counter(
+        "signaling_peerjs_opened",
+        "PeerJS connections by outcome: open, taken-over (same token), id-taken, refused (key, token, limits).",
+        "outcome",
+        counters.opened.items(),
+    )
+    yield _counter(
+        "signaling_peerjs_relayed", "PeerJS messages relayed at once, by type.", "type", counters.relayed.items()
+    )
+    yield CounterMetricFamily(
+        "signaling_peerjs_late", "PeerJS messages that waited for their peer, then went.", value=counters.late
+    )
+    yield CounterMetricFamily(
+        "signaling_peerjs_expired", "EXPIRE sent: messages waited for a peer that never came.", value=counters.expired
+    )
+    yield CounterMetricFamily(
+        "signaling_peerjs_dropped",
+        "PeerJS messages dropped past a connection's waiting bounds.",
+        value=counters.dropped,
+    )
 
 
 class Metrics:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -211,6 +212,21 @@ class Settings(BaseSettings):
         10.0, ge=1, description="Seconds without a heartbeat after which a node counts as dead (its peers leave)."
     )
 
+    # PeerJS (signaling/interop/peerjs/): PeerJS apps connect with new Peer({host, port, path: peerjs_path})
+    peerjs: bool = Field(True, description="Serve the PeerJS server protocol (the peerjs client) under --peerjs-path.")
+    peerjs_path: str = Field(
+        "/peerjs", pattern=r"^/[A-Za-z0-9_./-]*[A-Za-z0-9_-]$", description="URL prefix of the PeerJS API and socket."
+    )
+    peerjs_keys: CommaList = Field(
+        default_factory=lambda: ["peerjs"],
+        description="PeerJS keys accepted, each a namespace of ids (another key: Invalid key provided).",
+    )
+    peerjs_max_peers: int = Field(5000, ge=1, description="PeerJS ids one key holds at once (more: the limit error).")
+    peerjs_expire_timeout: float = Field(
+        5.0, gt=0, description="Seconds a PeerJS message waits for its peer to connect (then EXPIRE to its sender)."
+    )
+    peerjs_discovery: bool = Field(False, description="Answer GET {peerjs-path}/{key}/peers with the key's ids.")
+
     # Operation
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     log_format: Literal["auto", "json", "console"] = Field(
@@ -226,7 +242,7 @@ class Settings(BaseSettings):
             return json.loads(value) if value.strip() else []
         return value
 
-    @field_validator("trusted_proxies", "allowed_origins", "turn_urls", "webhook_urls", mode="before")
+    @field_validator("trusted_proxies", "allowed_origins", "turn_urls", "webhook_urls", "peerjs_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -258,6 +274,10 @@ class Settings(BaseSettings):
             raise ValueError("auth_secret must be at least 32 characters (e.g. openssl rand -hex 32)")
         if self.api_key is not None and len(self.api_key.get_secret_value()) < 32:
             raise ValueError("api_key must be at least 32 characters (e.g. openssl rand -hex 32)")
+        if any(re.fullmatch(facts.ROOM_PATTERN, key) is None for key in self.peerjs_keys):
+            raise ValueError("each PeerJS key must be 1 to 64 of A-Z a-z 0-9 _ -")
+        if self.peerjs and (self.path == self.peerjs_path or self.path.startswith(self.peerjs_path + "/")):
+            raise ValueError("path must not be under peerjs_path")
         if (self.turn_secret is None) != (not self.turn_urls):
             raise ValueError("turn_secret and turn_urls go together")
         if (self.webhook_secret is None) != (not self.webhook_urls):

@@ -42,6 +42,7 @@ from .addresses import ClientAddresses, parse_networks
 from .api import API_PREFIX, ServerApi
 from .metrics import Metrics
 from .origins import OriginPolicy
+from .peerjs import PeerJS
 from .routes import StaticFiles, http_response, not_found, refused
 from .settings import Settings
 from .webhooks import WebhookSender
@@ -266,6 +267,9 @@ class SignalingApp:
         #: y-webrtc's signaling protocol on ``settings.ywebrtc_path`` (app/ywebrtc.py).
         self.ywebrtc = YWebrtcEndpoint(self)
 
+        #: The PeerJS endpoint (``settings.peerjs``): PeerJS apps on the same room layer.
+        self.peerjs = PeerJS(self) if settings.peerjs else None
+
     def _backends(self, settings: Settings) -> Backends:
         limits: dict[str, Any] = {
             "max_peers_per_room": settings.room_max_peers,
@@ -314,6 +318,9 @@ class SignalingApp:
         self.ywebrtc.close_all(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
         self.later(self.whip.close())  # their rooms cannot be kept true either: the clients must POST again
 
+        if self.peerjs is not None:
+            self.peerjs.close_all(CloseCode.INTERNAL_ERROR, CLUSTER_LOST)
+
     async def shutdown(self, server: WebSocketServer) -> None:
         """Drain: /readyz turns 503 and new clients are refused, every client is closed with 1001 (a resumable
         one may resume on another node), the ends of their sessions are waited for, and the node leaves."""
@@ -357,6 +364,8 @@ class SignalingApp:
     # ------------------------------------------------------------------ requests
 
     def handle_request(self, request: Request, peer: tuple[str, int] | None) -> Response | Upgrade | Later:
+        if self.peerjs is not None and self.peerjs.owns(request.path):
+            return self.peerjs.handle(request, peer)
         if request.path.startswith(API_PREFIX):
             if self.api is None:
                 return not_found(request)
@@ -480,6 +489,9 @@ class SignalingApp:
                 timer.cancel()
         self._refresh = self._grace_timer = self._join_timer = None
         self.ywebrtc.close()
+
+        if self.peerjs is not None:
+            self.peerjs.close()
 
     # ------------------------------------------------------------------ health
 

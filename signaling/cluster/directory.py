@@ -22,6 +22,7 @@ from signaling.protocol.errors import SignalingError
 from signaling.rooms.directory import (
     Departure,
     DirectoryStats,
+    PeerTaken,
     RoomDirectory,
     RoomSummary,
     Roster,
@@ -232,7 +233,9 @@ class RedisDirectory(RoomDirectory):
     def new_peer_id(self) -> str:
         return self._new_id()
 
-    async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
+    async def join(
+        self, member: Member, lease: str | None = None, *, max_peers: int | None = None, listed: bool = True
+    ) -> list[Member]:
         limit = self.max_peers_per_room if max_peers is None else max_peers
         view = await self._watch(member.room)
         try:
@@ -246,6 +249,7 @@ class RedisDirectory(RoomDirectory):
                 lease or "",
                 limit,
                 self.max_rooms,
+                "1" if listed else "0",
             )
         except SignalingError:
             self._unhold(member.room, view)
@@ -257,7 +261,7 @@ class RedisDirectory(RoomDirectory):
                 raise room_full(member.room, limit)
             if status == "server-full":
                 raise server_full(member.room, self.max_rooms)
-            raise RuntimeError(f"peer id {member.peer!r} is taken")
+            raise PeerTaken(member.peer)
         member.node = self.node
         view.members.setdefault(member.peer, member)
         self._connected(member.room, view, member.peer)

@@ -274,10 +274,15 @@ redis.register_function{
   end,
 }
 
--- P, deadline, peer, room, j, node, res, lease, max_peers, max_rooms: join within the limits.
--- Returns {'ok', <members already there: j, node, res...>}, or {'room-full'}, {'server-full'}, {'taken'}.
+-- P, deadline, peer, room, j, node, res, lease, max_peers, max_rooms, listed: join within the limits.
+-- Returns {'ok', <members already there: j, node, res...; none unless listed is '1'>}, or {'taken'} (the peer
+-- id is a member: checked first), {'room-full'}, {'server-full'}.
 register_fenced('signaling_join', function(P, a)
   local peer, room, node, lease = a[3], a[4], a[6], a[8]
+  local key = P .. ':m:' .. peer
+  if redis.call('EXISTS', key) == 1 then
+    return {'taken'}
+  end
   local room_key = P .. ':r:' .. room
   local count = redis.call('ZCARD', room_key)
   if count == 0 then
@@ -287,13 +292,11 @@ register_fenced('signaling_join', function(P, a)
   elseif count >= tonumber(a[9]) then
     return {'room-full'}
   end
-  local key = P .. ':m:' .. peer
-  if redis.call('EXISTS', key) == 1 then
-    return {'taken'}
-  end
   local out = {'ok'}
-  for _, x in ipairs(members_of(P, room)) do
-    out[#out + 1] = x
+  if a[11] == '1' then
+    for _, x in ipairs(members_of(P, room)) do
+      out[#out + 1] = x
+    end
   end
   if count == 0 then
     record(P, room, 'room.started')

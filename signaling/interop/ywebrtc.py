@@ -6,12 +6,13 @@ to every subscriber of ``t`` (the sender too when subscribed) with ``clients`` s
 field unchanged, and ``ping``, answered ``{"type":"pong"}``. Subscriptions end with the connection. The provider
 reads only ``publish`` messages, so anything else the server says (the ``error`` answers below) is ignored by it.
 
-The mapping: topic ``t`` is the room ``y-webrtc:<t>`` (``:`` is outside the native room names, so the two never
-meet; ``|`` and ``%`` are escaped, ``|`` being the cluster's field separator), and each subscription is a member of
-it with a peer id of its own, whose sink is the connection. So a publish is ``router.send_all`` to the room's
-members (one record per node in a cluster), ``clients`` is the size of the room as the directory sees it (the
-cluster's), the directory bounds a topic's subscribers (with a limit of their own) and the number of rooms, and
-the server API lists and removes subscribers.
+The mapping: topic ``t`` is the room ``y-webrtc.<t>`` (``FOREIGN_MARK``, outside the native room names: the two
+never meet, and departures in it are not announced in the native protocol's words; ``|`` and ``%`` are escaped,
+``|`` being the cluster's field separator), and each subscription is a member of it with a peer id of its own, whose
+sink is the connection. So a publish is ``router.send_all`` to the room's members (one record per node in a
+cluster), ``clients`` is the size of the room as the directory sees it (the cluster's), the directory bounds a
+topic's subscribers (with a limit of their own) and the number of rooms, and the server API lists and removes
+subscribers.
 
 Where the stock server dies or grows without bound, this one answers and goes on: malformed JSON (depth bounded by
 the parser), wrong shapes, non-string topics, too many topics per connection, too long a topic, a topic the
@@ -34,7 +35,7 @@ from signaling.protocol.errors import ErrorCode, SignalingError, shorten
 from signaling.protocol.models import NonFiniteNumber, dump_json_value
 from signaling.rooms.auth import Grant
 from signaling.rooms.backends import Backends
-from signaling.rooms.peers import LiveMembers, Logger, Member, PeerSink
+from signaling.rooms.peers import FOREIGN_MARK, LiveMembers, Logger, Member, PeerSink
 from signaling.rooms.session import ByteBudget
 
 __all__ = [
@@ -56,7 +57,7 @@ Step = Coroutine[Any, Any, None]
 TokenCheck = Grant | SignalingError | None
 
 #: Rooms of topics start with this: ``:`` cannot occur in a native room name (ROOM_PATTERN).
-ROOM_PREFIX: Final = "y-webrtc:"
+ROOM_PREFIX: Final = "y-webrtc" + FOREIGN_MARK
 #: Topics one connection may hold: a provider subscribes one per document (room) it has open.
 DEFAULT_MAX_TOPICS: Final = 64
 #: Characters of a topic: y-webrtc's topic is the application's room name.

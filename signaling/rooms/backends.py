@@ -15,7 +15,7 @@ from signaling.protocol.encode import peer_left_json
 from .delivery import Deliveries
 from .directory import Departure, InMemoryDirectory, RoomDirectory
 from .events import InMemoryOutbox, LeftBecause, Outbox, RoomNumbers
-from .peers import new_peer_id
+from .peers import foreign, new_peer_id
 from .replay import InMemoryReplay, ReplayStore
 from .routing import LocalRouter, Router
 
@@ -43,9 +43,11 @@ class Backends:
         return self.directory.waits or self.replay.waits
 
     def announce(self, departures: Iterable[Departure]) -> None:
-        """Tell the others in each room that its member left (``peer-left``)."""
+        """Tell the others in each room that its member left (``peer-left``); not in another protocol's rooms,
+        whose clients are told nothing of departures (a PeerJS key holds thousands: none hears of each)."""
         for gone in departures:
-            self.router.send_all(gone.others, gone.member.peer, peer_left_json(gone.member.peer))
+            if not foreign(gone.member.room):
+                self.router.send_all(gone.others, gone.member.peer, peer_left_json(gone.member.peer))
 
     def ended(self, departures: list[Departure]) -> None:
         """Sessions the directory ended without their connection (a grace ran out, a ghost budget was full, a

@@ -40,6 +40,7 @@ __all__ = [
     "Departure",
     "DirectoryStats",
     "InMemoryDirectory",
+    "PeerTaken",
     "RoomDirectory",
     "RoomSummary",
     "Roster",
@@ -66,6 +67,14 @@ def server_full(room: str, limit: int) -> SignalingError:
         f"the server has reached its limit of {limit} rooms, so room {room!r} cannot be created; "
         "join an existing room or try again later",
     )
+
+
+class PeerTaken(Exception):
+    """A join named a peer id that is a member already: nothing was changed.
+
+    Native peers never meet it (their ids are fresh from ``new_peer_id``); protocols whose clients choose their
+    ids (signaling/interop/) answer it with their own "id taken".
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +144,18 @@ class RoomDirectory(ABC):
         """An unguessable peer id not in use."""
 
     @abstractmethod
-    async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
+    async def join(
+        self, member: Member, lease: str | None = None, *, max_peers: int | None = None, listed: bool = True
+    ) -> list[Member]:
         """Add ``member`` to its room within the limits; return the members already there, in join order.
 
-        ``lease`` is the token digest of a resumable session (None for a plain one). ``max_peers`` replaces the
-        room's peer limit for this join (another protocol's rooms: y-webrtc's topics have their own).
+        ``lease`` is the token digest of a session that can be claimed (None for a plain one). ``max_peers`` is
+        the room's peer limit for this join, when its room is not a native one (a PeerJS key, a y-webrtc
+        topic; None: ``max_peers_per_room``).
+        ``listed=False`` returns no one: a room of thousands (a PeerJS key) is not read out at every join.
 
         Raises:
+            PeerTaken: ``member.peer`` is a member already (checked before the limits).
             SignalingError: ``room-full`` (the room's peer limit, or the server's room limit for a new room).
         """
 
@@ -246,7 +260,11 @@ class InMemoryDirectory(RoomDirectory):
                 return peer
         raise RuntimeError("the peer id generator keeps returning ids in use")
 
-    async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
+    async def join(
+        self, member: Member, lease: str | None = None, *, max_peers: int | None = None, listed: bool = True
+    ) -> list[Member]:
+        if member.peer in self._peers:
+            raise PeerTaken(member.peer)
         limit = self.max_peers_per_room if max_peers is None else max_peers
         members = self._rooms.get(member.room)
         new_room = members is None
@@ -256,7 +274,7 @@ class InMemoryDirectory(RoomDirectory):
             members = self._rooms[member.room] = {}
         elif len(members) >= limit:
             raise room_full(member.room, limit)
-        already = list(members.values())
+        already = list(members.values()) if listed else []
         members[member.peer] = member
         self._peers[member.peer] = member
         if lease is not None:

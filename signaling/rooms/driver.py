@@ -75,7 +75,7 @@ class SessionDriver(Generic[S]):
     """Feeds one connection's texts to its session and runs the steps that come back, in order.
 
     Args:
-        session: the connection's session.
+        session: the connection's session (a Session, or any ``Driven``).
         connection: where reads are held and failures reported.
         spawn: runs a step as a task (the process keeps track of it); None when the backends never wait.
     """
@@ -100,6 +100,10 @@ class SessionDriver(Generic[S]):
         step = self.session.handle_text(text)
         if step is not None:
             self._start(step)
+
+    def begin(self, step: Step) -> None:
+        """A step of the connection's own before its first text (another protocol's opening join)."""
+        self._start(step)
 
     def end(self, *, left: bool) -> None:
         """The connection is gone: ``left`` when the client ended its session on purpose (a close it started

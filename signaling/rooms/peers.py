@@ -13,8 +13,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-__all__ = ["LiveMembers", "Logger", "Member", "PeerSink", "new_peer_id", "new_resume_token", "token_digest"]
+__all__ = [
+    "FOREIGN_MARK",
+    "LiveMembers",
+    "Logger",
+    "Member",
+    "PeerSink",
+    "foreign",
+    "new_peer_id",
+    "new_resume_token",
+    "token_digest",
+]
 
+#: What the rooms and peer ids of other protocols (signaling/interop/) contain, and native ones never do (room
+#: names follow ROOM_PATTERN, peer ids are URL-safe base64): a native client cannot join such a room or be
+#: mistaken for such a peer, and their members are never told anything in the native protocol's words.
+FOREIGN_MARK: Final = "."
 _PEER_ID_BYTES: Final = 12  # 96 random bits -> 16 URL-safe characters
 _RESUME_TOKEN_BYTES: Final = 24  # 192 random bits
 
@@ -63,6 +77,11 @@ class Member:
 #: keeps current, not a copy. Sessions hold it for their room and read it at every message; whoever hands texts
 #: to the members while iterating it copies it first (a delivery may close a connection, and so change it).
 LiveMembers = Mapping[str, Member]
+
+
+def foreign(room: str) -> bool:
+    """Whether ``room`` belongs to another protocol (``FOREIGN_MARK``): its departures are not announced."""
+    return FOREIGN_MARK in room
 
 
 def new_peer_id() -> str:

@@ -21,6 +21,7 @@ import pytest
 
 from signaling.interop.ywebrtc import room_topic, topic_room
 from signaling.rooms.auth import RoomTokens
+from signaling.rooms.peers import foreign
 from signaling.ws.aio.client import ClientConnection, connect
 from signaling.ws.aio.server import WebSocketServer
 from signaling.ws.exceptions import ConnectionClosed
@@ -75,7 +76,7 @@ async def server(start_signaling: ServerFactory) -> WebSocketServer:
 def test_topics_become_rooms_no_native_room_can_name() -> None:
     for topic in ("doc", "a|b", "100%", "%7C|%25", "é x:y", ""):
         room = topic_room(topic)
-        assert "|" not in room and ":" in room
+        assert "|" not in room and foreign(room)  # a "." no native room name has
         assert room_topic(room) == topic
     assert room_topic("plain-native-room") is None
 
@@ -319,7 +320,7 @@ async def test_metrics(server: WebSocketServer) -> None:
 
 
 async def test_server_api_lists_and_removes_subscribers(start_signaling: ServerFactory) -> None:
-    """Over HTTP, as a backend would: the topic is the room ``y-webrtc:<topic>`` (a ``/`` in it percent-encoded)."""
+    """Over HTTP, as a backend would: the topic is the room ``y-webrtc.<topic>`` (a ``/`` in it percent-encoded)."""
     key = "k" * 32
     server = await start_signaling(api_key=key)
     api = server_url(server, "/api/v1/rooms")
@@ -330,8 +331,8 @@ async def test_server_api_lists_and_removes_subscribers(start_signaling: ServerF
         async with http.get(api) as response:
             listed = await response.json()
         assert listed["rooms"] == [
-            {"room": "y-webrtc:other", "peers": 1, "seq": 2},
-            {"room": "y-webrtc:team/doc", "peers": 2, "seq": 3},
+            {"room": "y-webrtc.other", "peers": 1, "seq": 2},
+            {"room": "y-webrtc.team/doc", "peers": 2, "seq": 3},
         ]
         room = api + "/" + quote(topic_room("team/doc"), safe=":")
         async with http.get(room) as response:
@@ -342,8 +343,7 @@ async def test_server_api_lists_and_removes_subscribers(start_signaling: ServerF
     with pytest.raises(ConnectionClosed):
         await recv(a)
     assert a.close_code == 4003
-    # The room layer tells the room, natively: the provider ignores anything but publish (docs/protocol.md).
-    assert (await recv(b))["type"] == "peer-left"
+    # A topic is a foreign room: nothing in the native protocol's words (no peer-left) reaches its subscribers.
     await send(b, type="publish", topic="team/doc")
     assert (await recv(b))["clients"] == 1
     await b.close()

@@ -20,7 +20,7 @@ import pytest
 
 from signaling.protocol.errors import ErrorCode, SignalingError
 from signaling.rooms.backends import Backends
-from signaling.rooms.directory import RoomDirectory, RoomSummary, Roster
+from signaling.rooms.directory import PeerTaken, RoomDirectory, RoomSummary, Roster
 from signaling.rooms.peers import Member
 from tests.helpers.sinks import RecordingSink
 from tests.helpers.wait import wait_until
@@ -123,6 +123,33 @@ class DirectoryContract:
         with pytest.raises(SignalingError) as no_room:
             await directory.join(member(directory, "other"), max_peers=5)
         assert "limit of 2 rooms" in no_room.value.message
+
+    async def test_a_join_under_an_id_in_use_is_refused_and_changes_nothing(self, backend: Backend) -> None:
+        here = (await backend(max_peers_per_room=1)).backends.directory
+        there = (await backend(max_peers_per_room=1)).backends.directory
+        a = member(here, name="a")
+        await here.join(a, "lease-a")
+        for directory, room in ((here, "r"), (there, "r"), (there, "elsewhere")):
+            # The id is checked before the limits: the full room "r" still answers "taken".
+            with pytest.raises(PeerTaken):
+                await directory.join(Member(a.peer, room, "b", None, directory.node, False), "lease-b")
+        assert [m.name for m in (await there.roster("r")).members] == ["a"]
+        assert (await there.roster("elsewhere")).members == []
+        assert await there.claim("lease-b", "x", NOW) is None
+        gone = await here.leave(a.peer, "lease-a")
+        assert gone is not None and gone.member.name == "a"
+        await there.join(Member(a.peer, "r", "b", None, there.node, False))  # free again
+
+    async def test_a_join_may_carry_its_room_limit_and_list_no_one(self, node: Node) -> None:
+        directory = node.backends.directory
+        for i in range(5):
+            assert await directory.join(member(directory, "big"), max_peers=5, listed=i == 0) == []
+        assert len(directory.members("big")) == 5  # the view is whole all the same
+        with pytest.raises(SignalingError) as full:
+            await directory.join(member(directory, "big"), max_peers=5)
+        assert full.value.code is ErrorCode.ROOM_FULL and "5 peers" in full.value.message
+        with pytest.raises(SignalingError):  # the node's own limit (3) for a join without one
+            await directory.join(member(directory, "big"))
 
     async def test_leave_tells_who_is_left_and_an_empty_room_goes(self, node: Node) -> None:
         directory = node.backends.directory
@@ -327,6 +354,15 @@ class DeliveryContract:
         if resumable:  # its session is over: no resume
             assert await node.backends.directory.claim(lease_of(who), "new", NOW) is None
         assert not bob_sink.was_removed
+
+    async def test_a_removal_from_a_foreign_room_is_not_announced(self, node: Node, other: Node) -> None:
+        who, sink = await joined(node, "key.k")
+        bob, bob_sink = await joined(other, "key.k")
+        assert await other.backends.remove("key.k", who.peer)
+        await sink.until_removed()
+        other.backends.router.send(bob, text(1))  # after where the peer-left would have been sent
+        (got,) = await bob_sink.received(1)  # the peer-left would have come before it: it never did
+        assert got["data"] == 1
 
     async def test_a_broadcast_reaches_each_member_once_in_order(self, node: Node, other: Node) -> None:
         """One text for a whole room, members plain and resumable, here and on another process: each gets it

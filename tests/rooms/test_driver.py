@@ -29,9 +29,11 @@ class Gated(InMemoryDirectory):
         super().__init__(**limits)
         self.gate = asyncio.Event()
 
-    async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
+    async def join(
+        self, member: Member, lease: str | None = None, *, max_peers: int | None = None, listed: bool = True
+    ) -> list[Member]:
         await self.gate.wait()
-        return await super().join(member, lease, max_peers=max_peers)
+        return await super().join(member, lease, max_peers=max_peers, listed=listed)
 
 
 class Spawned:
@@ -105,7 +107,9 @@ async def test_the_end_runs_after_the_join_in_flight() -> None:
 
 async def test_a_step_that_raises_fails_the_connection() -> None:
     class Broken(Gated):
-        async def join(self, member: Member, lease: str | None = None, *, max_peers: int | None = None) -> list[Member]:
+        async def join(
+            self, member: Member, lease: str | None = None, *, max_peers: int | None = None, listed: bool = True
+        ) -> list[Member]:
             raise RuntimeError("a bug")
 
     plain = in_memory()
