@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qs
 
@@ -25,7 +24,6 @@ from signaling.interop.peerjs.session import PeerJSCounters, PeerJSSession
 from signaling.protocol.errors import SignalingError
 from signaling.protocol.facts import REMOVED_CLOSE_CODE, TAKEN_OVER_CLOSE_CODE
 from signaling.rooms.driver import SessionDriver
-from signaling.rooms.limits import MessageRateLimit
 from signaling.ws.aio.server import Later, ServerConnection, Upgrade
 from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.frames import CloseCode
@@ -33,6 +31,7 @@ from signaling.ws.handshake import is_upgrade_request
 from signaling.ws.http11 import Headers, Request, Response
 
 from .routes import SECURITY_HEADERS, not_found, refused
+from .sockets import ProtocolSocket
 
 if TYPE_CHECKING:
     from .wiring import SignalingApp
@@ -51,24 +50,16 @@ ABOUT: Final = {
 }
 
 
-class PeerJSSocket:
+class PeerJSSocket(ProtocolSocket):
     """A PeerJS WebSocket: the transport's handler, the session's sink, its driver's connection."""
 
-    __slots__ = ("_app", "_client", "_limit", "_peerjs", "deliver", "driver", "ws")
+    __slots__ = ("_peerjs", "driver")
 
     def __init__(self, peerjs: PeerJS, client: str, ws: ServerConnection, params: tuple[str, str, str] | str) -> None:
         app = peerjs.app
-        self._app = app
+        super().__init__(app, client, ws)
         self._peerjs = peerjs
-        self._client = client
-        self.ws = ws
-        self.deliver: Callable[[str], None] = ws.send_text
-        ws.client_address = client
         s = app.settings
-        now = app.clock()
-        self._limit = MessageRateLimit(
-            s.rate_limit, s.rate_burst, s.rate_limit_bytes, s.rate_burst_bytes, now, abuse_strikes=s.abuse_strikes
-        )
         app.connections += 1
         app.limits.opened(client)
         peerjs.sockets.add(self)
@@ -114,25 +105,12 @@ class PeerJSSocket:
     def close(self) -> None:
         self.ws.close(CloseCode.NORMAL)
 
-    # The driver's connection
-    def pause_reading(self) -> None:
-        self.ws.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.ws.resume_reading()
-
-    def step_failed(self) -> None:
-        self.ws.fail(CloseCode.INTERNAL_ERROR, "internal server error")
-
     # WebSocketHandler
     def on_text(self, text: str) -> None:
         app = self._app
         now = app.clock()
         if not self._limit.admit(len(text), now):
-            app.rate_limited += 1  # PeerJS has no reply for it: the message is dropped
-            if self._limit.refusal(text, now) is None:
-                log.warning("abuse_closed", conn=self.ws.id, client=self._client, peerjs=self.session.peer_id)
-                self.ws.close(CloseCode.POLICY_VIOLATION, "persistent rate limit abuse")
+            self.refuse(text, now, None, peerjs=self.session.peer_id)  # PeerJS has no answer for it: dropped
             return
         app.messages += 1
         self.driver.feed(text)

@@ -27,7 +27,7 @@ from signaling.rooms.backends import Backends, in_memory
 from signaling.rooms.driver import SessionDriver, run_inline
 from signaling.rooms.events import InMemoryOutbox
 from signaling.rooms.ice import IceServerList, TurnCredentials
-from signaling.rooms.limits import JoinDeadline, JoinDeadlines, MessageRateLimit
+from signaling.rooms.limits import JoinDeadline, JoinDeadlines
 from signaling.rooms.session import Session, SessionCounters
 from signaling.ws.aio.batch import WriteBatch
 from signaling.ws.aio.server import Later, ServerConnection, Upgrade, WebSocketServer
@@ -45,6 +45,7 @@ from .origins import OriginPolicy
 from .peerjs import PeerJS
 from .routes import StaticFiles, http_response, not_found, refused
 from .settings import Settings
+from .sockets import ProtocolSocket
 from .webhooks import WebhookSender
 from .whip import Endpoints
 from .ywebrtc import YWebrtcEndpoint
@@ -77,29 +78,15 @@ def batched(handle: Callable[[str], None], batch: WriteBatch) -> Callable[[str],
     return run
 
 
-class SessionSocket:
+class SessionSocket(ProtocolSocket):
     """A WebSocket carrying one signaling session: the transport's handler, the session's sink, and the connection
     its driver holds and fails."""
 
-    __slots__ = ("_app", "_client", "_limit", "deliver", "driver", "join_deadline", "ws")
+    __slots__ = ("driver", "join_deadline")
 
     def __init__(self, app: SignalingApp, client: str, ws: ServerConnection) -> None:
-        self._app = app
-        self._client = client
-        self.ws = ws
-        #: PeerSink.deliver: the connection's own send, no call in between (once per message per recipient).
-        self.deliver: Callable[[str], None] = ws.send_text
-        ws.client_address = client
+        super().__init__(app, client, ws)
         settings = app.settings
-        now = app.clock()
-        self._limit = MessageRateLimit(
-            settings.rate_limit,
-            settings.rate_burst,
-            settings.rate_limit_bytes,
-            settings.rate_burst_bytes,
-            now,
-            abuse_strikes=settings.abuse_strikes,
-        )
         logger = log.bind(conn=ws.id, client=client)
         authorize = app.authorizer.for_client(client) if app.authorizer is not None else None
         session = Session(
@@ -122,17 +109,6 @@ class SessionSocket:
     def session(self) -> Session:
         return self.driver.session
 
-    # ByteBudget: what a broadcast's further copies cost, from this connection's byte rate
-    def spend(self, size: int) -> bool:
-        return self._limit.spend(size, self._app.clock())
-
-    def affords(self, size: int) -> bool:
-        return self._limit.affords(size, self._app.clock())
-
-    @property
-    def client(self) -> str:
-        return self._client
-
     # PeerSink (and ``deliver`` above)
     def taken_over(self) -> None:
         self.session.moved()
@@ -142,23 +118,12 @@ class SessionSocket:
         self.session.moved()  # the peer has left its room already: nothing for the session to end
         self.ws.close(REMOVED_CLOSE_CODE, "removed")
 
-    # The driver's connection
-    def pause_reading(self) -> None:
-        self.ws.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.ws.resume_reading()
-
-    def step_failed(self) -> None:
-        self.ws.fail(CloseCode.INTERNAL_ERROR, "internal server error")
-
     # WebSocketHandler
     def on_text(self, text: str) -> None:
         app = self._app
-        limit = self._limit
         now = app.clock()
-        if not limit.admit(len(text), now):
-            app.over_rate(limit, self.ws, text, now, app.counters.errors, client=self._client, peer=self.session.peer)
+        if not self._limit.admit(len(text), now):
+            self.refuse(text, now, app.counters.errors, peer=self.session.peer)
             return
         app.messages += 1
         self.driver.feed(text)
@@ -403,26 +368,6 @@ class SignalingApp:
         return Upgrade(lambda ws: SessionSocket(self, client, ws))
 
     # ------------------------------------------------------------------ sessions
-
-    def over_rate(
-        self,
-        limit: MessageRateLimit,
-        ws: ServerConnection,
-        text: str,
-        now: float,
-        errors: Counter[str],
-        **context: object,
-    ) -> None:
-        """A message past its connection's rate (every protocol's): answered ``rate-limited`` (counted in
-        ``errors``), or, once the strikes reach the abuse limit, the connection closed (1008)."""
-        self.rate_limited += 1
-        reply = limit.refusal(text, now)
-        if reply is None:
-            log.warning("abuse_closed", conn=ws.id, **context)
-            ws.close(CloseCode.POLICY_VIOLATION, "persistent rate limit abuse")
-        else:
-            errors["rate-limited"] += 1
-            ws.send_text(reply)
 
     def connected(self, socket: SessionSocket) -> JoinDeadline[SessionSocket]:
         """A new signaling connection; its time to join (cancelled when it goes)."""

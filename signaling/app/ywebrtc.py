@@ -10,7 +10,7 @@ app's, made before the upgrade as for native clients. Metrics: ``signaling_ywebr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -22,13 +22,14 @@ from signaling.interop.ywebrtc import TokenCheck, TopicLimits, YWebrtcCounters, 
 from signaling.protocol.errors import SignalingError
 from signaling.protocol.facts import REMOVED_CLOSE_CODE
 from signaling.rooms.driver import SessionDriver
-from signaling.rooms.limits import JoinDeadline, JoinDeadlines, MessageRateLimit
+from signaling.rooms.limits import JoinDeadline, JoinDeadlines
 from signaling.ws.aio.server import ServerConnection, Upgrade
 from signaling.ws.exceptions import ConnectionClosed
 from signaling.ws.frames import CloseCode
 from signaling.ws.http11 import Request
 
 from .settings import NONE
+from .sockets import ProtocolSocket
 
 if TYPE_CHECKING:
     from .wiring import SignalingApp
@@ -38,29 +39,16 @@ __all__ = ["YWebrtcEndpoint", "YWebrtcSocket"]
 log = structlog.get_logger("signaling.ywebrtc")
 
 
-class YWebrtcSocket:
+class YWebrtcSocket(ProtocolSocket):
     """A WebSocket carrying y-webrtc signaling: the transport's handler, the sink of its subscriptions, and the
     connection its driver holds and fails."""
 
-    __slots__ = ("_client", "_endpoint", "_limit", "deliver", "driver", "join_deadline", "ws")
+    __slots__ = ("_endpoint", "driver", "join_deadline")
 
     def __init__(self, endpoint: YWebrtcEndpoint, client: str, ws: ServerConnection, token: TokenCheck) -> None:
-        self._endpoint = endpoint
-        self._client = client
-        self.ws = ws
-        #: PeerSink.deliver: the connection's own send (once per publish per local subscriber).
-        self.deliver: Callable[[str], None] = ws.send_text
-        ws.client_address = client
         app = endpoint.app
-        settings = app.settings
-        self._limit = MessageRateLimit(
-            settings.rate_limit,
-            settings.rate_burst,
-            settings.rate_limit_bytes,
-            settings.rate_burst_bytes,
-            app.clock(),
-            abuse_strikes=settings.abuse_strikes,
-        )
+        super().__init__(app, client, ws)
+        self._endpoint = endpoint
         session = YWebrtcSession(
             app.backends,
             self,
@@ -74,20 +62,6 @@ class YWebrtcSocket:
         self.driver = SessionDriver(session, self, app.later if app.backends.waits else None)
         self.join_deadline = endpoint.connected(self)
 
-    @property
-    def client(self) -> str:
-        return self._client
-
-    # Budget
-    def spend_messages(self, count: int) -> bool:
-        return self._limit.spend_messages(count, self._endpoint.app.clock())
-
-    def spend(self, size: int) -> bool:
-        return self._limit.spend(size, self._endpoint.app.clock())
-
-    def affords(self, size: int) -> bool:
-        return self._limit.affords(size, self._endpoint.app.clock())
-
     # PeerSink
     def taken_over(self) -> None:
         """Never: a subscription cannot be resumed elsewhere."""
@@ -97,23 +71,12 @@ class YWebrtcSocket:
         # native peer's does; the provider would resubscribe on its own if only the topic went.
         self.ws.close(REMOVED_CLOSE_CODE, "removed")
 
-    # The driver's connection
-    def pause_reading(self) -> None:
-        self.ws.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.ws.resume_reading()
-
-    def step_failed(self) -> None:
-        self.ws.fail(CloseCode.INTERNAL_ERROR, "internal server error")
-
     # WebSocketHandler
     def on_text(self, text: str) -> None:
-        app = self._endpoint.app
-        limit = self._limit
+        app = self._app
         now = app.clock()
-        if not limit.admit(len(text), now):
-            app.over_rate(limit, self.ws, text, now, self._endpoint.counters.errors, client=self._client)
+        if not self._limit.admit(len(text), now):
+            self.refuse(text, now, self._endpoint.counters.errors)
             return
         app.messages += 1
         self.driver.feed(text)
