@@ -4,7 +4,8 @@ Each event goes to every URL with ``webhook-id`` (the same on every try), ``webh
 ``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body`` with the ``whsec_`` secret), so a
 receiver verifies it with the ``standardwebhooks`` library. A room's events go in ``seq`` order: the next is not
 sent to a URL before that URL answered the previous one 2xx or it was given up (after ``retry_for`` seconds of
-tries, backing off from 0.5 s to 30 s). Rooms do not wait for each other. Nothing here runs on the relay's path:
+tries, backing off from 0.5 s to 30 s). Rooms do not wait for each other, nor URLs: an event leaves the outbox
+once every URL is done with it. Nothing here runs on the relay's path:
 the directory records an event in the step that changes the room, and this sender works from the outbox.
 """
 
@@ -102,8 +103,11 @@ class WebhookSender:
         self.latency = Histogram((0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
         #: Whether this process is the one sending (always, alone; in a cluster, the node holding the lease).
         self.sending = False
-        self._rooms: dict[str, deque[RoomEvent]] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
+        #: Per URL (its index) and room, the events that URL has still to get, in order, and the task sending them.
+        self._queues: dict[tuple[int, str], deque[RoomEvent]] = {}
+        self._workers: dict[tuple[int, str], asyncio.Task[None]] = {}
+        #: Per event taken: the URLs it has still to reach, and its body (the same bytes on every try).
+        self._open: dict[str, tuple[int, bytes]] = {}
         self._taken = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -160,35 +164,49 @@ class WebhookSender:
 
     def _add(self, event: RoomEvent) -> None:
         self._taken += 1
-        queue = self._rooms.get(event.room)
-        if queue is None:
-            queue = self._rooms[event.room] = deque()
-            self._workers[event.room] = asyncio.get_running_loop().create_task(self._room(event.room, queue))
-        queue.append(event)
+        self._open[event.id] = (len(self.posters), event.body())
+        for index in range(len(self.posters)):
+            key = (index, event.room)
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = deque()
+                self._workers[key] = asyncio.get_running_loop().create_task(self._send(key, queue))
+            queue.append(event)
 
     def _abandon(self) -> None:
         """Another node sends now (or Redis is lost): what was taken is its to send, from the outbox."""
         for task in self._workers.values():
             task.cancel()
         self._workers.clear()
-        self._rooms.clear()
+        self._queues.clear()
+        self._open.clear()
         self._taken = 0
 
-    async def _room(self, room: str, queue: deque[RoomEvent]) -> None:
-        """Send one room's events in order, each to every URL, then end (a later event starts a new one)."""
+    async def _send(self, key: tuple[int, str], queue: deque[RoomEvent]) -> None:
+        """Send one room's events to one URL in order, then end (a later event starts a new task). URLs do not
+        wait for each other: a receiver that is down holds back its own events only."""
+        poster = self.posters[key[0]]
         try:
             while queue:
                 event = queue[0]
-                body = event.body()
-                await asyncio.gather(*(self._deliver(poster, event, body) for poster in self.posters))
+                await self._deliver(poster, event, self._open[event.id][1])
                 queue.popleft()
-                self._taken -= 1
-                await self.outbox.done([event])
-                self._wake.set()
+                await self._reached(event)
         finally:
-            if self._workers.get(room) is asyncio.current_task():
-                del self._workers[room]
-                del self._rooms[room]
+            if self._workers.get(key) is asyncio.current_task():
+                del self._workers[key]
+                del self._queues[key]
+
+    async def _reached(self, event: RoomEvent) -> None:
+        """One URL is done with ``event`` (a 2xx, or given up); once every URL is, it leaves the outbox."""
+        left, body = self._open[event.id]
+        if left > 1:
+            self._open[event.id] = (left - 1, body)
+            return
+        del self._open[event.id]
+        self._taken -= 1
+        await self.outbox.done([event])
+        self._wake.set()
 
     async def _deliver(self, poster: HttpPoster, event: RoomEvent, body: bytes) -> None:
         """Try until a 2xx, or until ``retry_for`` seconds have passed: then give it up."""

@@ -159,6 +159,20 @@ async def test_a_receiver_down_for_ten_seconds_gets_every_event_afterwards_in_or
             await client.close()
 
 
+async def test_a_receiver_that_is_down_holds_back_its_own_events_only(start_signaling: ServerFactory) -> None:
+    async with receiving(SECRET) as up, receiving(SECRET) as down:
+        down.answer = lambda _: 503 if len(up.accepted) < 4 else 200  # down until the other got every event
+        urls = f"{up.url},{down.url}"
+        server = await start_signaling(webhook_urls=urls, webhook_secret=SECRET)
+        async with SignalingClient.connect(ws(server)) as client:
+            await client.join("r")
+            await client.leave()
+            events = await up.until(4)
+            assert down.accepted == [] and down.tries  # tried, refused, and not in the way
+            assert kinds(await down.until(4)) == kinds(events)  # then every event, in order
+        assert up.accepted_ids == down.accepted_ids
+
+
 async def test_an_event_given_up_after_the_retry_period_lets_the_next_one_through(
     start_signaling: ServerFactory,
 ) -> None:
