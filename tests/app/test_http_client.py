@@ -34,7 +34,7 @@ class Server:
                 response = self.answer(n)
                 n += 1
                 if response is None:
-                    await asyncio.sleep(3600)
+                    await asyncio.Event().wait()  # a server that never answers
                     continue
                 writer.write(response)
                 await writer.drain()
