@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
 import time
 from array import array
@@ -39,12 +38,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from websockets.speedups import apply_mask
 
 from bench import common
 from bench.procstat import rss_kib, snapshot, window_figures
-from bench.relay_load import CANDIDATE_TAIL, TS_DIGITS, percentile
+from bench.relay_load import CANDIDATE_TAIL, TS_DIGITS, close_all, close_gracefully, percentile
 
 TEXT = WSMsgType.TEXT
 _loads = orjson.loads
@@ -183,22 +182,6 @@ async def open_clients(args: argparse.Namespace, run: Run, ids: Sequence[str]) -
         close_all(clients)
         raise
     return clients
-
-
-def close_all(clients: Sequence[Client]) -> None:
-    for c in clients:
-        if c.transport is not None and not c.transport.is_disconnected:
-            c.transport.disconnect(graceful=False)
-
-
-async def close_gracefully(clients: Sequence[Client]) -> None:
-    for c in clients:
-        if c.transport is not None and not c.transport.is_disconnected:
-            c.transport.send_close(WSCloseCode.OK)
-    waits = [c.transport.wait_disconnected() for c in clients if c.transport is not None]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 3)
-    close_all(clients)
 
 
 async def saturate(args: argparse.Namespace) -> dict[str, Any]:

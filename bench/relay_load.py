@@ -59,7 +59,7 @@ import random
 import time
 from array import array
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
@@ -274,13 +274,19 @@ async def open_pairs(args: argparse.Namespace, run: Run) -> list[Client]:
     return clients
 
 
-def close_all(clients: Sequence[Client]) -> None:
+class Connected(Protocol):
+    """A load client of any of the load generators (this one's, peerjs_load's, ywebrtc_load's)."""
+
+    transport: WSTransport | None
+
+
+def close_all(clients: Sequence[Connected]) -> None:
     for c in clients:
         if c.transport is not None and not c.transport.is_disconnected:
             c.transport.disconnect(graceful=False)
 
 
-async def close_gracefully(clients: Sequence[Client]) -> None:
+async def close_gracefully(clients: Sequence[Connected]) -> None:
     for c in clients:
         if c.transport is not None and not c.transport.is_disconnected:
             c.transport.send_close(WSCloseCode.OK)

@@ -33,11 +33,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench import common
 from bench.procstat import rss_kib, snapshot, window_figures
-from bench.relay_load import percentile
+from bench.relay_load import close_gracefully, percentile
 
 TEXT = WSMsgType.TEXT
 _now_ns = time.perf_counter_ns
@@ -137,18 +137,6 @@ async def open_clients(url: str, run: Run, count: int, subscribers: int, size: i
     return clients
 
 
-async def close_all(clients: Sequence[Client]) -> None:
-    for c in clients:
-        if c.transport is not None and not c.transport.is_disconnected:
-            c.transport.send_close(WSCloseCode.OK)
-    waits = [c.transport.wait_disconnected() for c in clients if c.transport is not None]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 3)
-    for c in clients:
-        if c.transport is not None and not c.transport.is_disconnected:
-            c.transport.disconnect(graceful=False)
-
-
 async def fanout(args: argparse.Namespace) -> dict[str, Any]:
     run = Run(args.subscribers)
     clients = await open_clients(args.url, run, args.conns, args.subscribers, args.size)
@@ -168,7 +156,7 @@ async def fanout(args: argparse.Namespace) -> dict[str, Any]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.drained.wait(), 5)
     finally:
-        await close_all(clients)
+        await close_gracefully(clients)
     figures = window_figures(s0, s1)
     lat = sorted(run.latencies_ns)
     return {
@@ -183,7 +171,7 @@ async def fanout(args: argparse.Namespace) -> dict[str, Any]:
 
 async def idle(args: argparse.Namespace) -> dict[str, Any]:
     run = Run(2)
-    await close_all(await open_clients(args.url, run, 10, 2, 0))
+    await close_gracefully(await open_clients(args.url, run, 10, 2, 0))
     await asyncio.sleep(0.5)
     rss0 = rss_kib(args.server_pid)
     started = time.monotonic()
@@ -194,7 +182,7 @@ async def idle(args: argparse.Namespace) -> dict[str, Any]:
         rss1 = rss_kib(args.server_pid)
         dropped = sum(1 for c in clients if c.transport is None or c.transport.is_disconnected)
     finally:
-        await close_all(clients)
+        await close_gracefully(clients)
     return {
         "conns": args.conns,
         "rss0_kib": rss0,
