@@ -378,6 +378,7 @@ async def test_remote_that_starts_over_gets_a_fresh_connection(
 def test_test_pattern_survives_a_round_trip_through_vp8() -> None:
     """The barcode is read back after lossy coding, and frames that are not the pattern read as None."""
     import av
+    import numpy
 
     track = PatternVideoTrack(320, 240, 15.0)
     codec = av.CodecContext.create("libvpx", "w")
@@ -393,4 +394,7 @@ def test_test_pattern_survives_a_round_trip_through_vp8() -> None:
     for packet in codec.encode(None):
         decoded.extend(decoder.decode(packet))
     assert [decode_pattern(f) for f in decoded] == [0, 1, 2, 99, 1234, 65535]
-    assert decode_pattern(av.VideoFrame(320, 240, "yuv420p")) is None  # all black: no sync blocks
+    # All black: no sync blocks. (Made from zeros: a new VideoFrame's buffer is not cleared, and may hold the last
+    # frame's pixels.)
+    black = av.VideoFrame.from_ndarray(numpy.zeros((240 * 3 // 2, 320), numpy.uint8), format="yuv420p")
+    assert decode_pattern(black) is None
